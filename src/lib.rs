@@ -1,7 +1,9 @@
 //! `ilp-router`: an Interledger (ILPv4) router appliance.
 //!
 //! - [`wire`]: zero-copy views and emitters for ILPv4 and BTP packets.
+//! - [`engine`]: the sans-IO forwarding engine (routing, amounts, balances, expiry).
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
 
 pub mod decode;
+pub mod engine;
 pub mod wire;

@@ -1,0 +1,21 @@
+//! Peer identities and the per-peer settings the engine needs.
+
+use core::fmt;
+
+/// A peer's index in the engine's tables; assigned from the config at start, dense from 0.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u16);
+
+impl PeerId {
+    /// The index into per-peer arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({})", self.0)
+    }
+}

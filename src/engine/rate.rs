@@ -1,0 +1,1 @@
+//! Amount conversion between assets (being written).
