@@ -1,0 +1,87 @@
+//! The built `ilp-router` binary: `decode` against every shared vector, stdin, empty input,
+//! and `--help`.
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn router() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ilp-router"))
+}
+
+fn json_of(output: &Output) -> Value {
+    let text = String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8");
+    assert_eq!(text.lines().count(), 1, "exactly one line of JSON: {text:?}");
+    serde_json::from_str(&text).expect("stdout is JSON")
+}
+
+fn decode_stdin(kind: &str, input: &[u8]) -> Output {
+    let mut child = router()
+        .args(["decode", "--kind", kind, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run ilp-router");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn decode_matches_every_vector() {
+    for (file, kind) in [("ilp-packets.json", "ilp"), ("btp-packets.json", "btp")] {
+        let path = format!("{}/tests/vectors/{file}", env!("CARGO_MANIFEST_DIR"));
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for vector in json["vectors"].as_array().unwrap() {
+            let name = vector["name"].as_str().unwrap();
+            let hex = vector["hex"].as_str().unwrap();
+            let output = router().args(["decode", "--kind", kind, hex]).output().unwrap();
+            let printed = json_of(&output);
+            if vector["valid"] == Value::Bool(true) {
+                assert_eq!(output.status.code(), Some(0), "{name}");
+                assert_eq!(printed, vector["decoded"], "{name}");
+            } else {
+                assert_eq!(output.status.code(), Some(1), "{name}");
+                assert_eq!(printed["error"], vector["error"], "{name}");
+                assert!(printed["detail"].as_str().is_some_and(|d| !d.is_empty()), "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn decode_reads_stdin() {
+    let hex = "0d21000000000000000000000000000000000000000000000000000000000000000000\n";
+    let output = decode_stdin("ilp", hex.as_bytes());
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(json_of(&output)["fulfillment"], "0".repeat(64));
+}
+
+#[test]
+fn empty_input_is_the_empty_input_error() {
+    for output in [
+        router().args(["decode", "--kind", "ilp", ""]).output().unwrap(),
+        decode_stdin("btp", b""),
+        decode_stdin("ilp", b"\n"),
+    ] {
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(json_of(&output)["error"], "empty_input");
+    }
+}
+
+#[test]
+fn bad_hex_is_reported() {
+    let output = router().args(["decode", "--kind", "ilp", "0c6"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json_of(&output)["error"], "invalid_hex");
+}
+
+#[test]
+fn help_names_the_subcommands() {
+    let output = router().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("decode"), "{text}");
+    let output = router().args(["decode", "--help"]).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("--kind"), "{text}");
+}
