@@ -34,7 +34,10 @@ fn prepare_repr() -> PrepareRepr<'static> {
 }
 
 fn fulfill_repr() -> FulfillRepr<'static> {
-    FulfillRepr { fulfillment: &FULFILLMENT, data: &DATA }
+    FulfillRepr {
+        fulfillment: &FULFILLMENT,
+        data: &DATA,
+    }
 }
 
 fn reject_repr() -> RejectRepr<'static> {
@@ -157,7 +160,13 @@ fn fulfill(c: &mut Criterion) {
         b.iter(|| black_box(black_box(&repr).emit(&mut out)))
     });
     group.bench_function("emit/interledger-packet", |b| {
-        b.iter(|| rs::FulfillBuilder { fulfillment: &FULFILLMENT, data: &DATA }.build())
+        b.iter(|| {
+            rs::FulfillBuilder {
+                fulfillment: &FULFILLMENT,
+                data: &DATA,
+            }
+            .build()
+        })
     });
     group.finish();
 }
@@ -171,7 +180,11 @@ fn reject(c: &mut Criterion) {
     group.bench_function("parse/ilp-router", |b| {
         b.iter(|| {
             let r = Reject::new_checked(black_box(&bytes[..])).unwrap();
-            black_box((r.code(), r.triggered_by().map(|a| a.as_bytes().len()), r.message().len()))
+            black_box((
+                r.code(),
+                r.triggered_by().map(|a| a.as_bytes().len()),
+                r.message().len(),
+            ))
         })
     });
     group.bench_function("parse/interledger-packet", |b| {
@@ -179,7 +192,11 @@ fn reject(c: &mut Criterion) {
             || BytesMut::from(&bytes[..]),
             |buf| {
                 let r = rs::Reject::try_from(buf).unwrap();
-                black_box((r.code(), r.triggered_by().map(|a| a.len()), r.message().len()));
+                black_box((
+                    r.code(),
+                    r.triggered_by().map(|a| a.len()),
+                    r.message().len(),
+                ));
                 r
             },
             BatchSize::SmallInput,

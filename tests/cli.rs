@@ -11,7 +11,11 @@ fn router() -> Command {
 
 fn json_of(output: &Output) -> Value {
     let text = String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8");
-    assert_eq!(text.lines().count(), 1, "exactly one line of JSON: {text:?}");
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "exactly one line of JSON: {text:?}"
+    );
     serde_json::from_str(&text).expect("stdout is JSON")
 }
 
@@ -34,7 +38,10 @@ fn decode_matches_every_vector() {
         for vector in json["vectors"].as_array().unwrap() {
             let name = vector["name"].as_str().unwrap();
             let hex = vector["hex"].as_str().unwrap();
-            let output = router().args(["decode", "--kind", kind, hex]).output().unwrap();
+            let output = router()
+                .args(["decode", "--kind", kind, hex])
+                .output()
+                .unwrap();
             let printed = json_of(&output);
             if vector["valid"] == Value::Bool(true) {
                 assert_eq!(output.status.code(), Some(0), "{name}");
@@ -42,7 +49,10 @@ fn decode_matches_every_vector() {
             } else {
                 assert_eq!(output.status.code(), Some(1), "{name}");
                 assert_eq!(printed["error"], vector["error"], "{name}");
-                assert!(printed["detail"].as_str().is_some_and(|d| !d.is_empty()), "{name}");
+                assert!(
+                    printed["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{name}"
+                );
             }
         }
     }
@@ -59,7 +69,10 @@ fn decode_reads_stdin() {
 #[test]
 fn empty_input_is_the_empty_input_error() {
     for output in [
-        router().args(["decode", "--kind", "ilp", ""]).output().unwrap(),
+        router()
+            .args(["decode", "--kind", "ilp", ""])
+            .output()
+            .unwrap(),
         decode_stdin("btp", b""),
         decode_stdin("ilp", b"\n"),
     ] {
@@ -70,7 +83,10 @@ fn empty_input_is_the_empty_input_error() {
 
 #[test]
 fn bad_hex_is_reported() {
-    let output = router().args(["decode", "--kind", "ilp", "0c6"]).output().unwrap();
+    let output = router()
+        .args(["decode", "--kind", "ilp", "0c6"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(json_of(&output)["error"], "invalid_hex");
 }

@@ -15,7 +15,8 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn vectors(file: &str) -> Vec<Vec<u8>> {
     let path = format!("{}/tests/vectors/{file}", env!("CARGO_MANIFEST_DIR"));
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     json["vectors"]
         .as_array()
         .unwrap()

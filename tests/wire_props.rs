@@ -8,8 +8,9 @@ use ilp_router::wire::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-const SCHEMES: [&str; 10] =
-    ["g", "private", "example", "peer", "self", "test", "test1", "test2", "test3", "local"];
+const SCHEMES: [&str; 10] = [
+    "g", "private", "example", "peer", "self", "test", "test1", "test2", "test3", "local",
+];
 const SEGMENT_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_~-";
 
 /// Valid ILP addresses: a scheme and 1..6 segments of 1..12 characters.

@@ -12,7 +12,9 @@ fn load(file: &str) -> Vec<Value> {
 }
 
 fn field<'a>(vector: &'a Value, name: &str) -> &'a str {
-    vector[name].as_str().unwrap_or_else(|| panic!("{} has no {name}", vector["name"]))
+    vector[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{} has no {name}", vector["name"]))
 }
 
 /// The canonical re-encoding of a checked packet.
@@ -30,7 +32,11 @@ fn reencode(kind: Kind, bytes: &[u8]) -> Vec<u8> {
         }
         Kind::Btp => {
             let packet = Btp::new_checked(bytes).expect("valid");
-            let blank = ProtocolData { name: &[], content_type: ContentType(0), data: &[] };
+            let blank = ProtocolData {
+                name: &[],
+                content_type: ContentType(0),
+                data: &[],
+            };
             let mut entries = vec![blank; packet.protocol_data_count()];
             let repr = packet.repr(&mut entries);
             let mut out = vec![0u8; repr.buffer_len()];
@@ -57,7 +63,9 @@ fn run(file: &str, kind: Kind) -> Tally {
             tally.valid += 1;
             let decoded = result.unwrap_or_else(|e| panic!("{name}: valid vector refused: {e}"));
             assert_eq!(decoded, vector["decoded"], "{name}: decoded fields differ");
-            let expected = vector["reencoded_hex"].as_str().unwrap_or(field(&vector, "hex"));
+            let expected = vector["reencoded_hex"]
+                .as_str()
+                .unwrap_or(field(&vector, "hex"));
             let lenient = vector.get("lenient").is_some();
             let canonical = to_hex(&reencode(kind, &bytes));
             if kind == Kind::Btp && lenient {
@@ -73,9 +81,10 @@ fn run(file: &str, kind: Kind) -> Tally {
             match result {
                 Ok(value) => panic!("{name}: invalid vector accepted as {value}"),
                 Err(error) if error.as_str() == expected => {}
-                Err(error) => tally
-                    .category_mismatches
-                    .push(format!("{name}: expected {expected}, got {}", error.as_str())),
+                Err(error) => tally.category_mismatches.push(format!(
+                    "{name}: expected {expected}, got {}",
+                    error.as_str()
+                )),
             }
         }
     }
@@ -95,14 +104,22 @@ fn run(file: &str, kind: Kind) -> Tally {
 fn ilp_vectors() {
     let tally = run("ilp-packets.json", Kind::Ilp);
     assert_eq!((tally.valid, tally.invalid), (71, 58), "vector counts");
-    assert!(tally.category_mismatches.is_empty(), "{:#?}", tally.category_mismatches);
+    assert!(
+        tally.category_mismatches.is_empty(),
+        "{:#?}",
+        tally.category_mismatches
+    );
 }
 
 #[test]
 fn btp_vectors() {
     let tally = run("btp-packets.json", Kind::Btp);
     assert_eq!((tally.valid, tally.invalid), (31, 26), "vector counts");
-    assert!(tally.category_mismatches.is_empty(), "{:#?}", tally.category_mismatches);
+    assert!(
+        tally.category_mismatches.is_empty(),
+        "{:#?}",
+        tally.category_mismatches
+    );
 }
 
 /// Every valid ILP Prepare survives an in-place rewrite and still decodes.
@@ -123,11 +140,17 @@ fn ilp_vectors_rewrite_in_place() {
         let (amount, expires_at) = (p.amount(), p.expires_at());
         let again = match Packet::new_checked(&bytes[..]) {
             Ok(Packet::Prepare(p)) => p,
-            other => panic!("{}: rewritten Prepare no longer decodes: {other:?}", vector["name"]),
+            other => panic!(
+                "{}: rewritten Prepare no longer decodes: {other:?}",
+                vector["name"]
+            ),
         };
         assert_eq!((again.amount(), again.expires_at()), (amount, expires_at));
         assert_eq!(again.destination().as_bytes(), &destination[..]);
         rewritten += 1;
     }
-    assert!(rewritten > 20, "only {rewritten} Prepares among the vectors");
+    assert!(
+        rewritten > 20,
+        "only {rewritten} Prepares among the vectors"
+    );
 }

@@ -1,7 +1,621 @@
-//! The sans-IO forwarding engine: events in, actions out; no sockets, no executor, no clock.
+//! The sans-IO forwarding engine: events in, decisions out; no sockets, no executor, no clock.
+//!
+//! One [`Engine`] runs per core. The runtime feeds it what arrives and carries out what it
+//! decides; `now` (Unix milliseconds) is always an argument.
+//!
+//! | event | call | result |
+//! | --- | --- | --- |
+//! | a Prepare from a peer | [`Engine::handle_prepare`] | [`Decision`]: forward the (rewritten in place) packet, or reply with a local Reject |
+//! | the next hop's Fulfill or Reject | [`Engine::handle_reply`] | [`Reply`] for the incoming peer: relay the bytes, a local Reject, or nothing |
+//! | the next hop failed (link down, BTP Error) | [`Engine::handle_failure`] | [`Reply`] |
+//! | time passes | [`Engine::handle_timeout`], then [`Engine::poll_expired`] | R00 replies for Prepares whose next hop did not answer |
+//! | balance lease traffic between cores | [`Engine::handle_lease`] / [`Engine::poll_lease`] | [`LeaseMessage`]s |
+//!
+//! Every Prepare gets exactly one answer: a Reject from `handle_prepare`, or later exactly one
+//! [`Reply`] or expiry for its [`SlotId`]. Nothing reaches a balance unless a Fulfill whose
+//! SHA-256 matches the condition came back before the outgoing expiry.
+//!
+//! The checks run in the order of `spec/connector-rules.md` §1 (Adopt): decode, incoming
+//! expiry, special destinations, max packet amount, route, link, rate, outgoing expiry, table
+//! space, balance hold. Every check that can fail runs before the hold; after the hold nothing
+//! can fail.
+//!
+//! Non-goals here: rate limits, ILDCP/CCP answers (the control plane's), settlement, and I/O.
 
+mod ledger;
 mod peer;
+mod pending;
 pub mod rate;
+mod reject;
 pub mod route;
 
+pub use ledger::{Account, AccountConfig, CoreId, LeaseKind, LeaseMessage, Ledger};
 pub use peer::PeerId;
+pub use pending::{InFlight, Pending, SlotId};
+pub use reject::{RejectReason, REJECT_LEN_MAX};
+
+use crate::wire::{Address, AmountTooLarge, Packet, Prepare};
+use rate::{ConvertError, Decimal, Rate};
+use route::RouteTable;
+use sha2::{Digest, Sha256};
+
+/// SHA-256 of 32 zero bytes: the condition of peer-protocol requests (ILDCP, CCP).
+pub const PEER_PROTOCOL_CONDITION: [u8; 32] = [
+    0x66, 0x68, 0x7a, 0xad, 0xf8, 0x62, 0xbd, 0x77, 0x6c, 0x8f, 0xc1, 0x8b, 0x8e, 0x9f, 0x8e, 0x20,
+    0x08, 0x97, 0x14, 0x85, 0x6e, 0xe2, 0x33, 0xb3, 0x90, 0x2a, 0x59, 0x1d, 0x0d, 0x5f, 0x29, 0x25,
+];
+
+/// One peer, as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The peer's asset code (`USD`, …); prices come from [`EngineConfig::prices`].
+    pub asset_code: String,
+    /// Amounts on this peer's link are in units of 10^-scale (0..=18).
+    pub asset_scale: u8,
+    /// The largest amount one Prepare from this peer may carry (inclusive).
+    pub max_packet_amount: u64,
+    /// How much the peer may owe us, holds included.
+    pub max_balance: u64,
+    /// The core whose balance shard is authoritative for this peer.
+    pub home: CoreId,
+    /// Headroom leased to other cores at a time; 0 picks `max_balance / 16`.
+    pub lease_chunk: u64,
+    /// The posted balance at start (recovered balances; else 0).
+    pub posted: i128,
+}
+
+/// Everything one core's engine needs; built and validated by the config loader.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Our ILP address (in `triggeredBy` of every local Reject).
+    pub address: Vec<u8>,
+    /// Peers, indexed by [`PeerId`].
+    pub peers: Vec<PeerConfig>,
+    /// Routes (an immutable snapshot).
+    pub routes: RouteTable,
+    /// Value of one whole unit of each asset code, in a common unit.
+    pub prices: Vec<(String, Decimal)>,
+    /// The fraction kept on each conversion.
+    pub spread: Decimal,
+    /// Time taken off each hop's expiry, and the least time a Prepare must have left.
+    pub min_message_window_ms: u64,
+    /// The longest we hold a Prepare: the outgoing expiry is at most `now` plus this.
+    pub max_hold_time_ms: u64,
+    /// In-flight Prepares per core.
+    pub pending_max: usize,
+    /// The expiry wheel's tick.
+    pub tick_ms: u32,
+    /// This core.
+    pub core: CoreId,
+    /// How many cores run an engine.
+    pub cores: usize,
+}
+
+/// Conversion factors for every (incoming, outgoing) peer pair, by asset.
+#[derive(Debug, Clone)]
+struct Rates {
+    /// The asset index of each peer.
+    peer_asset: Vec<u16>,
+    assets: usize,
+    /// `assets × assets`; `None` where no rate is known (T00).
+    matrix: Vec<Option<Rate>>,
+}
+
+impl Rates {
+    fn new(peers: &[PeerConfig], prices: &[(String, Decimal)], spread: Decimal) -> Rates {
+        let mut assets: Vec<(&str, u8)> = Vec::new();
+        let peer_asset = peers
+            .iter()
+            .map(|p| {
+                let key = (p.asset_code.as_str(), p.asset_scale);
+                let index = assets.iter().position(|&a| a == key).unwrap_or_else(|| {
+                    assets.push(key);
+                    assets.len() - 1
+                });
+                index as u16
+            })
+            .collect();
+        let price = |code: &str| prices.iter().find(|(c, _)| c == code).map(|(_, p)| *p);
+        let mut matrix = Vec::with_capacity(assets.len() * assets.len());
+        for &(code_in, scale_in) in &assets {
+            for &(code_out, scale_out) in &assets {
+                let rate = if code_in == code_out {
+                    // Same asset: prices cancel; the spread and scales still apply.
+                    Rate::new(Decimal::ONE, scale_in, Decimal::ONE, scale_out, spread).ok()
+                } else {
+                    match (price(code_in), price(code_out)) {
+                        (Some(pin), Some(pout)) => {
+                            Rate::new(pin, scale_in, pout, scale_out, spread).ok()
+                        }
+                        _ => None,
+                    }
+                };
+                matrix.push(rate);
+            }
+        }
+        Rates {
+            peer_asset,
+            assets: assets.len(),
+            matrix,
+        }
+    }
+
+    #[inline]
+    fn get(&self, from: PeerId, to: PeerId) -> Option<Rate> {
+        let i = usize::from(self.peer_asset[from.index()]);
+        let j = usize::from(self.peer_asset[to.index()]);
+        self.matrix[i * self.assets + j]
+    }
+}
+
+/// What to do with a Prepare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the first `len` bytes of the (rewritten) packet to `to`, and hand its reply to the
+    /// engine with `slot`.
+    Forward {
+        /// The next hop.
+        to: PeerId,
+        /// The in-flight entry.
+        slot: SlotId,
+        /// Bytes to send.
+        len: usize,
+    },
+    /// Answer the incoming peer with this local Reject ([`Engine::emit_reject`]).
+    Reject(RejectReason),
+}
+
+/// What to send back to the incoming peer once a forwarded Prepare is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Relay the next hop's Fulfill: the first `len` bytes of the reply, unchanged. Balances
+    /// are already committed.
+    Fulfill {
+        /// The incoming peer.
+        to: PeerId,
+        /// The runtime's handle for the incoming request.
+        tag: u64,
+        /// Bytes to relay.
+        len: usize,
+    },
+    /// Relay the next hop's Reject: the first `len` bytes of the reply, unchanged.
+    Relay {
+        /// The incoming peer.
+        to: PeerId,
+        /// The runtime's handle for the incoming request.
+        tag: u64,
+        /// Bytes to relay.
+        len: usize,
+    },
+    /// Answer with a local Reject.
+    Reject {
+        /// The incoming peer.
+        to: PeerId,
+        /// The runtime's handle for the incoming request.
+        tag: u64,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// Nothing to send: the slot is unknown, stale or already answered (a late reply).
+    Drop,
+}
+
+/// A Prepare whose next hop did not answer in time: answer `to` with R00.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// The incoming peer.
+    pub to: PeerId,
+    /// The runtime's handle for the incoming request.
+    pub tag: u64,
+    /// Always [`RejectReason::TimedOut`].
+    pub reason: RejectReason,
+    /// The in-flight entry as it was.
+    pub entry: InFlight,
+}
+
+/// Counters, read by the control plane for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Prepares handed to [`Engine::handle_prepare`].
+    pub prepares: u64,
+    /// Prepares forwarded.
+    pub forwarded: u64,
+    /// Valid, timely Fulfills relayed.
+    pub fulfilled: u64,
+    /// Rejects from next hops relayed.
+    pub relayed_rejects: u64,
+    /// Local Rejects by code index (see [`Counters::reject_index`]).
+    pub local_rejects: [u64; 12],
+    /// Replies that came after the slot expired or for unknown slots: dropped, never credited.
+    pub late_replies: u64,
+    /// Fulfills whose hash did not match (answered F05).
+    pub wrong_fulfillments: u64,
+    /// Replies that did not decode (answered T00).
+    pub invalid_replies: u64,
+    /// Prepares expired on the wheel (answered R00).
+    pub expired: u64,
+}
+
+impl Counters {
+    /// The index of `reason` in [`Counters::local_rejects`].
+    pub fn reject_index(reason: RejectReason) -> usize {
+        match reason {
+            RejectReason::InvalidPacket => 0,
+            RejectReason::PeerProtocolCondition => 1,
+            RejectReason::Unreachable => 2,
+            RejectReason::WrongCondition => 3,
+            RejectReason::AmountTooLarge(_) => 4,
+            RejectReason::Internal => 5,
+            RejectReason::PeerUnreachable => 6,
+            RejectReason::ConnectorBusy => 7,
+            RejectReason::InsufficientLiquidity => 8,
+            RejectReason::TimedOut => 9,
+            RejectReason::InsufficientSourceAmount => 10,
+            RejectReason::InsufficientTimeout => 11,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Network {
+    Live,
+    Test,
+    Other,
+}
+
+fn network_of(scheme: &[u8]) -> Network {
+    match scheme {
+        b"g" => Network::Live,
+        b"test" | b"test1" | b"test2" | b"test3" => Network::Test,
+        _ => Network::Other,
+    }
+}
+
+/// One core's forwarding engine.
+#[derive(Debug)]
+pub struct Engine {
+    address: Box<[u8]>,
+    network: Network,
+    peers: Vec<PeerConfig>,
+    links_up: Vec<bool>,
+    routes: RouteTable,
+    rates: Rates,
+    window_ms: i64,
+    max_hold_ms: i64,
+    pending: Pending,
+    ledger: Ledger,
+    counters: Counters,
+}
+
+impl Engine {
+    /// An engine for `config.core`, starting at `now`. Every link starts down
+    /// ([`set_link_up`](Self::set_link_up)).
+    pub fn new(config: EngineConfig, now: i64) -> Self {
+        let own =
+            Address::new_checked(&config.address).expect("the config loader checks our address");
+        assert!(
+            config.peers.len() <= usize::from(u16::MAX),
+            "too many peers"
+        );
+        assert!(
+            config.min_message_window_ms <= config.max_hold_time_ms,
+            "window over max hold"
+        );
+        let network = network_of(own.scheme());
+        let accounts: Vec<AccountConfig> = config
+            .peers
+            .iter()
+            .map(|p| AccountConfig {
+                home: p.home,
+                max_balance: p.max_balance,
+                lease_chunk: p.lease_chunk,
+                posted: p.posted,
+            })
+            .collect();
+        let horizon_ms = config.max_hold_time_ms + u64::from(config.tick_ms);
+        Engine {
+            address: config.address.clone().into_boxed_slice(),
+            network,
+            links_up: vec![false; config.peers.len()],
+            rates: Rates::new(&config.peers, &config.prices, config.spread),
+            routes: config.routes,
+            window_ms: i64::try_from(config.min_message_window_ms).expect("window fits i64"),
+            max_hold_ms: i64::try_from(config.max_hold_time_ms).expect("max hold fits i64"),
+            pending: Pending::new(config.pending_max, config.tick_ms, horizon_ms, now),
+            ledger: Ledger::new(config.core, config.cores, &accounts),
+            counters: Counters::default(),
+            peers: config.peers,
+        }
+    }
+
+    /// Our ILP address.
+    pub fn address(&self) -> Address<'_> {
+        Address::new_checked(&self.address).expect("checked at start")
+    }
+
+    /// Marks whether `peer` has a link that can take Prepares now (T01 otherwise).
+    pub fn set_link_up(&mut self, peer: PeerId, up: bool) {
+        self.links_up[peer.index()] = up;
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// This core's balance shards.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The in-flight table.
+    pub fn pending(&self) -> &Pending {
+        &self.pending
+    }
+
+    /// Swaps in a new route table snapshot (from the control plane, between batches).
+    pub fn set_routes(&mut self, routes: RouteTable) {
+        self.routes = routes;
+    }
+
+    /// Writes the local Reject for `reason` into `buf` (at least [`REJECT_LEN_MAX`] bytes);
+    /// returns its length.
+    pub fn emit_reject(&self, reason: RejectReason, buf: &mut [u8]) -> usize {
+        reason.emit(self.address(), buf)
+    }
+
+    /// Decides what happens to a Prepare that arrived from `from`. On [`Decision::Forward`]
+    /// the amount and expiry in `packet` have been rewritten in place.
+    #[inline]
+    pub fn handle_prepare(
+        &mut self,
+        now: i64,
+        from: PeerId,
+        tag: u64,
+        packet: &mut [u8],
+    ) -> Decision {
+        self.counters.prepares += 1;
+        match self.check_and_hold(now, from, tag, packet) {
+            Ok(decision) => {
+                self.counters.forwarded += 1;
+                decision
+            }
+            Err(reason) => {
+                self.counters.local_rejects[Counters::reject_index(reason)] += 1;
+                Decision::Reject(reason)
+            }
+        }
+    }
+
+    fn check_and_hold(
+        &mut self,
+        now: i64,
+        from: PeerId,
+        tag: u64,
+        packet: &mut [u8],
+    ) -> Result<Decision, RejectReason> {
+        // (1) decode
+        let mut prepare = Prepare::new_checked(packet).map_err(|_| RejectReason::InvalidPacket)?;
+        // (3) incoming expiry
+        let expires_in = prepare.expires_at();
+        if expires_in <= now {
+            return Err(RejectReason::InsufficientTimeout);
+        }
+        // (4) destinations we never forward
+        self.check_destination(&prepare)?;
+        // (5) max packet amount, in the incoming peer's units
+        let amount_in = prepare.amount();
+        let peer_in = &self.peers[from.index()];
+        if amount_in > peer_in.max_packet_amount {
+            let details = AmountTooLarge {
+                received: amount_in,
+                maximum: peer_in.max_packet_amount,
+            };
+            return Err(RejectReason::AmountTooLarge(Some(details)));
+        }
+        // (6) route, and a link to send it on
+        let to = self
+            .routes
+            .lookup(prepare.destination().as_bytes())
+            .ok_or(RejectReason::Unreachable)?;
+        if !self.links_up[to.index()] {
+            return Err(RejectReason::PeerUnreachable);
+        }
+        // (7) convert
+        let rate = self.rates.get(from, to).ok_or(RejectReason::Internal)?;
+        let amount_out = rate.convert(amount_in).map_err(|e| match e {
+            ConvertError::TooSmall => RejectReason::InsufficientSourceAmount,
+            ConvertError::Overflow => RejectReason::AmountTooLarge(None),
+        })?;
+        // (8) outgoing expiry
+        let expires_out = (expires_in - self.window_ms).min(now.saturating_add(self.max_hold_ms));
+        if expires_out - now < self.window_ms {
+            return Err(RejectReason::InsufficientTimeout);
+        }
+        // (9) a slot, then (10) the hold: the last checks.
+        let entry = InFlight {
+            from,
+            to,
+            tag,
+            amount_in,
+            amount_out,
+            condition: *prepare.execution_condition(),
+            expires_at: expires_out,
+        };
+        let slot = self
+            .pending
+            .insert(entry)
+            .ok_or(RejectReason::ConnectorBusy)?;
+        if amount_in > 0 && !self.ledger.hold(from, amount_in) {
+            self.pending.remove(slot);
+            return Err(RejectReason::InsufficientLiquidity);
+        }
+        // Commit point: nothing below can fail.
+        prepare.set_amount(amount_out);
+        prepare.set_expires_at(expires_out);
+        let len = if prepare.has_inner_trailing_bytes() {
+            prepare.drop_inner_trailing_bytes()
+        } else {
+            prepare.as_bytes().len()
+        };
+        Ok(Decision::Forward { to, slot, len })
+    }
+
+    /// `peer.*`, `self.*`, our own address and the other network family are never forwarded
+    /// (`spec/connector-rules.md` §3–4).
+    #[inline]
+    fn check_destination<T: AsRef<[u8]>>(&self, prepare: &Prepare<T>) -> Result<(), RejectReason> {
+        let destination = prepare.destination();
+        let scheme = destination.scheme();
+        if scheme == b"peer" {
+            let served =
+                destination.has_prefix(b"peer.config") || destination.has_prefix(b"peer.route");
+            if served && *prepare.execution_condition() != PEER_PROTOCOL_CONDITION {
+                return Err(RejectReason::PeerProtocolCondition);
+            }
+            // ILDCP and CCP are the control plane's; until it answers them, F02.
+            return Err(RejectReason::Unreachable);
+        }
+        if scheme == b"self" || destination.as_bytes() == &*self.address {
+            return Err(RejectReason::Unreachable);
+        }
+        let network = network_of(scheme);
+        let crosses = matches!(
+            (self.network, network),
+            (Network::Live, Network::Test) | (Network::Test, Network::Live)
+        );
+        if crosses {
+            return Err(RejectReason::Unreachable);
+        }
+        Ok(())
+    }
+
+    /// Takes the next hop's reply (an ILP Fulfill or Reject) for `slot`.
+    #[inline]
+    pub fn handle_reply(&mut self, now: i64, slot: SlotId, packet: &[u8]) -> Reply {
+        let Some(entry) = self.pending.get(slot).copied() else {
+            self.counters.late_replies += 1;
+            return Reply::Drop;
+        };
+        if now >= entry.expires_at {
+            // Late, though the wheel has not fired yet: expire now, never credit.
+            self.pending.remove(slot);
+            self.counters.late_replies += 1;
+            return self.resolve_failed(entry, RejectReason::TimedOut);
+        }
+        match Packet::new_checked(packet) {
+            Ok(Packet::Fulfill(fulfill)) => {
+                let digest: [u8; 32] = Sha256::digest(fulfill.fulfillment()).into();
+                if digest != entry.condition {
+                    self.pending.remove(slot);
+                    self.counters.wrong_fulfillments += 1;
+                    return self.resolve_failed(entry, RejectReason::WrongCondition);
+                }
+                self.pending.remove(slot);
+                if entry.amount_in > 0 {
+                    self.ledger.post_hold(entry.from, entry.amount_in);
+                }
+                if entry.amount_out > 0 {
+                    self.ledger.post_outgoing(entry.to, entry.amount_out);
+                }
+                self.counters.fulfilled += 1;
+                Reply::Fulfill {
+                    to: entry.from,
+                    tag: entry.tag,
+                    len: fulfill.as_bytes().len(),
+                }
+            }
+            Ok(Packet::Reject(reject)) => {
+                self.pending.remove(slot);
+                self.void(entry);
+                self.counters.relayed_rejects += 1;
+                Reply::Relay {
+                    to: entry.from,
+                    tag: entry.tag,
+                    len: reject.as_bytes().len(),
+                }
+            }
+            Ok(Packet::Prepare(_)) | Err(_) => {
+                self.pending.remove(slot);
+                self.counters.invalid_replies += 1;
+                self.resolve_failed(entry, RejectReason::Internal)
+            }
+        }
+    }
+
+    /// The next hop could not take or answer the Prepare in `slot` (its link went down, or it
+    /// answered with a BTP Error): answer upstream with `reason` and void the hold.
+    pub fn handle_failure(&mut self, slot: SlotId, reason: RejectReason) -> Reply {
+        match self.pending.remove(slot) {
+            Some(entry) => self.resolve_failed(entry, reason),
+            None => {
+                self.counters.late_replies += 1;
+                Reply::Drop
+            }
+        }
+    }
+
+    fn resolve_failed(&mut self, entry: InFlight, reason: RejectReason) -> Reply {
+        self.void(entry);
+        self.counters.local_rejects[Counters::reject_index(reason)] += 1;
+        Reply::Reject {
+            to: entry.from,
+            tag: entry.tag,
+            reason,
+        }
+    }
+
+    fn void(&mut self, entry: InFlight) {
+        if entry.amount_in > 0 {
+            self.ledger.void_hold(entry.from, entry.amount_in);
+        }
+    }
+
+    /// Advances the clock: files expired Prepares for [`poll_expired`](Self::poll_expired)
+    /// and lets the balance shards report to their home cores. Call it at least once per tick.
+    pub fn handle_timeout(&mut self, now: i64) {
+        self.pending.expire(now);
+        self.ledger.handle_tick();
+    }
+
+    /// The next Prepare that expired; its hold is voided and the caller answers R00.
+    pub fn poll_expired(&mut self) -> Option<Expired> {
+        let entry = self.pending.pop_expired()?;
+        self.void(entry);
+        self.counters.expired += 1;
+        let reason = RejectReason::TimedOut;
+        self.counters.local_rejects[Counters::reject_index(reason)] += 1;
+        Some(Expired {
+            to: entry.from,
+            tag: entry.tag,
+            reason,
+            entry,
+        })
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work.
+    pub fn next_timeout(&self) -> i64 {
+        self.pending.next_tick_at()
+    }
+
+    /// Takes a balance message from another core.
+    pub fn handle_lease(&mut self, message: LeaseMessage) {
+        self.ledger.handle_lease(message);
+    }
+
+    /// The next balance message for another core.
+    pub fn poll_lease(&mut self) -> Option<LeaseMessage> {
+        self.ledger.poll_lease()
+    }
+}
+
+/// The peer-protocol fulfillment (32 zero bytes) hashes to [`PEER_PROTOCOL_CONDITION`].
+#[cfg(test)]
+#[test]
+fn peer_protocol_condition_is_sha256_of_zeros() {
+    let digest: [u8; 32] = Sha256::digest([0u8; 32]).into();
+    assert_eq!(digest, PEER_PROTOCOL_CONDITION);
+}
+
+#[cfg(test)]
+mod tests;

@@ -99,7 +99,7 @@ impl fmt::Display for ErrorCode {
 
 /// The data of an F08 Amount Too Large reject (ASN.1 `AmountTooLargeErrorData`): two UInt64,
 /// in the units of the link the rejected Prepare arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AmountTooLarge {
     /// The amount the rejecting connector received.
     pub received: u64,

@@ -145,6 +145,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Prepare<T> {
         self.buffer.as_mut()[at..at + ILP_TIMESTAMP_LEN].copy_from_slice(&digits);
         self.expires_at_ms = unix_ms.clamp(timestamp::UNIX_MS_MIN, timestamp::UNIX_MS_MAX);
     }
+
+    /// Drops bytes after `data` inside the envelope by rewriting the envelope length and
+    /// moving the body (no allocation), so the packet is canonical again before it is relayed
+    /// (`spec/ilp-packets.md` §2). Returns the new packet length.
+    pub fn drop_inner_trailing_bytes(mut self) -> usize {
+        let body_len = self.data.1 - self.body;
+        let new_body = 1 + oer::length_prefix_len(body_len);
+        debug_assert!(
+            new_body <= self.body,
+            "a shorter body never needs a longer prefix"
+        );
+        let buf = self.buffer.as_mut();
+        buf.copy_within(self.body..self.data.1, new_body);
+        Writer::new(&mut buf[1..new_body]).length(body_len);
+        new_body + body_len
+    }
 }
 
 /// The fields of a Prepare, for building one.
@@ -250,6 +266,35 @@ mod test {
         assert_eq!(again.amount(), u64::MAX);
         assert_eq!(again.expires_at(), 1_513_992_099_549);
         assert_eq!(again.destination().as_bytes(), b"example.alice");
+    }
+
+    #[test]
+    fn inner_trailing_bytes_are_dropped_in_place() {
+        // prepare_inner_trailing_bytes from the shared vectors, and its canonical form.
+        let mut bytes = hex("0c4600000000000000073230313731323233303132313430353439111111111111111111111111111111111111111111111111111111111111111105672e612e62036162630000ff");
+        let canonical = hex("0c4300000000000000073230313731323233303132313430353439111111111111111111111111111111111111111111111111111111111111111105672e612e6203616263");
+        let p = Prepare::new_checked(&mut bytes[..]).unwrap();
+        assert!(p.has_inner_trailing_bytes());
+        let len = p.drop_inner_trailing_bytes();
+        assert_eq!(&bytes[..len], &canonical[..]);
+        // A body that shrinks below 128 bytes loses a length byte.
+        let data = [9u8; 60];
+        let view = Prepare::new_checked(&canonical[..]).unwrap();
+        let repr = PrepareRepr {
+            data: &data,
+            ..view.repr()
+        };
+        let mut long = vec![0u8; repr.buffer_len() + 70];
+        repr.emit(&mut long);
+        let body_len = long[1] as usize + 70;
+        long[1] = body_len as u8;
+        long.insert(1, 0x81);
+        long.truncate(3 + body_len);
+        let mut expected = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut expected);
+        let p = Prepare::new_checked(&mut long[..]).unwrap();
+        let len = p.drop_inner_trailing_bytes();
+        assert_eq!(&long[..len], &expected[..]);
     }
 
     #[test]

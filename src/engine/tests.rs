@@ -1,0 +1,537 @@
+//! Unit tests of the engine: every local reject path, named after the rule it follows
+//! (`spec/connector-rules.md`), and the reply paths.
+
+use super::*;
+use crate::wire::{ErrorCode, FulfillRepr, PrepareRepr, Reject, RejectRepr};
+
+const NOW: i64 = 1_900_000_000_000;
+const ALICE: PeerId = PeerId(0);
+const BOB: PeerId = PeerId(1);
+const EURO: PeerId = PeerId(2);
+const NORATE: PeerId = PeerId(3);
+const COARSE: PeerId = PeerId(4);
+
+fn peer(code: &str, scale: u8, max_balance: u64) -> PeerConfig {
+    PeerConfig {
+        asset_code: code.into(),
+        asset_scale: scale,
+        max_packet_amount: 1_000_000,
+        max_balance,
+        home: CoreId(0),
+        lease_chunk: 0,
+        posted: 0,
+    }
+}
+
+fn config(pending_max: usize) -> EngineConfig {
+    let routes = [
+        (&b"g.alice"[..], ALICE),
+        (b"g.bob", BOB),
+        (b"g.euro", EURO),
+        (b"g.norate", NORATE),
+        (b"g.coarse", COARSE),
+    ];
+    EngineConfig {
+        address: b"g.router".to_vec(),
+        peers: vec![
+            peer("USD", 9, 10_000_000),
+            peer("USD", 9, 10_000_000),
+            peer("EUR", 9, 10_000_000),
+            peer("XYZ", 9, 10_000_000),
+            peer("USD", 0, 10_000_000),
+        ],
+        routes: RouteTable::build(b"g.router", routes, Some(BOB)).unwrap(),
+        prices: vec![
+            ("USD".into(), Decimal::ONE),
+            ("EUR".into(), Decimal::parse("1.25").unwrap()),
+        ],
+        spread: Decimal::ZERO,
+        min_message_window_ms: 1000,
+        max_hold_time_ms: 30_000,
+        pending_max,
+        tick_ms: 5,
+        core: CoreId(0),
+        cores: 1,
+    }
+}
+
+fn engine_with(pending_max: usize) -> Engine {
+    let mut engine = Engine::new(config(pending_max), NOW);
+    for p in 0..5 {
+        engine.set_link_up(PeerId(p), true);
+    }
+    engine
+}
+
+fn engine() -> Engine {
+    engine_with(64)
+}
+
+fn fulfillment(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+fn condition(n: u8) -> [u8; 32] {
+    Sha256::digest(fulfillment(n)).into()
+}
+
+fn prepare_to(destination: &[u8], amount: u64, expires_at: i64, cond: [u8; 32]) -> Vec<u8> {
+    let repr = PrepareRepr {
+        amount,
+        expires_at,
+        execution_condition: &cond,
+        destination: Address::new_checked(destination).unwrap(),
+        data: b"hello",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+fn prepare(amount: u64) -> Vec<u8> {
+    prepare_to(b"g.bob.wallet", amount, NOW + 10_000, condition(1))
+}
+
+fn fulfill(n: u8) -> Vec<u8> {
+    let f = fulfillment(n);
+    let repr = FulfillRepr {
+        fulfillment: &f,
+        data: b"ok",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+fn downstream_reject() -> Vec<u8> {
+    let repr = RejectRepr {
+        code: ErrorCode(*b"F99"),
+        triggered_by: Some(Address::new_checked(b"g.bob").unwrap()),
+        message: b"no thanks",
+        data: b"app",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+fn rejected(engine: &mut Engine, from: PeerId, mut packet: Vec<u8>) -> RejectReason {
+    match engine.handle_prepare(NOW, from, 7, &mut packet) {
+        Decision::Reject(reason) => reason,
+        other => panic!("expected a reject, got {other:?}"),
+    }
+}
+
+fn forwarded(engine: &mut Engine, from: PeerId, packet: &mut [u8]) -> (PeerId, SlotId, usize) {
+    match engine.handle_prepare(NOW, from, 7, packet) {
+        Decision::Forward { to, slot, len } => (to, slot, len),
+        other => panic!("expected a forward, got {other:?}"),
+    }
+}
+
+fn held(engine: &Engine, peer: PeerId) -> i128 {
+    engine.ledger().account(peer).pending_in()
+}
+
+fn posted(engine: &Engine, peer: PeerId) -> i128 {
+    engine.ledger().account(peer).posted()
+}
+
+#[test]
+fn forward_rewrites_amount_and_expiry_in_place() {
+    let mut e = engine();
+    let mut packet = prepare(5000);
+    let (to, _slot, len) = forwarded(&mut e, ALICE, &mut packet);
+    assert_eq!(to, BOB);
+    let out = Prepare::new_checked(&packet[..len]).unwrap();
+    assert_eq!(out.amount(), 5000);
+    // §2: out = min(in − window, now + max_hold) = NOW + 10 000 − 1000.
+    assert_eq!(out.expires_at(), NOW + 9000);
+    assert_eq!(out.destination().as_bytes(), b"g.bob.wallet");
+    assert_eq!(held(&e, ALICE), 5000);
+}
+
+#[test]
+fn outgoing_expiry_is_capped_by_max_hold_time() {
+    let mut e = engine();
+    let mut packet = prepare_to(b"g.bob", 1, NOW + 600_000, condition(1));
+    let (_, _, len) = forwarded(&mut e, ALICE, &mut packet);
+    assert_eq!(
+        Prepare::new_checked(&packet[..len]).unwrap().expires_at(),
+        NOW + 30_000
+    );
+}
+
+#[test]
+fn rule_9_undecodable_prepare_is_f01() {
+    let mut e = engine();
+    let mut bad = prepare(1);
+    bad[60] = b'!'; // inside the destination
+    let reason = rejected(&mut e, ALICE, bad);
+    assert_eq!(reason.code(), ErrorCode::F01_INVALID_PACKET);
+    assert_eq!(
+        rejected(&mut e, ALICE, fulfill(1)).code(),
+        ErrorCode::F01_INVALID_PACKET
+    );
+    assert_eq!(
+        rejected(&mut e, ALICE, vec![]).code(),
+        ErrorCode::F01_INVALID_PACKET
+    );
+}
+
+#[test]
+fn rule_2_already_expired_is_r02() {
+    let mut e = engine();
+    let packet = prepare_to(b"g.bob", 1, NOW, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, packet),
+        RejectReason::InsufficientTimeout
+    );
+}
+
+#[test]
+fn rule_2_too_little_time_left_is_r02() {
+    let mut e = engine();
+    // in − window − now = 999 < window.
+    let packet = prepare_to(b"g.bob", 1, NOW + 1999, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, packet).code(),
+        ErrorCode::R02_INSUFFICIENT_TIMEOUT
+    );
+    let mut exactly = prepare_to(b"g.bob", 1, NOW + 2000, condition(1));
+    forwarded(&mut e, ALICE, &mut exactly);
+}
+
+#[test]
+fn rule_4_peer_protocol_destinations_are_never_forwarded() {
+    let mut e = engine();
+    let wrong = prepare_to(b"peer.config", 0, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, wrong).code(),
+        ErrorCode::F01_INVALID_PACKET
+    );
+    let right = prepare_to(b"peer.config", 0, NOW + 10_000, PEER_PROTOCOL_CONDITION);
+    assert_eq!(
+        rejected(&mut e, ALICE, right).code(),
+        ErrorCode::F02_UNREACHABLE
+    );
+    let ccp = prepare_to(b"peer.route.control", 0, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, ccp).code(),
+        ErrorCode::F01_INVALID_PACKET
+    );
+    let other = prepare_to(b"peer.settle", 0, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, other).code(),
+        ErrorCode::F02_UNREACHABLE
+    );
+}
+
+#[test]
+fn rule_4_self_and_own_address_are_f02() {
+    let mut e = engine();
+    let loopback = prepare_to(b"self.x", 1, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, loopback).code(),
+        ErrorCode::F02_UNREACHABLE
+    );
+    let own = prepare_to(b"g.router", 1, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, own).code(),
+        ErrorCode::F02_UNREACHABLE
+    );
+}
+
+#[test]
+fn rule_3_live_node_rejects_testnet_destinations() {
+    let mut e = engine();
+    for destination in [&b"test.bob"[..], b"test1.bob", b"test3.x.y"] {
+        let packet = prepare_to(destination, 1, NOW + 10_000, condition(1));
+        assert_eq!(
+            rejected(&mut e, ALICE, packet).code(),
+            ErrorCode::F02_UNREACHABLE
+        );
+    }
+}
+
+#[test]
+fn rule_5_over_max_packet_amount_is_f08_with_data() {
+    let mut e = engine();
+    let reason = rejected(&mut e, ALICE, prepare(1_000_001));
+    assert_eq!(reason.code(), ErrorCode::F08_AMOUNT_TOO_LARGE);
+    let mut buf = [0u8; REJECT_LEN_MAX];
+    let n = e.emit_reject(reason, &mut buf);
+    let reject = Reject::new_checked(&buf[..n]).unwrap();
+    let data = AmountTooLarge::from_bytes(reject.data()).unwrap();
+    assert_eq!(
+        data,
+        AmountTooLarge {
+            received: 1_000_001,
+            maximum: 1_000_000
+        }
+    );
+    assert_eq!(reject.triggered_by().unwrap().as_bytes(), b"g.router");
+    // Equality passes.
+    forwarded(&mut e, ALICE, &mut prepare(1_000_000));
+}
+
+#[test]
+fn rule_3_no_route_is_f02_and_matches_fall_on_segments() {
+    let mut e = engine();
+    let foreign = prepare_to(b"private.bob", 1, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, foreign).code(),
+        ErrorCode::F02_UNREACHABLE
+    );
+    // g.euroland is not under g.euro; it takes the default route (bob) because it is g.*.
+    let mut bobby = prepare_to(b"g.euroland", 1, NOW + 10_000, condition(1));
+    assert_eq!(forwarded(&mut e, ALICE, &mut bobby).0, BOB);
+}
+
+#[test]
+fn rule_3_next_hop_link_down_is_t01() {
+    let mut e = engine();
+    e.set_link_up(BOB, false);
+    assert_eq!(
+        rejected(&mut e, ALICE, prepare(1)).code(),
+        ErrorCode::T01_PEER_UNREACHABLE
+    );
+    assert_eq!(held(&e, ALICE), 0);
+}
+
+#[test]
+fn rule_6_no_rate_is_t00() {
+    let mut e = engine();
+    let packet = prepare_to(b"g.norate", 1, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, packet).code(),
+        ErrorCode::T00_INTERNAL_ERROR
+    );
+}
+
+#[test]
+fn rule_6_conversion_floors_and_zero_is_r01() {
+    let mut e = engine();
+    // USD scale 9 → EUR scale 9 at 1 / 1.25: 1000 → 800.
+    let mut packet = prepare_to(b"g.euro", 1000, NOW + 10_000, condition(1));
+    let (_, _, len) = forwarded(&mut e, ALICE, &mut packet);
+    assert_eq!(Prepare::new_checked(&packet[..len]).unwrap().amount(), 800);
+    // Scale 9 → scale 0: 999 999 units are less than one dollar: floor is 0.
+    let tiny = prepare_to(b"g.coarse", 999_999, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, tiny).code(),
+        ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT
+    );
+    // A zero amount is forwarded as zero.
+    let mut zero = prepare_to(b"g.coarse", 0, NOW + 10_000, condition(1));
+    let (_, _, len) = forwarded(&mut e, ALICE, &mut zero);
+    assert_eq!(Prepare::new_checked(&zero[..len]).unwrap().amount(), 0);
+}
+
+#[test]
+fn rule_6_converted_overflow_is_f08_without_data() {
+    let mut config = config(8);
+    config.peers[COARSE.index()].max_packet_amount = u64::MAX;
+    let mut e = Engine::new(config, NOW);
+    e.set_link_up(BOB, true);
+    // Scale 0 → scale 9 multiplies by 10^9.
+    let packet = prepare_to(b"g.bob", u64::MAX / 10, NOW + 10_000, condition(1));
+    let reason = rejected(&mut e, COARSE, packet);
+    assert_eq!(reason, RejectReason::AmountTooLarge(None));
+}
+
+#[test]
+fn rule_9_full_table_is_t03() {
+    let mut e = engine_with(2);
+    forwarded(&mut e, ALICE, &mut prepare(1));
+    forwarded(&mut e, ALICE, &mut prepare(1));
+    assert_eq!(
+        rejected(&mut e, ALICE, prepare(1)).code(),
+        ErrorCode::T03_CONNECTOR_BUSY
+    );
+    assert_eq!(held(&e, ALICE), 2, "the refused Prepare held nothing");
+}
+
+#[test]
+fn rule_7_hold_past_max_balance_is_t04() {
+    let mut config = config(8);
+    config.peers[ALICE.index()].max_balance = 1500;
+    let mut e = Engine::new(config, NOW);
+    e.set_link_up(BOB, true);
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(1000));
+    assert_eq!(
+        rejected(&mut e, ALICE, prepare(501)).code(),
+        ErrorCode::T04_INSUFFICIENT_LIQUIDITY
+    );
+    forwarded(&mut e, ALICE, &mut prepare(500));
+    // Posting keeps the sum: still no room.
+    e.handle_reply(NOW + 1, slot, &fulfill(1));
+    assert_eq!(posted(&e, ALICE), 1000);
+    assert_eq!(
+        rejected(&mut e, ALICE, prepare(1)),
+        RejectReason::InsufficientLiquidity
+    );
+}
+
+#[test]
+fn rule_8_valid_fulfill_commits_both_sides_and_relays_bytes() {
+    let mut e = engine();
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(5000));
+    let reply = fulfill(1);
+    assert_eq!(
+        e.handle_reply(NOW + 5, slot, &reply),
+        Reply::Fulfill {
+            to: ALICE,
+            tag: 7,
+            len: reply.len()
+        }
+    );
+    assert_eq!((held(&e, ALICE), posted(&e, ALICE)), (0, 5000));
+    assert_eq!(posted(&e, BOB), -5000);
+    assert_eq!(e.counters().fulfilled, 1);
+    // Exactly one reply: a second one for the same slot is dropped.
+    assert_eq!(e.handle_reply(NOW + 6, slot, &reply), Reply::Drop);
+    assert_eq!(posted(&e, ALICE), 5000);
+}
+
+#[test]
+fn rule_8_wrong_fulfillment_is_f05_and_voids() {
+    let mut e = engine();
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(5000));
+    let reply = e.handle_reply(NOW + 5, slot, &fulfill(2));
+    assert_eq!(
+        reply,
+        Reply::Reject {
+            to: ALICE,
+            tag: 7,
+            reason: RejectReason::WrongCondition
+        }
+    );
+    assert_eq!(
+        RejectReason::WrongCondition.code(),
+        ErrorCode::F05_WRONG_CONDITION
+    );
+    assert_eq!(
+        (held(&e, ALICE), posted(&e, ALICE), posted(&e, BOB)),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn rule_8_downstream_reject_is_relayed_and_voids() {
+    let mut e = engine();
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(5000));
+    let reject = downstream_reject();
+    assert_eq!(
+        e.handle_reply(NOW + 5, slot, &reject),
+        Reply::Relay {
+            to: ALICE,
+            tag: 7,
+            len: reject.len()
+        }
+    );
+    assert_eq!((held(&e, ALICE), posted(&e, ALICE)), (0, 0));
+}
+
+#[test]
+fn undecodable_reply_is_t00_and_voids() {
+    let mut e = engine();
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(5000));
+    let reply = e.handle_reply(NOW + 5, slot, b"\x0d\x05garbage");
+    assert_eq!(
+        reply,
+        Reply::Reject {
+            to: ALICE,
+            tag: 7,
+            reason: RejectReason::Internal
+        }
+    );
+    assert_eq!(held(&e, ALICE), 0);
+}
+
+#[test]
+fn rule_2_no_answer_by_expiry_is_r00_and_late_replies_are_dropped() {
+    let mut e = engine();
+    let (_, slot, len) = forwarded(&mut e, ALICE, &mut prepare(5000));
+    let _ = len;
+    e.handle_timeout(NOW + 8999);
+    assert_eq!(e.poll_expired(), None, "never early");
+    e.handle_timeout(NOW + 9004);
+    let expired = e.poll_expired().expect("expired within a tick");
+    assert_eq!(
+        (expired.to, expired.tag, expired.reason.code()),
+        (ALICE, 7, ErrorCode::R00_TRANSFER_TIMED_OUT)
+    );
+    assert_eq!(held(&e, ALICE), 0);
+    assert_eq!(e.handle_reply(NOW + 9005, slot, &fulfill(1)), Reply::Drop);
+    assert_eq!(posted(&e, ALICE), 0, "a late Fulfill is never credited");
+    assert_eq!(e.counters().late_replies, 1);
+}
+
+#[test]
+fn rule_2_reply_at_expiry_before_the_wheel_fires_is_r00() {
+    let mut e = engine();
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(5000));
+    let reply = e.handle_reply(NOW + 9000, slot, &fulfill(1));
+    assert_eq!(
+        reply,
+        Reply::Reject {
+            to: ALICE,
+            tag: 7,
+            reason: RejectReason::TimedOut
+        }
+    );
+    assert_eq!((held(&e, ALICE), posted(&e, ALICE)), (0, 0));
+    e.handle_timeout(NOW + 20_000);
+    assert_eq!(e.poll_expired(), None, "answered once only");
+}
+
+#[test]
+fn failure_of_the_next_hop_answers_once() {
+    let mut e = engine();
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(5000));
+    let reply = e.handle_failure(slot, RejectReason::PeerUnreachable);
+    assert_eq!(
+        reply,
+        Reply::Reject {
+            to: ALICE,
+            tag: 7,
+            reason: RejectReason::PeerUnreachable
+        }
+    );
+    assert_eq!(
+        e.handle_failure(slot, RejectReason::PeerUnreachable),
+        Reply::Drop
+    );
+    assert_eq!(held(&e, ALICE), 0);
+}
+
+#[test]
+fn rule_7_zero_amounts_skip_the_ledger() {
+    let mut config = config(8);
+    config.peers[ALICE.index()].max_balance = 0;
+    let mut e = Engine::new(config, NOW);
+    e.set_link_up(BOB, true);
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(0));
+    assert!(matches!(
+        e.handle_reply(NOW + 1, slot, &fulfill(1)),
+        Reply::Fulfill { .. }
+    ));
+    assert_eq!(
+        rejected(&mut e, ALICE, prepare(1)),
+        RejectReason::InsufficientLiquidity
+    );
+}
+
+#[test]
+fn inner_trailing_bytes_are_not_forwarded() {
+    let mut e = engine();
+    let mut packet = prepare(10);
+    let body_len = packet[1] as usize;
+    packet.extend_from_slice(&[0xee, 0xee]);
+    packet[1] = (body_len + 2) as u8;
+    let (_, _, len) = forwarded(&mut e, ALICE, &mut packet);
+    assert_eq!(len, packet.len() - 2);
+    let out = Prepare::new_checked(&packet[..len]).unwrap();
+    assert!(!out.has_inner_trailing_bytes());
+}
