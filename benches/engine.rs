@@ -1,0 +1,156 @@
+//! The engine without I/O: a Prepare→Fulfill round trip (parse, route, convert, hold, rewrite
+//! in place, then SHA-256 of the fulfillment, post on both sides) and a Prepare→Reject round
+//! trip (relay and void), on one core, in packets per second.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ilp_router::engine::rate::Decimal;
+use ilp_router::engine::route::RouteTable;
+use ilp_router::engine::{CoreId, Decision, Engine, EngineConfig, PeerConfig, PeerId, Reply};
+use ilp_router::wire::{Address, ErrorCode, FulfillRepr, PrepareRepr, RejectRepr};
+use sha2::{Digest, Sha256};
+use std::hint::black_box;
+
+const NOW: i64 = 1_900_000_000_000;
+
+fn engine(peers: usize, routes: usize) -> Engine {
+    let peer = |code: &str| PeerConfig {
+        asset_code: code.into(),
+        asset_scale: 9,
+        max_packet_amount: u64::MAX,
+        max_balance: u64::MAX,
+        home: CoreId(0),
+        lease_chunk: 0,
+        posted: 0,
+    };
+    let mut table: Vec<(String, PeerId)> =
+        vec![("g.alice".into(), PeerId(0)), ("g.bob".into(), PeerId(1))];
+    table.push(("g.euro".into(), PeerId(2)));
+    for i in 0..routes {
+        table.push((
+            format!("g.other{i}.sub"),
+            PeerId((3 + i % (peers - 3)) as u16),
+        ));
+    }
+    let mut list = vec![peer("USD"), peer("USD"), peer("EUR")];
+    list.extend((3..peers).map(|_| peer("USD")));
+    let config = EngineConfig {
+        address: b"g.router".to_vec(),
+        peers: list,
+        routes: RouteTable::build(b"g.router", table, None).unwrap(),
+        prices: vec![
+            ("USD".into(), Decimal::ONE),
+            ("EUR".into(), Decimal::parse("1.08").unwrap()),
+        ],
+        spread: Decimal::ZERO,
+        min_message_window_ms: 1000,
+        max_hold_time_ms: 30_000,
+        pending_max: 4096,
+        tick_ms: 5,
+        core: CoreId(0),
+        cores: 1,
+    };
+    let mut engine = Engine::new(config, NOW);
+    for p in 0..peers {
+        engine.set_link_up(PeerId(p as u16), true);
+    }
+    engine
+}
+
+struct Packets {
+    prepare: Vec<u8>,
+    fulfill: Vec<u8>,
+    reject: Vec<u8>,
+}
+
+fn packets(destination: &[u8]) -> Packets {
+    let fulfillment = [7u8; 32];
+    let condition: [u8; 32] = Sha256::digest(fulfillment).into();
+    let data = [0x5d; 64];
+    let repr = PrepareRepr {
+        amount: 1_000_000,
+        expires_at: NOW + 20_000,
+        execution_condition: &condition,
+        destination: Address::new_checked(destination).unwrap(),
+        data: &data,
+    };
+    let mut prepare = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut prepare);
+    let f = FulfillRepr {
+        fulfillment: &fulfillment,
+        data: &data,
+    };
+    let mut fulfill = vec![0u8; f.buffer_len()];
+    f.emit(&mut fulfill);
+    let r = RejectRepr {
+        code: ErrorCode::F99_APPLICATION_ERROR,
+        triggered_by: Some(Address::new_checked(b"g.bob").unwrap()),
+        message: b"no",
+        data: &[],
+    };
+    let mut reject = vec![0u8; r.buffer_len()];
+    r.emit(&mut reject);
+    Packets {
+        prepare,
+        fulfill,
+        reject,
+    }
+}
+
+#[inline(never)]
+fn round_trip(engine: &mut Engine, buf: &mut [u8], p: &Packets, reply: &[u8], i: u64) -> bool {
+    buf.copy_from_slice(&p.prepare);
+    match engine.handle_prepare(NOW, PeerId(0), i, buf) {
+        Decision::Forward { slot, .. } => {
+            matches!(
+                engine.handle_reply(NOW + 1, slot, reply),
+                Reply::Fulfill { .. } | Reply::Relay { .. }
+            )
+        }
+        Decision::Reject(_) => false,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(1));
+    for (name, destination) in [
+        ("same_asset", &b"g.bob.wallet.12345"[..]),
+        ("usd_to_eur", b"g.euro.wallet.1234"),
+    ] {
+        let p = packets(destination);
+        let mut e = engine(16, 10);
+        let mut buf = p.prepare.clone();
+        let mut i = 0u64;
+        group.bench_function(format!("prepare_fulfill/{name}"), |b| {
+            b.iter(|| {
+                i += 1;
+                assert!(round_trip(&mut e, &mut buf, &p, black_box(&p.fulfill), i));
+            })
+        });
+    }
+    let p = packets(b"g.bob.wallet.12345");
+    let mut e = engine(16, 10);
+    let mut buf = p.prepare.clone();
+    let mut i = 0u64;
+    group.bench_function("prepare_reject/same_asset", |b| {
+        b.iter(|| {
+            i += 1;
+            assert!(round_trip(&mut e, &mut buf, &p, black_box(&p.reject), i));
+        })
+    });
+    let mut e = engine(64, 100_000);
+    group.bench_function("prepare_fulfill/same_asset_100k_routes", |b| {
+        b.iter(|| {
+            i += 1;
+            assert!(round_trip(&mut e, &mut buf, &p, black_box(&p.fulfill), i));
+        })
+    });
+    group.bench_function("sha256_32_bytes", |b| {
+        let fulfillment = [7u8; 32];
+        b.iter(|| black_box(Sha256::digest(black_box(fulfillment))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
