@@ -2,8 +2,10 @@
 //!
 //! - [`wire`]: zero-copy views and emitters for ILPv4 and BTP packets.
 //! - [`engine`]: the sans-IO forwarding engine (routing, amounts, balances, expiry).
+//! - [`link`]: WebSocket framing, BTP sessions and peer authentication (sans-IO).
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
 
 pub mod decode;
 pub mod engine;
+pub mod link;
 pub mod wire;

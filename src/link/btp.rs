@@ -1,0 +1,1665 @@
+//! A sans-IO BTP 2.0 session (RFC 23, `spec/btp.md`) for one WebSocket connection.
+//!
+//! [`BtpSession`] owns no socket and reads no clock: the driver hands it each binary WebSocket
+//! message with `now` (Unix milliseconds) and a buffer to answer into, and gets back what to
+//! do. Nothing allocates after construction: the table of outstanding requests is sized once
+//! from `in_flight_max`, and every answer the session writes itself fits in
+//! [`CONTROL_LEN_MAX`] bytes.
+//!
+//! # Roles
+//!
+//! - **Server** ([`BtpSession::server`]): a peer dialled us. Its first message must be the auth
+//!   Message; the driver passes it to [`handle_auth`](BtpSession::handle_auth) with the
+//!   [`PeerAuth`] table and the account named by the WebSocket path, if any.
+//! - **Client** ([`BtpSession::client`]): we dialled the peer. The driver sends the bytes of
+//!   [`write_auth`](BtpSession::write_auth) first and passes everything it receives to
+//!   [`handle_message`](BtpSession::handle_message); the Response to the auth request opens
+//!   the session ([`Event::Opened`]).
+//!
+//! After auth the two roles are symmetric: either side sends Prepares and answers them.
+//!
+//! # Auth flow (`spec/btp.md` §7)
+//!
+//! The client sends a Message whose entries are `auth` (content type 0, empty),
+//! `auth_username` (1, possibly empty) and `auth_token` (1), and waits for the Response
+//! before sending ILP. The server requires that the first message is a Message, that its
+//! primary (first) entry is `auth`, that it has at most [`AUTH_ENTRIES_MAX`] entries with
+//! unique names, and that it has an `auth_token` entry; the peer is then found by
+//! [`PeerAuth::authenticate`]. Success: a Response with the same request id and no entries
+//! (`01 <id> 02 01 00`), and the session is open. Failure: a BTP Error `F00`
+//! `NotAcceptedError` whose `triggeredAt` is `now` as a 19-byte GeneralizedTime and whose
+//! data is `{"message":"<reason>"}`; the session is closed and the driver sends the Error,
+//! then closes the socket. (An unreadable first message has no request id to answer: it gets
+//! nothing, and the session closes.) No auth before the deadline: [`handle_timeout`] closes.
+//!
+//! # Sending (RFC 23)
+//!
+//! - A Prepare goes in a **Message** whose only entry is `ilp`:
+//!   [`write_prepare_header`](BtpSession::write_prepare_header) takes a request id, remembers
+//!   the caller's tag for it and writes the header; the ILP bytes follow it unchanged.
+//! - A Fulfill or Reject goes in a **Response** with the Prepare's request id:
+//!   [`write_reply_header`](BtpSession::write_reply_header).
+//! - Errors, only for what is not ILP: `F00 NotAcceptedError` for a Message without an `ilp`
+//!   entry and for any Transfer ([`Event::Respond`]).
+//!
+//! Request ids are sequential. Each one's home in the outstanding table is `id & mask`, so a
+//! lookup is one index and one compare; an id whose slot is still busy is skipped. A full
+//! table is [`SendError::Busy`] (the engine answers T03).
+//!
+//! # Receiving (`spec/btp.md` §4)
+//!
+//! Type-agnostic, because interledger-rs swaps Message and Response: the `ilp` entry of a
+//! Message or a Response is dispatched on its ILP type byte.
+//!
+//! | Packet | Event |
+//! | --- | --- |
+//! | Fulfill/Reject (Message or Response), id is mine | [`Event::Reply`] |
+//! | Prepare (Message or Response) | [`Event::Prepare`] |
+//! | Message whose `ilp` is neither (empty, garbage) | [`Event::Prepare`] (the engine answers F01) |
+//! | Response whose `ilp` is neither, id is mine | [`Event::Reply`] (the engine refuses it) |
+//! | Response without `ilp`, id is mine | [`Event::ReplyError`] with `F00` |
+//! | BTP Error, id is mine | [`Event::ReplyError`] (T00 → ILP T01, else F02) |
+//! | any reply, id not mine | [`Event::Ignored`], nothing sent (RFC 23) |
+//! | Message without `ilp` (a second `auth` too) | Error F00 ([`Event::Respond`]) |
+//! | Transfer | Error F00 ([`Event::Respond`]) |
+//! | unreadable bytes | nothing sent; [`Event::Close`] after `bad_frames_max` of them |
+//!
+//! Outstanding entries whose `expires_at` passed more than [`PURGE_GRACE_MS`] ago are purged
+//! by [`handle_timeout`], so a peer that never answers cannot fill the table. The engine's own
+//! expiry wheel is the real deadline; a tag handed back by [`Event::Reply`] may therefore name
+//! a request the engine has already expired, which its slot generation detects.
+//!
+//! # Non-goals
+//!
+//! No I/O, no clock, no TLS (a terminating proxy or the driver does that), no WebSocket
+//! framing (that is `link::websocket`), no settlement: Transfers are always refused, and no
+//! sub-protocol other than `ilp` and `auth` is spoken.
+//!
+//! [`handle_timeout`]: BtpSession::handle_timeout
+
+use std::fmt;
+
+use super::auth::PeerAuth;
+use crate::engine::PeerId;
+use crate::wire::{
+    emit_ilp_header, ilp_header_len, timestamp, Btp, BtpBody, BtpRepr, BtpType, ContentType,
+    PacketType, ProtocolData,
+};
+
+/// How long after its `expires_at` an unanswered outgoing request is dropped from the table.
+pub const PURGE_GRACE_MS: i64 = 5_000;
+
+/// The most protocolData entries an auth Message may carry (JS adds `btpAuthFlags` entries;
+/// this bounds the duplicate-name check).
+pub const AUTH_ENTRIES_MAX: usize = 32;
+
+/// The largest `in_flight_max` a session accepts.
+pub const IN_FLIGHT_MAX_LIMIT: usize = 1 << 20;
+
+/// The most bytes [`BtpSession::handle_auth`] and [`BtpSession::handle_message`] write into
+/// `out` (an auth Response or an Error); `out` must be at least this long.
+pub const CONTROL_LEN_MAX: usize = 128;
+
+/// Which end of the WebSocket we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The peer connected to us; we check its auth.
+    Server,
+    /// We connected to the peer; we send auth.
+    Client,
+}
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Before a successful auth handshake; no ILP may flow.
+    AwaitingAuth,
+    /// Authenticated as this peer.
+    Open(PeerId),
+    /// Finished: the driver closes the socket (after sending any bytes it was given).
+    Closed,
+}
+
+/// The outcome of the server's auth check ([`BtpSession::handle_auth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthEvent {
+    /// The session is open for `peer`; send `out[..len]` (the auth Response).
+    Accepted {
+        /// The authenticated peer.
+        peer: PeerId,
+        /// Bytes of the Response in `out`.
+        len: usize,
+    },
+    /// The session is closed; send `out[..len]` (an Error, or nothing when `len` is 0), then
+    /// close the socket.
+    Refused {
+        /// Bytes of the Error in `out`.
+        len: usize,
+    },
+}
+
+/// What one received WebSocket message means ([`BtpSession::handle_message`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Client: the server accepted our auth; the session is open for this peer.
+    Opened(PeerId),
+    /// An incoming ILP request: hand `ilp` to the engine and answer with a Fulfill or Reject
+    /// behind [`BtpSession::write_reply_header`] for `request_id`.
+    Prepare {
+        /// The peer's BTP request id, to echo in the reply.
+        request_id: u32,
+        /// The ILP packet (a Prepare, or bytes the engine will refuse with F01).
+        ilp: &'a [u8],
+    },
+    /// The answer to one of our Prepares: hand `ilp` to the engine for `tag`.
+    Reply {
+        /// The tag given to [`BtpSession::write_prepare_header`].
+        tag: u64,
+        /// The ILP Fulfill or Reject (checked by the engine, not here).
+        ilp: &'a [u8],
+    },
+    /// One of our Prepares failed at the BTP level: a BTP Error (with its code), or a
+    /// Response with no `ilp` entry (`F00`). Per `spec/btp.md` §4 answer upstream with ILP
+    /// T01 for `T00`, F02 otherwise.
+    ReplyError {
+        /// The tag given to [`BtpSession::write_prepare_header`].
+        tag: u64,
+        /// The BTP error code (not an ILP one).
+        code: [u8; 3],
+    },
+    /// Send `out[..len]` (an Error answering the message) and carry on.
+    Respond(usize),
+    /// Nothing to send or do (an unexpected reply, or an unreadable message under the limit);
+    /// it was counted.
+    Ignored,
+    /// Close the socket; the session is [`State::Closed`].
+    Close,
+}
+
+/// Why [`BtpSession::write_prepare_header`] could not take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// `in_flight_max` requests are outstanding: answer T03.
+    Busy,
+    /// The session is not open (auth pending, or closed): answer T01.
+    NotOpen,
+}
+
+/// What [`BtpSession::handle_timeout`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeout {
+    /// The auth deadline passed: the session is now [`State::Closed`]; close the socket.
+    pub auth_expired: bool,
+    /// Outstanding requests dropped because their expiry (plus [`PURGE_GRACE_MS`]) passed.
+    pub purged: usize,
+}
+
+/// Per-session tallies, pulled by metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Messages that were not readable BTP.
+    pub unreadable: u64,
+    /// Replies (Fulfill, Reject, Response, Error) for ids that were not outstanding.
+    pub ignored: u64,
+    /// Failed auth handshakes (either role), timeouts included.
+    pub auth_failures: u64,
+    /// Incoming ILP requests handed to the driver.
+    pub prepares: u64,
+    /// Replies matched to our requests.
+    pub replies: u64,
+    /// BTP Errors (or empty Responses) matched to our requests.
+    pub reply_errors: u64,
+    /// Errors we answered with after auth (no `ilp` entry, Transfer).
+    pub refused: u64,
+    /// Outgoing requests refused because the table was full.
+    pub busy: u64,
+    /// Outstanding requests purged by [`BtpSession::handle_timeout`].
+    pub purged: u64,
+}
+
+/// Why a request was refused; each is a complete static JSON `data` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NotAuth,
+    TooManyEntries,
+    DuplicateNames,
+    MissingToken,
+    BadToken,
+    Unsupported,
+    Transfer,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 7] = [
+        Refusal::NotAuth,
+        Refusal::TooManyEntries,
+        Refusal::DuplicateNames,
+        Refusal::MissingToken,
+        Refusal::BadToken,
+        Refusal::Unsupported,
+        Refusal::Transfer,
+    ];
+
+    const fn data(self) -> &'static [u8] {
+        match self {
+            Refusal::NotAuth => br#"{"message":"expected auth message"}"#,
+            Refusal::TooManyEntries => br#"{"message":"too many protocol data entries"}"#,
+            Refusal::DuplicateNames => br#"{"message":"duplicate protocol data names"}"#,
+            Refusal::MissingToken => br#"{"message":"missing auth_token"}"#,
+            Refusal::BadToken => br#"{"message":"invalid auth_token"}"#,
+            Refusal::Unsupported => br#"{"message":"unsupported protocol"}"#,
+            Refusal::Transfer => br#"{"message":"transfers are not supported"}"#,
+        }
+    }
+}
+
+const ERROR_CODE: [u8; 3] = *b"F00";
+const ERROR_NAME: &[u8] = b"NotAcceptedError";
+
+/// Bytes of our Error packet with `data_len` bytes of data, while its body stays under 128
+/// bytes (one-byte length prefixes everywhere).
+const fn error_len(data_len: usize) -> usize {
+    let body = 3 + 1 + ERROR_NAME.len() + 1 + timestamp::GENERALIZED_TIME_LEN + 1 + data_len + 2;
+    5 + 1 + body
+}
+
+const _: () = {
+    let mut i = 0;
+    while i < Refusal::ALL.len() {
+        let data_len = Refusal::ALL[i].data().len();
+        assert!(data_len < 128);
+        assert!(error_len(data_len) - 6 < 128);
+        assert!(error_len(data_len) <= CONTROL_LEN_MAX);
+        i += 1;
+    }
+    // The auth Response: header, length 2, empty protocolData.
+    assert!(5 + 1 + 2 <= CONTROL_LEN_MAX);
+    assert!(IN_FLIGHT_MAX_LIMIT <= 1 << 31);
+};
+
+/// One outstanding outgoing request.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    used: bool,
+    request_id: u32,
+    tag: u64,
+    /// When the entry may be purged: `expires_at + PURGE_GRACE_MS`.
+    purge_at: i64,
+}
+
+const SLOT_FREE: Slot = Slot {
+    used: false,
+    request_id: 0,
+    tag: 0,
+    purge_at: 0,
+};
+
+/// The BTP state of one WebSocket connection. See the module docs.
+pub struct BtpSession {
+    role: Role,
+    state: State,
+    /// When a session still awaiting auth closes (either role).
+    auth_deadline: i64,
+    /// Client: the peer we dialled (reported once open).
+    client_peer: PeerId,
+    /// Client: the request id of our auth Message, once sent.
+    auth_request_id: Option<u32>,
+    next_request_id: u32,
+    slots: Box<[Slot]>,
+    mask: u32,
+    in_flight_max: usize,
+    outstanding: usize,
+    /// No entry may be purged before this: a lower bound, recomputed by each purge, so it
+    /// may be early (never late) after replies free entries.
+    next_purge_at: i64,
+    /// Where [`BtpSession::poll_abandoned`] resumes.
+    abandon_cursor: usize,
+    bad_frames: u32,
+    bad_frames_max: u32,
+    counters: Counters,
+}
+
+impl fmt::Debug for BtpSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BtpSession")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("outstanding", &self.outstanding)
+            .field("in_flight_max", &self.in_flight_max)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BtpSession {
+    /// A session for a connection a peer opened to us. It must authenticate within
+    /// `auth_timeout_ms` of `now`; at most `in_flight_max` of our requests may be outstanding;
+    /// it is closed on the `bad_frames_max`-th unreadable message.
+    ///
+    /// # Panics
+    /// If `in_flight_max` is 0 or above [`IN_FLIGHT_MAX_LIMIT`] (a config error).
+    pub fn server(
+        now: i64,
+        auth_timeout_ms: i64,
+        in_flight_max: usize,
+        bad_frames_max: u32,
+    ) -> Self {
+        Self::new(
+            Role::Server,
+            now.saturating_add(auth_timeout_ms),
+            PeerId(0),
+            in_flight_max,
+            bad_frames_max,
+        )
+    }
+
+    /// A session for a connection we opened to `peer`. The server must accept our auth within
+    /// `auth_timeout_ms` of `now`; the other limits are as for [`server`](Self::server).
+    ///
+    /// # Panics
+    /// If `in_flight_max` is 0 or above [`IN_FLIGHT_MAX_LIMIT`] (a config error).
+    pub fn client(
+        now: i64,
+        peer: PeerId,
+        auth_timeout_ms: i64,
+        in_flight_max: usize,
+        bad_frames_max: u32,
+    ) -> Self {
+        Self::new(
+            Role::Client,
+            now.saturating_add(auth_timeout_ms),
+            peer,
+            in_flight_max,
+            bad_frames_max,
+        )
+    }
+
+    fn new(
+        role: Role,
+        auth_deadline: i64,
+        client_peer: PeerId,
+        in_flight_max: usize,
+        bad_frames_max: u32,
+    ) -> Self {
+        assert!(in_flight_max > 0, "in_flight_max must be positive");
+        assert!(
+            in_flight_max <= IN_FLIGHT_MAX_LIMIT,
+            "in_flight_max too large"
+        );
+        let capacity = in_flight_max.next_power_of_two();
+        BtpSession {
+            role,
+            state: State::AwaitingAuth,
+            auth_deadline,
+            client_peer,
+            auth_request_id: None,
+            next_request_id: 1,
+            slots: vec![SLOT_FREE; capacity].into_boxed_slice(),
+            mask: (capacity - 1) as u32,
+            in_flight_max,
+            outstanding: 0,
+            next_purge_at: i64::MAX,
+            abandon_cursor: 0,
+            bad_frames: 0,
+            bad_frames_max,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Which end we are.
+    #[inline]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the session is.
+    #[inline]
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// How many of our requests await an answer.
+    #[inline]
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// The tallies so far.
+    #[inline]
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work, if ever.
+    pub fn poll_timeout(&self) -> Option<i64> {
+        match self.state {
+            State::Closed => None,
+            State::AwaitingAuth => Some(self.auth_deadline),
+            State::Open(_) => (self.outstanding > 0).then_some(self.next_purge_at),
+        }
+    }
+
+    /// Bytes [`write_auth`](Self::write_auth) writes for this username and token.
+    pub fn auth_len(username: &[u8], token: &[u8]) -> usize {
+        auth_repr(0, &auth_entries(username, token)).buffer_len()
+    }
+
+    /// Client: writes the auth Message (`auth`, `auth_username`, `auth_token`) into `out`
+    /// and returns its length. Send it first; the Response to it opens the session.
+    ///
+    /// # Panics
+    /// If `out` is shorter than [`auth_len`](Self::auth_len), or this is a server session, or
+    /// auth was already written (programmer errors).
+    pub fn write_auth(&mut self, username: &[u8], token: &[u8], out: &mut [u8]) -> usize {
+        assert_eq!(self.role, Role::Client, "only a client sends auth");
+        assert!(self.auth_request_id.is_none(), "auth already written");
+        let entries = auth_entries(username, token);
+        let request_id = self.next_request_id;
+        let repr = auth_repr(request_id, &entries);
+        assert!(out.len() >= repr.buffer_len(), "out too short for auth");
+        self.next_request_id = request_id.wrapping_add(1);
+        self.auth_request_id = Some(request_id);
+        repr.emit(out)
+    }
+
+    /// Server: checks the first message of the connection, `bytes`, as the auth handshake
+    /// against `auth` and the account named by the WebSocket path (see the module docs).
+    /// Whatever the outcome, send `out[..len]`.
+    ///
+    /// # Panics
+    /// If `out` is shorter than [`CONTROL_LEN_MAX`] (a programmer error). Never on `bytes`.
+    pub fn handle_auth(
+        &mut self,
+        now: i64,
+        auth: &PeerAuth,
+        path_account: Option<&str>,
+        bytes: &[u8],
+        out: &mut [u8],
+    ) -> AuthEvent {
+        assert!(
+            out.len() >= CONTROL_LEN_MAX,
+            "out shorter than CONTROL_LEN_MAX"
+        );
+        if self.state == State::Closed {
+            // Too late (the auth deadline passed) or already refused: nothing more to say.
+            return AuthEvent::Refused { len: 0 };
+        }
+        let expected = self.role == Role::Server && self.state == State::AwaitingAuth;
+        debug_assert!(
+            expected,
+            "handle_auth on a {:?} session in {:?}",
+            self.role, self.state
+        );
+        if !expected {
+            self.state = State::Closed;
+            return AuthEvent::Refused { len: 0 };
+        }
+        let Ok(packet) = Btp::new_checked(bytes) else {
+            // No request id to answer: send nothing (RFC 23) and close.
+            self.counters.unreadable += 1;
+            self.counters.auth_failures += 1;
+            self.state = State::Closed;
+            return AuthEvent::Refused { len: 0 };
+        };
+        let request_id = packet.request_id();
+        match check_auth(&packet, auth, path_account) {
+            Ok(peer) => {
+                self.state = State::Open(peer);
+                let len = BtpRepr {
+                    request_id,
+                    body: BtpBody::Response,
+                    protocol_data: &[],
+                }
+                .emit(out);
+                AuthEvent::Accepted { peer, len }
+            }
+            Err(refusal) => {
+                self.counters.auth_failures += 1;
+                self.state = State::Closed;
+                AuthEvent::Refused {
+                    len: write_error(now, request_id, refusal, out),
+                }
+            }
+        }
+    }
+
+    /// Takes one binary WebSocket message. See the module docs for the dispatch table; for
+    /// [`Event::Respond`] send `out[..len]`.
+    ///
+    /// A server session must pass its first message to [`handle_auth`](Self::handle_auth)
+    /// instead; given one here it closes.
+    ///
+    /// # Panics
+    /// If `out` is shorter than [`CONTROL_LEN_MAX`] (a programmer error). Never on `bytes`.
+    pub fn handle_message<'a>(&mut self, now: i64, bytes: &'a [u8], out: &mut [u8]) -> Event<'a> {
+        assert!(
+            out.len() >= CONTROL_LEN_MAX,
+            "out shorter than CONTROL_LEN_MAX"
+        );
+        match self.state {
+            State::Open(_) => {}
+            State::Closed => return Event::Close,
+            State::AwaitingAuth => return self.handle_auth_reply(bytes),
+        }
+        let Ok(packet) = Btp::new_checked(bytes) else {
+            return self.unreadable();
+        };
+        let request_id = packet.request_id();
+        let btp_type = packet.btp_type();
+        match packet.body() {
+            BtpBody::Transfer { .. } => self.refuse(now, request_id, Refusal::Transfer, out),
+            BtpBody::Error { code, .. } => match self.take(request_id) {
+                Some(tag) => {
+                    self.counters.reply_errors += 1;
+                    Event::ReplyError { tag, code }
+                }
+                None => self.ignored(),
+            },
+            BtpBody::Message | BtpBody::Response => {
+                let is_message = btp_type == BtpType::Message;
+                let Some(ilp) = packet.ilp().map(|ilp| within(bytes, ilp)) else {
+                    if is_message {
+                        return self.refuse(now, request_id, Refusal::Unsupported, out);
+                    }
+                    return match self.take(request_id) {
+                        Some(tag) => {
+                            self.counters.reply_errors += 1;
+                            Event::ReplyError {
+                                tag,
+                                code: ERROR_CODE,
+                            }
+                        }
+                        None => self.ignored(),
+                    };
+                };
+                let ilp_type = ilp.first().copied().and_then(PacketType::from_byte);
+                match ilp_type {
+                    Some(PacketType::Prepare) => self.prepare(request_id, ilp),
+                    Some(PacketType::Fulfill | PacketType::Reject) => self.reply(request_id, ilp),
+                    // Not an ILP packet: a request the engine refuses (F01), or a broken
+                    // answer to one of ours, which the engine refuses as a reply.
+                    None if is_message => self.prepare(request_id, ilp),
+                    None => self.reply(request_id, ilp),
+                }
+            }
+        }
+    }
+
+    /// Takes a request id for an outgoing Prepare of `ilp_len` bytes, remembers `tag` for its
+    /// answer until `expires_at` (plus [`PURGE_GRACE_MS`]), and writes the BTP Message header
+    /// into `out`. The caller writes the ILP bytes at `out[len..len + ilp_len]` and sends
+    /// `out[..len + ilp_len]`.
+    ///
+    /// # Panics
+    /// If `out` is shorter than [`ilp_header_len`]`(ilp_len)` (a programmer error).
+    pub fn write_prepare_header(
+        &mut self,
+        tag: u64,
+        ilp_len: usize,
+        expires_at: i64,
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        assert!(
+            out.len() >= ilp_header_len(ilp_len),
+            "out too short for the header"
+        );
+        if !matches!(self.state, State::Open(_)) {
+            return Err(SendError::NotOpen);
+        }
+        let Some(request_id) = self.insert(tag, expires_at) else {
+            self.counters.busy += 1;
+            return Err(SendError::Busy);
+        };
+        Ok(emit_ilp_header(out, BtpType::Message, request_id, ilp_len))
+    }
+
+    /// Writes the BTP Response header for the Fulfill or Reject (`ilp_len` bytes) answering
+    /// the peer's `request_id` ([`Event::Prepare`]). The caller writes the ILP bytes right
+    /// after the returned length.
+    ///
+    /// # Panics
+    /// If `out` is shorter than [`ilp_header_len`]`(ilp_len)` (a programmer error).
+    pub fn write_reply_header(&self, request_id: u32, ilp_len: usize, out: &mut [u8]) -> usize {
+        assert!(
+            out.len() >= ilp_header_len(ilp_len),
+            "out too short for the header"
+        );
+        debug_assert!(
+            matches!(self.state, State::Open(_)),
+            "reply on a session not open"
+        );
+        emit_ilp_header(out, BtpType::Response, request_id, ilp_len)
+    }
+
+    /// Advances the clock: closes a session still unauthenticated at its deadline, and purges
+    /// outstanding requests whose `expires_at + PURGE_GRACE_MS` has passed.
+    pub fn handle_timeout(&mut self, now: i64) -> Timeout {
+        let mut result = Timeout::default();
+        if self.state == State::AwaitingAuth && now >= self.auth_deadline {
+            self.state = State::Closed;
+            self.counters.auth_failures += 1;
+            result.auth_expired = true;
+        }
+        if self.outstanding > 0 && now >= self.next_purge_at {
+            result.purged = self.purge(now);
+        }
+        result
+    }
+
+    /// Closes the session from the driver's side (the socket went away, or the link is being
+    /// replaced). Afterwards [`poll_abandoned`](Self::poll_abandoned) drains the outstanding
+    /// requests and every message gets [`Event::Close`].
+    pub fn close(&mut self) {
+        self.state = State::Closed;
+    }
+
+    /// After the session closed: the tag of one request that will now never be answered, so
+    /// the caller can fail it (T01) at once instead of waiting for its expiry; `None` when all
+    /// are drained (or the session is not closed).
+    pub fn poll_abandoned(&mut self) -> Option<u64> {
+        if self.state != State::Closed {
+            return None;
+        }
+        while self.abandon_cursor < self.slots.len() {
+            let slot = &mut self.slots[self.abandon_cursor];
+            self.abandon_cursor += 1;
+            if slot.used {
+                slot.used = false;
+                self.outstanding -= 1;
+                return Some(slot.tag);
+            }
+        }
+        debug_assert_eq!(self.outstanding, 0);
+        None
+    }
+
+    // ---- receive helpers --------------------------------------------------------------
+
+    /// Any message while awaiting auth (client: the auth Response; server: misuse).
+    fn handle_auth_reply(&mut self, bytes: &[u8]) -> Event<'static> {
+        let accepted = match (self.role, self.auth_request_id, Btp::new_checked(bytes)) {
+            (Role::Client, Some(auth_id), Ok(packet)) => {
+                packet.btp_type() == BtpType::Response && packet.request_id() == auth_id
+            }
+            _ => false,
+        };
+        if accepted {
+            self.state = State::Open(self.client_peer);
+            return Event::Opened(self.client_peer);
+        }
+        // An Error, anything else first, or a server given its first message here.
+        self.counters.auth_failures += 1;
+        self.state = State::Closed;
+        Event::Close
+    }
+
+    fn prepare<'a>(&mut self, request_id: u32, ilp: &'a [u8]) -> Event<'a> {
+        self.counters.prepares += 1;
+        Event::Prepare { request_id, ilp }
+    }
+
+    fn reply<'a>(&mut self, request_id: u32, ilp: &'a [u8]) -> Event<'a> {
+        match self.take(request_id) {
+            Some(tag) => {
+                self.counters.replies += 1;
+                Event::Reply { tag, ilp }
+            }
+            None => self.ignored(),
+        }
+    }
+
+    fn ignored(&mut self) -> Event<'static> {
+        self.counters.ignored += 1;
+        Event::Ignored
+    }
+
+    fn unreadable(&mut self) -> Event<'static> {
+        self.counters.unreadable += 1;
+        self.bad_frames = self.bad_frames.saturating_add(1);
+        if self.bad_frames >= self.bad_frames_max {
+            self.state = State::Closed;
+            return Event::Close;
+        }
+        Event::Ignored
+    }
+
+    fn refuse(
+        &mut self,
+        now: i64,
+        request_id: u32,
+        refusal: Refusal,
+        out: &mut [u8],
+    ) -> Event<'static> {
+        self.counters.refused += 1;
+        Event::Respond(write_error(now, request_id, refusal, out))
+    }
+
+    // ---- outstanding table --------------------------------------------------------------
+
+    /// Allocates the next request id whose home slot is free and fills the slot.
+    fn insert(&mut self, tag: u64, expires_at: i64) -> Option<u32> {
+        if self.outstanding >= self.in_flight_max {
+            return None;
+        }
+        let purge_at = expires_at.saturating_add(PURGE_GRACE_MS);
+        // Fewer than `capacity` slots are busy and `capacity` consecutive ids cover every
+        // slot once, so this finds a free one.
+        for _ in 0..self.slots.len() {
+            let request_id = self.next_request_id;
+            self.next_request_id = request_id.wrapping_add(1);
+            let slot = &mut self.slots[(request_id & self.mask) as usize];
+            if !slot.used {
+                *slot = Slot {
+                    used: true,
+                    request_id,
+                    tag,
+                    purge_at,
+                };
+                self.outstanding += 1;
+                self.next_purge_at = self.next_purge_at.min(purge_at);
+                return Some(request_id);
+            }
+        }
+        unreachable!("outstanding < in_flight_max <= capacity, yet no free slot");
+    }
+
+    /// Frees the entry for `request_id`, if it is outstanding, and returns its tag.
+    #[inline]
+    fn take(&mut self, request_id: u32) -> Option<u64> {
+        let slot = &mut self.slots[(request_id & self.mask) as usize];
+        if slot.used && slot.request_id == request_id {
+            slot.used = false;
+            self.outstanding -= 1;
+            Some(slot.tag)
+        } else {
+            None
+        }
+    }
+
+    /// Frees entries due for purging and recomputes the next purge time.
+    fn purge(&mut self, now: i64) -> usize {
+        let mut purged = 0;
+        let mut next = i64::MAX;
+        for slot in self.slots.iter_mut().filter(|slot| slot.used) {
+            if slot.purge_at <= now {
+                slot.used = false;
+                purged += 1;
+            } else {
+                next = next.min(slot.purge_at);
+            }
+        }
+        self.outstanding -= purged;
+        self.next_purge_at = next;
+        self.counters.purged += purged as u64;
+        purged
+    }
+}
+
+/// The server's auth checks, in order; the peer on success.
+fn check_auth(
+    packet: &Btp<&[u8]>,
+    auth: &PeerAuth,
+    path_account: Option<&str>,
+) -> Result<PeerId, Refusal> {
+    if packet.btp_type() != BtpType::Message {
+        return Err(Refusal::NotAuth);
+    }
+    match packet.protocol_data().next() {
+        Some(primary) if primary.name == b"auth" => {}
+        _ => return Err(Refusal::NotAuth),
+    }
+    let count = packet.protocol_data_count();
+    if count > AUTH_ENTRIES_MAX {
+        return Err(Refusal::TooManyEntries);
+    }
+    // At most AUTH_ENTRIES_MAX² / 2 name compares.
+    for (i, entry) in packet.protocol_data().enumerate() {
+        if packet
+            .protocol_data()
+            .skip(i + 1)
+            .any(|other| other.name == entry.name)
+        {
+            return Err(Refusal::DuplicateNames);
+        }
+    }
+    let token = packet
+        .find(b"auth_token")
+        .ok_or(Refusal::MissingToken)?
+        .data;
+    let username = packet.find(b"auth_username").map(|entry| entry.data);
+    auth.authenticate(username, path_account, token)
+        .ok_or(Refusal::BadToken)
+}
+
+fn auth_entries<'a>(username: &'a [u8], token: &'a [u8]) -> [ProtocolData<'a>; 3] {
+    [
+        ProtocolData {
+            name: b"auth",
+            content_type: ContentType::OCTET_STREAM,
+            data: &[],
+        },
+        ProtocolData {
+            name: b"auth_username",
+            content_type: ContentType::TEXT_PLAIN_UTF8,
+            data: username,
+        },
+        ProtocolData {
+            name: b"auth_token",
+            content_type: ContentType::TEXT_PLAIN_UTF8,
+            data: token,
+        },
+    ]
+}
+
+fn auth_repr<'a>(request_id: u32, entries: &'a [ProtocolData<'a>]) -> BtpRepr<'a> {
+    BtpRepr {
+        request_id,
+        body: BtpBody::Message,
+        protocol_data: entries,
+    }
+}
+
+/// Writes Error F00 `NotAcceptedError` for `request_id` into `out`; returns its length.
+fn write_error(now: i64, request_id: u32, refusal: Refusal, out: &mut [u8]) -> usize {
+    let triggered_at = timestamp::format_generalized(now);
+    let len = BtpRepr {
+        request_id,
+        body: BtpBody::Error {
+            code: ERROR_CODE,
+            name: ERROR_NAME,
+            triggered_at: &triggered_at,
+            data: refusal.data(),
+        },
+        protocol_data: &[],
+    }
+    .emit(out);
+    debug_assert_eq!(len, error_len(refusal.data().len()));
+    len
+}
+
+/// `inner`, a subslice of `outer` borrowed through a shorter-lived view, re-borrowed from
+/// `outer` so it outlives the view (the wire view's accessors borrow the view itself).
+fn within<'a>(outer: &'a [u8], inner: &[u8]) -> &'a [u8] {
+    let start = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
+    let range = start.checked_add(inner.len()).map(|end| start..end);
+    let found = range.and_then(|range| outer.get(range));
+    debug_assert!(found.is_some(), "ilp entry outside the message");
+    found.unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::wire::{test_hex as hex, BTP_HEADER_LEN_MAX};
+
+    const NOW: i64 = 1_551_434_400_123; // 2019-03-01T10:00:00.123Z
+
+    fn vector(name: &str) -> Vec<u8> {
+        let all: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/btp-packets.json")).unwrap();
+        let found = all["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no vector {name}"));
+        hex(found["hex"].as_str().unwrap())
+    }
+
+    /// The `ilp` entry of a vector.
+    fn vector_ilp(name: &str) -> Vec<u8> {
+        let bytes = vector(name);
+        let packet = Btp::new_checked(&bytes[..]).unwrap();
+        packet.ilp().unwrap().to_vec()
+    }
+
+    fn peers() -> PeerAuth {
+        let alice = ["secret-token".to_string()];
+        let bob = ["bob_token".to_string()];
+        PeerAuth::new(&[
+            (PeerId(3), "alice", &alice[..]),
+            (PeerId(4), "bob", &bob[..]),
+        ])
+    }
+
+    fn server() -> BtpSession {
+        BtpSession::server(NOW, 10_000, 8, 3)
+    }
+
+    /// A server session opened for bob (RS-style auth with a path account).
+    fn open_server() -> BtpSession {
+        let mut s = server();
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let auth = vector("message_auth_interledger_rs_style");
+        let event = s.handle_auth(NOW, &peers(), Some("bob"), &auth, &mut out);
+        assert!(matches!(event, AuthEvent::Accepted { .. }));
+        s
+    }
+
+    /// Frames an ILP packet as `btp_type` with one `ilp` entry.
+    fn frame(btp_type: BtpType, request_id: u32, ilp: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; BTP_HEADER_LEN_MAX + ilp.len()];
+        let head = emit_ilp_header(&mut out, btp_type, request_id, ilp.len());
+        out[head..head + ilp.len()].copy_from_slice(ilp);
+        out.truncate(head + ilp.len());
+        out
+    }
+
+    /// Sends a Prepare from `s` with `tag`; returns the frame.
+    fn send_prepare(s: &mut BtpSession, tag: u64, expires_at: i64) -> Result<Vec<u8>, SendError> {
+        let ilp = vector_ilp("message_ilp_prepare");
+        let mut out = vec![0u8; BTP_HEADER_LEN_MAX + ilp.len()];
+        let head = s.write_prepare_header(tag, ilp.len(), expires_at, &mut out)?;
+        out[head..head + ilp.len()].copy_from_slice(&ilp);
+        out.truncate(head + ilp.len());
+        Ok(out)
+    }
+
+    fn message(request_id: u32, entries: &[ProtocolData<'_>]) -> Vec<u8> {
+        let repr = BtpRepr {
+            request_id,
+            body: BtpBody::Message,
+            protocol_data: entries,
+        };
+        let mut bytes = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut bytes);
+        bytes
+    }
+
+    fn request_id_of(bytes: &[u8]) -> u32 {
+        Btp::new_checked(bytes).unwrap().request_id()
+    }
+
+    /// Checks `bytes` is our Error F00 for `request_id` with `data`.
+    fn assert_error(bytes: &[u8], request_id: u32, data: &[u8]) {
+        let packet = Btp::new_checked(bytes).unwrap();
+        assert_eq!(packet.request_id(), request_id);
+        assert_eq!(packet.protocol_data_count(), 0);
+        match packet.body() {
+            BtpBody::Error {
+                code,
+                name,
+                triggered_at,
+                data: got,
+            } => {
+                assert_eq!(&code, b"F00");
+                assert_eq!(name, b"NotAcceptedError");
+                assert_eq!(triggered_at, &timestamp::format_generalized(NOW)[..]);
+                assert_eq!(got, data);
+            }
+            other => panic!("not an Error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn now_is_the_vector_time() {
+        assert_eq!(timestamp::parse_ilp(b"20190301100000123"), Ok(NOW));
+    }
+
+    #[test]
+    fn server_auth_js_style() {
+        let mut s = server();
+        assert_eq!(s.state(), State::AwaitingAuth);
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let auth = vector("message_auth_ilp_plugin_btp_style");
+        let event = s.handle_auth(NOW, &peers(), None, &auth, &mut out);
+        let AuthEvent::Accepted { peer, len } = event else {
+            panic!("{event:?}")
+        };
+        assert_eq!(peer, PeerId(3));
+        assert_eq!(&out[..len], &vector("response_auth_ok")[..]);
+        assert_eq!(s.state(), State::Open(PeerId(3)));
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn server_auth_rs_style_by_token_or_path() {
+        let auth = vector("message_auth_interledger_rs_style");
+        for path in [None, Some("bob")] {
+            let mut s = server();
+            let mut out = [0u8; CONTROL_LEN_MAX];
+            let event = s.handle_auth(NOW, &peers(), path, &auth, &mut out);
+            assert_eq!(
+                event,
+                AuthEvent::Accepted {
+                    peer: PeerId(4),
+                    len: 8
+                }
+            );
+            assert_eq!(&out[..8], &hex("0100000007020100")[..]);
+            assert_eq!(s.state(), State::Open(PeerId(4)));
+        }
+        // The path names alice, but the token is bob's.
+        let mut s = server();
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let event = s.handle_auth(NOW, &peers(), Some("alice"), &auth, &mut out);
+        assert!(matches!(event, AuthEvent::Refused { .. }));
+        assert_eq!(s.state(), State::Closed);
+    }
+
+    #[test]
+    fn server_auth_empty_token() {
+        let auth = vector("message_auth_empty_token");
+        let mut s = server();
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let AuthEvent::Refused { len } = s.handle_auth(NOW, &peers(), None, &auth, &mut out) else {
+            panic!("accepted an empty token")
+        };
+        assert_error(&out[..len], 8, br#"{"message":"invalid auth_token"}"#);
+        // A peer configured with an empty token (no auth needed) is let in by its path.
+        let none = [String::new()];
+        let open = PeerAuth::new(&[(PeerId(9), "guest", &none[..])]);
+        let mut s = server();
+        let event = s.handle_auth(NOW, &open, Some("guest"), &auth, &mut out);
+        assert!(matches!(
+            event,
+            AuthEvent::Accepted {
+                peer: PeerId(9),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn server_auth_wrong_token_matches_js_error() {
+        let wrong = ["other-token".to_string()];
+        let table = PeerAuth::new(&[(PeerId(3), "alice", &wrong[..])]);
+        let mut s = server();
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let auth = vector("message_auth_ilp_plugin_btp_style");
+        let AuthEvent::Refused { len } = s.handle_auth(NOW, &table, None, &auth, &mut out) else {
+            panic!("accepted a wrong token")
+        };
+        assert_error(
+            &out[..len],
+            0x1234_abcd,
+            br#"{"message":"invalid auth_token"}"#,
+        );
+        // Byte for byte what ilp-plugin-btp sends.
+        assert_eq!(&out[..len], &vector("error_auth_rejected")[..]);
+        assert_eq!(s.state(), State::Closed);
+        assert_eq!(s.counters().auth_failures, 1);
+        // Closed stays closed.
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        assert_eq!(s.handle_message(NOW, &auth, &mut buf), Event::Close);
+    }
+
+    #[test]
+    fn server_auth_unknown_user() {
+        let mut s = server();
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        // alice's token, but the path names an account that does not exist.
+        let auth = vector("message_auth_interledger_rs_style");
+        let AuthEvent::Refused { len } =
+            s.handle_auth(NOW, &peers(), Some("carol"), &auth, &mut out)
+        else {
+            panic!("accepted an unknown account")
+        };
+        assert_error(&out[..len], 7, br#"{"message":"invalid auth_token"}"#);
+    }
+
+    #[test]
+    fn server_auth_wrong_first_packet() {
+        let entry = |name: &'static [u8], data: &'static [u8]| ProtocolData {
+            name,
+            content_type: ContentType::TEXT_PLAIN_UTF8,
+            data,
+        };
+        let auth = ProtocolData {
+            name: b"auth",
+            content_type: ContentType::OCTET_STREAM,
+            data: &[],
+        };
+        let token = entry(b"auth_token", b"bob_token");
+        let cases: [(Vec<u8>, u32, &[u8]); 6] = [
+            // An ILP Prepare before auth.
+            (vector("message_ilp_prepare"), 1, Refusal::NotAuth.data()),
+            // A Response first.
+            (
+                vector("response_auth_ok"),
+                0x1234_abcd,
+                Refusal::NotAuth.data(),
+            ),
+            // A Transfer first.
+            (
+                vector("transfer_amount_0_no_protocol_data"),
+                2,
+                Refusal::NotAuth.data(),
+            ),
+            // `auth_token` primary, `auth` second.
+            (message(5, &[token, auth]), 5, Refusal::NotAuth.data()),
+            // Duplicate names.
+            (
+                message(6, &[auth, token, entry(b"auth_token", b"")]),
+                6,
+                Refusal::DuplicateNames.data(),
+            ),
+            // No auth_token.
+            (
+                message(7, &[auth, entry(b"auth_username", b"bob")]),
+                7,
+                Refusal::MissingToken.data(),
+            ),
+        ];
+        for (bytes, request_id, data) in cases {
+            let mut s = server();
+            let mut out = [0u8; CONTROL_LEN_MAX];
+            let event = s.handle_auth(NOW, &peers(), None, &bytes, &mut out);
+            let AuthEvent::Refused { len } = event else {
+                panic!("{event:?}")
+            };
+            assert_error(&out[..len], request_id, data);
+            assert_eq!(s.state(), State::Closed);
+        }
+    }
+
+    #[test]
+    fn server_auth_too_many_entries() {
+        let names: Vec<String> = (0..AUTH_ENTRIES_MAX).map(|i| format!("x{i}")).collect();
+        let mut entries = auth_entries(b"", b"bob_token").to_vec();
+        entries.extend(names.iter().map(|name| ProtocolData {
+            name: name.as_bytes(),
+            content_type: ContentType(0),
+            data: &[],
+        }));
+        let repr = BtpRepr {
+            request_id: 9,
+            body: BtpBody::Message,
+            protocol_data: &entries,
+        };
+        let mut bytes = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut bytes);
+        let mut s = server();
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let AuthEvent::Refused { len } = s.handle_auth(NOW, &peers(), None, &bytes, &mut out)
+        else {
+            panic!("accepted")
+        };
+        assert_error(&out[..len], 9, Refusal::TooManyEntries.data());
+        // Exactly AUTH_ENTRIES_MAX is fine.
+        let repr = BtpRepr {
+            protocol_data: &entries[..AUTH_ENTRIES_MAX],
+            ..repr
+        };
+        let mut bytes = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut bytes);
+        let mut s = server();
+        let event = s.handle_auth(NOW, &peers(), None, &bytes, &mut out);
+        assert!(matches!(
+            event,
+            AuthEvent::Accepted {
+                peer: PeerId(4),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn server_auth_unreadable_sends_nothing() {
+        for bytes in [&[][..], &hex("0600000001")[..], &[0xff; 40][..]] {
+            let mut s = server();
+            let mut out = [0u8; CONTROL_LEN_MAX];
+            let event = s.handle_auth(NOW, &peers(), None, bytes, &mut out);
+            assert_eq!(event, AuthEvent::Refused { len: 0 });
+            assert_eq!(s.state(), State::Closed);
+        }
+    }
+
+    #[test]
+    fn auth_timeout() {
+        let mut s = BtpSession::server(1_000, 10_000, 8, 3);
+        assert_eq!(s.poll_timeout(), Some(11_000));
+        assert_eq!(s.handle_timeout(10_999), Timeout::default());
+        assert_eq!(s.state(), State::AwaitingAuth);
+        let t = s.handle_timeout(11_000);
+        assert!(t.auth_expired);
+        assert_eq!(s.state(), State::Closed);
+        assert_eq!(s.poll_timeout(), None);
+        // Auth arriving after that gets nothing.
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let auth = vector("message_auth_interledger_rs_style");
+        let event = s.handle_auth(11_001, &peers(), None, &auth, &mut out);
+        assert_eq!(event, AuthEvent::Refused { len: 0 });
+        // The client has a deadline too.
+        let mut c = BtpSession::client(1_000, PeerId(1), 5_000, 8, 3);
+        assert!(c.handle_timeout(6_000).auth_expired);
+        assert_eq!(c.state(), State::Closed);
+        // An open session never times out on auth.
+        let mut s = open_server();
+        assert!(!s.handle_timeout(NOW + 1_000_000).auth_expired);
+        assert!(matches!(s.state(), State::Open(_)));
+    }
+
+    /// Client and server sessions after a handshake through `write_auth` and `handle_auth`.
+    fn pair() -> (BtpSession, BtpSession) {
+        let mut client = BtpSession::client(NOW, PeerId(7), 10_000, 8, 3);
+        let mut server = server();
+        let mut wire = vec![0u8; BtpSession::auth_len(b"alice", b"secret-token")];
+        let len = client.write_auth(b"alice", b"secret-token", &mut wire);
+        assert_eq!(len, wire.len());
+        // The same entries as ilp-plugin-btp sends; only the request id differs.
+        assert_eq!(
+            &wire[5..],
+            &vector("message_auth_ilp_plugin_btp_style")[5..]
+        );
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let AuthEvent::Accepted { peer, len } =
+            server.handle_auth(NOW, &peers(), None, &wire, &mut out)
+        else {
+            panic!("refused")
+        };
+        assert_eq!(peer, PeerId(3));
+        // No ILP may be sent before the Response arrives.
+        assert_eq!(send_prepare(&mut client, 1, NOW), Err(SendError::NotOpen));
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        assert_eq!(
+            client.handle_message(NOW, &out[..len], &mut buf),
+            Event::Opened(PeerId(7))
+        );
+        assert_eq!(client.state(), State::Open(PeerId(7)));
+        (client, server)
+    }
+
+    #[test]
+    fn full_exchange() {
+        let (mut client, mut server) = pair();
+        let prepare = vector_ilp("message_ilp_prepare");
+        let fulfill = vector_ilp("response_ilp_fulfill");
+        let reject = vector_ilp("response_ilp_reject");
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+
+        // Server -> client Prepare, client -> server Fulfill.
+        let wire = send_prepare(&mut server, 0xfeed, NOW + 30_000).unwrap();
+        assert_eq!(wire[0], BtpType::Message as u8);
+        assert_eq!(server.outstanding(), 1);
+        let Event::Prepare { request_id, ilp } = client.handle_message(NOW, &wire, &mut buf) else {
+            panic!("no prepare")
+        };
+        assert_eq!(ilp, &prepare[..]);
+        let mut reply = vec![0u8; BTP_HEADER_LEN_MAX + fulfill.len()];
+        let head = client.write_reply_header(request_id, fulfill.len(), &mut reply);
+        reply[head..head + fulfill.len()].copy_from_slice(&fulfill);
+        reply.truncate(head + fulfill.len());
+        assert_eq!(reply[0], BtpType::Response as u8);
+        assert_eq!(
+            server.handle_message(NOW, &reply, &mut buf),
+            Event::Reply {
+                tag: 0xfeed,
+                ilp: &fulfill[..]
+            }
+        );
+        assert_eq!(server.outstanding(), 0);
+        // The same reply again is unexpected now: ignored.
+        assert_eq!(server.handle_message(NOW, &reply, &mut buf), Event::Ignored);
+        assert_eq!(server.counters().ignored, 1);
+
+        // Client -> server Prepare, server -> client Reject.
+        let wire = send_prepare(&mut client, 42, NOW + 30_000).unwrap();
+        let Event::Prepare { request_id, ilp } = server.handle_message(NOW, &wire, &mut buf) else {
+            panic!("no prepare")
+        };
+        assert_eq!(ilp, &prepare[..]);
+        let mut reply = vec![0u8; BTP_HEADER_LEN_MAX + reject.len()];
+        let head = server.write_reply_header(request_id, reject.len(), &mut reply);
+        reply[head..head + reject.len()].copy_from_slice(&reject);
+        reply.truncate(head + reject.len());
+        assert_eq!(
+            client.handle_message(NOW, &reply, &mut buf),
+            Event::Reply {
+                tag: 42,
+                ilp: &reject[..]
+            }
+        );
+        assert_eq!(client.counters().replies, 1);
+        assert_eq!(client.counters().prepares, 1);
+        assert_eq!(server.counters().replies, 1);
+        assert_eq!(server.counters().prepares, 1);
+    }
+
+    #[test]
+    fn client_auth_refused() {
+        // The server's Error for our auth.
+        let mut client = BtpSession::client(NOW, PeerId(7), 10_000, 8, 3);
+        let mut wire = vec![0u8; 64];
+        client.write_auth(b"", b"nope", &mut wire);
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let len = write_error(NOW, 1, Refusal::BadToken, &mut out);
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        assert_eq!(
+            client.handle_message(NOW, &out[..len], &mut buf),
+            Event::Close
+        );
+        assert_eq!(client.state(), State::Closed);
+        assert_eq!(client.counters().auth_failures, 1);
+        // Anything else first (a Prepare), or a Response to another id.
+        for first in [
+            vector("message_ilp_prepare"),
+            hex("0100000002020100"),
+            hex("01"),
+        ] {
+            let mut client = BtpSession::client(NOW, PeerId(7), 10_000, 8, 3);
+            client.write_auth(b"", b"t", &mut wire);
+            assert_eq!(client.handle_message(NOW, &first, &mut buf), Event::Close);
+            assert_eq!(client.state(), State::Closed);
+        }
+    }
+
+    #[test]
+    fn rs_swapped_types() {
+        let (mut client, mut server) = pair();
+        let prepare = vector_ilp("message_ilp_prepare");
+        let fulfill = vector_ilp("response_ilp_fulfill");
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        // interledger-rs sends its Prepare in a Response...
+        let wire = frame(BtpType::Response, 0xdead_beef, &prepare);
+        assert_eq!(
+            server.handle_message(NOW, &wire, &mut buf),
+            Event::Prepare {
+                request_id: 0xdead_beef,
+                ilp: &prepare[..]
+            }
+        );
+        // ...and its Fulfill in a Message.
+        let sent = send_prepare(&mut server, 5, NOW + 30_000).unwrap();
+        let wire = frame(BtpType::Message, request_id_of(&sent), &fulfill);
+        assert_eq!(
+            server.handle_message(NOW, &wire, &mut buf),
+            Event::Reply {
+                tag: 5,
+                ilp: &fulfill[..]
+            }
+        );
+        // A Prepare whose id collides with one of ours is still a new request.
+        let sent = send_prepare(&mut client, 6, NOW + 30_000).unwrap();
+        let wire = frame(BtpType::Message, request_id_of(&sent), &prepare);
+        assert!(matches!(
+            client.handle_message(NOW, &wire, &mut buf),
+            Event::Prepare { .. }
+        ));
+        assert_eq!(client.outstanding(), 1);
+    }
+
+    #[test]
+    fn not_ilp_in_an_ilp_entry() {
+        let mut s = open_server();
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        // Garbage or nothing in a Message: a request the engine answers with F01.
+        for ilp in [&[][..], &[0x99, 1, 2][..]] {
+            let wire = frame(BtpType::Message, 3, ilp);
+            assert_eq!(
+                s.handle_message(NOW, &wire, &mut buf),
+                Event::Prepare { request_id: 3, ilp }
+            );
+        }
+        // Garbage in a Response to one of ours: a reply the engine refuses.
+        let sent = send_prepare(&mut s, 11, NOW + 30_000).unwrap();
+        let wire = frame(BtpType::Response, request_id_of(&sent), &[0x99]);
+        assert_eq!(
+            s.handle_message(NOW, &wire, &mut buf),
+            Event::Reply {
+                tag: 11,
+                ilp: &[0x99]
+            }
+        );
+        // ... and to an unknown id: ignored.
+        assert_eq!(s.handle_message(NOW, &wire, &mut buf), Event::Ignored);
+    }
+
+    #[test]
+    fn reply_for_unknown_id_ignored() {
+        let mut s = open_server();
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        let fulfill = vector("response_ilp_fulfill");
+        let reject = vector("response_ilp_reject");
+        let error = vector("error_T00_unreachable");
+        let empty = vector("response_auth_ok");
+        for bytes in [&fulfill, &reject, &error, &empty] {
+            assert_eq!(s.handle_message(NOW, bytes, &mut buf), Event::Ignored);
+        }
+        assert_eq!(s.counters().ignored, 4);
+        // One of ours is outstanding under another id: still ignored, still outstanding.
+        s.next_request_id = 100;
+        let sent = send_prepare(&mut s, 1, NOW + 30_000).unwrap();
+        assert_ne!(request_id_of(&sent), 1);
+        assert_eq!(s.handle_message(NOW, &fulfill, &mut buf), Event::Ignored);
+        assert_eq!(s.outstanding(), 1);
+    }
+
+    #[test]
+    fn btp_error_for_my_id() {
+        let mut s = open_server();
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        let sent = send_prepare(&mut s, 77, NOW + 30_000).unwrap();
+        // The T00 vector, re-addressed to our request id.
+        let mut error = vector("error_T00_unreachable");
+        error[1..5].copy_from_slice(&request_id_of(&sent).to_be_bytes());
+        assert_eq!(
+            s.handle_message(NOW, &error, &mut buf),
+            Event::ReplyError {
+                tag: 77,
+                code: *b"T00"
+            }
+        );
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.handle_message(NOW, &error, &mut buf), Event::Ignored);
+        // A Response with no ilp entry for one of ours: F00.
+        let sent = send_prepare(&mut s, 78, NOW + 30_000).unwrap();
+        let mut empty = vector("response_auth_ok");
+        empty[1..5].copy_from_slice(&request_id_of(&sent).to_be_bytes());
+        assert_eq!(
+            s.handle_message(NOW, &empty, &mut buf),
+            Event::ReplyError {
+                tag: 78,
+                code: *b"F00"
+            }
+        );
+        assert_eq!(s.counters().reply_errors, 2);
+    }
+
+    #[test]
+    fn message_without_ilp_refused() {
+        let mut s = open_server();
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        // No entries at all, a second auth, and a custom sub-protocol.
+        for (name, request_id) in [
+            ("message_empty_protocol_data", 9),
+            ("message_auth_interledger_rs_style", 7),
+            ("fixture_interledger_rs_message", 2),
+        ] {
+            let bytes = vector(name);
+            let Event::Respond(len) = s.handle_message(NOW, &bytes, &mut buf) else {
+                panic!("{name} not refused")
+            };
+            assert_error(
+                &buf[..len],
+                request_id,
+                br#"{"message":"unsupported protocol"}"#,
+            );
+        }
+        assert!(matches!(s.state(), State::Open(_)));
+        assert_eq!(s.counters().refused, 3);
+    }
+
+    #[test]
+    fn transfer_refused() {
+        let mut s = open_server();
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        for (name, request_id) in [
+            ("transfer_with_claim", 3),
+            ("fixture_btp_packet_transfer", 1),
+        ] {
+            let bytes = vector(name);
+            let Event::Respond(len) = s.handle_message(NOW, &bytes, &mut buf) else {
+                panic!("{name} not refused")
+            };
+            assert_error(
+                &buf[..len],
+                request_id,
+                br#"{"message":"transfers are not supported"}"#,
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_frames_close_after_limit() {
+        let mut s = open_server(); // bad_frames_max 3
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        let bad = vector("protocol_data_count_zero_length");
+        assert_eq!(s.handle_message(NOW, &bad, &mut buf), Event::Ignored);
+        assert_eq!(s.handle_message(NOW, &[], &mut buf), Event::Ignored);
+        // Good traffic in between does not reset the count.
+        let ok = vector("message_ilp_prepare");
+        assert!(matches!(
+            s.handle_message(NOW, &ok, &mut buf),
+            Event::Prepare { .. }
+        ));
+        assert_eq!(
+            s.handle_message(NOW, &vector("unknown_type_3"), &mut buf),
+            Event::Close
+        );
+        assert_eq!(s.state(), State::Closed);
+        assert_eq!(s.counters().unreadable, 3);
+        assert_eq!(s.handle_message(NOW, &ok, &mut buf), Event::Close);
+    }
+
+    #[test]
+    fn every_invalid_vector_is_unreadable_and_silent() {
+        let all: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/btp-packets.json")).unwrap();
+        let mut s = BtpSession::server(NOW, 10_000, 8, u32::MAX);
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let auth = vector("message_auth_interledger_rs_style");
+        s.handle_auth(NOW, &peers(), None, &auth, &mut out);
+        let mut invalid = 0;
+        for v in all["vectors"].as_array().unwrap() {
+            let bytes = hex(v["hex"].as_str().unwrap());
+            let event = s.handle_message(NOW, &bytes, &mut out);
+            if v["valid"] == false {
+                assert_eq!(event, Event::Ignored, "{}", v["name"]);
+                invalid += 1;
+            }
+        }
+        assert_eq!(s.counters().unreadable, invalid);
+        assert!(matches!(s.state(), State::Open(_)));
+    }
+
+    #[test]
+    fn table_fills_and_is_purged() {
+        let mut s = BtpSession::server(NOW, 10_000, 4, 3);
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let auth = vector("message_auth_interledger_rs_style");
+        s.handle_auth(NOW, &peers(), None, &auth, &mut out);
+        let expires_at = NOW + 30_000;
+        let ids: Vec<u32> = (0..4)
+            .map(|tag| request_id_of(&send_prepare(&mut s, tag, expires_at).unwrap()))
+            .collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        assert_eq!(s.outstanding(), 4);
+        assert_eq!(send_prepare(&mut s, 9, expires_at), Err(SendError::Busy));
+        assert_eq!(s.counters().busy, 1);
+        // Free id 2 (slot 2): the next id whose slot is free is 6 (5 lives in busy slot 1).
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        let fulfill = vector_ilp("response_ilp_fulfill");
+        let reply = frame(BtpType::Response, 2, &fulfill);
+        assert!(matches!(
+            s.handle_message(NOW, &reply, &mut buf),
+            Event::Reply { tag: 1, .. }
+        ));
+        let id = request_id_of(&send_prepare(&mut s, 10, expires_at + 60_000).unwrap());
+        assert_eq!(id, 6);
+        assert_eq!(send_prepare(&mut s, 11, expires_at), Err(SendError::Busy));
+        // Nothing goes before expiry plus grace.
+        assert_eq!(s.poll_timeout(), Some(expires_at + PURGE_GRACE_MS));
+        assert_eq!(s.handle_timeout(expires_at).purged, 0);
+        assert_eq!(s.handle_timeout(expires_at + PURGE_GRACE_MS - 1).purged, 0);
+        let t = s.handle_timeout(expires_at + PURGE_GRACE_MS);
+        assert_eq!(t.purged, 3);
+        assert!(!t.auth_expired);
+        assert_eq!(s.outstanding(), 1);
+        assert_eq!(s.counters().purged, 3);
+        // A late answer to a purged request is ignored; the survivor still matches.
+        let late = frame(BtpType::Response, 1, &fulfill);
+        assert_eq!(s.handle_message(NOW, &late, &mut buf), Event::Ignored);
+        assert_eq!(s.poll_timeout(), Some(expires_at + 60_000 + PURGE_GRACE_MS));
+        let reply = frame(BtpType::Response, 6, &fulfill);
+        assert!(matches!(
+            s.handle_message(NOW, &reply, &mut buf),
+            Event::Reply { tag: 10, .. }
+        ));
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.poll_timeout(), None);
+        // Room again.
+        for tag in 0..4 {
+            send_prepare(&mut s, tag, expires_at).unwrap();
+        }
+        assert_eq!(send_prepare(&mut s, 4, expires_at), Err(SendError::Busy));
+    }
+
+    #[test]
+    fn in_flight_max_not_a_power_of_two() {
+        let mut s = BtpSession::server(NOW, 10_000, 3, 3);
+        let mut out = [0u8; CONTROL_LEN_MAX];
+        let auth = vector("message_auth_interledger_rs_style");
+        s.handle_auth(NOW, &peers(), None, &auth, &mut out);
+        for tag in 0..3 {
+            send_prepare(&mut s, tag, NOW).unwrap();
+        }
+        assert_eq!(send_prepare(&mut s, 3, NOW), Err(SendError::Busy));
+    }
+
+    #[test]
+    fn request_ids_wrap() {
+        let mut s = open_server();
+        s.next_request_id = u32::MAX;
+        let a = request_id_of(&send_prepare(&mut s, 1, NOW).unwrap());
+        let b = request_id_of(&send_prepare(&mut s, 2, NOW).unwrap());
+        assert_eq!((a, b), (u32::MAX, 0));
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        let fulfill = vector_ilp("response_ilp_fulfill");
+        for (id, tag) in [(0, 2), (u32::MAX, 1)] {
+            let reply = frame(BtpType::Response, id, &fulfill);
+            assert!(matches!(
+                s.handle_message(NOW, &reply, &mut buf),
+                Event::Reply { tag: t, .. } if t == tag
+            ));
+        }
+    }
+
+    #[test]
+    fn abandoned_requests_drain_after_close() {
+        let mut s = open_server();
+        for tag in [10, 20, 30] {
+            send_prepare(&mut s, tag, NOW + 30_000).unwrap();
+        }
+        assert_eq!(s.poll_abandoned(), None, "not closed yet");
+        let mut buf = [0u8; CONTROL_LEN_MAX];
+        for _ in 0..3 {
+            s.handle_message(NOW, &[], &mut buf);
+        }
+        assert_eq!(s.state(), State::Closed);
+        let mut tags: Vec<u64> = std::iter::from_fn(|| s.poll_abandoned()).collect();
+        tags.sort_unstable();
+        assert_eq!(tags, [10, 20, 30]);
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(send_prepare(&mut s, 1, NOW), Err(SendError::NotOpen));
+        // The driver closing it (socket gone) drains the same way.
+        let (mut client, _server) = pair();
+        send_prepare(&mut client, 5, NOW + 30_000).unwrap();
+        client.close();
+        assert_eq!(client.state(), State::Closed);
+        assert_eq!(client.poll_abandoned(), Some(5));
+        assert_eq!(client.poll_abandoned(), None);
+        assert_eq!(client.handle_message(NOW, &[], &mut buf), Event::Close);
+    }
+
+    #[test]
+    fn error_lengths() {
+        for refusal in Refusal::ALL {
+            let mut out = [0u8; CONTROL_LEN_MAX];
+            let len = write_error(NOW, 1, refusal, &mut out);
+            assert_eq!(len, error_len(refusal.data().len()));
+            assert!(serde_json::from_slice::<serde_json::Value>(refusal.data()).is_ok());
+            Btp::new_checked(&out[..len]).unwrap();
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Transports: WebSocket framing and the BTP session.
+
+pub mod auth;
+pub mod btp;
