@@ -5,6 +5,7 @@
 //! - [`link`]: WebSocket framing, BTP sessions and peer authentication (sans-IO).
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
 
+pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod link;
