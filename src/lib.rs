@@ -3,10 +3,14 @@
 //! - [`wire`]: zero-copy views and emitters for ILPv4 and BTP packets.
 //! - [`engine`]: the sans-IO forwarding engine (routing, amounts, balances, expiry).
 //! - [`link`]: WebSocket framing, BTP sessions and peer authentication (sans-IO).
+//! - [`shard`]: the running router: one pinned executor per core, sockets, cross-core mesh.
+//! - [`config`] and [`cli`]: the TOML config and the command line.
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
 
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod link;
+pub mod shard;
 pub mod wire;

@@ -1,45 +1,116 @@
 //! The `ilp-router` command.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use ilp_router::cli::{parse_cpu_list, Cli, Command, KindArg, RunArgs};
+use ilp_router::config::Config;
 use ilp_router::decode::{self, Kind};
+use ilp_router::shard::{self, RunOptions};
 use std::io::Read;
+use std::path::Path;
 use std::process::ExitCode;
-
-/// An Interledger (ILPv4) router appliance.
-#[derive(Debug, Parser)]
-#[command(name = "ilp-router", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Decode one ILP or BTP packet given in hex and print it as JSON.
-    ///
-    /// Prints one JSON object on stdout. For bytes that do not decode it prints
-    /// {"error":"<category>","detail":"..."} and exits 1.
-    Decode {
-        /// Which codec to use.
-        #[arg(long, value_enum)]
-        kind: KindArg,
-        /// The packet as hex, or `-` to read the hex from stdin.
-        hex: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum KindArg {
-    /// An ILPv4 Prepare, Fulfill or Reject.
-    Ilp,
-    /// A BTP 2.0 packet.
-    Btp,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run(*args),
+        Command::CheckConfig { file } => check_config(&file),
         Command::Decode { kind, hex } => run_decode(kind, &hex),
+    }
+}
+
+fn load(file: &Path) -> Result<Config, String> {
+    Config::load(file).map_err(|e| e.to_string())
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let filter = match args.log_level.parse::<tracing::Level>() {
+        Ok(level) => level,
+        Err(_) => {
+            eprintln!(
+                "ilp-router: --log-level {:?}: use error, warn, info, debug or trace",
+                args.log_level
+            );
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let mut config = match load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("ilp-router: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for (key, value) in args.limits.overrides() {
+        if let Err(e) = config.set_limit(key, value) {
+            eprintln!("ilp-router: --{}: {e}", key.replace('_', "-"));
+            return ExitCode::from(2);
+        }
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let cpu_list = match args.cpu_list.as_deref().map(parse_cpu_list).transpose() {
+        Ok(list) => list,
+        Err(e) => {
+            eprintln!("ilp-router: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cpus = match shard::select_cpus(args.cores, cpu_list.as_deref()) {
+        Ok(cpus) => cpus,
+        Err(e) => {
+            eprintln!("ilp-router: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        ?cpus,
+        address = config.ilp_address(),
+        peers = config.peers().len(),
+        "starting"
+    );
+    match shard::run(
+        config,
+        RunOptions {
+            cpus,
+            btp_port_per_core: args.btp_port_per_core,
+        },
+    ) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ilp-router: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match load(file) {
+        Ok(config) => {
+            println!(
+                "{}: ok: address {}, {} peers, {} routes",
+                file.display(),
+                config.ilp_address(),
+                config.peers().len(),
+                config.routes().len()
+            );
+            for warning in config.warnings() {
+                println!("warning: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ilp-router: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -31,7 +31,7 @@ pub mod route;
 
 pub use ledger::{Account, AccountConfig, CoreId, LeaseKind, LeaseMessage, Ledger};
 pub use peer::PeerId;
-pub use pending::{InFlight, Pending, SlotId};
+pub use pending::{InFlight, Pending, SlotId, PENDING_MAX};
 pub use reject::{RejectReason, REJECT_LEN_MAX};
 
 use crate::wire::{Address, AmountTooLarge, Packet, Prepare};

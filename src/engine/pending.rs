@@ -21,7 +21,8 @@ pub struct SlotId {
 }
 
 impl SlotId {
-    /// Packs the id into a `u64` (for the runtime's request tables).
+    /// Packs the id into a `u64` (for the runtime's request tables). The top bit is always
+    /// clear and the index takes at most 24 bits.
     pub fn to_u64(self) -> u64 {
         u64::from(self.generation) << 32 | u64::from(self.index)
     }
@@ -32,6 +33,21 @@ impl SlotId {
             index: value as u32,
             generation: (value >> 32) as u32,
         }
+    }
+
+    /// The slot index (below [`PENDING_MAX`]).
+    pub fn index(self) -> u32 {
+        self.index
+    }
+
+    /// The generation (below 2^31).
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+
+    /// Rebuilds an id from its parts.
+    pub fn from_parts(index: u32, generation: u32) -> Self {
+        SlotId { index, generation }
     }
 }
 
@@ -62,6 +78,10 @@ enum State {
 }
 
 const NIL: u32 = u32::MAX;
+const GENERATION_MASK: u32 = 0x7fff_ffff;
+
+/// The largest table: slot indices fit 24 bits, so the runtime can pack an id with a core.
+pub const PENDING_MAX: usize = 1 << 24;
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -249,7 +269,8 @@ impl Pending {
     fn free(&mut self, index: u32) -> InFlight {
         let slot = &mut self.slots[index as usize];
         slot.state = State::Free;
-        slot.generation = slot.generation.wrapping_add(1);
+        // Generations stay below 2^31, so a packed id's top bit is free for the runtime.
+        slot.generation = slot.generation.wrapping_add(1) & GENERATION_MASK;
         slot.prev = NIL;
         slot.bucket = NIL;
         slot.next = self.free_head;

@@ -1,0 +1,204 @@
+//! Command-line types (clap derive). No logic beyond turning flags into overrides.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// An Interledger (ILPv4) router appliance: thread per core, io_uring sockets, BTP peers.
+#[derive(Debug, Parser)]
+#[command(name = "ilp-router", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the router with a TOML config until SIGTERM or SIGINT.
+    Run(Box<RunArgs>),
+    /// Validate a config file and print a summary; exit 1 naming the first problem.
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+    /// Decode one ILP or BTP packet given in hex and print it as JSON.
+    ///
+    /// Prints one JSON object on stdout. For bytes that do not decode it prints
+    /// {"error":"<category>","detail":"..."} and exits 1.
+    Decode {
+        /// Which codec to use.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// The packet as hex, or `-` to read the hex from stdin.
+        hex: String,
+    },
+}
+
+/// Codecs `decode` knows.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    /// An ILPv4 Prepare, Fulfill or Reject.
+    Ilp,
+    /// A BTP 2.0 packet.
+    Btp,
+}
+
+/// `ilp-router run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The TOML config file.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Use the first N CPUs of the process's allowed set (respects taskset and cgroups).
+    /// Default: all of them.
+    #[arg(long, conflicts_with = "cpu_list")]
+    pub cores: Option<usize>,
+    /// Use exactly these CPUs, e.g. `0,2-3`.
+    #[arg(long)]
+    pub cpu_list: Option<String>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Core i listens on the BTP port + i instead of all cores sharing one port
+    /// (SO_REUSEPORT). Lets a peer choose the core it lands on.
+    #[arg(long)]
+    pub btp_port_per_core: bool,
+    /// Overrides of `[limits]` from the config file.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Every capacity and tuning knob of `[limits]`, as flags that override the file.
+#[derive(Debug, Default, Args)]
+pub struct LimitArgs {
+    /// In-flight Prepares per core.
+    #[arg(long)]
+    pub pending_per_core_max: Option<u64>,
+    /// Outstanding requests per BTP connection.
+    #[arg(long)]
+    pub in_flight_per_link_max: Option<u64>,
+    /// Slots of each cross-core ring.
+    #[arg(long)]
+    pub ring_capacity: Option<u64>,
+    /// Largest WebSocket frame / BTP packet accepted, in bytes.
+    #[arg(long)]
+    pub frame_len_max: Option<u64>,
+    /// Connections one peer may hold open at once.
+    #[arg(long)]
+    pub connections_per_peer_max: Option<u64>,
+    /// Connections in all, per core.
+    #[arg(long)]
+    pub links_max: Option<u64>,
+    /// Time a new connection has to authenticate, in ms.
+    #[arg(long)]
+    pub auth_timeout_ms: Option<u64>,
+    /// Unreadable BTP frames before a peer is disconnected.
+    #[arg(long)]
+    pub bad_frames_max: Option<u64>,
+    /// Expiry wheel tick, in ms.
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// How long an idle core spins before it parks, in µs.
+    #[arg(long)]
+    pub spin_us: Option<u64>,
+    /// How long shutdown waits for in-flight Prepares, in ms.
+    #[arg(long)]
+    pub shutdown_grace_ms: Option<u64>,
+    /// First reconnect delay for outgoing links, in ms.
+    #[arg(long)]
+    pub reconnect_min_ms: Option<u64>,
+    /// Longest reconnect delay for outgoing links, in ms.
+    #[arg(long)]
+    pub reconnect_max_ms: Option<u64>,
+    /// A core other than a peer's home leases max_balance / this at a time.
+    #[arg(long)]
+    pub lease_chunk_divisor: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The flags that were given, by their `[limits]` key.
+    pub fn overrides(&self) -> Vec<(&'static str, u64)> {
+        let all = [
+            ("pending_per_core_max", self.pending_per_core_max),
+            ("in_flight_per_link_max", self.in_flight_per_link_max),
+            ("ring_capacity", self.ring_capacity),
+            ("frame_len_max", self.frame_len_max),
+            ("connections_per_peer_max", self.connections_per_peer_max),
+            ("links_max", self.links_max),
+            ("auth_timeout_ms", self.auth_timeout_ms),
+            ("bad_frames_max", self.bad_frames_max),
+            ("tick_ms", self.tick_ms),
+            ("spin_us", self.spin_us),
+            ("shutdown_grace_ms", self.shutdown_grace_ms),
+            ("reconnect_min_ms", self.reconnect_min_ms),
+            ("reconnect_max_ms", self.reconnect_max_ms),
+            ("lease_chunk_divisor", self.lease_chunk_divisor),
+        ];
+        all.into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
+    }
+}
+
+/// Parses a CPU list like `0,2-3` into CPU numbers, in order, without duplicates.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let first: usize = first
+            .parse()
+            .map_err(|_| format!("--cpu-list: {part:?} is not a CPU or range"))?;
+        let last: usize = last
+            .parse()
+            .map_err(|_| format!("--cpu-list: {part:?} is not a CPU or range"))?;
+        if last < first || last - first > 4096 {
+            return Err(format!("--cpu-list: {part:?} is not an increasing range"));
+        }
+        for cpu in first..=last {
+            if !cpus.contains(&cpu) {
+                cpus.push(cpu);
+            }
+        }
+    }
+    if cpus.is_empty() {
+        return Err("--cpu-list is empty".into());
+    }
+    Ok(cpus)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
+        assert_eq!(parse_cpu_list("3-3,3").unwrap(), vec![3]);
+        assert!(parse_cpu_list("a").is_err());
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn limit_flags_override_by_key() {
+        let cli = Cli::parse_from([
+            "ilp-router",
+            "run",
+            "--config",
+            "x.toml",
+            "--tick-ms",
+            "2",
+            "--spin-us",
+            "0",
+        ]);
+        let Command::Run(run) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(run.limits.overrides(), vec![("tick_ms", 2), ("spin_us", 0)]);
+    }
+}

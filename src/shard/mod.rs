@@ -1,0 +1,348 @@
+//! The running router: one pinned glommio executor per selected CPU, each owning an engine,
+//! its sockets, its links and its timers; cores talk only through a mesh of bounded channels.
+//!
+//! What is shared between cores, and is never written per packet: the config (read-only),
+//! per-peer bitmasks of which cores have a link to the peer and per-peer connection counts
+//! (written when a link opens or closes), and the shutdown flag.
+
+mod conn;
+mod core;
+mod mesh;
+
+use self::core::{unix_ms, CoreState};
+use crate::config::Config;
+use crate::engine::{CoreId, Engine, PeerId};
+use crate::link::auth::PeerAuth;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use mesh::CrossMsg;
+use std::cell::RefCell;
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to run: which CPUs, and the listener layout.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// One executor per CPU, pinned, in this order (core i runs on `cpus[i]`).
+    pub cpus: Vec<usize>,
+    /// Core i listens on the BTP port + i instead of sharing the port (SO_REUSEPORT).
+    pub btp_port_per_core: bool,
+}
+
+/// Why the router could not run.
+#[derive(Debug)]
+pub enum RunError {
+    /// A CPU selection problem (named).
+    Cpus(String),
+    /// A core failed to start (bind, executor).
+    Start(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Cpus(m) => write!(f, "CPU selection: {m}"),
+            RunError::Start(m) => write!(f, "start-up failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// State every core can read.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) cores: usize,
+    /// Per peer: bit c is set while core c has a link to the peer.
+    pub(crate) link_cores: Vec<AtomicU64>,
+    /// Per peer: open connections on all cores.
+    pub(crate) connections: Vec<AtomicUsize>,
+    pub(crate) shutdown: AtomicBool,
+    /// Each core's index in the channel mesh.
+    mesh_ids: Vec<AtomicUsize>,
+    /// Cores that failed to start.
+    failed: AtomicUsize,
+}
+
+/// The CPUs the process may run on (its affinity mask, so `taskset` and cgroups count).
+pub fn allowed_cpus() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// Picks the CPUs: `cpu_list` exactly (each must be allowed), or the first `cores` allowed
+/// ones, or all allowed ones.
+pub fn select_cpus(
+    cores: Option<usize>,
+    cpu_list: Option<&[usize]>,
+) -> Result<Vec<usize>, RunError> {
+    let allowed = allowed_cpus();
+    if allowed.is_empty() {
+        return Err(RunError::Cpus(
+            "cannot read the process's CPU affinity".into(),
+        ));
+    }
+    let cpus = match (cores, cpu_list) {
+        (_, Some(list)) => {
+            if let Some(cpu) = list.iter().find(|c| !allowed.contains(c)) {
+                return Err(RunError::Cpus(format!(
+                    "CPU {cpu} is not in the allowed set {allowed:?}"
+                )));
+            }
+            list.to_vec()
+        }
+        (Some(n), None) => {
+            if n == 0 || n > allowed.len() {
+                return Err(RunError::Cpus(format!(
+                    "--cores {n}: the process may use {} CPUs ({allowed:?})",
+                    allowed.len()
+                )));
+            }
+            allowed[..n].to_vec()
+        }
+        (None, None) => allowed,
+    };
+    if cpus.len() > 64 {
+        return Err(RunError::Cpus(format!(
+            "{} CPUs selected; at most 64 are supported",
+            cpus.len()
+        )));
+    }
+    Ok(cpus)
+}
+
+/// Runs the router until SIGTERM or SIGINT, then shuts down gracefully.
+pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
+    let cores = options.cpus.len();
+    assert!(
+        (1..=64).contains(&cores),
+        "select_cpus bounds the core count"
+    );
+    let peers = config.peers().len();
+    let shared = Arc::new(Shared {
+        cores,
+        link_cores: (0..peers).map(|_| AtomicU64::new(0)).collect(),
+        connections: (0..peers).map(|_| AtomicUsize::new(0)).collect(),
+        shutdown: AtomicBool::new(false),
+        mesh_ids: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+        failed: AtomicUsize::new(0),
+    });
+    let config = Arc::new(config);
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| RunError::Start(format!("signal handlers: {e}")))?;
+    let handle = signals.handle();
+    {
+        let shared = Arc::clone(&shared);
+        let mut signals = signals;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    tracing::info!(signal, "shutting down");
+                    shared.shutdown.store(true, Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| RunError::Start(format!("signal thread: {e}")))?;
+    }
+    let mesh =
+        (cores > 1).then(|| MeshBuilder::<CrossMsg, _>::full(cores, config.limits().ring_capacity));
+    let spin = Duration::from_micros(config.limits().spin_us);
+    let mut threads = Vec::new();
+    for (core, &cpu) in options.cpus.iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let config = Arc::clone(&config);
+        let mesh = mesh.clone();
+        let per_core = options.btp_port_per_core;
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("core-{core}"))
+            .spin_before_park(spin);
+        let thread = builder
+            .spawn(move || async move {
+                if let Err(e) = core_main(core, Arc::clone(&shared), config, mesh, per_core).await {
+                    tracing::error!(core, "{e}");
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                    shared.shutdown.store(true, Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| RunError::Start(format!("executor on CPU {cpu}: {e}")))?;
+        threads.push(thread);
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    handle.close();
+    match shared.failed.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        n => Err(RunError::Start(format!("{n} core(s) failed; see the log"))),
+    }
+}
+
+async fn core_main(
+    core: usize,
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    mesh: Option<MeshBuilder<CrossMsg, glommio::channels::channel_mesh::Full>>,
+    btp_port_per_core: bool,
+) -> Result<(), String> {
+    let cores = shared.cores;
+    // The channel mesh, and which mesh index each core got.
+    let (senders, receivers) = match mesh {
+        Some(mesh) => {
+            let (senders, receivers) = mesh
+                .join()
+                .await
+                .map_err(|e| format!("joining the core mesh: {e}"))?;
+            shared.mesh_ids[core].store(senders.peer_id(), Ordering::Relaxed);
+            while shared
+                .mesh_ids
+                .iter()
+                .any(|m| m.load(Ordering::Relaxed) == usize::MAX)
+            {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            (Some(senders), Some(receivers))
+        }
+        None => (None, None),
+    };
+    let mesh_index: Vec<usize> = shared
+        .mesh_ids
+        .iter()
+        .map(|m| m.load(Ordering::Relaxed))
+        .collect();
+    let now = unix_ms();
+    let engine = Engine::new(config.engine_config(CoreId(core as u16), cores), now);
+    let tokens: Vec<Vec<String>> = config
+        .peers()
+        .iter()
+        .map(|p| {
+            p.auth_tokens
+                .iter()
+                .map(|t| t.expose().to_owned())
+                .collect()
+        })
+        .collect();
+    let entries: Vec<(PeerId, &str, &[String])> = config
+        .peers()
+        .iter()
+        .zip(&tokens)
+        .map(|(p, t)| (p.id, p.name.as_str(), t.as_slice()))
+        .collect();
+    let auth = Rc::new(PeerAuth::new(&entries));
+    let state = Rc::new(RefCell::new(CoreState::new(
+        core,
+        Arc::clone(&shared),
+        Arc::clone(&config),
+        engine,
+        auth,
+        senders,
+        mesh_index,
+    )));
+
+    let mut tasks = Vec::new();
+    if let Some(mut receivers) = receivers {
+        for (_, stream) in receivers.streams() {
+            let state = Rc::clone(&state);
+            tasks.push(glommio::spawn_local(async move {
+                while let Some(message) = stream.recv().await {
+                    let mut st = state.borrow_mut();
+                    st.on_cross(unix_ms(), message);
+                    st.flush();
+                }
+            }));
+        }
+    }
+    let listener = match config.listen_btp() {
+        Some(mut address) => {
+            if btp_port_per_core {
+                let port = u16::try_from(usize::from(address.port()) + core)
+                    .map_err(|_| "BTP port + core over 65535")?;
+                address.set_port(port);
+            }
+            let listener = glommio::net::TcpListener::bind(address)
+                .map_err(|e| format!("bind {address}: {e}"))?;
+            tracing::info!(core, %address, "listening for BTP peers");
+            let state = Rc::clone(&state);
+            Some(glommio::spawn_local(accept_loop(state, listener, address)))
+        }
+        None => None,
+    };
+    for peer in config.peers().iter().filter(|p| p.dial.is_some()) {
+        tasks.push(glommio::spawn_local(conn::dial(Rc::clone(&state), peer.id)));
+    }
+
+    // The clock: expiries, session timers, leases; and shutdown.
+    let tick = Duration::from_millis(u64::from(config.limits().tick_ms));
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(tick).await;
+        state.borrow_mut().on_tick(unix_ms());
+    }
+    drop(listener);
+    shutdown(&state, &config).await;
+    drop(tasks);
+    let st = state.borrow();
+    tracing::info!(core, counters = ?st.engine.counters(), runtime = ?st.counters, "core stopped");
+    Ok(())
+}
+
+async fn accept_loop(
+    state: Rc<RefCell<CoreState>>,
+    listener: glommio::net::TcpListener,
+    address: SocketAddr,
+) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(conn::serve_accepted(Rc::clone(&state), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(%address, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Stop taking Prepares, let in-flight ones resolve until the grace period ends, answer the
+/// rest (R00), flush, close every link.
+async fn shutdown(state: &Rc<RefCell<CoreState>>, config: &Config) {
+    let tick = Duration::from_millis(u64::from(config.limits().tick_ms));
+    let deadline =
+        unix_ms() + i64::try_from(config.limits().shutdown_grace_ms).unwrap_or(i64::MAX / 4);
+    state.borrow_mut().draining = true;
+    while !state.borrow().engine.pending().is_empty() && unix_ms() < deadline {
+        glommio::timer::sleep(tick).await;
+        state.borrow_mut().on_tick(unix_ms());
+    }
+    // Whatever is left is answered now: R00 as if it expired.
+    state.borrow_mut().on_tick(i64::MAX / 4);
+    let flush_deadline = unix_ms() + 1000;
+    while !state.borrow().all_flushed() && unix_ms() < flush_deadline {
+        glommio::timer::sleep(tick).await;
+    }
+    {
+        let mut st = state.borrow_mut();
+        for id in st.open_links() {
+            st.push_control(
+                id,
+                crate::link::websocket::Opcode::Close,
+                &1001u16.to_be_bytes(),
+            );
+            st.close_link(id);
+        }
+        st.flush();
+    }
+    let close_deadline = unix_ms() + 500;
+    while !state.borrow().open_links().is_empty() && unix_ms() < close_deadline {
+        glommio::timer::sleep(tick).await;
+    }
+}

@@ -1,0 +1,319 @@
+//! A blocking BTP-over-WebSocket test peer on loopback, and a guard that runs the router
+//! binary with a config and stops it (SIGTERM) when dropped. Every wait is bounded.
+
+use ilp_router::link::btp::{BtpSession, Event, State};
+use ilp_router::link::websocket::{self as ws, Message, MessageAssembler, Opcode};
+use ilp_router::wire::{Btp, BtpBody, BtpRepr, BtpType, ContentType, ProtocolData};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+/// A free loopback port (bound and released; the router binds it right after).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two free consecutive ports, for `--btp-port-per-core` with two cores.
+pub(crate) fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let a = free_port();
+        if a < u16::MAX
+            && TcpListener::bind(("127.0.0.1", a + 1)).is_ok()
+            && TcpListener::bind(("127.0.0.1", a)).is_ok()
+        {
+            return a;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+/// The router process; SIGTERM and a bounded wait on drop.
+pub(crate) struct Router {
+    pub(crate) child: Option<Child>,
+    pub(crate) port: u16,
+    _dir: TempDir,
+}
+
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Router {
+    /// Starts `ilp-router run` with `config` (whose `[listen] btp` must be on `port`) and waits
+    /// until it accepts connections on `port` (and `port + 1` when `per_core_ports`).
+    pub(crate) fn start(config: &str, port: u16, extra: &[&str]) -> Router {
+        let dir =
+            std::env::temp_dir().join(format!("ilp-router-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("router.toml");
+        std::fs::write(&path, config).unwrap();
+        // ROUTER_TEST_LOG=debug shows the router's log in the test output.
+        let level = std::env::var("ROUTER_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut args = vec![
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--log-level",
+            level.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new(env!("CARGO_BIN_EXE_ilp-router"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start ilp-router");
+        let router = Router {
+            child: Some(child),
+            port,
+            _dir: TempDir(dir),
+        };
+        let deadline = Instant::now() + WAIT;
+        let ports: Vec<u16> = if extra.contains(&"--btp-port-per-core") {
+            vec![port, port + 1]
+        } else {
+            vec![port]
+        };
+        for p in ports {
+            while TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "router did not listen on {p} within {WAIT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        router
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub(crate) fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A BTP peer over a blocking socket.
+pub(crate) struct Peer {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    filled: usize,
+    assembler: MessageAssembler,
+    next_id: u32,
+    mask: u32,
+}
+
+impl Peer {
+    /// Connects and completes the WebSocket handshake on `path`.
+    pub(crate) fn connect_ws(addr: SocketAddr, path: &str) -> std::io::Result<Peer> {
+        let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
+        stream.set_read_timeout(Some(WAIT))?;
+        stream.set_nodelay(true)?;
+        let nonce = [7u8; ws::NONCE_LEN];
+        let host = addr.to_string();
+        let mut request = vec![0u8; ws::upgrade_request_len(&host, path)];
+        let n = ws::write_upgrade_request(&host, path, &nonce, &mut request);
+        stream.write_all(&request[..n])?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut filled = 0;
+        let header = loop {
+            let n = stream.read(&mut buf[filled..])?;
+            if n == 0 {
+                return Err(std::io::Error::other("closed during handshake"));
+            }
+            filled += n;
+            match ws::parse_upgrade_response(&buf[..filled], &nonce) {
+                Ok(Some(len)) => break len,
+                Ok(None) => {}
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+        };
+        buf.copy_within(header..filled, 0);
+        filled -= header;
+        Ok(Peer {
+            stream,
+            buf,
+            filled,
+            assembler: MessageAssembler::new(1 << 20),
+            next_id: 1000,
+            mask: 0x1234_5678,
+        })
+    }
+
+    /// Connects and authenticates; `Err` carries the BTP Error's name if auth is refused.
+    pub(crate) fn connect(addr: SocketAddr, username: &str, token: &str) -> Result<Peer, String> {
+        let mut peer = Peer::connect_ws(addr, "/").map_err(|e| e.to_string())?;
+        let mut session = BtpSession::client(0, ilp_router::engine::PeerId(0), 10_000, 16, 16);
+        let mut auth = vec![0u8; BtpSession::auth_len(username.as_bytes(), token.as_bytes())];
+        let n = session.write_auth(username.as_bytes(), token.as_bytes(), &mut auth);
+        peer.send_message(&auth[..n]);
+        let reply = peer.recv_message().ok_or("no answer to auth")?;
+        let mut control = [0u8; 128];
+        match session.handle_message(0, &reply, &mut control) {
+            Event::Opened(_) if session.state() != State::Closed => Ok(peer),
+            _ => {
+                let name = Btp::new_checked(&reply[..])
+                    .ok()
+                    .and_then(|b| match b.body() {
+                        BtpBody::Error { name, .. } => {
+                            Some(String::from_utf8_lossy(name).into_owned())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| "unexpected answer".into());
+                Err(name)
+            }
+        }
+    }
+
+    /// Sends one masked binary frame.
+    pub(crate) fn send_message(&mut self, payload: &[u8]) {
+        self.send_frame(Opcode::Binary, payload);
+    }
+
+    pub(crate) fn send_frame(&mut self, opcode: Opcode, payload: &[u8]) {
+        self.mask = self
+            .mask
+            .wrapping_mul(1_664_525)
+            .wrapping_add(1_013_904_223);
+        let mask = self.mask.to_le_bytes();
+        let mut frame = vec![0u8; ws::FRAME_HEADER_LEN_MAX + payload.len()];
+        let n = ws::write_frame(opcode, true, payload, Some(mask), &mut frame);
+        self.stream.write_all(&frame[..n]).unwrap();
+    }
+
+    /// Writes raw bytes on the socket.
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends an ILP packet in a BTP Message; returns its request id.
+    pub(crate) fn send_ilp(&mut self, ilp: &[u8]) -> u32 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send_btp(BtpType::Message, id, ilp);
+        id
+    }
+
+    /// Sends an ILP packet in a BTP packet of `kind` with `request_id`.
+    pub(crate) fn send_btp(&mut self, kind: BtpType, request_id: u32, ilp: &[u8]) {
+        let entry = [ProtocolData {
+            name: b"ilp",
+            content_type: ContentType::OCTET_STREAM,
+            data: ilp,
+        }];
+        let body = match kind {
+            BtpType::Message => BtpBody::Message,
+            _ => BtpBody::Response,
+        };
+        let repr = BtpRepr {
+            request_id,
+            body,
+            protocol_data: &entry,
+        };
+        let mut out = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut out);
+        self.send_message(&out);
+    }
+
+    /// The next binary message (answering pings), or `None` at close or after [`WAIT`].
+    pub(crate) fn recv_message(&mut self) -> Option<Vec<u8>> {
+        let decoder = ws::FrameDecoder::new(ws::Role::Client, 1 << 20);
+        let wait = self.stream.read_timeout().ok().flatten().unwrap_or(WAIT);
+        let deadline = Instant::now() + wait;
+        loop {
+            while let Ok(Some(frame)) = decoder.decode(&mut self.buf[..self.filled]) {
+                let len = frame.len;
+                let message = match self
+                    .assembler
+                    .handle_frame(&mut self.buf[..self.filled], &frame)
+                {
+                    Ok(Message::Binary(bytes)) => Some(Some(bytes.to_vec())),
+                    Ok(Message::Close(_)) => Some(None),
+                    Ok(Message::Ping(p)) => {
+                        let p = p.to_vec();
+                        self.buf.copy_within(len..self.filled, 0);
+                        self.filled -= len;
+                        self.send_frame(Opcode::Pong, &p);
+                        continue;
+                    }
+                    Ok(_) => None,
+                    Err(_) => Some(None),
+                };
+                self.buf.copy_within(len..self.filled, 0);
+                self.filled -= len;
+                if let Some(message) = message {
+                    return message;
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            match self.stream.read(&mut self.buf[self.filled..]) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.filled += n,
+            }
+        }
+    }
+
+    /// The next BTP packet carrying ILP: (BTP type, request id, ILP bytes).
+    pub(crate) fn recv_ilp(&mut self) -> Option<(BtpType, u32, Vec<u8>)> {
+        let message = self.recv_message()?;
+        let btp = Btp::new_checked(&message[..]).expect("the router sends valid BTP");
+        let ilp = btp.ilp().unwrap_or_default().to_vec();
+        Some((btp.btp_type(), btp.request_id(), ilp))
+    }
+
+    /// As [`recv_ilp`](Self::recv_ilp), but waits at most `within`.
+    pub(crate) fn recv_ilp_within(&mut self, within: Duration) -> Option<(BtpType, u32, Vec<u8>)> {
+        self.stream.set_read_timeout(Some(within)).unwrap();
+        let result = self.recv_ilp();
+        self.stream.set_read_timeout(Some(WAIT)).unwrap();
+        result
+    }
+
+    /// True when the router closes the connection within [`WAIT`].
+    pub(crate) fn closed(&mut self) -> bool {
+        loop {
+            match self.recv_message() {
+                None => return true,
+                Some(_) => continue,
+            }
+        }
+    }
+}

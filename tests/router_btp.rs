@@ -1,0 +1,441 @@
+//! The built router with BTP peers on loopback: forwarding, every local reject code on the
+//! wire, auth, bad frames, a dead next hop, packets crossing cores, graceful shutdown.
+//! Bounded: every wait has a deadline (`common::peer::WAIT`).
+
+mod common {
+    pub(crate) mod peer;
+}
+
+use common::peer::{free_port, free_port_pair, Peer, Router};
+use ilp_router::link::websocket::Opcode;
+use ilp_router::wire::{
+    Address, AmountTooLarge, BtpType, ErrorCode, FulfillRepr, Packet, Prepare, PrepareRepr, Reject,
+};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn config(port: u16, extra: &str) -> String {
+    let dead = free_port();
+    format!(
+        r#"
+ilp_address = "g.router"
+[listen]
+btp = "127.0.0.1:{port}"
+[[peers]]
+name = "alice"
+auth_tokens = ["alice-secret"]
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+max_balance = "1000000"
+max_packet_amount = "300000"
+[[peers]]
+name = "bob"
+auth_tokens = ["bob-secret"]
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+max_balance = "1000000"
+[[peers]]
+name = "eve"
+auth_tokens = ["eve-secret"]
+relation = "peer"
+asset_code = "XYZ"
+asset_scale = 9
+max_balance = "1000000"
+[[peers]]
+name = "coarse"
+auth_tokens = ["coarse-secret"]
+relation = "peer"
+asset_code = "USD"
+asset_scale = 0
+max_balance = "1000000"
+[[peers]]
+name = "far"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+max_balance = "1000000"
+btp_url = "ws://127.0.0.1:{dead}"
+outgoing_token = "far-token"
+[[routes]]
+prefix = "g.bob"
+peer = "bob"
+[[routes]]
+prefix = "g.eve"
+peer = "eve"
+[[routes]]
+prefix = "g.coarse"
+peer = "coarse"
+[[routes]]
+prefix = "g.far"
+peer = "far"
+[rates]
+USD = "1"
+[limits]
+tick_ms = 5
+bad_frames_max = 3
+frame_len_max = 65536
+shutdown_grace_ms = 3000
+{extra}
+"#
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn fulfillment(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+fn prepare(destination: &str, amount: u64, expires_in_ms: i64, n: u8) -> Vec<u8> {
+    let condition: [u8; 32] = Sha256::digest(fulfillment(n)).into();
+    let repr = PrepareRepr {
+        amount,
+        expires_at: now_ms() + expires_in_ms,
+        execution_condition: &condition,
+        destination: Address::new_checked(destination.as_bytes()).unwrap(),
+        data: b"integration",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+fn fulfill(n: u8) -> Vec<u8> {
+    let f = fulfillment(n);
+    let repr = FulfillRepr {
+        fulfillment: &f,
+        data: b"thanks",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+/// Sends a Prepare from `peer` and returns the Reject it gets back (asserting it is one).
+fn expect_reject(peer: &mut Peer, packet: &[u8]) -> Vec<u8> {
+    let id = peer.send_ilp(packet);
+    let (kind, reply_id, ilp) = peer.recv_ilp().expect("an answer");
+    assert_eq!((kind, reply_id), (BtpType::Response, id));
+    assert!(
+        Reject::new_checked(&ilp[..]).is_ok(),
+        "expected a Reject, got {ilp:02x?}"
+    );
+    ilp
+}
+
+fn code_of(reject: &[u8]) -> ErrorCode {
+    let r = Reject::new_checked(reject).unwrap();
+    assert_eq!(
+        r.triggered_by().map(|a| a.as_bytes().to_vec()),
+        Some(b"g.router".to_vec()),
+        "local rejects name us"
+    );
+    r.code()
+}
+
+#[test]
+fn prepare_reaches_next_hop_and_fulfill_comes_back() {
+    let port = free_port();
+    let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
+    let mut alice =
+        Peer::connect(router.addr(), "alice", "alice-secret").expect("alice authenticates");
+    let mut bob =
+        Peer::connect(router.addr(), "", "bob-secret").expect("bob authenticates by token alone");
+    let packet = prepare("g.bob.wallet", 1000, 10_000, 1);
+    let sent_at = now_ms();
+    let id = alice.send_ilp(&packet);
+    let (kind, bob_id, forwarded) = bob.recv_ilp().expect("bob gets the Prepare");
+    assert_eq!(
+        kind,
+        BtpType::Message,
+        "RFC 23: a Prepare travels in a Message"
+    );
+    let p = Prepare::new_checked(&forwarded[..]).unwrap();
+    assert_eq!(p.amount(), 1000);
+    assert_eq!(p.destination().as_bytes(), b"g.bob.wallet");
+    let original = Prepare::new_checked(&packet[..]).unwrap();
+    assert_eq!(
+        p.expires_at(),
+        original.expires_at() - 1000,
+        "one window taken off"
+    );
+    assert!(p.expires_at() > sent_at);
+    let reply = fulfill(1);
+    bob.send_btp(BtpType::Response, bob_id, &reply);
+    let (kind, reply_id, back) = alice.recv_ilp().expect("alice gets the Fulfill");
+    assert_eq!((kind, reply_id), (BtpType::Response, id));
+    assert_eq!(back, reply, "the Fulfill is relayed byte for byte");
+
+    // interledger-rs swaps the BTP types: a Fulfill in a Message is still a reply.
+    let id = alice.send_ilp(&prepare("g.bob.wallet", 10, 10_000, 2));
+    let (_, bob_id, _) = bob.recv_ilp().unwrap();
+    bob.send_btp(BtpType::Message, bob_id, &fulfill(2));
+    let (_, reply_id, back) = alice.recv_ilp().unwrap();
+    assert_eq!(reply_id, id);
+    assert!(matches!(
+        Packet::new_checked(&back[..]),
+        Ok(Packet::Fulfill(_))
+    ));
+}
+
+#[test]
+fn every_local_reject_code_on_the_wire() {
+    let port = free_port();
+    let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    let _eve = Peer::connect(router.addr(), "eve", "eve-secret").unwrap();
+    let _coarse = Peer::connect(router.addr(), "coarse", "coarse-secret").unwrap();
+
+    // F01: an ILP packet that does not decode, inside a readable BTP Message.
+    let mut garbage = prepare("g.bob.x", 1, 10_000, 1);
+    garbage[60] = b' ';
+    assert_eq!(
+        code_of(&expect_reject(&mut alice, &garbage)),
+        ErrorCode::F01_INVALID_PACKET
+    );
+    // R02: already expired.
+    assert_eq!(
+        code_of(&expect_reject(&mut alice, &prepare("g.bob.x", 1, -10, 1))),
+        ErrorCode::R02_INSUFFICIENT_TIMEOUT
+    );
+    // F02: no route.
+    assert_eq!(
+        code_of(&expect_reject(
+            &mut alice,
+            &prepare("private.x", 1, 10_000, 1)
+        )),
+        ErrorCode::F02_UNREACHABLE
+    );
+    // F08 with its data: over alice's max packet amount.
+    let reject = expect_reject(&mut alice, &prepare("g.bob.x", 300_001, 10_000, 1));
+    assert_eq!(code_of(&reject), ErrorCode::F08_AMOUNT_TOO_LARGE);
+    let data =
+        AmountTooLarge::from_bytes(Reject::new_checked(&reject[..]).unwrap().data()).unwrap();
+    assert_eq!(
+        data,
+        AmountTooLarge {
+            received: 300_001,
+            maximum: 300_000
+        }
+    );
+    // T00: no rate for eve's asset.
+    assert_eq!(
+        code_of(&expect_reject(
+            &mut alice,
+            &prepare("g.eve.x", 1, 10_000, 1)
+        )),
+        ErrorCode::T00_INTERNAL_ERROR
+    );
+    // R01: 999 units at scale 9 are 0 at scale 0.
+    assert_eq!(
+        code_of(&expect_reject(
+            &mut alice,
+            &prepare("g.coarse.x", 999, 10_000, 1)
+        )),
+        ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT
+    );
+    // T01: far's link is down (nothing listens where we dial it).
+    assert_eq!(
+        code_of(&expect_reject(
+            &mut alice,
+            &prepare("g.far.x", 1, 10_000, 1)
+        )),
+        ErrorCode::T01_PEER_UNREACHABLE
+    );
+    // F05: bob answers with the wrong fulfillment.
+    let id = alice.send_ilp(&prepare("g.bob.x", 5, 10_000, 3));
+    let (_, bob_id, _) = bob.recv_ilp().unwrap();
+    bob.send_btp(BtpType::Response, bob_id, &fulfill(4));
+    let (_, reply_id, reject) = alice.recv_ilp().unwrap();
+    assert_eq!(reply_id, id);
+    assert_eq!(code_of(&reject), ErrorCode::F05_WRONG_CONDITION);
+    // T04: three holds of 300 000 fill alice's 1 000 000; the fourth goes over.
+    for _ in 0..3 {
+        alice.send_ilp(&prepare("g.bob.x", 300_000, 30_000, 5));
+        bob.recv_ilp().expect("forwarded while under the limit");
+    }
+    assert_eq!(
+        code_of(&expect_reject(
+            &mut alice,
+            &prepare("g.bob.x", 300_000, 10_000, 5)
+        )),
+        ErrorCode::T04_INSUFFICIENT_LIQUIDITY
+    );
+    // R00: bob never answers; the router does, after the outgoing expiry.
+    let started = now_ms();
+    let id = alice.send_ilp(&prepare("g.bob.x", 1, 2_200, 6));
+    bob.recv_ilp().unwrap();
+    let (_, reply_id, reject) = alice.recv_ilp().expect("R00 before the incoming expiry");
+    assert_eq!(reply_id, id);
+    assert_eq!(code_of(&reject), ErrorCode::R00_TRANSFER_TIMED_OUT);
+    let waited = now_ms() - started;
+    assert!(
+        (1_100..2_200).contains(&waited),
+        "answered after {waited} ms"
+    );
+}
+
+#[test]
+fn wrong_token_gets_a_btp_error_and_the_connection_closes() {
+    let port = free_port();
+    let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
+    let error = Peer::connect(router.addr(), "alice", "not-alices")
+        .err()
+        .expect("refused");
+    assert_eq!(error, "NotAcceptedError");
+    assert_eq!(
+        Peer::connect(router.addr(), "nobody", "alice-secret")
+            .err()
+            .as_deref(),
+        Some("NotAcceptedError")
+    );
+    assert_eq!(
+        Peer::connect(router.addr(), "", "nobody-knows")
+            .err()
+            .as_deref(),
+        Some("NotAcceptedError")
+    );
+    // A Prepare before auth gets nowhere either.
+    let mut sneaky = Peer::connect_ws(router.addr(), "/").unwrap();
+    sneaky.send_ilp(&prepare("g.bob.x", 1, 10_000, 1));
+    let answer = sneaky.recv_message();
+    assert!(
+        sneaky.closed(),
+        "closed after a non-auth first packet (answered {answer:02x?})"
+    );
+    // The router still serves the right token.
+    assert!(Peer::connect(router.addr(), "alice", "alice-secret").is_ok());
+}
+
+#[test]
+fn garbage_and_oversized_frames_do_not_disturb_another_peer() {
+    let port = free_port();
+    let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    let mut noisy = Peer::connect(router.addr(), "eve", "eve-secret").unwrap();
+    let mut huge = Peer::connect(router.addr(), "coarse", "coarse-secret").unwrap();
+    // Unreadable BTP: dropped silently (RFC 23), then the peer is cut off after 3.
+    for _ in 0..3 {
+        noisy.send_message(b"\x06\xff\xff garbage that is not BTP");
+    }
+    assert!(
+        noisy.closed(),
+        "cut off after bad_frames_max unreadable frames"
+    );
+    // A frame header declaring 1 MiB, over frame_len_max: the connection is failed at once.
+    let mut header = [0u8; 14];
+    let n = ilp_router::link::websocket::write_frame_header(
+        Opcode::Binary,
+        true,
+        1 << 20,
+        Some([1, 2, 3, 4]),
+        &mut header,
+    );
+    huge.send_raw(&header[..n]).unwrap();
+    assert!(huge.closed(), "oversized frame closes the connection");
+    // Alice and bob never noticed.
+    let id = alice.send_ilp(&prepare("g.bob.x", 7, 10_000, 9));
+    let (_, bob_id, _) = bob.recv_ilp().expect("still forwarding");
+    bob.send_btp(BtpType::Response, bob_id, &fulfill(9));
+    let (_, reply_id, back) = alice.recv_ilp().unwrap();
+    assert_eq!(reply_id, id);
+    assert!(matches!(
+        Packet::new_checked(&back[..]),
+        Ok(Packet::Fulfill(_))
+    ));
+}
+
+#[test]
+fn packets_enter_on_one_core_and_leave_on_the_other() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!(
+            "SKIPPED packets_enter_on_one_core_and_leave_on_the_other: needs 2 CPUs, have {cpus}"
+        );
+        return;
+    }
+    let port = free_port_pair();
+    let router = Router::start(
+        &config(port, ""),
+        port,
+        &["--cores", "2", "--btp-port-per-core"],
+    );
+    let core1 = std::net::SocketAddr::from(([127, 0, 0, 1], port + 1));
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    let mut bob = Peer::connect(core1, "bob", "bob-secret").unwrap();
+    // Core 0 learns of bob's link on core 1 by a message from core 1; until it has, it
+    // answers T01. Poll with a probe until the Prepare reaches bob.
+    let deadline = std::time::Instant::now() + common::peer::WAIT;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "core 0 never learned of bob's link"
+        );
+        let id = alice.send_ilp(&prepare("g.bob.x", 1, 10_000, 200));
+        match alice.recv_ilp_within(Duration::from_millis(100)) {
+            Some((_, reply_id, reject)) => {
+                assert_eq!(reply_id, id);
+                assert_eq!(code_of(&reject), ErrorCode::T01_PEER_UNREACHABLE);
+            }
+            None => {
+                let (_, bob_id, _) = bob.recv_ilp().expect("the probe reached bob");
+                bob.send_btp(BtpType::Response, bob_id, &fulfill(200));
+                assert_eq!(alice.recv_ilp().unwrap().1, id);
+                break;
+            }
+        }
+    }
+    for n in 0..50u8 {
+        // Alice's balance lives on core 0 and bob's link on core 1; alice's holds here on
+        // core 0 are home-core holds, bob's posts are reported across.
+        let id = alice.send_ilp(&prepare("g.bob.x", 1000, 10_000, n));
+        let (_, bob_id, _) = bob.recv_ilp().expect("crossed to core 1");
+        bob.send_btp(BtpType::Response, bob_id, &fulfill(n));
+        let (_, reply_id, back) = alice.recv_ilp().expect("came back to core 0");
+        assert_eq!(reply_id, id);
+        assert!(
+            matches!(Packet::new_checked(&back[..]), Ok(Packet::Fulfill(_))),
+            "round trip {n}"
+        );
+    }
+    // And the other way: bob's Prepares enter on core 1 and leave on core 0 (bob's balance
+    // home is core 1, so alice's link is remote), with a lease for nothing: bob is the sender.
+    let id = bob.send_ilp(&prepare("g.router.alice.x", 1, 10_000, 77));
+    let (_, alice_id, _) = alice.recv_ilp().expect("crossed to core 0");
+    alice.send_btp(BtpType::Response, alice_id, &fulfill(77));
+    let (_, reply_id, _) = bob.recv_ilp().unwrap();
+    assert_eq!(reply_id, id);
+}
+
+#[test]
+fn graceful_shutdown_answers_in_flight_prepares_and_exits_0() {
+    let port = free_port();
+    let mut router = Router::start(
+        &config(port, ""),
+        port,
+        &["--cores", "1", "--shutdown-grace-ms", "300"],
+    );
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    let id = alice.send_ilp(&prepare("g.bob.x", 1, 20_000, 1));
+    bob.recv_ilp().expect("forwarded");
+    let status = router.stop().expect("the router exits within the wait");
+    assert!(status.success(), "exit status {status:?}");
+    let (_, reply_id, reject) = alice.recv_ilp().expect("the in-flight Prepare is answered");
+    assert_eq!(reply_id, id);
+    assert_eq!(code_of(&reject), ErrorCode::R00_TRANSFER_TIMED_OUT);
+    assert!(alice.closed() && bob.closed(), "links closed");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no longer listening"
+    );
+}
