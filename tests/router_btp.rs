@@ -142,6 +142,9 @@ fn code_of(reject: &[u8]) -> ErrorCode {
 
 #[test]
 fn prepare_reaches_next_hop_and_fulfill_comes_back() {
+    if common::peer::io_uring_missing("prepare_reaches_next_hop_and_fulfill_comes_back") {
+        return;
+    }
     let port = free_port();
     let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
     let mut alice =
@@ -187,6 +190,9 @@ fn prepare_reaches_next_hop_and_fulfill_comes_back() {
 
 #[test]
 fn every_local_reject_code_on_the_wire() {
+    if common::peer::io_uring_missing("every_local_reject_code_on_the_wire") {
+        return;
+    }
     let port = free_port();
     let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
     let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
@@ -285,6 +291,9 @@ fn every_local_reject_code_on_the_wire() {
 
 #[test]
 fn wrong_token_gets_a_btp_error_and_the_connection_closes() {
+    if common::peer::io_uring_missing("wrong_token_gets_a_btp_error_and_the_connection_closes") {
+        return;
+    }
     let port = free_port();
     let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
     let error = Peer::connect(router.addr(), "alice", "not-alices")
@@ -317,6 +326,9 @@ fn wrong_token_gets_a_btp_error_and_the_connection_closes() {
 
 #[test]
 fn garbage_and_oversized_frames_do_not_disturb_another_peer() {
+    if common::peer::io_uring_missing("garbage_and_oversized_frames_do_not_disturb_another_peer") {
+        return;
+    }
     let port = free_port();
     let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
     let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
@@ -356,6 +368,9 @@ fn garbage_and_oversized_frames_do_not_disturb_another_peer() {
 
 #[test]
 fn packets_enter_on_one_core_and_leave_on_the_other() {
+    if common::peer::io_uring_missing("packets_enter_on_one_core_and_leave_on_the_other") {
+        return;
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
         eprintln!(
@@ -418,6 +433,9 @@ fn packets_enter_on_one_core_and_leave_on_the_other() {
 
 #[test]
 fn graceful_shutdown_answers_in_flight_prepares_and_exits_0() {
+    if common::peer::io_uring_missing("graceful_shutdown_answers_in_flight_prepares_and_exits_0") {
+        return;
+    }
     let port = free_port();
     let mut router = Router::start(
         &config(port, ""),

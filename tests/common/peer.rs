@@ -12,6 +12,16 @@ use std::time::{Duration, Instant};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// True when this kernel lets us create an io_uring (the router needs one per core); a test
+/// that needs the router prints why it skips otherwise.
+pub(crate) fn io_uring_missing(test: &str) -> bool {
+    let missing = io_uring::IoUring::new(8).is_err();
+    if missing {
+        eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
+    }
+    missing
+}
+
 /// A free loopback port (bound and released; the router binds it right after).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,631 @@
+//! One BTP connection of the load generator, as a sender (alice) or a sink (bob), over a
+//! WebSocket we dialled or (for `--direct`) accepted.
+//!
+//! Each connection has a reader task (a batch of frames per read) and a writer task (one write
+//! per wake-up of everything queued), like the router's links.
+
+use crate::stats::Stats;
+use crate::Plan;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+use ilp_router::engine::PeerId;
+use ilp_router::link::auth::PeerAuth;
+use ilp_router::link::btp::{AuthEvent, BtpSession, Event, State, CONTROL_LEN_MAX};
+use ilp_router::link::websocket::{self as ws, Message, MessageAssembler, Opcode};
+use ilp_router::wire::{
+    Address, ErrorCode, FulfillRepr, Packet, Prepare, PrepareRepr, RejectRepr, BTP_HEADER_LEN_MAX,
+};
+use std::cell::RefCell;
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Fulfillments both roles derive from the run's seed: a Prepare's data starts with a
+/// sequence number, and `seq % len` picks its fulfillment, so the sink needs no state shared
+/// with the sender.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    pub(crate) fulfillments: Vec<[u8; 32]>,
+    pub(crate) conditions: Vec<[u8; 32]>,
+}
+
+pub(crate) const RING_LEN: usize = 1 << 14;
+
+impl Ring {
+    pub(crate) fn new(seed: u64) -> Ring {
+        use sha2::{Digest, Sha256};
+        let fulfillments: Vec<[u8; 32]> = (0..RING_LEN as u64)
+            .map(|i| {
+                let mut h = Sha256::new();
+                h.update(seed.to_be_bytes());
+                h.update(i.to_be_bytes());
+                h.finalize().into()
+            })
+            .collect();
+        let conditions = fulfillments
+            .iter()
+            .map(|f| Sha256::digest(f).into())
+            .collect();
+        Ring {
+            fulfillments,
+            conditions,
+        }
+    }
+}
+
+/// What a connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Sender,
+    Sink,
+}
+
+/// One connection's state, shared by its reader and writer tasks (same thread).
+pub(crate) struct Conn {
+    role: Role,
+    session: BtpSession,
+    client: bool,
+    out: Vec<u8>,
+    wake: LocalSender<()>,
+    woken: bool,
+    pub(crate) closing: bool,
+    mask_state: u64,
+    plan: Rc<Plan>,
+    ring: Rc<Ring>,
+    stats: Rc<RefCell<Stats>>,
+    /// Sender: sequence numbers are `id << 40 | n`.
+    id: u64,
+    next_seq: u64,
+    /// Sender, open loop: Prepares due but not yet sent (window full), oldest first, by
+    /// intended send time (ns since start).
+    backlog: std::collections::VecDeque<u64>,
+    /// Sink: replies held back by `--sink-delay-ms` (due ms since start, bytes).
+    delayed: std::collections::VecDeque<(u64, Vec<u8>)>,
+    rng: u64,
+    pub(crate) opened: bool,
+    pub(crate) failed: bool,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("role", &self.role)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) type Shared = Rc<RefCell<Conn>>;
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Conn {
+    pub(crate) fn since_start_ns(&self) -> u64 {
+        self.plan.start.elapsed().as_nanos() as u64
+    }
+
+    fn second(&self, at_ns: u64) -> usize {
+        (at_ns / 1_000_000_000) as usize
+    }
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        self.client.then(|| {
+            self.mask_state ^= self.mask_state << 13;
+            self.mask_state ^= self.mask_state >> 7;
+            self.mask_state ^= self.mask_state << 17;
+            (self.mask_state as u32).to_le_bytes()
+        })
+    }
+
+    fn push_frame(&mut self, opcode: Opcode, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mask = self.next_mask();
+        let mut header = [0u8; ws::FRAME_HEADER_LEN_MAX];
+        let n = ws::write_frame_header(opcode, true, len, mask, &mut header);
+        self.out.extend_from_slice(&header[..n]);
+        let start = self.out.len();
+        for p in parts {
+            self.out.extend_from_slice(p);
+        }
+        if let Some(mask) = mask {
+            ws::apply_mask(&mut self.out[start..], mask, 0);
+        }
+        self.woken = true;
+    }
+
+    fn wake(&mut self) {
+        if self.woken {
+            self.woken = false;
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    fn random(&mut self) -> f64 {
+        self.rng = self
+            .rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Sender: sends one Prepare whose latency counts from `intended_ns`; false when the
+    /// window is full.
+    fn send_prepare(&mut self, intended_ns: u64) -> bool {
+        if self.session.outstanding() >= self.plan.window {
+            return false;
+        }
+        let seq = self.id << 40 | self.next_seq;
+        let index = (seq as usize) % RING_LEN;
+        let mut data = [0u8; 4096];
+        let data_len = self.plan.data_bytes.clamp(8, data.len());
+        data[..8].copy_from_slice(&seq.to_be_bytes());
+        let expires_at = unix_ms() + self.plan.expiry_ms as i64;
+        let ring = Rc::clone(&self.ring);
+        let repr = PrepareRepr {
+            amount: self.plan.amount,
+            expires_at,
+            execution_condition: &ring.conditions[index],
+            destination: Address::new_checked(self.plan.destination.as_bytes())
+                .expect("checked at start"),
+            data: &data[..data_len],
+        };
+        let mut packet = [0u8; 4096 + 1200];
+        let len = repr.emit(&mut packet);
+        let tag = intended_ns << 16 | index as u64;
+        let mut header = [0u8; BTP_HEADER_LEN_MAX];
+        match self
+            .session
+            .write_prepare_header(tag, len, expires_at, &mut header)
+        {
+            Ok(n) => {
+                self.next_seq += 1;
+                self.push_frame(Opcode::Binary, &[&header[..n], &packet[..len]]);
+                let second = self.second(self.since_start_ns());
+                self.stats.borrow_mut().on_sent(second);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Sender: keeps the window full (closed loop) or sends what is due (open loop).
+    pub(crate) fn refill(&mut self) {
+        if self.role != Role::Sender || !self.opened || self.plan.stopping() {
+            return;
+        }
+        match self.plan.rate_per_conn {
+            None => {
+                let now = self.since_start_ns();
+                while self.send_prepare(now) {}
+            }
+            Some(rate) => {
+                // Intended send times: k / rate after the start of sending.
+                let now = self.since_start_ns();
+                let interval = (1e9 / rate) as u64;
+                let begin = self.plan.send_start_ns;
+                while begin + self.next_seq_intended() * interval.max(1) <= now
+                    && self.backlog.len() < 1 << 20
+                {
+                    let intended = begin + self.next_seq_intended() * interval.max(1);
+                    self.backlog.push_back(intended);
+                }
+                while let Some(&intended) = self.backlog.front() {
+                    if !self.send_prepare(intended) {
+                        break;
+                    }
+                    self.backlog.pop_front();
+                }
+            }
+        }
+        self.wake();
+    }
+
+    /// Open loop: how many Prepares have been scheduled (sent or backlogged).
+    fn next_seq_intended(&self) -> u64 {
+        self.next_seq + self.backlog.len() as u64
+    }
+
+    /// Takes one binary message.
+    fn on_message(&mut self, message: &[u8], auth: Option<&PeerAuth>) {
+        let mut control = [0u8; CONTROL_LEN_MAX];
+        let now_ms = unix_ms();
+        if let Some(auth) = auth.filter(|_| self.session.state() == State::AwaitingAuth) {
+            match self
+                .session
+                .handle_auth(now_ms, auth, None, message, &mut control)
+            {
+                AuthEvent::Accepted { len, .. } => {
+                    self.opened = true;
+                    self.push_frame(Opcode::Binary, &[&control[..len]]);
+                }
+                AuthEvent::Refused { len } => {
+                    if len > 0 {
+                        self.push_frame(Opcode::Binary, &[&control[..len]]);
+                    }
+                    self.closing = true;
+                }
+            }
+            return;
+        }
+        match self.session.handle_message(now_ms, message, &mut control) {
+            Event::Opened(_) => self.opened = true,
+            Event::Prepare { request_id, ilp } => self.on_prepare(request_id, ilp),
+            Event::Reply { tag, ilp } => self.on_reply(tag, ilp),
+            Event::ReplyError { .. } => self.stats.borrow_mut().errors += 1,
+            Event::Respond(len) => self.push_frame(Opcode::Binary, &[&control[..len]]),
+            Event::Ignored => {}
+            Event::Close => {
+                self.failed = !self.opened;
+                self.closing = true;
+            }
+        }
+    }
+
+    fn on_reply(&mut self, tag: u64, ilp: &[u8]) {
+        let now = self.since_start_ns();
+        let second = self.second(now);
+        let index = (tag & 0xffff) as usize;
+        let intended = tag >> 16;
+        let mut stats = self.stats.borrow_mut();
+        match Packet::new_checked(ilp) {
+            Ok(Packet::Fulfill(f)) if *f.fulfillment() == self.ring.fulfillments[index] => {
+                stats.on_fulfilled(second, now.saturating_sub(intended) / 1000);
+            }
+            Ok(Packet::Fulfill(_)) => stats.bad_fulfillments += 1,
+            Ok(Packet::Reject(r)) => stats.on_rejected(second, r.code().as_str()),
+            _ => stats.errors += 1,
+        }
+        drop(stats);
+        if self.plan.rate_per_conn.is_none() {
+            self.refill();
+        }
+    }
+
+    fn on_prepare(&mut self, request_id: u32, ilp: &[u8]) {
+        self.stats.borrow_mut().sink_received += 1;
+        let mut reply = [0u8; 1200];
+        let len = match Prepare::new_checked(ilp) {
+            Ok(p) => {
+                let data = p.data();
+                let seq = data
+                    .get(..8)
+                    .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+                let index = (seq as usize) % RING_LEN;
+                let roll = self.random();
+                let sink = &self.plan.sink;
+                if roll < sink.reject_fraction {
+                    RejectRepr {
+                        code: sink.reject_code,
+                        triggered_by: Some(p.destination()),
+                        message: b"rejected by ilp-loadgen sink",
+                        data: &[],
+                    }
+                    .emit(&mut reply)
+                } else {
+                    let wrong = roll < sink.reject_fraction + sink.wrong_fraction;
+                    let fulfillment =
+                        &self.ring.fulfillments[if wrong { (index + 1) % RING_LEN } else { index }];
+                    FulfillRepr {
+                        fulfillment,
+                        data: &[],
+                    }
+                    .emit(&mut reply)
+                }
+            }
+            Err(_) => RejectRepr {
+                code: ErrorCode::F01_INVALID_PACKET,
+                triggered_by: None,
+                message: b"",
+                data: &[],
+            }
+            .emit(&mut reply),
+        };
+        let mut header = [0u8; BTP_HEADER_LEN_MAX];
+        let n = self
+            .session
+            .write_reply_header(request_id, len, &mut header);
+        if self.plan.sink.delay_ms > 0 {
+            let due = self.since_start_ns() / 1_000_000 + self.plan.sink.delay_ms;
+            let mut bytes = header[..n].to_vec();
+            bytes.extend_from_slice(&reply[..len]);
+            self.delayed.push_back((due, bytes));
+        } else {
+            self.push_frame(Opcode::Binary, &[&header[..n], &reply[..len]]);
+        }
+    }
+
+    /// Sink: sends the delayed replies that are due.
+    pub(crate) fn release_delayed(&mut self) {
+        let now_ms = self.since_start_ns() / 1_000_000;
+        while self.delayed.front().is_some_and(|(due, _)| *due <= now_ms) {
+            let (_, bytes) = self.delayed.pop_front().expect("front exists");
+            self.push_frame(Opcode::Binary, &[&bytes]);
+        }
+        self.wake();
+    }
+
+    /// Replaces the plan (once the send clock has started).
+    pub(crate) fn set_plan(&mut self, plan: Rc<Plan>) {
+        self.plan = plan;
+    }
+
+    /// Ends the connection: the writer flushes and closes.
+    pub(crate) fn shut(&mut self) {
+        self.closing = true;
+        self.woken = true;
+        self.wake();
+    }
+
+    /// Requests still waiting for an answer.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.session.outstanding()
+    }
+
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+}
+
+/// Parameters of one connection.
+pub(crate) struct Setup {
+    pub(crate) role: Role,
+    pub(crate) id: u64,
+    pub(crate) username: String,
+    pub(crate) token: String,
+}
+
+fn read_buffer_len() -> usize {
+    1 << 20
+}
+
+async fn read_headers<R: AsyncRead + Unpin, T>(
+    reader: &mut R,
+    buf: &mut [u8],
+    mut parse: impl FnMut(&[u8]) -> Result<Option<T>, ws::HandshakeError>,
+) -> io::Result<(T, usize)> {
+    let mut filled = 0;
+    loop {
+        let n = reader.read(&mut buf[filled..ws::HANDSHAKE_LEN_MAX]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed during the WebSocket handshake",
+            ));
+        }
+        filled += n;
+        match parse(&buf[..filled]) {
+            Ok(Some(done)) => return Ok((done, filled)),
+            Ok(None) if filled < ws::HANDSHAKE_LEN_MAX => {}
+            Ok(None) => return Err(io::Error::other("handshake too long")),
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+/// Dials `host:port` as a WebSocket client and runs a BTP connection on it until the run ends
+/// or the peer closes. Returns the connection once it is open (authenticated), or an error.
+pub(crate) async fn dial(
+    plan: Rc<Plan>,
+    ring: Rc<Ring>,
+    stats: Rc<RefCell<Stats>>,
+    setup: Setup,
+    host: String,
+    port: u16,
+    path: String,
+) -> io::Result<Shared> {
+    let mut stream = TcpStream::connect(format!("{host}:{port}"))
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let nonce: [u8; ws::NONCE_LEN] =
+        (setup.id as u128 ^ 0x5a5a_1234_9876_fedc_0123_4567_89ab_cdef).to_le_bytes();
+    let hostport = format!("{host}:{port}");
+    let mut request = vec![0u8; ws::upgrade_request_len(&hostport, &path)];
+    let n = ws::write_upgrade_request(&hostport, &path, &nonce, &mut request);
+    stream.write_all(&request[..n]).await?;
+    let mut buf = vec![0u8; read_buffer_len()];
+    let (header_len, filled) = read_headers(&mut stream, &mut buf, |b| {
+        ws::parse_upgrade_response(b, &nonce)
+    })
+    .await?;
+    buf.copy_within(header_len..filled, 0);
+    let session = BtpSession::client(unix_ms(), PeerId(0), 10_000, plan.window.max(1), 16);
+    let (conn, sleep) = new_conn(plan, ring, stats, &setup, session, true);
+    {
+        let mut c = conn.borrow_mut();
+        let mut auth =
+            vec![0u8; BtpSession::auth_len(setup.username.as_bytes(), setup.token.as_bytes())];
+        let n = c
+            .session
+            .write_auth(setup.username.as_bytes(), setup.token.as_bytes(), &mut auth);
+        c.push_frame(Opcode::Binary, &[&auth[..n]]);
+    }
+    start_io(
+        Rc::clone(&conn),
+        sleep,
+        stream,
+        buf,
+        filled - header_len,
+        ws::Role::Client,
+        None,
+    );
+    Ok(conn)
+}
+
+/// Serves a connection the sender opened to us (`--direct`): we are the WebSocket server
+/// and check the sender's BTP auth.
+pub(crate) async fn accept(
+    plan: Rc<Plan>,
+    ring: Rc<Ring>,
+    stats: Rc<RefCell<Stats>>,
+    setup: Setup,
+    mut stream: TcpStream,
+    auth: Rc<PeerAuth>,
+) -> io::Result<Shared> {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; read_buffer_len()];
+    let ((header_len, key), filled) = read_headers(&mut stream, &mut buf, |b| {
+        ws::parse_upgrade_request(b).map(|r| r.map(|r| (r.len(), *r.key())))
+    })
+    .await?;
+    let mut response = [0u8; ws::UPGRADE_RESPONSE_LEN];
+    let n = ws::write_upgrade_response(&key, &mut response);
+    stream.write_all(&response[..n]).await?;
+    buf.copy_within(header_len..filled, 0);
+    let session = BtpSession::server(unix_ms(), 10_000, 16, 16);
+    let (conn, sleep) = new_conn(plan, ring, stats, &setup, session, false);
+    start_io(
+        Rc::clone(&conn),
+        sleep,
+        stream,
+        buf,
+        filled - header_len,
+        ws::Role::Server,
+        Some(auth),
+    );
+    Ok(conn)
+}
+
+fn new_conn(
+    plan: Rc<Plan>,
+    ring: Rc<Ring>,
+    stats: Rc<RefCell<Stats>>,
+    setup: &Setup,
+    session: BtpSession,
+    client: bool,
+) -> (Shared, LocalReceiver<()>) {
+    let (wake, sleep) = local_channel::new_bounded(1);
+    let conn = Rc::new(RefCell::new(Conn {
+        role: setup.role,
+        session,
+        client,
+        out: Vec::with_capacity(256 * 1024),
+        wake,
+        woken: false,
+        closing: false,
+        mask_state: setup.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+        plan,
+        ring,
+        stats,
+        id: setup.id,
+        next_seq: 0,
+        backlog: std::collections::VecDeque::new(),
+        delayed: std::collections::VecDeque::new(),
+        rng: setup.id ^ 0xdead_beef,
+        opened: false,
+        failed: false,
+    }));
+    (conn, sleep)
+}
+
+fn start_io(
+    conn: Shared,
+    sleep: LocalReceiver<()>,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    filled: usize,
+    role: ws::Role,
+    auth: Option<Rc<PeerAuth>>,
+) {
+    let (reader, writer) = futures_lite::io::split(stream);
+    glommio::spawn_local(write_loop(Rc::clone(&conn), writer, sleep)).detach();
+    glommio::spawn_local(read_loop(conn, reader, buf, filled, role, auth)).detach();
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    conn: Shared,
+    mut reader: R,
+    mut buf: Vec<u8>,
+    mut filled: usize,
+    role: ws::Role,
+    auth: Option<Rc<PeerAuth>>,
+) {
+    let decoder = ws::FrameDecoder::new(role, 1 << 20);
+    let mut assembler = MessageAssembler::new(1 << 20);
+    let mut start = 0;
+    'read: loop {
+        loop {
+            let frame = match decoder.decode(&mut buf[start..filled]) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => break 'read,
+            };
+            let len = frame.len;
+            match assembler.handle_frame(&mut buf[start..filled], &frame) {
+                Ok(Message::Binary(bytes)) => conn.borrow_mut().on_message(bytes, auth.as_deref()),
+                Ok(Message::Ping(p)) => conn.borrow_mut().push_frame(Opcode::Pong, &[p]),
+                Ok(Message::Close(_)) | Err(_) => break 'read,
+                Ok(_) => {}
+            }
+            start += len;
+        }
+        {
+            let mut c = conn.borrow_mut();
+            c.wake();
+            if c.closing {
+                break;
+            }
+        }
+        if start == filled {
+            start = 0;
+            filled = 0;
+        } else if buf.len() - filled < ws::frame_len_hint(&buf[start..filled]).max(64 * 1024) {
+            buf.copy_within(start..filled, 0);
+            filled -= start;
+            start = 0;
+        }
+        match reader.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    let mut c = conn.borrow_mut();
+    c.closing = true;
+    c.woken = true;
+    c.wake();
+    if !c.plan.stopping() {
+        // The peer went away mid-run: end the run, keep what was measured.
+        c.plan.stop.store(true, Ordering::Relaxed);
+        c.plan.broken.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(conn: Shared, mut writer: W, sleep: LocalReceiver<()>) {
+    let mut batch = Vec::with_capacity(256 * 1024);
+    loop {
+        let closing = {
+            let mut c = conn.borrow_mut();
+            std::mem::swap(&mut c.out, &mut batch);
+            c.closing
+        };
+        if !batch.is_empty() {
+            if writer.write_all(&batch).await.is_err() {
+                break;
+            }
+            batch.clear();
+            continue;
+        }
+        if closing || sleep.recv().await.is_none() {
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+/// Waits (bounded) until `done` holds, checking every millisecond.
+pub(crate) async fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    true
+}

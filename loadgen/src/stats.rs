@@ -1,0 +1,215 @@
+//! Measurements: one set per thread, no lock per sample, merged at the end.
+//!
+//! Latency is recorded in microseconds in an HdrHistogram (1 µs to 60 s, 3 significant
+//! digits). In open-loop runs it counts from each Prepare's *intended* send time, so a stall
+//! in the sender or the router shows up as latency instead of disappearing (coordinated
+//! omission). A per-second timeline keeps counts and that second's p50/p99.
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// One second of the run.
+#[derive(Debug, Clone)]
+pub(crate) struct Second {
+    pub(crate) sent: u64,
+    pub(crate) fulfilled: u64,
+    pub(crate) rejected: u64,
+    pub(crate) latency: Histogram<u64>,
+}
+
+impl Second {
+    fn new() -> Self {
+        Second {
+            sent: 0,
+            fulfilled: 0,
+            rejected: 0,
+            latency: histogram(),
+        }
+    }
+}
+
+/// Everything one thread measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Stats {
+    pub(crate) sent: u64,
+    pub(crate) fulfilled: u64,
+    pub(crate) rejected: BTreeMap<String, u64>,
+    pub(crate) timeouts: u64,
+    /// Fulfills whose fulfillment was not the expected preimage (counted, not fulfilled).
+    pub(crate) bad_fulfillments: u64,
+    /// Replies that did not decode, BTP errors, connection failures.
+    pub(crate) errors: u64,
+    /// Sink side: Prepares received and answered.
+    pub(crate) sink_received: u64,
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) timeline: Vec<Second>,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        Stats {
+            sent: 0,
+            fulfilled: 0,
+            rejected: BTreeMap::new(),
+            timeouts: 0,
+            bad_fulfillments: 0,
+            errors: 0,
+            sink_received: 0,
+            latency: histogram(),
+            timeline: Vec::new(),
+        }
+    }
+
+    fn second(&mut self, second: usize) -> &mut Second {
+        if self.timeline.len() <= second {
+            self.timeline.resize_with(second + 1, Second::new);
+        }
+        &mut self.timeline[second]
+    }
+
+    /// A Prepare went out during `second` of the run.
+    pub(crate) fn on_sent(&mut self, second: usize) {
+        self.sent += 1;
+        self.second(second).sent += 1;
+    }
+
+    /// A valid Fulfill came back `latency_us` after the Prepare's (intended) send time.
+    pub(crate) fn on_fulfilled(&mut self, second: usize, latency_us: u64) {
+        self.fulfilled += 1;
+        let latency_us = latency_us.clamp(1, LATENCY_MAX_US);
+        let _ = self.latency.record(latency_us);
+        let s = self.second(second);
+        s.fulfilled += 1;
+        let _ = s.latency.record(latency_us);
+    }
+
+    /// A Reject with `code` came back.
+    pub(crate) fn on_rejected(&mut self, second: usize, code: &str) {
+        match self.rejected.get_mut(code) {
+            Some(n) => *n += 1,
+            None => {
+                self.rejected.insert(code.to_owned(), 1);
+            }
+        }
+        self.second(second).rejected += 1;
+    }
+
+    /// Folds another thread's measurements into these.
+    pub(crate) fn merge(&mut self, other: &Stats) {
+        self.sent += other.sent;
+        self.fulfilled += other.fulfilled;
+        for (code, n) in &other.rejected {
+            *self.rejected.entry(code.clone()).or_default() += n;
+        }
+        self.timeouts += other.timeouts;
+        self.bad_fulfillments += other.bad_fulfillments;
+        self.errors += other.errors;
+        self.sink_received += other.sink_received;
+        let _ = self.latency.add(&other.latency);
+        for (i, s) in other.timeline.iter().enumerate() {
+            let mine = self.second(i);
+            mine.sent += s.sent;
+            mine.fulfilled += s.fulfilled;
+            mine.rejected += s.rejected;
+            let _ = mine.latency.add(&s.latency);
+        }
+    }
+
+    fn percentile(h: &Histogram<u64>, p: f64) -> Option<f64> {
+        (!h.is_empty()).then(|| h.value_at_quantile(p / 100.0) as f64)
+    }
+
+    /// The JSON fields measured here (the caller adds config and timing).
+    pub(crate) fn to_json(&self, duration_s: f64) -> Value {
+        let h = &self.latency;
+        let p = |q: f64| Stats::percentile(h, q).map_or(Value::Null, Value::from);
+        let curve: Vec<Value> = [
+            0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0,
+        ]
+        .iter()
+        .filter_map(|&q| Stats::percentile(h, q).map(|v| json!([q, v])))
+        .collect();
+        let timeline: Vec<Value> = self
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({
+                    "t": i + 1,
+                    "sent": s.sent,
+                    "fulfilled": s.fulfilled,
+                    "rejected": s.rejected,
+                    "p50_us": Stats::percentile(&s.latency, 50.0),
+                    "p99_us": Stats::percentile(&s.latency, 99.0),
+                })
+            })
+            .collect();
+        let pps = if duration_s > 0.0 {
+            self.fulfilled as f64 / duration_s
+        } else {
+            0.0
+        };
+        json!({
+            "sent": self.sent,
+            "fulfilled": self.fulfilled,
+            "rejected": self.rejected,
+            "timeouts": self.timeouts,
+            "bad_fulfillments": self.bad_fulfillments,
+            "errors": self.errors,
+            "sink_received": self.sink_received,
+            "duration_s": duration_s,
+            "pps": pps,
+            "latency_us": {
+                "p50": p(50.0), "p90": p(90.0), "p99": p(99.0), "p999": p(99.9),
+                "max": (!h.is_empty()).then(|| h.max() as f64),
+                "mean": (!h.is_empty()).then(|| h.mean()),
+            },
+            "latency_curve": curve,
+            "timeline": timeline,
+        })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn merge_adds_everything() {
+        let mut a = Stats::new();
+        a.on_sent(0);
+        a.on_fulfilled(0, 100);
+        a.on_rejected(1, "T04");
+        let mut b = Stats::new();
+        b.on_sent(2);
+        b.on_fulfilled(2, 300);
+        b.on_rejected(2, "T04");
+        b.on_rejected(2, "F02");
+        a.merge(&b);
+        assert_eq!(
+            (a.sent, a.fulfilled, a.rejected.values().sum::<u64>()),
+            (2, 2, 3)
+        );
+        assert_eq!(a.rejected["T04"], 2);
+        assert_eq!(a.timeline.len(), 3);
+        assert_eq!(a.latency.len(), 2);
+        let j = a.to_json(2.0);
+        assert_eq!(j["pps"], 1.0);
+        assert_eq!(j["timeline"][2]["fulfilled"], 1);
+        assert!(j["latency_us"]["p50"].as_f64().unwrap() >= 100.0);
+    }
+
+    #[test]
+    fn empty_stats_have_null_latencies() {
+        let j = Stats::new().to_json(1.0);
+        assert!(j["latency_us"]["p99"].is_null());
+        assert_eq!(j["latency_curve"].as_array().unwrap().len(), 0);
+    }
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The benchmark runbook in one command: build release binaries, pin the router to some cores
+# and ilp-loadgen to the others, then run
+#   1. the harness ceiling: ilp-loadgen --direct (sender straight to sink, no router),
+#   2. a saturation run (closed loop) through the router,
+#   3. an open-loop run at half the saturation rate (latency at a sane load),
+# reading the router's CPU time from /proc, and print one table. JSON goes to target/bench/.
+#
+#   bash tuning/bench.sh [--duration 10s] [--router-cpus LIST] [--loadgen-cpus LIST]
+#                        [--connections N] [--window N]
+#
+# Defaults: on 2 CPUs the router gets the first and the load generator the second; on more,
+# the router gets the first half. Router CPU per packet (from /proc/PID/task/*/schedstat) is
+# the figure that matters on a shared machine; report medians of several runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10s
+connections=""
+window=512
+router_cpus=""
+loadgen_cpus=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) duration=$2; shift 2 ;;
+        --router-cpus) router_cpus=$2; shift 2 ;;
+        --loadgen-cpus) loadgen_cpus=$2; shift 2 ;;
+        --connections) connections=$2; shift 2 ;;
+        --window) window=$2; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+command -v python3 >/dev/null || { echo "bench.sh: python3 is needed to read the JSON" >&2; exit 2; }
+mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))')
+n=${#cpus[@]}
+if [ -z "$router_cpus" ] || [ -z "$loadgen_cpus" ]; then
+    if [ "$n" -lt 2 ]; then
+        echo "bench.sh: only $n CPU; the router and the load generator would share it" >&2
+        router_cpus=${cpus[0]}; loadgen_cpus=${cpus[0]}
+    else
+        half=$(( n / 2 ))
+        router_cpus=$(IFS=,; echo "${cpus[*]:0:$half}")
+        loadgen_cpus=$(IFS=,; echo "${cpus[*]:$half}")
+    fi
+fi
+router_cores=$(echo "$router_cpus" | tr ',' '\n' | grep -c .)
+loadgen_cores=$(echo "$loadgen_cpus" | tr ',' '\n' | grep -c .)
+connections=${connections:-$(( 2 * loadgen_cores > router_cores ? 2 * loadgen_cores : router_cores ))}
+
+echo "== building release binaries"
+cargo build --release --workspace --quiet
+router=target/release/ilp-router
+loadgen=target/release/ilp-loadgen
+out=target/bench
+mkdir -p "$out"
+port=7768
+
+echo "== router on CPUs $router_cpus, ilp-loadgen on CPUs $loadgen_cpus, $connections connections x window $window, $duration per run"
+"$router" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level warn &
+router_pid=$!
+trap 'kill -TERM $router_pid 2>/dev/null; wait $router_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+    sleep 0.1
+done
+
+common=(--router "ws://127.0.0.1:$port" --sender alice:alice-secret --sink bob:bob-secret
+        --destination g.router.bob --duration "$duration" --cpu-list "$loadgen_cpus"
+        --connections "$connections" --window "$window")
+
+echo "== 1/3 harness ceiling (--direct)"
+"$loadgen" "${common[@]}" --direct --json "$out/direct.json" >/dev/null
+echo "== 2/3 saturation (closed loop)"
+"$loadgen" "${common[@]}" --router-pid "$router_pid" --json "$out/saturation.json" --report "$out/saturation.html" >/dev/null
+half_rate=$(python3 -c "import json; print(max(1, int(json.load(open('$out/saturation.json'))['pps'] / 2)))")
+echo "== 3/3 open loop at $half_rate /s (half of saturation)"
+"$loadgen" "${common[@]}" --rate "$half_rate" --router-pid "$router_pid" --json "$out/half-rate.json" --report "$out/half-rate.html" >/dev/null
+
+python3 - "$out" <<'PY'
+import json, sys, platform, os
+out = sys.argv[1]
+runs = [("direct (no router)", "direct.json"), ("saturation", "saturation.json"), ("open loop, half rate", "half-rate.json")]
+def f(v, fmt="{:.0f}"):
+    return "n/a" if v is None else fmt.format(v)
+rows = []
+for name, file in runs:
+    r = json.load(open(f"{out}/{file}"))
+    l = r["latency_us"]
+    rej = sum(r["rejected"].values())
+    rows.append((name, f(r["pps"]), f(r.get("router_cpu_us_per_packet"), "{:.3f}"), f(l["p50"]), f(l["p99"]), f(l["p999"]), str(rej), str(r["timeouts"])))
+head = ("run", "packets/s", "router CPU µs/pkt", "p50 µs", "p99 µs", "p99.9 µs", "rejected", "timeouts")
+widths = [max(len(x[i]) for x in rows + [head]) for i in range(len(head))]
+line = lambda cols: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cols, widths)))
+print()
+print(line(head))
+print("  ".join("-" * w for w in widths))
+for row in rows:
+    print(line(row))
+summary = {name: json.load(open(f"{out}/{file}")) for name, file in runs}
+json.dump({"machine": {"cpus": os.cpu_count(), "kernel": platform.release()}, "runs": summary}, open(f"{out}/bench.json", "w"), indent=2)
+print(f"\nJSON: {out}/bench.json (and one file per run); reports: {out}/saturation.html, {out}/half-rate.html")
+PY
