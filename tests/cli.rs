@@ -101,3 +101,50 @@ fn help_names_the_subcommands() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("--kind"), "{text}");
 }
+
+/// The README's complete configuration example is a valid config, and `check-config` says so.
+#[test]
+fn readme_config_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("a TOML block in README.md") + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let example = &readme[start..end];
+    let config = ilp_router::config::Config::from_toml_str(example)
+        .unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(config.peers().len(), 2);
+    let path = std::env::temp_dir().join(format!("readme-example-{}.toml", std::process::id()));
+    std::fs::write(&path, example).unwrap();
+    let output = router()
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // And the example config the main job runs.
+    let example_run = concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/router.toml");
+    assert!(router()
+        .args(["check-config", example_run])
+        .output()
+        .unwrap()
+        .status
+        .success());
+}
+
+#[test]
+fn check_config_names_the_bad_key() {
+    let path = std::env::temp_dir().join(format!("bad-config-{}.toml", std::process::id()));
+    std::fs::write(&path, "ilp_address = \"g.router\"\nbogus_key = 1\n").unwrap();
+    let output = router()
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bogus_key"), "{stderr}");
+}

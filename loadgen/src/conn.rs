@@ -282,10 +282,6 @@ impl Conn {
             Ok(Packet::Reject(r)) => stats.on_rejected(second, r.code().as_str()),
             _ => stats.errors += 1,
         }
-        drop(stats);
-        if self.plan.rate_per_conn.is_none() {
-            self.refill();
-        }
     }
 
     fn on_prepare(&mut self, request_id: u32, ilp: &[u8]) {
@@ -568,6 +564,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         {
             let mut c = conn.borrow_mut();
+            // Answers freed window slots: fill them now, once per batch (closed loop), or send
+            // what is already due (open loop), rather than wait for the pacer's next tick.
+            c.refill();
             c.wake();
             if c.closing {
                 break;

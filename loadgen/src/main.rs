@@ -23,8 +23,9 @@ use stats::Stats;
 use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Load generator for ILP connectors: BTP sender and sink peers, packets/s and latency.
@@ -237,7 +238,8 @@ struct ThreadSpec {
 
 struct Common {
     cli: Arc<CliShared>,
-    barrier: Arc<Barrier>,
+    /// Threads that finished connecting (or failed to).
+    ready: Arc<AtomicUsize>,
     start: Instant,
     stop: Arc<AtomicBool>,
     broken: Arc<AtomicBool>,
@@ -344,7 +346,7 @@ fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
     });
     let common = Common {
         cli: shared,
-        barrier: Arc::new(Barrier::new(threads + 1)),
+        ready: Arc::new(AtomicUsize::new(0)),
         start: Instant::now(),
         stop: Arc::new(AtomicBool::new(false)),
         broken: Arc::new(AtomicBool::new(false)),
@@ -360,7 +362,7 @@ fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
     for spec in specs {
         let c = Common {
             cli: Arc::clone(&common.cli),
-            barrier: Arc::clone(&common.barrier),
+            ready: Arc::clone(&common.ready),
             start: common.start,
             stop: Arc::clone(&common.stop),
             broken: Arc::clone(&common.broken),
@@ -376,8 +378,17 @@ fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
             .map_err(|e| format!("executor: {e}"))?;
         handles.push(handle);
     }
-    // Everyone connected (or failed): start the clock.
-    common.barrier.wait();
+    // Everyone connected (or failed): start the clock. A thread whose executor could not
+    // start never reports, so the wait is bounded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common.ready.load(Ordering::Relaxed) < threads {
+        if Instant::now() > deadline {
+            eprintln!("ilp-loadgen: not every thread connected within 20 s");
+            common.failed.store(true, Ordering::Relaxed);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     if common.failed.load(Ordering::Relaxed) {
         common.stop.store(true, Ordering::Relaxed);
     }
@@ -419,8 +430,16 @@ fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
     for handle in handles {
         match handle.join() {
             Ok(Ok(stats)) => total.merge(&stats),
-            Ok(Err(e)) => eprintln!("ilp-loadgen: {e}"),
-            Err(e) => eprintln!("ilp-loadgen: a thread failed: {e}"),
+            Ok(Err(e)) => {
+                eprintln!("ilp-loadgen: {e}");
+                common.failed.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                eprintln!(
+                    "ilp-loadgen: a thread failed: {e} (io_uring needs locked memory: ulimit -l)"
+                );
+                common.failed.store(true, Ordering::Relaxed);
+            }
         }
     }
     let mut report = total.to_json(duration_s);
@@ -530,16 +549,15 @@ async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> 
     let ring = Rc::new(Ring::new(cli.seed));
     let stats = Rc::new(RefCell::new(Stats::new()));
     let connected = connect_all(&spec, &common, &plan, &ring, &stats).await;
-    // Meet the other threads whether or not we connected, so nobody waits forever.
-    let barrier = Arc::clone(&common.barrier);
+    // Report in whether or not we connected, so the main thread can start the clock.
     if let Err(e) = &connected {
         common.failed.store(true, Ordering::Relaxed);
         eprintln!("ilp-loadgen: {e}");
     }
-    barrier.wait();
+    common.ready.fetch_add(1, Ordering::Relaxed);
     let conns = connected.unwrap_or_default();
-    // The clock starts now for every thread (the main thread stored it right after the
-    // barrier; read it once it is there).
+    // The clock starts for every thread when the main thread has heard from all of them and
+    // stored the start time.
     while common.send_start.load(Ordering::Relaxed) == 0 && !common.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_micros(100)).await;
     }

@@ -177,8 +177,17 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             .map_err(|e| RunError::Start(format!("executor on CPU {cpu}: {e}")))?;
         threads.push(thread);
     }
-    for thread in threads {
-        let _ = thread.join();
+    for (core, thread) in threads.into_iter().enumerate() {
+        // An executor that could not start (e.g. io_uring refused for want of locked memory)
+        // ends its thread with an error: that is a failed start, never a clean exit.
+        if let Err(e) = thread.join() {
+            tracing::error!(
+                core,
+                "executor failed: {e} (io_uring needs locked memory: see tuning/README.md)"
+            );
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            shared.shutdown.store(true, Ordering::Relaxed);
+        }
     }
     handle.close();
     match shared.failed.load(Ordering::Relaxed) {
