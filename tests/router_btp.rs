@@ -457,3 +457,29 @@ fn graceful_shutdown_answers_in_flight_prepares_and_exits_0() {
         "no longer listening"
     );
 }
+
+#[test]
+fn full_in_flight_table_is_t03_on_the_wire() {
+    if common::peer::io_uring_missing("full_in_flight_table_is_t03_on_the_wire") {
+        return;
+    }
+    let port = free_port();
+    let router = Router::start(
+        &config(port, ""),
+        port,
+        &["--cores", "1", "--pending-per-core-max", "2"],
+    );
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    for _ in 0..2 {
+        alice.send_ilp(&prepare("g.bob.x", 1, 20_000, 1));
+        bob.recv_ilp().expect("forwarded while the table has room");
+    }
+    assert_eq!(
+        code_of(&expect_reject(
+            &mut alice,
+            &prepare("g.bob.x", 1, 20_000, 1)
+        )),
+        ErrorCode::T03_CONNECTOR_BUSY
+    );
+}
