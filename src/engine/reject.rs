@@ -74,39 +74,36 @@ impl RejectReason {
         }
     }
 
-    /// Writes the Reject at the start of `buf`, triggered by `own_address`; returns its length.
-    /// The longest one takes [`REJECT_LEN_MAX`] bytes plus the address.
-    pub fn emit(self, own_address: Address<'_>, buf: &mut [u8]) -> usize {
-        let data = match self {
-            RejectReason::AmountTooLarge(Some(details)) => details.to_bytes(),
-            _ => [0; AmountTooLarge::LEN],
-        };
-        let data_len = match self {
-            RejectReason::AmountTooLarge(Some(_)) => AmountTooLarge::LEN,
-            _ => 0,
-        };
+    /// The `data` of this Reject: the F08 details, or nothing.
+    fn data(self) -> ([u8; AmountTooLarge::LEN], usize) {
+        match self {
+            RejectReason::AmountTooLarge(Some(details)) => {
+                (details.to_bytes(), AmountTooLarge::LEN)
+            }
+            _ => ([0; AmountTooLarge::LEN], 0),
+        }
+    }
+
+    fn repr<'a>(self, own_address: Address<'a>, data: &'a [u8]) -> RejectRepr<'a> {
         RejectRepr {
             code: self.code(),
             triggered_by: Some(own_address),
             message: self.message(),
-            data: &data[..data_len],
+            data,
         }
-        .emit(buf)
+    }
+
+    /// Writes the Reject at the start of `buf`, triggered by `own_address`; returns its length.
+    /// The longest one takes [`REJECT_LEN_MAX`] bytes plus the address.
+    pub fn emit(self, own_address: Address<'_>, buf: &mut [u8]) -> usize {
+        let (data, len) = self.data();
+        self.repr(own_address, &data[..len]).emit(buf)
     }
 
     /// Bytes [`emit`](Self::emit) writes.
     pub fn emitted_len(self, own_address: Address<'_>) -> usize {
-        let data_len = match self {
-            RejectReason::AmountTooLarge(Some(_)) => AmountTooLarge::LEN,
-            _ => 0,
-        };
-        RejectRepr {
-            code: self.code(),
-            triggered_by: Some(own_address),
-            message: self.message(),
-            data: &[0; AmountTooLarge::LEN][..data_len],
-        }
-        .buffer_len()
+        let (data, len) = self.data();
+        self.repr(own_address, &data[..len]).buffer_len()
     }
 }
 
