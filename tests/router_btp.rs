@@ -484,3 +484,45 @@ fn full_in_flight_table_is_t03_on_the_wire() {
         ErrorCode::T03_CONNECTOR_BUSY
     );
 }
+
+#[test]
+fn btp_error_from_the_next_hop_becomes_an_ilp_reject() {
+    if common::peer::io_uring_missing("btp_error_from_the_next_hop_becomes_an_ilp_reject") {
+        return;
+    }
+    use ilp_router::wire::{timestamp, BtpBody, BtpRepr};
+    let port = free_port();
+    let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    // spec/btp.md §4: BTP T00 UnreachableError → ILP T01; any other BTP error → F02.
+    for (btp_code, name, ilp_code) in [
+        (
+            *b"T00",
+            &b"UnreachableError"[..],
+            ErrorCode::T01_PEER_UNREACHABLE,
+        ),
+        (*b"F00", b"NotAcceptedError", ErrorCode::F02_UNREACHABLE),
+    ] {
+        let id = alice.send_ilp(&prepare("g.bob.x", 3, 10_000, 1));
+        let (_, bob_id, _) = bob.recv_ilp().unwrap();
+        let at = timestamp::format_generalized(now_ms());
+        let body = BtpBody::Error {
+            code: btp_code,
+            name,
+            triggered_at: &at,
+            data: b"{}",
+        };
+        let repr = BtpRepr {
+            request_id: bob_id,
+            body,
+            protocol_data: &[],
+        };
+        let mut bytes = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut bytes);
+        bob.send_message(&bytes);
+        let (_, reply_id, reject) = alice.recv_ilp().unwrap();
+        assert_eq!(reply_id, id);
+        assert_eq!(code_of(&reject), ilp_code);
+    }
+}
