@@ -31,8 +31,49 @@
 //!
 //! Money math is `checked_*`: a hold whose sum would overflow is refused like one over the
 //! limit; a post or void that would overflow is a broken invariant and panics.
+//!
+//! # Durability
+//!
+//! Leases and reports move *headroom* and the home shard's view of `posted`; they never carry
+//! durability. Each shard also keeps `posted_local`: the net of every post it committed itself
+//! (home or not, incoming `+a` and outgoing `-b`), plus the base it was started with. Every post
+//! writes the new `posted_local` into the shard's [`PostedStore`] before it returns, so before
+//! the engine hands back a `Reply::Fulfill` to relay. The durable balance of a peer is
+//!
+//! ```text
+//! posted(peer) = Σ over cores  posted_local(core, peer)
+//! ```
+//!
+//! which needs no message between cores before a Fulfill is relayed. The runtime backs the
+//! store with memory-mapped rows (`crate::state`); tests and benches use [`MemoryStore`].
+//! Holds are never stored: after a crash they are simply gone, i.e. released.
 
 use super::PeerId;
+use core::fmt;
+
+/// Where a shard writes its `posted_local` per peer (see the module docs). `store` is on the
+/// packet path: it must be a few plain stores, never a syscall, a lock or an allocation.
+pub trait PostedStore: fmt::Debug {
+    /// The value this shard starts with for `peer` (its base after recovery).
+    fn load(&self, peer: PeerId) -> i128;
+    /// Records the new `posted_local` of `peer`; done when it returns.
+    fn store(&mut self, peer: PeerId, value: i128);
+}
+
+/// A [`PostedStore`] in plain memory: balances last as long as the process.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore(pub Vec<i128>);
+
+impl PostedStore for MemoryStore {
+    fn load(&self, peer: PeerId) -> i128 {
+        self.0.get(peer.index()).copied().unwrap_or(0)
+    }
+
+    #[inline]
+    fn store(&mut self, peer: PeerId, value: i128) {
+        self.0[peer.index()] = value;
+    }
+}
 
 /// A core's index among the router's cores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,6 +123,8 @@ pub struct Account {
     max_balance: i128,
     /// Sum of holds placed on this shard and not yet posted or voided.
     pending_in: i128,
+    /// Net posts committed on this shard, plus its base (see Durability).
+    posted_local: i128,
     // Home only.
     posted: i128,
     leased: i128,
@@ -111,6 +154,7 @@ pub struct AccountConfig {
 pub struct Ledger {
     core: CoreId,
     accounts: Vec<Account>,
+    store: Box<dyn PostedStore>,
     outbox: Vec<LeaseMessage>,
     outbox_read: usize,
 }
@@ -119,14 +163,27 @@ impl Ledger {
     /// Shards for every peer (indexed by [`PeerId`]) on `core`. A remote shard starts with no
     /// headroom and queues a Request for its first chunk.
     pub fn new(core: CoreId, cores: usize, peers: &[AccountConfig]) -> Self {
+        let store = MemoryStore(vec![0; peers.len()]);
+        Ledger::with_store(core, cores, peers, Box::new(store))
+    }
+
+    /// Like [`new`](Self::new), with `posted_local` kept in `store` (and started from it).
+    pub fn with_store(
+        core: CoreId,
+        cores: usize,
+        peers: &[AccountConfig],
+        store: Box<dyn PostedStore>,
+    ) -> Self {
         assert!(
             cores >= 1 && usize::from(core.0) < cores,
             "core {core:?} of {cores}"
         );
         let accounts: Vec<Account> = peers
             .iter()
-            .map(|c| Account {
+            .enumerate()
+            .map(|(index, c)| Account {
                 home: c.home,
+                posted_local: store.load(PeerId(index as u16)),
                 max_balance: i128::from(c.max_balance),
                 pending_in: 0,
                 posted: if c.home == core { c.posted } else { 0 },
@@ -148,6 +205,7 @@ impl Ledger {
         let mut ledger = Ledger {
             core,
             accounts,
+            store,
             outbox: Vec::with_capacity(outbox_cap),
             outbox_read: 0,
         };
@@ -223,6 +281,8 @@ impl Ledger {
         } else {
             account.posted_in_unreported += u128::from(amount);
         }
+        account.posted_local = (account.posted_local.checked_add(a)).expect("posted overflow");
+        self.store.store(peer, account.posted_local);
     }
 
     /// Voids a hold of `amount` on `peer` (Reject, expiry, bad fulfillment).
@@ -256,6 +316,9 @@ impl Ledger {
         } else {
             account.posted_out_unreported += u128::from(amount);
         }
+        let local = account.posted_local.checked_sub(i128::from(amount));
+        account.posted_local = local.expect("posted underflow");
+        self.store.store(peer, account.posted_local);
     }
 
     /// Takes a message from another core.
@@ -384,6 +447,12 @@ impl Account {
         self.posted
     }
 
+    /// Net posts committed on this shard plus its base: this core's part of the durable
+    /// balance (see Durability in the module docs).
+    pub fn posted_local(&self) -> i128 {
+        self.posted_local
+    }
+
     /// Home: headroom currently leased to other cores.
     pub fn leased(&self) -> i128 {
         self.leased
@@ -441,6 +510,35 @@ mod test {
         assert!(l.hold(PEER, 140), "prepaid headroom counts");
         assert!(!l.hold(PEER, 1));
         assert_eq!(l.poll_lease(), None, "one core sends nothing");
+    }
+
+    #[test]
+    fn posts_reach_the_store_and_sum_over_cores() {
+        let configs = [AccountConfig {
+            home: CoreId(0),
+            max_balance: 1000,
+            lease_chunk: 100,
+            posted: 7,
+        }];
+        let mut home = Ledger::with_store(CoreId(0), 2, &configs, Box::new(MemoryStore(vec![7])));
+        let mut remote = Ledger::new(CoreId(1), 2, &configs);
+        while let Some(m) = remote.poll_lease() {
+            home.handle_lease(m);
+        }
+        while let Some(m) = home.poll_lease() {
+            remote.handle_lease(m);
+        }
+        assert!(home.hold(PEER, 10) && remote.hold(PEER, 20));
+        home.post_hold(PEER, 10);
+        remote.post_hold(PEER, 20);
+        remote.post_outgoing(PEER, 5);
+        assert!(remote.hold(PEER, 50), "holds are never stored");
+        let durable = home.account(PEER).posted_local() + remote.account(PEER).posted_local();
+        assert_eq!(durable, 7 + 10 + 20 - 5, "no report was needed");
+        assert!(
+            format!("{:?}", remote.store).contains("[15]"),
+            "the remote stored 20 - 5"
+        );
     }
 
     #[test]

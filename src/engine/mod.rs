@@ -29,7 +29,9 @@ pub mod rate;
 mod reject;
 pub mod route;
 
-pub use ledger::{Account, AccountConfig, CoreId, LeaseKind, LeaseMessage, Ledger};
+pub use ledger::{
+    Account, AccountConfig, CoreId, LeaseKind, LeaseMessage, Ledger, MemoryStore, PostedStore,
+};
 pub use peer::PeerId;
 pub use pending::{InFlight, Pending, SlotId, PENDING_MAX};
 pub use reject::{RejectReason, REJECT_LEN_MAX};
@@ -291,6 +293,13 @@ impl Engine {
     /// An engine for `config.core`, starting at `now`. Every link starts down
     /// ([`set_link_up`](Self::set_link_up)).
     pub fn new(config: EngineConfig, now: i64) -> Self {
+        let store = MemoryStore(vec![0; config.peers.len()]);
+        Engine::with_store(config, now, Box::new(store))
+    }
+
+    /// Like [`new`](Self::new), with this core's committed balances kept in `store` (see
+    /// [`Ledger`]'s Durability section): a post reaches it before `handle_reply` returns.
+    pub fn with_store(config: EngineConfig, now: i64, store: Box<dyn PostedStore>) -> Self {
         let own =
             Address::new_checked(&config.address).expect("the config loader checks our address");
         assert!(
@@ -322,7 +331,7 @@ impl Engine {
             window_ms: i64::try_from(config.min_message_window_ms).expect("window fits i64"),
             max_hold_ms: i64::try_from(config.max_hold_time_ms).expect("max hold fits i64"),
             pending: Pending::new(config.pending_max, config.tick_ms, horizon_ms, now),
-            ledger: Ledger::new(config.core, config.cores, &accounts),
+            ledger: Ledger::with_store(config.core, config.cores, &accounts, store),
             counters: Counters::default(),
             peers: config.peers,
         }
