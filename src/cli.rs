@@ -33,6 +33,14 @@ pub enum Command {
         /// The packet as hex, or `-` to read the hex from stdin.
         hex: String,
     },
+    /// Print the durable balance of every peer in a state directory as JSON, also while the
+    /// router runs: {"peers":[{"name":…,"posted":"…"}]}, amounts as decimal strings, positive
+    /// when the peer owes us. Exits 1 naming the problem if a file is damaged or foreign.
+    Balances {
+        /// The router's state directory (`[state] dir`).
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
 }
 
 /// Codecs `decode` knows.
@@ -64,6 +72,14 @@ pub struct RunArgs {
     /// (SO_REUSEPORT). Lets a peer choose the core it lands on.
     #[arg(long)]
     pub btp_port_per_core: bool,
+    /// Keep balances durable in memory-mapped files in this directory (overrides
+    /// `[state] dir`). Without it balances live in memory only.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Sync the state files to disk every this many ms, off the packet path (overrides
+    /// `[state] msync_interval_ms`; 0 = never). Bounds what a power loss can lose.
+    #[arg(long)]
+    pub msync_interval_ms: Option<u64>,
     /// Overrides of `[limits]` from the config file.
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -30,6 +30,8 @@
 //! | `[[routes]]` | tables (`prefix`, `peer`) | none | static routes, see [`Route`] |
 //! | `[rates]` | asset code = decimal string | none | value of one whole unit of each asset |
 //! | `[limits]` | integers | see [`Limits`] | capacities and timers |
+//! | `state.dir` | path | none | durable balances: one memory-mapped ledger file per core (`crate::state`); without it balances live in memory only |
+//! | `state.msync_interval_ms` | integer | 1000 | how often the ledger files are synced to disk (bounds a power loss; 0 = never) |
 //!
 //! Amounts (`max_balance`, `max_packet_amount`) are strings of decimal digits because TOML
 //! integers stop at `i64::MAX` and amounts go up to `u64::MAX`.
@@ -111,6 +113,14 @@ EUR = "1.08"
 [limits]
 connections_per_peer_max = 8
 reconnect_max_ms = 30000
+
+# Durable balances: each core keeps its committed balances in a memory-mapped file here, so a
+# crash (kill -9) loses nothing. Without [state] balances live in memory only. A relative
+# path is relative to the working directory.
+[state]
+dir = "/var/lib/ilp-router"
+# Sync the files to disk this often (bounds what a power loss can lose); 0 = never.
+msync_interval_ms = 1000
 "#;
 
 // ---------------------------------------------------------------------------------------------
@@ -490,6 +500,15 @@ struct RawConfig {
     rates: BTreeMap<String, String>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    state: RawState,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Option<PathBuf>,
+    msync_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -664,7 +683,20 @@ pub struct Config {
     route_table: RouteTable,
     rates: Vec<(String, Decimal)>,
     limits: Limits,
+    state: StateConfig,
 }
+
+/// `[state]`: where durable balances live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    /// The directory of the ledger files; `None` keeps balances in memory only.
+    pub dir: Option<PathBuf>,
+    /// How often the files are synced to disk, in ms; 0 = never (a graceful stop still syncs).
+    pub msync_interval_ms: u64,
+}
+
+/// The default of `state.msync_interval_ms`.
+pub const MSYNC_INTERVAL_MS_DEFAULT: u64 = 1000;
 
 impl Config {
     /// Reads and checks the config file at `path`; every error names the file.
@@ -757,6 +789,21 @@ impl Config {
     /// Capacities and timers.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Durable balances.
+    pub fn state(&self) -> &StateConfig {
+        &self.state
+    }
+
+    /// Overrides `state.dir` (from `--state-dir`).
+    pub fn set_state_dir(&mut self, dir: PathBuf) {
+        self.state.dir = Some(dir);
+    }
+
+    /// Overrides `state.msync_interval_ms` (from `--msync-interval-ms`).
+    pub fn set_msync_interval_ms(&mut self, ms: u64) {
+        self.state.msync_interval_ms = ms;
     }
 
     /// Overrides the limit `key` (e.g. from a CLI flag) with every check of the file: the
@@ -1030,6 +1077,20 @@ impl Config {
         }
         check_rates(&peers, &rates, spread)?;
 
+        let state = StateConfig {
+            dir: raw.state.dir,
+            msync_interval_ms: raw
+                .state
+                .msync_interval_ms
+                .unwrap_or(MSYNC_INTERVAL_MS_DEFAULT),
+        };
+        if state.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(ConfigError::invalid(
+                "state.dir",
+                "empty; name a directory, or leave [state] out to keep balances in memory",
+            ));
+        }
+
         Ok(Config {
             ilp_address,
             spread,
@@ -1043,6 +1104,7 @@ impl Config {
             route_table,
             rates,
             limits,
+            state,
         })
     }
 }
@@ -1480,6 +1542,29 @@ EUR = "1.08"
     }
 
     #[test]
+    fn state_table() {
+        let base = EXAMPLE.split("\n[state]").next().unwrap();
+        let config = parse(base).unwrap();
+        assert_eq!(config.state().dir, None, "no [state]: balances in memory");
+        assert_eq!(config.state().msync_interval_ms, MSYNC_INTERVAL_MS_DEFAULT);
+        let config = parse(&format!("{base}\n[state]\ndir = \"s\"\n")).unwrap();
+        assert_eq!(config.state().dir, Some(PathBuf::from("s")));
+        let mut config = parse(&format!("{base}\n[state]\nmsync_interval_ms = 0\n")).unwrap();
+        assert_eq!(
+            (config.state().dir.clone(), config.state().msync_interval_ms),
+            (None, 0)
+        );
+        config.set_state_dir(PathBuf::from("t"));
+        config.set_msync_interval_ms(5);
+        assert_eq!(config.state().dir, Some(PathBuf::from("t")));
+        assert_eq!(config.state().msync_interval_ms, 5);
+        let error = parse(&format!("{base}\n[state]\ndirectory = \"s\"\n")).unwrap_err();
+        assert!(error.to_string().contains("directory"), "{error}");
+        let error = parse(&format!("{base}\n[state]\ndir = \"\"\n")).unwrap_err();
+        assert!(error.to_string().contains("state.dir"), "{error}");
+    }
+
+    #[test]
     fn example_parses() {
         let config = parse(EXAMPLE).unwrap();
         assert_eq!(config.ilp_address(), "g.example.router");
@@ -1506,6 +1591,13 @@ EUR = "1.08"
         assert_eq!(dial.token.expose(), "router-token-at-bob");
         assert_eq!(dial.username, "router");
         assert_eq!(config.rate("EUR"), Some(Decimal::parse("1.08").unwrap()));
+        assert_eq!(
+            config.state(),
+            &StateConfig {
+                dir: Some(PathBuf::from("/var/lib/ilp-router")),
+                msync_interval_ms: 1000
+            }
+        );
         assert_eq!(config.limits().connections_per_peer_max, 8);
         assert_eq!(config.limits().reconnect_max_ms, 30_000);
         assert_eq!(config.limits().tick_ms, 5);

@@ -4,6 +4,7 @@
 //! - [`engine`]: the sans-IO forwarding engine (routing, amounts, balances, expiry).
 //! - [`link`]: WebSocket framing, BTP sessions and peer authentication (sans-IO).
 //! - [`shard`]: the running router: one pinned executor per core, sockets, cross-core mesh.
+//! - [`state`]: durable balances: memory-mapped ledger rows per core, recovery, reading.
 //! - [`config`] and [`cli`]: the TOML config and the command line.
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
 
@@ -13,4 +14,5 @@ pub mod decode;
 pub mod engine;
 pub mod link;
 pub mod shard;
+pub mod state;
 pub mod wire;

@@ -15,6 +15,20 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Decode { kind, hex } => run_decode(kind, &hex),
+        Command::Balances { state_dir } => balances(&state_dir),
+    }
+}
+
+fn balances(dir: &Path) -> ExitCode {
+    match ilp_router::state::balances(dir) {
+        Ok(balances) => {
+            println!("{}", ilp_router::state::balances_json(&balances));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ilp-router balances: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -50,6 +64,12 @@ fn run(args: RunArgs) -> ExitCode {
             eprintln!("ilp-router: --{}: {e}", key.replace('_', "-"));
             return ExitCode::from(2);
         }
+    }
+    if let Some(dir) = args.state_dir {
+        config.set_state_dir(dir);
+    }
+    if let Some(ms) = args.msync_interval_ms {
+        config.set_msync_interval_ms(ms);
     }
     for warning in config.warnings() {
         tracing::warn!("{warning}");

@@ -13,6 +13,7 @@ use self::core::{unix_ms, CoreState};
 use crate::config::Config;
 use crate::engine::{CoreId, Engine, PeerId};
 use crate::link::auth::PeerAuth;
+use crate::state::CoreFile;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use mesh::CrossMsg;
@@ -134,6 +135,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         mesh_ids: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
         failed: AtomicUsize::new(0),
     });
+    let (mut files, posted, flusher_files) = open_state(&config, cores)?;
+    let posted = Arc::new(posted);
     let config = Arc::new(config);
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -158,9 +161,24 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         (cores > 1).then(|| MeshBuilder::<CrossMsg, _>::full(cores, config.limits().ring_capacity));
     let spin = Duration::from_micros(config.limits().spin_us);
     let mut threads = Vec::new();
+    let flusher_stop = Arc::new(AtomicBool::new(false));
+    let flusher = match flusher_files {
+        Some(paths) => {
+            let interval = match config.state().msync_interval_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            };
+            let thread = crate::state::spawn_flusher(paths, interval, Arc::clone(&flusher_stop))
+                .map_err(|e| RunError::Start(format!("ledger sync thread: {e}")))?;
+            Some(thread)
+        }
+        None => None,
+    };
     for (core, &cpu) in options.cpus.iter().enumerate() {
         let shared = Arc::clone(&shared);
         let config = Arc::clone(&config);
+        let posted = Arc::clone(&posted);
+        let file = files.get_mut(core).and_then(Option::take);
         let mesh = mesh.clone();
         let per_core = options.btp_port_per_core;
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -168,7 +186,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             .spin_before_park(spin);
         let thread = builder
             .spawn(move || async move {
-                if let Err(e) = core_main(core, Arc::clone(&shared), config, mesh, per_core).await {
+                let start = CoreStart {
+                    core,
+                    posted,
+                    file,
+                    btp_port_per_core: per_core,
+                };
+                if let Err(e) = core_main(start, Arc::clone(&shared), config, mesh).await {
                     tracing::error!(core, "{e}");
                     shared.failed.fetch_add(1, Ordering::Relaxed);
                     shared.shutdown.store(true, Ordering::Relaxed);
@@ -189,6 +213,11 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             shared.shutdown.store(true, Ordering::Relaxed);
         }
     }
+    // A last sync of the ledger files after every core has stopped.
+    flusher_stop.store(true, Ordering::Relaxed);
+    if let Some(flusher) = flusher {
+        let _ = flusher.join();
+    }
     handle.close();
     match shared.failed.load(Ordering::Relaxed) {
         0 => Ok(()),
@@ -196,13 +225,76 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
 }
 
-async fn core_main(
+/// Recovers the state directory, if there is one: per core its mapped file, the recovered
+/// posted balance of each configured peer, and the files for the sync thread.
+#[allow(clippy::type_complexity)]
+fn open_state(
+    config: &Config,
+    cores: usize,
+) -> Result<
+    (
+        Vec<Option<CoreFile>>,
+        Vec<i128>,
+        Option<Vec<std::path::PathBuf>>,
+    ),
+    RunError,
+> {
+    let peers = config.peers().len();
+    let Some(dir) = config.state().dir.as_deref() else {
+        tracing::warn!(
+            "no state directory ([state] dir or --state-dir): balances live in memory only and \
+             are lost when the router stops"
+        );
+        return Ok(((0..cores).map(|_| None).collect(), vec![0; peers], None));
+    };
+    let names: Vec<&str> = config.peers().iter().map(|p| p.name.as_str()).collect();
+    let recovered = crate::state::recover(dir, &names, cores)
+        .map_err(|e| RunError::Start(format!("state: {e}")))?;
+    for (name, posted) in names.iter().zip(&recovered.posted) {
+        tracing::info!(peer = name, posted = %posted, "recovered balance");
+    }
+    for (name, posted) in &recovered.removed {
+        tracing::warn!(
+            peer = name,
+            posted = %posted,
+            "the state holds a peer the config no longer has; its row is kept"
+        );
+    }
+    for path in &recovered.stale {
+        tracing::info!(path = %path.display(), "removed a state file already folded");
+    }
+    tracing::info!(dir = %dir.display(), cores, "durable balances");
+    let paths = recovered
+        .files
+        .iter()
+        .map(|f| f.path().to_owned())
+        .collect();
+    let files = recovered.files.into_iter().map(Some).collect();
+    Ok((files, recovered.posted, Some(paths)))
+}
+
+/// What one core starts with.
+struct CoreStart {
     core: usize,
+    /// The recovered posted balance of each peer.
+    posted: Arc<Vec<i128>>,
+    /// This core's ledger file, when balances are durable.
+    file: Option<CoreFile>,
+    btp_port_per_core: bool,
+}
+
+async fn core_main(
+    start: CoreStart,
     shared: Arc<Shared>,
     config: Arc<Config>,
     mesh: Option<MeshBuilder<CrossMsg, glommio::channels::channel_mesh::Full>>,
-    btp_port_per_core: bool,
 ) -> Result<(), String> {
+    let CoreStart {
+        core,
+        posted,
+        file,
+        btp_port_per_core,
+    } = start;
     let cores = shared.cores;
     // The channel mesh, and which mesh index each core got.
     let (senders, receivers) = match mesh {
@@ -229,7 +321,14 @@ async fn core_main(
         .map(|m| m.load(Ordering::Relaxed))
         .collect();
     let now = unix_ms();
-    let engine = Engine::new(config.engine_config(CoreId(core as u16), cores), now);
+    let mut engine_config = config.engine_config(CoreId(core as u16), cores);
+    for (peer, &posted) in engine_config.peers.iter_mut().zip(posted.iter()) {
+        peer.posted = posted;
+    }
+    let engine = match file {
+        Some(file) => Engine::with_store(engine_config, now, Box::new(file)),
+        None => Engine::new(engine_config, now),
+    };
     let tokens: Vec<Vec<String>> = config
         .peers()
         .iter()
