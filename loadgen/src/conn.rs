@@ -57,6 +57,62 @@ impl Ring {
 }
 
 /// What a connection does.
+/// `--sender-log` / `--sink-log`: the amount (`u64`, little endian, 8 bytes) of every valid
+/// Fulfill a sender received or a sink sent, appended through a per-thread buffer. The file is
+/// opened for appending and the buffer's length is a multiple of 8, so each flush writes whole
+/// records even when several threads share the file. Flushed when the thread ends (the run
+/// ends when the connector goes away, so the log outlives a killed connector).
+pub(crate) struct FulfillLog {
+    path: std::path::PathBuf,
+    out: RefCell<io::BufWriter<std::fs::File>>,
+    failed: std::cell::Cell<bool>,
+}
+
+impl FulfillLog {
+    pub(crate) fn open(path: &std::path::Path) -> Result<FulfillLog, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(FulfillLog {
+            path: path.to_owned(),
+            out: RefCell::new(io::BufWriter::with_capacity(64 * 1024, file)),
+            failed: std::cell::Cell::new(false),
+        })
+    }
+
+    fn record(&self, amount: u64) {
+        use std::io::Write;
+        if self
+            .out
+            .borrow_mut()
+            .write_all(&amount.to_le_bytes())
+            .is_err()
+        {
+            self.failed.set(true);
+        }
+    }
+
+    pub(crate) fn flush(&self) -> Result<(), String> {
+        use std::io::Write;
+        let flushed = self.out.borrow_mut().flush();
+        match flushed {
+            Ok(()) if !self.failed.get() => Ok(()),
+            Ok(()) => Err(format!("{}: a write failed", self.path.display())),
+            Err(e) => Err(format!("{}: {e}", self.path.display())),
+        }
+    }
+}
+
+impl std::fmt::Debug for FulfillLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FulfillLog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     Sender,
@@ -277,6 +333,9 @@ impl Conn {
         match Packet::new_checked(ilp) {
             Ok(Packet::Fulfill(f)) if *f.fulfillment() == self.ring.fulfillments[index] => {
                 stats.on_fulfilled(second, now.saturating_sub(intended) / 1000);
+                if let Some(log) = &self.plan.sender_log {
+                    log.record(self.plan.amount);
+                }
             }
             Ok(Packet::Fulfill(_)) => stats.bad_fulfillments += 1,
             Ok(Packet::Reject(r)) => stats.on_rejected(second, r.code().as_str()),
@@ -306,6 +365,9 @@ impl Conn {
                     .emit(&mut reply)
                 } else {
                     let wrong = roll < sink.reject_fraction + sink.wrong_fraction;
+                    if let Some(log) = self.plan.sink_log.as_ref().filter(|_| !wrong) {
+                        log.record(p.amount());
+                    }
                     let fulfillment =
                         &self.ring.fulfillments[if wrong { (index + 1) % RING_LEN } else { index }];
                     FulfillRepr {

@@ -96,6 +96,14 @@ struct Cli {
     /// Sink: hold every answer this long.
     #[arg(long, default_value_t = 0)]
     sink_delay_ms: u64,
+    /// Sender: append the amount (8 bytes, little endian) of every valid Fulfill received to
+    /// this file.
+    #[arg(long)]
+    sender_log: Option<std::path::PathBuf>,
+    /// Sink: append the amount (8 bytes, little endian) of every Fulfill sent (with the
+    /// right fulfillment) to this file.
+    #[arg(long)]
+    sink_log: Option<std::path::PathBuf>,
     /// Seed of the fulfillments (sender and sink must agree when run apart).
     #[arg(long, default_value_t = 0x1f2e_3d4c)]
     seed: u64,
@@ -150,6 +158,8 @@ pub(crate) struct Plan {
     pub(crate) expiry_ms: u64,
     pub(crate) destination: String,
     pub(crate) sink: SinkOptions,
+    pub(crate) sender_log: Option<Rc<conn::FulfillLog>>,
+    pub(crate) sink_log: Option<Rc<conn::FulfillLog>>,
 }
 
 impl Plan {
@@ -262,6 +272,8 @@ struct CliShared {
     direct: bool,
     seed: u64,
     sink_options: SinkOptions,
+    sender_log: Option<std::path::PathBuf>,
+    sink_log: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -343,6 +355,8 @@ fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
             wrong_fraction: cli.sink_wrong_fraction,
             delay_ms: cli.sink_delay_ms,
         },
+        sender_log: cli.sender_log.clone(),
+        sink_log: cli.sink_log.clone(),
     });
     let common = Common {
         cli: shared,
@@ -533,6 +547,14 @@ fn print_summary(r: &Value) {
 
 async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> {
     let cli = &common.cli;
+    let open_log = |path: &Option<std::path::PathBuf>, role: usize| {
+        path.as_deref()
+            .filter(|_| role > 0)
+            .map(|p| conn::FulfillLog::open(p).map(Rc::new))
+            .transpose()
+    };
+    let sender_log = open_log(&cli.sender_log, spec.senders)?;
+    let sink_log = open_log(&cli.sink_log, spec.sinks)?;
     let plan = Rc::new(Plan {
         start: common.start,
         send_start_ns: 0,
@@ -545,6 +567,8 @@ async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> 
         expiry_ms: cli.expiry_ms,
         destination: cli.destination.clone(),
         sink: cli.sink_options.clone(),
+        sender_log: sender_log.clone(),
+        sink_log: sink_log.clone(),
     });
     let ring = Rc::new(Ring::new(cli.seed));
     let stats = Rc::new(RefCell::new(Stats::new()));
@@ -615,6 +639,9 @@ async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> 
         c.borrow_mut().shut();
     }
     glommio::timer::sleep(Duration::from_millis(20)).await;
+    for log in sender_log.iter().chain(&sink_log) {
+        log.flush()?;
+    }
     let stats = stats.borrow().clone();
     Ok(stats)
 }
@@ -632,6 +659,8 @@ fn clone_plan(p: &Plan) -> Plan {
         expiry_ms: p.expiry_ms,
         destination: p.destination.clone(),
         sink: p.sink.clone(),
+        sender_log: p.sender_log.clone(),
+        sink_log: p.sink_log.clone(),
     }
 }
 
