@@ -139,7 +139,8 @@ pub(crate) struct Conn {
     /// intended send time (ns since start).
     backlog: std::collections::VecDeque<u64>,
     /// Sink: replies held back by `--sink-delay-ms` (due ms since start, bytes).
-    delayed: std::collections::VecDeque<(u64, Vec<u8>)>,
+    /// Each with the amount to log once it is sent (a Fulfill with the right fulfillment).
+    delayed: std::collections::VecDeque<(u64, Vec<u8>, Option<u64>)>,
     rng: u64,
     pub(crate) opened: bool,
     pub(crate) failed: bool,
@@ -346,6 +347,8 @@ impl Conn {
     fn on_prepare(&mut self, request_id: u32, ilp: &[u8]) {
         self.stats.borrow_mut().sink_received += 1;
         let mut reply = [0u8; 1200];
+        // The amount of a right Fulfill, logged when the reply is sent.
+        let mut fulfilled = None;
         let len = match Prepare::new_checked(ilp) {
             Ok(p) => {
                 let data = p.data();
@@ -365,9 +368,7 @@ impl Conn {
                     .emit(&mut reply)
                 } else {
                     let wrong = roll < sink.reject_fraction + sink.wrong_fraction;
-                    if let Some(log) = self.plan.sink_log.as_ref().filter(|_| !wrong) {
-                        log.record(p.amount());
-                    }
+                    fulfilled = (!wrong).then(|| p.amount());
                     let fulfillment =
                         &self.ring.fulfillments[if wrong { (index + 1) % RING_LEN } else { index }];
                     FulfillRepr {
@@ -393,17 +394,25 @@ impl Conn {
             let due = self.since_start_ns() / 1_000_000 + self.plan.sink.delay_ms;
             let mut bytes = header[..n].to_vec();
             bytes.extend_from_slice(&reply[..len]);
-            self.delayed.push_back((due, bytes));
+            self.delayed.push_back((due, bytes, fulfilled));
         } else {
+            self.log_sent(fulfilled);
             self.push_frame(Opcode::Binary, &[&header[..n], &reply[..len]]);
+        }
+    }
+
+    fn log_sent(&self, fulfilled: Option<u64>) {
+        if let (Some(log), Some(amount)) = (&self.plan.sink_log, fulfilled) {
+            log.record(amount);
         }
     }
 
     /// Sink: sends the delayed replies that are due.
     pub(crate) fn release_delayed(&mut self) {
         let now_ms = self.since_start_ns() / 1_000_000;
-        while self.delayed.front().is_some_and(|(due, _)| *due <= now_ms) {
-            let (_, bytes) = self.delayed.pop_front().expect("front exists");
+        while self.delayed.front().is_some_and(|(due, ..)| *due <= now_ms) {
+            let (_, bytes, fulfilled) = self.delayed.pop_front().expect("front exists");
+            self.log_sent(fulfilled);
             self.push_frame(Opcode::Binary, &[&bytes]);
         }
         self.wake();
