@@ -2,4 +2,5 @@
 
 pub mod auth;
 pub mod btp;
+pub mod http;
 pub mod websocket;

@@ -1,0 +1,509 @@
+//! ILP over HTTP (RFC 35, synchronous mode), sans-IO: parse and write HTTP/1.1 requests and
+//! responses around one OER ILP packet per POST (`spec/ilp-over-http.md`).
+//!
+//! Server: [`parse_request`] reads a request head from the front of a buffer (via `httparse`),
+//! checks what can be checked before the body arrives (method, `Content-Length` against the
+//! body limit, the bearer token's presence) and says how many body bytes follow; the caller
+//! answers with [`write_response`] (200 with the Fulfill or Reject) or [`write_status`]
+//! (400/401/404/405/411/413/431/…). Client: [`write_request_head`] for a POST carrying a
+//! Prepare, [`parse_response`] for the answer, and [`map_response`] to turn an HTTP outcome
+//! into what the engine should hear (the spec's Policy column).
+//!
+//! Keep-alive is HTTP/1.1's default; `Connection: close` (or HTTP/1.0 without keep-alive)
+//! ends the connection after the response. Non-goals: chunked request bodies (refused with
+//! 411: ILP clients always send `Content-Length`), HTTP/2, TLS, asynchronous mode.
+
+use crate::engine::RejectReason;
+
+/// The most headers a request or response may carry.
+pub const HEADERS_MAX: usize = 32;
+/// The largest request or response head accepted.
+pub const HEAD_LEN_MAX: usize = 8192;
+
+/// Why a request cannot be served; each maps to an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    /// Not HTTP/1.x, or a malformed head: 400.
+    Malformed,
+    /// The head is over [`HEAD_LEN_MAX`] or has too many headers: 431.
+    HeadTooLarge,
+    /// Not a POST: 405.
+    MethodNotAllowed,
+    /// No `Content-Length` (or a chunked body): 411.
+    LengthRequired,
+    /// `Content-Length` over the body limit: 413.
+    BodyTooLarge,
+    /// No usable `Authorization: Bearer …`: 401.
+    Unauthorized,
+}
+
+impl HttpError {
+    /// The status to answer with.
+    pub fn status(self) -> u16 {
+        match self {
+            HttpError::Malformed => 400,
+            HttpError::HeadTooLarge => 431,
+            HttpError::MethodNotAllowed => 405,
+            HttpError::LengthRequired => 411,
+            HttpError::BodyTooLarge => 413,
+            HttpError::Unauthorized => 401,
+        }
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The request target as sent.
+    pub path: &'a str,
+    /// The token after `Bearer ` (scheme name case-insensitive); the bare token is accepted
+    /// too, as ilp-plugin-http before 1.6 sent it.
+    pub token: &'a [u8],
+    /// Bytes of the head, `\r\n\r\n` included: the body starts there.
+    pub head_len: usize,
+    /// Bytes of body that follow.
+    pub body_len: usize,
+    /// Whether the connection stays open after the response.
+    pub keep_alive: bool,
+}
+
+impl Request<'_> {
+    /// `{name}` when the path is interledger-rs's `/accounts/{name}/ilp`.
+    pub fn account_from_path(&self) -> Option<&str> {
+        let path = self.path.split_once('?').map_or(self.path, |(p, _)| p);
+        let name = path.strip_prefix("/accounts/")?.strip_suffix("/ilp")?;
+        (!name.is_empty() && !name.contains('/')).then_some(name)
+    }
+}
+
+fn header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<usize>, HttpError> {
+    let mut found = None;
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        let text = std::str::from_utf8(h.value)
+            .map_err(|_| HttpError::Malformed)?
+            .trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(HttpError::Malformed);
+        }
+        let value: usize = text.parse().map_err(|_| HttpError::BodyTooLarge)?;
+        if found.is_some_and(|f| f != value) {
+            return Err(HttpError::Malformed);
+        }
+        found = Some(value);
+    }
+    Ok(found)
+}
+
+fn keep_alive(version: u8, headers: &[httparse::Header<'_>]) -> bool {
+    match header(headers, "connection") {
+        Some(v) if has_token(v, "close") => false,
+        Some(v) if has_token(v, "keep-alive") => true,
+        _ => version == 1,
+    }
+}
+
+/// Parses a request head from the front of `buf`: `Ok(None)` until it is complete. The body
+/// (`body_len` bytes at `head_len`) may still be arriving. Checks, in order: well-formed,
+/// POST, `Content-Length` present and at most `body_len_max` (so a 413 goes out before the body
+/// is read), a bearer token present.
+pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'_>>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= HEAD_LEN_MAX => {
+            return Err(HttpError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(_) => return Err(HttpError::Malformed),
+    };
+    if head_len > HEAD_LEN_MAX {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let (Some(method), Some(path), Some(version)) = (request.method, request.path, request.version)
+    else {
+        return Err(HttpError::Malformed);
+    };
+    if method != "POST" {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    let headers = request.headers;
+    if header(headers, "transfer-encoding").is_some() {
+        return Err(HttpError::LengthRequired);
+    }
+    let body_len = content_length(headers)?.ok_or(HttpError::LengthRequired)?;
+    if body_len > body_len_max {
+        return Err(HttpError::BodyTooLarge);
+    }
+    let authorization = header(headers, "authorization")
+        .ok_or(HttpError::Unauthorized)?
+        .trim_ascii();
+    let token = match authorization.split_at_checked(6) {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case(b"bearer") && (rest.is_empty() || rest[0] == b' ') =>
+        {
+            rest.trim_ascii()
+        }
+        _ => authorization,
+    };
+    if token.is_empty() {
+        return Err(HttpError::Unauthorized);
+    }
+    Ok(Some(Request {
+        path,
+        token,
+        head_len,
+        body_len,
+        keep_alive: keep_alive(version, headers),
+    }))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn put_number(&mut self, mut n: usize) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(&digits[i..]);
+    }
+}
+
+/// Bytes of the longest head [`write_response`] or [`write_status`] writes.
+pub const RESPONSE_HEAD_LEN_MAX: usize = 160;
+
+/// Writes a `200 OK` head for an ILP reply of `body_len` bytes (the caller appends the body).
+pub fn write_response(body_len: usize, keep_alive: bool, out: &mut [u8]) -> usize {
+    let mut w = Out { buf: out, len: 0 };
+    w.put(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ");
+    w.put_number(body_len);
+    w.put(if keep_alive {
+        b"\r\n\r\n" as &[u8]
+    } else {
+        b"\r\nConnection: close\r\n\r\n"
+    });
+    w.len
+}
+
+/// Writes a complete bodyless error response (`Content-Length: 0`); a 4xx/5xx for a request
+/// that could not be read ends the connection.
+pub fn write_status(status: u16, keep_alive: bool, out: &mut [u8]) -> usize {
+    let mut w = Out { buf: out, len: 0 };
+    w.put(b"HTTP/1.1 ");
+    w.put_number(usize::from(status));
+    w.put(b" ");
+    w.put(reason(status).as_bytes());
+    w.put(b"\r\nContent-Length: 0\r\n");
+    if !keep_alive {
+        w.put(b"Connection: close\r\n");
+    }
+    w.put(b"\r\n");
+    w.len
+}
+
+/// Bytes [`write_request_head`] writes.
+pub fn request_head_len(path: &str, host: &str, token: &str, body_len: usize) -> usize {
+    let digits = body_len.checked_ilog10().unwrap_or(0) as usize + 1;
+    b"POST  HTTP/1.1\r\nHost: \r\nAuthorization: Bearer \r\nContent-Type: application/octet-stream\r\nAccept: application/octet-stream\r\nContent-Length: \r\n\r\n".len()
+        + path.len()
+        + host.len()
+        + token.len()
+        + digits
+}
+
+/// Writes the head of a POST carrying an ILP Prepare of `body_len` bytes to `path` (verbatim),
+/// with `Authorization: Bearer <token>` (verbatim: tokens may contain `:`).
+pub fn write_request_head(
+    path: &str,
+    host: &str,
+    token: &str,
+    body_len: usize,
+    out: &mut [u8],
+) -> usize {
+    let mut w = Out { buf: out, len: 0 };
+    w.put(b"POST ");
+    w.put(path.as_bytes());
+    w.put(b" HTTP/1.1\r\nHost: ");
+    w.put(host.as_bytes());
+    w.put(b"\r\nAuthorization: Bearer ");
+    w.put(token.as_bytes());
+    w.put(b"\r\nContent-Type: application/octet-stream\r\nAccept: application/octet-stream\r\nContent-Length: ");
+    w.put_number(body_len);
+    w.put(b"\r\n\r\n");
+    w.len
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Bytes of the head; the body starts there.
+    pub head_len: usize,
+    /// Bytes of body that follow.
+    pub body_len: usize,
+    /// Whether the connection stays open.
+    pub keep_alive: bool,
+}
+
+/// Parses a response head from the front of `buf`: `Ok(None)` until it is complete. A
+/// response without `Content-Length` (or chunked) is refused: ILP servers always send one.
+pub fn parse_response(buf: &[u8], body_len_max: usize) -> Result<Option<Response>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= HEAD_LEN_MAX => {
+            return Err(HttpError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(_) => return Err(HttpError::Malformed),
+    };
+    let (Some(status), Some(version)) = (response.code, response.version) else {
+        return Err(HttpError::Malformed);
+    };
+    let headers = response.headers;
+    if header(headers, "transfer-encoding").is_some() {
+        return Err(HttpError::LengthRequired);
+    }
+    let body_len = content_length(headers)?.ok_or(HttpError::LengthRequired)?;
+    if body_len > body_len_max {
+        return Err(HttpError::BodyTooLarge);
+    }
+    Ok(Some(Response {
+        status,
+        head_len,
+        body_len,
+        keep_alive: keep_alive(version, headers),
+    }))
+}
+
+/// What an HTTP answer to our POST means for the engine (`spec/ilp-over-http.md` §1, Policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200: the body is the ILP reply; hand it to the engine (which checks it, and answers
+    /// T00 if it is not a Fulfill or Reject — see [`map_response`] for the T01 policy).
+    Reply,
+    /// Anything else: fail the Prepare with this reason.
+    Fail(RejectReason),
+}
+
+/// Maps a response status to what the engine should hear: 200 → the reply; 401/403/404 →
+/// F02; 429 → T05 is not one of the engine's local codes, so it is F02 too (a Final code
+/// would stop the sender retrying too eagerly; see the note); 400/413 → F01; 5xx → T00;
+/// other codes → F02.
+///
+/// Note: RFC 35 leaves the choice open; T05 (rate limited) belongs to the *sender's* rate,
+/// and the router has not rate-limited anyone, so it reports the next hop unreachable.
+pub fn map_response(status: u16) -> Outcome {
+    match status {
+        200 => Outcome::Reply,
+        400 | 413 => Outcome::Fail(RejectReason::InvalidPacket),
+        500..=599 => Outcome::Fail(RejectReason::Internal),
+        _ => Outcome::Fail(RejectReason::Unreachable),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    const JS_REQUEST: &[u8] = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:7770\r\nAuthorization: Bearer alice-secret\r\nContent-Type: application/ilp+octet-stream\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello";
+    const RS_REQUEST: &[u8] = b"POST /accounts/alice/ilp HTTP/1.1\r\nhost: router\r\nauthorization: Bearer alice:secret:with:colons\r\ncontent-type: application/octet-stream\r\ncontent-length: 3\r\n\r\nabc";
+
+    #[test]
+    fn parses_js_and_rs_requests() {
+        let r = parse_request(JS_REQUEST, 65536).unwrap().unwrap();
+        assert_eq!(
+            (r.path, r.token, r.body_len, r.keep_alive),
+            ("/", &b"alice-secret"[..], 5, true)
+        );
+        assert_eq!(&JS_REQUEST[r.head_len..r.head_len + r.body_len], b"hello");
+        let r = parse_request(RS_REQUEST, 65536).unwrap().unwrap();
+        assert_eq!(r.token, b"alice:secret:with:colons");
+        assert_eq!(r.account_from_path(), Some("alice"));
+        assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn partial_heads_wait_and_bodies_are_not_needed() {
+        for cut in 0..JS_REQUEST.len() - 5 {
+            let head_done = JS_REQUEST[..cut].ends_with(b"\r\n\r\n");
+            assert_eq!(
+                parse_request(&JS_REQUEST[..cut], 65536).unwrap().is_some(),
+                head_done,
+                "cut {cut}"
+            );
+        }
+        assert!(parse_request(&JS_REQUEST[..JS_REQUEST.len() - 5], 65536)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn refusals_have_their_status() {
+        let cases: [(&[u8], u16); 8] = [
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+            (b"POST / HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n", 411),
+            (
+                b"POST / HTTP/1.1\r\nAuthorization: Bearer t\r\nTransfer-Encoding: chunked\r\n\r\n",
+                411,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nAuthorization: Bearer t\r\nContent-Length: 70000\r\n\r\n",
+                413,
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n", 401),
+            (
+                b"POST / HTTP/1.1\r\nAuthorization: Bearer \r\nContent-Length: 3\r\n\r\n",
+                401,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nAuthorization: Bearer t\r\nContent-Length: 3x\r\n\r\n",
+                400,
+            ),
+            (b"\x16\x03\x01 not http\r\n\r\n", 400),
+        ];
+        for (request, status) in cases {
+            let error = parse_request(request, 65536).unwrap_err();
+            assert_eq!(
+                error.status(),
+                status,
+                "{}",
+                String::from_utf8_lossy(request)
+            );
+        }
+        let huge = [b"POST / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; HEAD_LEN_MAX]].concat();
+        assert_eq!(
+            parse_request(&huge, 65536).unwrap_err(),
+            HttpError::HeadTooLarge
+        );
+    }
+
+    #[test]
+    fn bare_token_and_connection_close() {
+        let r = parse_request(b"POST /x HTTP/1.1\r\nAuthorization: tok\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.token, b"tok");
+        assert!(!r.keep_alive);
+        let r = parse_request(
+            b"POST /x HTTP/1.0\r\nAuthorization: bearer tok\r\nContent-Length: 0\r\n\r\n",
+            10,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.token, b"tok");
+        assert!(!r.keep_alive, "HTTP/1.0 closes unless asked");
+    }
+
+    #[test]
+    fn client_round_trip() {
+        let mut out = [0u8; 512];
+        let n = write_request_head(
+            "/accounts/router/ilp",
+            "peer:8080",
+            "user:pass",
+            33,
+            &mut out,
+        );
+        assert_eq!(
+            n,
+            request_head_len("/accounts/router/ilp", "peer:8080", "user:pass", 33)
+        );
+        let mut request = out[..n].to_vec();
+        request.extend_from_slice(&[7u8; 33]);
+        let r = parse_request(&request, 65536).unwrap().unwrap();
+        assert_eq!(
+            (r.path, r.token, r.body_len),
+            ("/accounts/router/ilp", &b"user:pass"[..], 33)
+        );
+
+        let n = write_response(41, true, &mut out);
+        assert!(n <= RESPONSE_HEAD_LEN_MAX);
+        let response = parse_response(&out[..n], 65536).unwrap().unwrap();
+        assert_eq!(
+            (
+                response.status,
+                response.body_len,
+                response.keep_alive,
+                response.head_len
+            ),
+            (200, 41, true, n)
+        );
+        let n = write_status(413, false, &mut out);
+        let response = parse_response(&out[..n], 65536).unwrap().unwrap();
+        assert_eq!(
+            (response.status, response.body_len, response.keep_alive),
+            (413, 0, false)
+        );
+    }
+
+    #[test]
+    fn outcomes_follow_the_policy() {
+        assert_eq!(map_response(200), Outcome::Reply);
+        assert_eq!(map_response(401), Outcome::Fail(RejectReason::Unreachable));
+        assert_eq!(map_response(404), Outcome::Fail(RejectReason::Unreachable));
+        assert_eq!(
+            map_response(400),
+            Outcome::Fail(RejectReason::InvalidPacket)
+        );
+        assert_eq!(
+            map_response(413),
+            Outcome::Fail(RejectReason::InvalidPacket)
+        );
+        assert_eq!(map_response(502), Outcome::Fail(RejectReason::Internal));
+    }
+}
