@@ -1,11 +1,15 @@
 //! The engine without I/O: a Prepare→Fulfill round trip (parse, route, convert, hold, rewrite
 //! in place, then SHA-256 of the fulfillment, post on both sides) and a Prepare→Reject round
-//! trip (relay and void), on one core, in packets per second.
+//! trip (relay and void), on one core, in packets per second. `same_asset_mmap_ledger` is the
+//! first with the balances posted into memory-mapped ledger rows (`ilp_router::state`) instead
+//! of plain memory: what durable balances cost on the packet path.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ilp_router::engine::rate::Decimal;
 use ilp_router::engine::route::RouteTable;
-use ilp_router::engine::{CoreId, Decision, Engine, EngineConfig, PeerConfig, PeerId, Reply};
+use ilp_router::engine::{
+    CoreId, Decision, Engine, EngineConfig, PeerConfig, PeerId, PostedStore, Reply,
+};
 use ilp_router::wire::{Address, ErrorCode, FulfillRepr, PrepareRepr, RejectRepr};
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
@@ -13,6 +17,10 @@ use std::hint::black_box;
 const NOW: i64 = 1_900_000_000_000;
 
 fn engine(peers: usize, routes: usize) -> Engine {
+    engine_with(peers, routes, None)
+}
+
+fn engine_with(peers: usize, routes: usize, store: Option<Box<dyn PostedStore>>) -> Engine {
     let peer = |code: &str| PeerConfig {
         asset_code: code.into(),
         asset_scale: 9,
@@ -49,7 +57,10 @@ fn engine(peers: usize, routes: usize) -> Engine {
         core: CoreId(0),
         cores: 1,
     };
-    let mut engine = Engine::new(config, NOW);
+    let mut engine = match store {
+        Some(store) => Engine::with_store(config, NOW, store),
+        None => Engine::new(config, NOW),
+    };
     for p in 0..peers {
         engine.set_link_up(PeerId(p as u16), true);
     }
@@ -129,9 +140,23 @@ fn bench(c: &mut Criterion) {
         });
     }
     let p = packets(b"g.bob.wallet.12345");
-    let mut e = engine(16, 10);
+    let dir = std::env::temp_dir().join(format!("ilp-bench-ledger-{}", std::process::id()));
+    let names: Vec<String> = (0..16).map(|i| format!("peer{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut recovered = ilp_router::state::recover(&dir, &names, 1).unwrap();
+    let mut e = engine_with(16, 10, Some(Box::new(recovered.files.remove(0))));
     let mut buf = p.prepare.clone();
     let mut i = 0u64;
+    group.bench_function("prepare_fulfill/same_asset_mmap_ledger", |b| {
+        b.iter(|| {
+            i += 1;
+            assert!(round_trip(&mut e, &mut buf, &p, black_box(&p.fulfill), i));
+        })
+    });
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut e = engine(16, 10);
+    let mut buf = p.prepare.clone();
     group.bench_function("prepare_reject/same_asset", |b| {
         b.iter(|| {
             i += 1;

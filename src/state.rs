@@ -61,6 +61,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,10 @@ const FIXED_LEN: usize = 64;
 const CHECK_SALT: u64 = 0x6c65_6467_6572_2121;
 
 const _: () = assert!(ROW_LEN % 8 == 0 && ROW_WORDS >= 7);
+const _: () = assert!(size_of::<Row>() == ROW_LEN);
+
+/// One row: `gen`, then two slots of `(lo, hi, check)`, then a spare word.
+type Row = [AtomicU64; ROW_WORDS];
 const _: () = assert!(FIXED_LEN % ROW_LEN == 0);
 
 /// Why a state directory cannot be used.
@@ -140,10 +145,9 @@ fn check_word(lo: u64, hi: u64) -> u64 {
     lo ^ hi.rotate_left(29) ^ CHECK_SALT
 }
 
-/// Writes `value` into `row` (eight words) whose current generation is `gen`; returns the new
-/// generation. Only one thread may write a row.
+/// Writes `value` into `row` as its next generation. Only one thread may write a row.
 #[inline]
-fn write_row(row: &[AtomicU64], value: i128) {
+fn write_row(row: &Row, value: i128) {
     let gen = row[0].load(Ordering::Relaxed);
     let next = gen.wrapping_add(1);
     let slot = 1 + 3 * (next & 1) as usize;
@@ -158,7 +162,7 @@ fn write_row(row: &[AtomicU64], value: i128) {
 
 /// Reads a row's committed value; `None` if its check word is wrong (a damaged row). Retries
 /// while a writer moves the generation under it (bounded; a writer commits in nanoseconds).
-fn read_row(row: &[AtomicU64]) -> Option<i128> {
+fn read_row(row: &Row) -> Option<i128> {
     for _ in 0..1_000_000 {
         let gen = row[0].load(Ordering::Acquire);
         let slot = 1 + 3 * (gen & 1) as usize;
@@ -326,7 +330,7 @@ fn decode_header(path: &Path, bytes: &[u8]) -> Result<Header, StateError> {
 }
 
 /// The rows of a mapped file as atomic words.
-fn row_words(map: &[u8], header_len: usize, peers: usize) -> &[AtomicU64] {
+fn rows_of(map: &[u8], header_len: usize, peers: usize) -> &[Row] {
     let rows = &map[header_len..header_len + peers * ROW_LEN];
     assert_eq!(
         rows.as_ptr() as usize % 8,
@@ -336,7 +340,7 @@ fn row_words(map: &[u8], header_len: usize, peers: usize) -> &[AtomicU64] {
     // SAFETY: the range is inside the mapping and 8-byte aligned (asserted); AtomicU64 has the
     // size and alignment of u64 and any bit pattern is valid. Other writers of the file use
     // atomic stores too (the router's cores), so concurrent access is through atomics only.
-    unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<AtomicU64>(), peers * ROW_WORDS) }
+    unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<Row>(), peers) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,15 +362,14 @@ fn read_file(path: &Path) -> Result<FileState, StateError> {
     if len == 0 {
         return Err(corrupt(path, "empty file: truncated"));
     }
-    // SAFETY: a read-only shared mapping; rows are read through atomics only (see row_words).
+    // SAFETY: a read-only shared mapping; rows are read through atomics only (see rows_of).
     // The router only ever writes rows, never the header or the length, while it runs.
     let map: Mmap = unsafe { MmapOptions::new().map(&file) }.map_err(io_error(path))?;
     let header = decode_header(path, &map)?;
-    let words = row_words(&map, header.header_len, header.names.len());
+    let rows = rows_of(&map, header.header_len, header.names.len());
     let mut values = Vec::with_capacity(header.names.len());
     for (i, name) in header.names.iter().enumerate() {
-        let row = &words[i * ROW_WORDS..(i + 1) * ROW_WORDS];
-        let value = read_row(row)
+        let value = read_row(&rows[i])
             .ok_or_else(|| corrupt(path, format!("row {i} (peer {name:?}): bad row checksum")))?;
         values.push(value);
     }
@@ -458,11 +461,17 @@ pub fn balances_json(balances: &[(String, i128)]) -> serde_json::Value {
 /// One core's mapped file: the [`PostedStore`] the core's engine writes to.
 pub struct CoreFile {
     path: PathBuf,
-    map: MmapMut,
-    header_len: usize,
+    /// Owned so the mapping lives as long as `rows`; never remapped.
+    _map: MmapMut,
+    /// The first row, inside `_map` (computed once: a post is then an index and four stores).
+    rows: NonNull<Row>,
     peers: usize,
     configured: usize,
 }
+
+// SAFETY: `rows` points into the mapping that the CoreFile owns; moving the CoreFile to
+// another thread moves that ownership with it, and the mapping's address never changes.
+unsafe impl Send for CoreFile {}
 
 impl fmt::Debug for CoreFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -486,24 +495,31 @@ impl CoreFile {
             unsafe { MmapOptions::new().populate().map_mut(&file) }.map_err(io_error(path))?;
         let header = decode_header(path, &map)?;
         assert!(configured <= header.names.len(), "recover wrote every peer");
-        let core_file = CoreFile {
-            path: path.to_owned(),
-            header_len: header.header_len,
-            peers: header.names.len(),
-            configured,
-            map,
-        };
+        let peers = header.names.len();
+        let rows = rows_of(&map, header.header_len, peers);
         // Pre-fault for writing: store every row's generation back, so the first post on the
         // packet path finds the page present and writable.
-        for row in core_file.words().chunks(ROW_WORDS) {
+        for row in rows {
             let gen = row[0].load(Ordering::Relaxed);
             row[0].store(gen, Ordering::Relaxed);
         }
-        Ok(core_file)
+        let rows = NonNull::from(rows).cast::<Row>();
+        Ok(CoreFile {
+            path: path.to_owned(),
+            _map: map,
+            rows,
+            peers,
+            configured,
+        })
     }
 
-    fn words(&self) -> &[AtomicU64] {
-        row_words(&self.map, self.header_len, self.peers)
+    #[inline]
+    fn row(&self, peer: PeerId) -> &Row {
+        let index = peer.index();
+        assert!(index < self.peers, "peer {index} of {}", self.peers);
+        // SAFETY: `rows` is the start of `peers` rows inside the owned mapping (see rows_of),
+        // and `index < peers`.
+        unsafe { &*self.rows.as_ptr().add(index) }
     }
 
     /// The file's path.
@@ -513,21 +529,19 @@ impl CoreFile {
 
     /// Flushes the mapping to disk (blocking; for a graceful stop).
     pub fn flush(&self) -> io::Result<()> {
-        self.map.flush()
+        self._map.flush()
     }
 }
 
 impl PostedStore for CoreFile {
     fn load(&self, peer: PeerId) -> i128 {
-        let row = &self.words()[peer.index() * ROW_WORDS..][..ROW_WORDS];
-        read_row(row).expect("rows were checked when recovered")
+        read_row(self.row(peer)).expect("rows were checked when recovered")
     }
 
     #[inline]
     fn store(&mut self, peer: PeerId, value: i128) {
         debug_assert!(peer.index() < self.configured, "only configured peers post");
-        let row = &self.words()[peer.index() * ROW_WORDS..][..ROW_WORDS];
-        write_row(row, value);
+        write_row(self.row(peer), value);
     }
 }
 
@@ -869,8 +883,7 @@ mod test {
 
     #[test]
     fn a_reader_never_sees_a_torn_value() {
-        let words: Arc<Vec<AtomicU64>> =
-            Arc::new((0..ROW_WORDS).map(|_| AtomicU64::new(0)).collect());
+        let words: Arc<Row> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
         write_row(&words, 0);
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
