@@ -1,0 +1,257 @@
+'use strict'
+// A real STREAM payment across the JS reference connector and our router, in either order:
+//
+//   node stream-payment.js --topology js-first      sender → JS connector → router → receiver
+//   node stream-payment.js --topology router-first  sender → router → JS connector → receiver
+//   [--transport btp] [--amount N]
+//
+// ILP_ROUTER_BIN names the ilp-router binary. Every link is BTP 2.0 over WebSocket: in
+// js-first the JS connector dials our router (our BTP server), in router-first our router
+// dials the JS connector (our BTP client). Asset codes and scales differ on every hop on
+// purpose; the script checks that every fulfilled packet arrived exactly as the rates say
+// (our router: exact, rounded down; the JS connector: one-to-one by scale, rounded down) and
+// that the receiver's total is the sum. Exit 0 and a last line "PASS ..." on success.
+
+const L = require('./lib')
+
+function args () {
+  const out = { topology: 'js-first', transport: 'btp', amount: 1000000000n }
+  const argv = process.argv.slice(2)
+  for (let i = 0; i < argv.length; i += 2) {
+    const [key, value] = [argv[i], argv[i + 1]]
+    if (key === '--topology') out.topology = value
+    else if (key === '--transport') out.transport = value
+    else if (key === '--amount') out.amount = BigInt(value)
+    else throw new Error(`unknown argument ${key}`)
+  }
+  if (!['js-first', 'router-first'].includes(out.topology)) throw new Error(`unknown topology ${out.topology}`)
+  if (out.transport !== 'btp') throw new Error(`transport ${out.transport} is not implemented yet (btp only)`)
+  return out
+}
+
+// Our router's prices, shared by both topologies.
+const RATES = { USD: '1', EUR: '1.08', XRP: '0.5' }
+const HUGE = '1000000000000000000'
+
+async function jsFirst (amount, cleanup) {
+  const routerPort = await L.freePort()
+  const senderPort = await L.freePort()
+  // Hops and assets: sender USD/9 → JS (one-to-one) → link JS–router EUR/6 → router → receiver XRP/4.
+  const sender = { code: 'USD', scale: 9 }
+  const link = { code: 'EUR', scale: 6 }
+  const receiver = { code: 'XRP', scale: 4 }
+
+  const router = await L.startRouter({
+    btpPort: routerPort,
+    config: `
+ilp_address = "test.router"
+[listen]
+btp = "127.0.0.1:${routerPort}"
+[[peers]]
+name = "js"
+auth_tokens = ["js-token"]
+relation = "peer"
+asset_code = "${link.code}"
+asset_scale = ${link.scale}
+max_balance = "${HUGE}"
+[[peers]]
+name = "receiver"
+auth_tokens = ["receiver-token"]
+relation = "child"
+asset_code = "${receiver.code}"
+asset_scale = ${receiver.scale}
+max_balance = "${HUGE}"
+[[routes]]
+prefix = "test.js"
+peer = "js"
+[rates]
+${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
+`
+  })
+  cleanup.push(() => router.stop())
+
+  const connector = await L.startJsConnector({
+    ilpAddress: 'test.js',
+    accounts: {
+      router: {
+        relation: 'peer',
+        sendRoutes: false,
+        receiveRoutes: false,
+        assetCode: link.code,
+        assetScale: link.scale,
+        plugin: 'ilp-plugin-btp',
+        options: { server: `btp+ws://js:js-token@127.0.0.1:${routerPort}` }
+      },
+      sender: {
+        relation: 'child',
+        assetCode: sender.code,
+        assetScale: sender.scale,
+        balance: { maximum: HUGE },
+        // STREAM learns this from the F08 and splits the payment into several packets.
+        maxPacketAmount: '300000000',
+        plugin: 'ilp-plugin-btp',
+        options: { listener: { port: senderPort, secret: 'sender-secret' } }
+      }
+    },
+    routes: [{ targetPrefix: 'test.router', peerId: 'router' }]
+  })
+  cleanup.push(() => connector.shutdown())
+
+  // Our router does not serve ILDCP yet: the receiver's plugin answers it with the address the
+  // router delivers to (<ilp_address>.<peer name>).
+  const receiverPlugin = new L.RecordingPlugin(
+    L.btpClient(`btp+ws://receiver:receiver-token@127.0.0.1:${routerPort}`),
+    { clientAddress: 'test.router.receiver', assetCode: receiver.code, assetScale: receiver.scale })
+  // The sender is the JS connector's child: it learns test.js.sender over real ILDCP.
+  const senderPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:sender-secret@127.0.0.1:${senderPort}`), null)
+
+  const convert = a => L.routerConvert(L.jsOneToOne(a, sender, link), link, receiver, RATES)
+  return { senderPlugin, receiverPlugin, convert, sender, receiver, cleanup }
+}
+
+async function routerFirst (amount, cleanup) {
+  const routerPort = await L.freePort()
+  const jsPort = await L.freePort()
+  const receiverPort = await L.freePort()
+  // sender XRP/6 → router → link router–JS EUR/9 → JS (one-to-one) → receiver USD/7.
+  const sender = { code: 'XRP', scale: 6 }
+  const link = { code: 'EUR', scale: 9 }
+  const receiver = { code: 'USD', scale: 7 }
+
+  // The JS connector first: our router dials its BTP server.
+  const connector = await L.startJsConnector({
+    ilpAddress: 'test.js',
+    accounts: {
+      router: {
+        relation: 'peer',
+        sendRoutes: false,
+        receiveRoutes: false,
+        assetCode: link.code,
+        assetScale: link.scale,
+        balance: { maximum: HUGE },
+        plugin: 'ilp-plugin-btp',
+        options: { listener: { port: jsPort, secret: 'router-at-js' } }
+      },
+      receiver: {
+        relation: 'child',
+        assetCode: receiver.code,
+        assetScale: receiver.scale,
+        plugin: 'ilp-plugin-btp',
+        options: { listener: { port: receiverPort, secret: 'receiver-secret' } }
+      }
+    },
+    routes: [{ targetPrefix: 'test.router', peerId: 'router' }]
+  })
+  cleanup.push(() => connector.shutdown())
+
+  const router = await L.startRouter({
+    btpPort: routerPort,
+    config: `
+ilp_address = "test.router"
+[listen]
+btp = "127.0.0.1:${routerPort}"
+[[peers]]
+name = "sender"
+auth_tokens = ["sender-token"]
+relation = "child"
+asset_code = "${sender.code}"
+asset_scale = ${sender.scale}
+max_balance = "${HUGE}"
+max_packet_amount = "300000000"   # STREAM learns it from our F08 and splits the payment
+[[peers]]
+name = "js"
+relation = "peer"
+asset_code = "${link.code}"
+asset_scale = ${link.scale}
+max_balance = "${HUGE}"
+btp_url = "ws://127.0.0.1:${jsPort}"
+outgoing_token = "router-at-js"
+outgoing_username = "router"
+[[routes]]
+prefix = "test.js"
+peer = "js"
+[rates]
+${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
+`
+  })
+  cleanup.push(() => router.stop())
+
+  // The receiver is the JS connector's child and learns test.js.receiver over real ILDCP.
+  const receiverPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:receiver-secret@127.0.0.1:${receiverPort}`), null)
+  // The sender's peer is our router, which does not serve ILDCP yet: answered locally.
+  const senderPlugin = new L.RecordingPlugin(
+    L.btpClient(`btp+ws://sender:sender-token@127.0.0.1:${routerPort}`),
+    { clientAddress: 'test.router.sender', assetCode: sender.code, assetScale: sender.scale })
+
+  // Wait until the router's link to the JS connector is up.
+  const deadline = Date.now() + 10000
+  while (!connector.getPlugin('router').isConnected()) {
+    if (Date.now() > deadline) throw new Error('the router did not connect to the JS connector')
+    await L.sleep(50)
+  }
+  const convert = a => L.jsOneToOne(L.routerConvert(a, sender, link, RATES), link, receiver)
+  return { senderPlugin, receiverPlugin, convert, sender, receiver, cleanup }
+}
+
+async function main () {
+  const opts = args()
+  const cleanup = []
+  let failed = false
+  let summary = null
+  try {
+    const setup = await (opts.topology === 'js-first' ? jsFirst : routerFirst)(opts.amount, cleanup)
+    const { senderPlugin, receiverPlugin, convert, sender, receiver } = setup
+    await receiverPlugin.connect()
+    await senderPlugin.connect()
+    const { server, received } = await L.streamReceiver(receiverPlugin)
+    const credentials = server.generateAddressAndSecret()
+    L.log(`STREAM ${opts.amount} ${sender.code}/${sender.scale} → ${credentials.destinationAccount} (${receiver.code}/${receiver.scale})`)
+    const delivered = await L.streamSend(senderPlugin, credentials, opts.amount)
+    await L.sleep(200)
+
+    // Zero-amount packets (STREAM's closing frames) carry no value and are left out.
+    const sent = senderPlugin.sent.filter(p => p.fulfilled && p.amount > 0n).map(p => p.amount)
+    const got = receiverPlugin.received.filter(p => p.fulfilled && p.amount > 0n).map(p => p.amount)
+    const totalSent = sent.reduce((a, b) => a + b, 0n)
+    const expected = sent.map(convert).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    const gotSorted = [...got].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    const expectedTotal = expected.reduce((a, b) => a + b, 0n)
+    L.log(`fulfilled packets: sender ${sent.length} (${totalSent}), receiver ${got.length} (${received()}); sender's STREAM says delivered ${delivered}`)
+    L.log(`per packet sent: ${sent.join(',')}; received: ${got.join(',')}; expected: ${expected.join(',')}`)
+
+    const problems = []
+    if (totalSent !== opts.amount) problems.push(`sender paid ${totalSent}, asked for ${opts.amount}`)
+    if (expected.join(',') !== gotSorted.join(',')) problems.push(`per-packet amounts differ from the rates: expected ${expected.join(',')}, got ${gotSorted.join(',')}`)
+    if (received() !== expectedTotal) problems.push(`receiver's STREAM total ${received()} != expected ${expectedTotal}`)
+    if (delivered !== expectedTotal) problems.push(`sender's totalDelivered ${delivered} != expected ${expectedTotal}`)
+    if (expectedTotal === 0n) problems.push('nothing was expected to arrive: amounts too small for the test')
+    if (problems.length) {
+      failed = true
+      for (const p of problems) L.log('FAIL', p)
+    } else {
+      summary = `PASS ${opts.topology} ${opts.transport}: sent ${totalSent} ${sender.code}/${sender.scale} in ${sent.length} packet(s), received ${expectedTotal} ${receiver.code}/${receiver.scale} as the rates say`
+    }
+    await senderPlugin.disconnect().catch(() => {})
+    await receiverPlugin.disconnect().catch(() => {})
+  } catch (err) {
+    failed = true
+    L.log('FAIL', err && err.stack ? err.stack : err)
+  } finally {
+    for (const step of cleanup.reverse()) {
+      try {
+        const result = await step()
+        if (result && result.code !== undefined && result.code !== 0) {
+          failed = true
+          L.log('FAIL router exit', JSON.stringify(result))
+        }
+      } catch (err) {
+        L.log('cleanup:', err.message)
+      }
+    }
+  }
+  // Printed last, after the router and the connector have stopped.
+  if (!failed) console.log(summary)
+  process.exit(failed ? 1 : 0)
+}
+
+main()
