@@ -55,7 +55,7 @@ function routerBinary () {
 
 /// Starts `ilp-router run` on a config written to a fresh temporary directory and waits until
 /// its BTP port accepts connections. Returns { child, stop() }.
-async function startRouter ({ config, btpPort, cores = 1 }) {
+async function startRouter ({ config, btpPort, cores = Number(process.env.INTEROP_ROUTER_CORES || 1) }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ilp-router-interop-'))
   const file = path.join(dir, 'router.toml')
   fs.writeFileSync(file, config)
