@@ -18,7 +18,11 @@
 //! - A file whose magic, layout version, header checksum, size or a row checksum is wrong is
 //!   refused with an error naming the file and the problem; nothing is ever reset silently.
 //!
-//! Non-goals: locking the directory against two routers at once, and settlement.
+//! - One router at a time: [`recover`] takes an exclusive `flock` on `dir/lock` and the router
+//!   holds it while it runs (the kernel drops it when the process dies, even by `kill -9`). A
+//!   second router on the same directory is refused; `ilp-router balances` takes no lock.
+//!
+//! Non-goals: settlement, and sharing a directory between hosts.
 //!
 //! # File layout (little endian)
 //!
@@ -545,9 +549,44 @@ impl PostedStore for CoreFile {
     }
 }
 
+/// The exclusive lock on a state directory; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+fn lock_dir(dir: &Path) -> Result<DirLock, StateError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    // SAFETY: flock on a file descriptor this function owns; no memory is passed.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        let source = io::Error::last_os_error();
+        return Err(match source.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => StateError::Io {
+                path,
+                source: io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another router is running on this state directory",
+                ),
+            },
+            _ => StateError::Io { path, source },
+        });
+    }
+    Ok(DirLock { _file: file })
+}
+
 /// What [`recover`] found and set up.
 #[derive(Debug)]
 pub struct Recovered {
+    /// Held while the router runs: no second router can open the directory.
+    pub lock: DirLock,
     /// One mapped file per core, in core order.
     pub files: Vec<CoreFile>,
     /// The recovered posted balance of each configured peer (in config order).
@@ -581,6 +620,7 @@ fn write_new_file(path: &Path, header: &Header, values: &[i128]) -> Result<(), S
 pub fn recover(dir: &Path, names: &[&str], cores: usize) -> Result<Recovered, StateError> {
     assert!(cores >= 1, "at least one core");
     fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let lock = lock_dir(dir)?;
     let (epoch, current, stale) = current_set(dir)?;
     let sums = sum_by_name(&current);
     let posted: Vec<i128> = names
@@ -633,6 +673,7 @@ pub fn recover(dir: &Path, names: &[&str], cores: usize) -> Result<Recovered, St
         .map(|core| CoreFile::open(&core_file(dir, core), names.len()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Recovered {
+        lock,
         files,
         posted,
         removed,
@@ -735,7 +776,7 @@ mod test {
         assert!(ledger.hold(PeerId(0), 30));
         ledger.post_hold(PeerId(0), 30);
         assert!(ledger.hold(PeerId(0), 50), "in flight at the crash");
-        drop(ledger);
+        drop((ledger, r)); // like a kill: the process and its lock are gone
         let mut r = recover(&dir, &["alice"], 1).unwrap();
         assert_eq!(r.posted, vec![30], "the hold was never committed");
         let config = [AccountConfig {
@@ -750,6 +791,21 @@ mod test {
             "the old hold no longer uses headroom"
         );
         assert!(!ledger.hold(PeerId(0), 1));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_router_at_a_time() {
+        let dir = temp_dir("lock");
+        let first = recover(&dir, &["alice"], 1).unwrap();
+        let error = recover(&dir, &["alice"], 1).unwrap_err().to_string();
+        assert!(error.contains("another router is running"), "{error}");
+        assert_eq!(sums(&dir), pairs(&[("alice", 0)]), "balances needs no lock");
+        drop(first);
+        assert!(
+            recover(&dir, &["alice"], 1).is_ok(),
+            "released with the router"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

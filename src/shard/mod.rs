@@ -135,8 +135,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         mesh_ids: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
         failed: AtomicUsize::new(0),
     });
-    let (mut files, posted, flusher_files) = open_state(&config, cores)?;
-    let posted = Arc::new(posted);
+    let mut state = open_state(&config, cores)?;
+    let posted = Arc::new(std::mem::take(&mut state.posted));
     let config = Arc::new(config);
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -162,7 +162,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let spin = Duration::from_micros(config.limits().spin_us);
     let mut threads = Vec::new();
     let flusher_stop = Arc::new(AtomicBool::new(false));
-    let flusher = match flusher_files {
+    let flusher = match state.sync.take() {
         Some(paths) => {
             let interval = match config.state().msync_interval_ms {
                 0 => None,
@@ -178,7 +178,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         let shared = Arc::clone(&shared);
         let config = Arc::clone(&config);
         let posted = Arc::clone(&posted);
-        let file = files.get_mut(core).and_then(Option::take);
+        let file = state.files.get_mut(core).and_then(Option::take);
         let mesh = mesh.clone();
         let per_core = options.btp_port_per_core;
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -225,27 +225,32 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
 }
 
-/// Recovers the state directory, if there is one: per core its mapped file, the recovered
-/// posted balance of each configured peer, and the files for the sync thread.
-#[allow(clippy::type_complexity)]
-fn open_state(
-    config: &Config,
-    cores: usize,
-) -> Result<
-    (
-        Vec<Option<CoreFile>>,
-        Vec<i128>,
-        Option<Vec<std::path::PathBuf>>,
-    ),
-    RunError,
-> {
+/// The state a run starts from.
+struct OpenState {
+    /// Per core, its mapped ledger file (none without a state directory).
+    files: Vec<Option<CoreFile>>,
+    /// The recovered posted balance of each configured peer.
+    posted: Vec<i128>,
+    /// The files the sync thread keeps on disk.
+    sync: Option<Vec<std::path::PathBuf>>,
+    /// Held until `run` returns: no second router on the same directory.
+    _lock: Option<crate::state::DirLock>,
+}
+
+/// Recovers the state directory, if there is one.
+fn open_state(config: &Config, cores: usize) -> Result<OpenState, RunError> {
     let peers = config.peers().len();
     let Some(dir) = config.state().dir.as_deref() else {
         tracing::warn!(
             "no state directory ([state] dir or --state-dir): balances live in memory only and \
              are lost when the router stops"
         );
-        return Ok(((0..cores).map(|_| None).collect(), vec![0; peers], None));
+        return Ok(OpenState {
+            files: (0..cores).map(|_| None).collect(),
+            posted: vec![0; peers],
+            sync: None,
+            _lock: None,
+        });
     };
     let names: Vec<&str> = config.peers().iter().map(|p| p.name.as_str()).collect();
     let recovered = crate::state::recover(dir, &names, cores)
@@ -269,8 +274,12 @@ fn open_state(
         .iter()
         .map(|f| f.path().to_owned())
         .collect();
-    let files = recovered.files.into_iter().map(Some).collect();
-    Ok((files, recovered.posted, Some(paths)))
+    Ok(OpenState {
+        files: recovered.files.into_iter().map(Some).collect(),
+        posted: recovered.posted,
+        sync: Some(paths),
+        _lock: Some(recovered.lock),
+    })
 }
 
 /// What one core starts with.
