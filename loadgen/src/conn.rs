@@ -16,6 +16,7 @@ use ilp_router::link::btp::{AuthEvent, BtpSession, Event, State, CONTROL_LEN_MAX
 use ilp_router::link::websocket::{self as ws, Message, MessageAssembler, Opcode};
 use ilp_router::wire::{
     Address, ErrorCode, FulfillRepr, Packet, Prepare, PrepareRepr, RejectRepr, BTP_HEADER_LEN_MAX,
+    DATA_LEN_MAX,
 };
 use std::cell::RefCell;
 use std::io;
@@ -135,6 +136,10 @@ pub(crate) struct Conn {
     /// Sender: sequence numbers are `id << 40 | n`.
     id: u64,
     next_seq: u64,
+    /// Sender: the data of every Prepare (a sequence number, then zeros) and a buffer to
+    /// encode Prepares in, both made once.
+    data: Vec<u8>,
+    packet: Vec<u8>,
     /// Sender, open loop: Prepares due but not yet sent (window full), oldest first, by
     /// intended send time (ns since start).
     backlog: std::collections::VecDeque<u64>,
@@ -214,16 +219,16 @@ impl Conn {
 
     /// Sender: sends one Prepare whose latency counts from `intended_ns`; false when the
     /// window is full.
-    fn send_prepare(&mut self, intended_ns: u64) -> bool {
+    fn send_prepare(&mut self, intended_ns: u64, now_ns: u64, now_ms: i64) -> bool {
         if self.session.outstanding() >= self.plan.window {
             return false;
         }
         let seq = self.id << 40 | self.next_seq;
         let index = (seq as usize) % RING_LEN;
-        let mut data = [0u8; 4096];
-        let data_len = self.plan.data_bytes.clamp(8, data.len());
-        data[..8].copy_from_slice(&seq.to_be_bytes());
-        let expires_at = unix_ms() + self.plan.expiry_ms as i64;
+        // Buffers made once per connection: data (sequence number first, then zeros) and the
+        // encoded Prepare.
+        self.data[..8].copy_from_slice(&seq.to_be_bytes());
+        let expires_at = now_ms + self.plan.expiry_ms as i64;
         let ring = Rc::clone(&self.ring);
         let repr = PrepareRepr {
             amount: self.plan.amount,
@@ -231,25 +236,27 @@ impl Conn {
             execution_condition: &ring.conditions[index],
             destination: Address::new_checked(self.plan.destination.as_bytes())
                 .expect("checked at start"),
-            data: &data[..data_len],
+            data: &self.data,
         };
-        let mut packet = [0u8; 4096 + 1200];
+        let mut packet = std::mem::take(&mut self.packet);
+        packet.resize(repr.buffer_len(), 0);
         let len = repr.emit(&mut packet);
         let tag = intended_ns << 16 | index as u64;
         let mut header = [0u8; BTP_HEADER_LEN_MAX];
-        match self
+        let sent = match self
             .session
             .write_prepare_header(tag, len, expires_at, &mut header)
         {
             Ok(n) => {
                 self.next_seq += 1;
                 self.push_frame(Opcode::Binary, &[&header[..n], &packet[..len]]);
-                let second = self.second(self.since_start_ns());
-                self.stats.borrow_mut().on_sent(second);
+                self.stats.borrow_mut().on_sent(self.second(now_ns));
                 true
             }
             Err(_) => false,
-        }
+        };
+        self.packet = packet;
+        sent
     }
 
     /// Sender: keeps the window full (closed loop) or sends what is due (open loop).
@@ -260,7 +267,8 @@ impl Conn {
         match self.plan.rate_per_conn {
             None => {
                 let now = self.since_start_ns();
-                while self.send_prepare(now) {}
+                let now_ms = unix_ms();
+                while self.send_prepare(now, now, now_ms) {}
             }
             Some(rate) => {
                 // Intended send times: k / rate after the start of sending.
@@ -273,8 +281,9 @@ impl Conn {
                     let intended = begin + self.next_seq_intended() * interval.max(1);
                     self.backlog.push_back(intended);
                 }
+                let now_ms = unix_ms();
                 while let Some(&intended) = self.backlog.front() {
-                    if !self.send_prepare(intended) {
+                    if !self.send_prepare(intended, now, now_ms) {
                         break;
                     }
                     self.backlog.pop_front();
@@ -569,6 +578,7 @@ fn new_conn(
     client: bool,
 ) -> (Shared, LocalReceiver<()>) {
     let (wake, sleep) = local_channel::new_bounded(1);
+    let data_len = plan.data_bytes.clamp(8, DATA_LEN_MAX);
     let conn = Rc::new(RefCell::new(Conn {
         role: setup.role,
         session,
@@ -583,6 +593,8 @@ fn new_conn(
         stats,
         id: setup.id,
         next_seq: 0,
+        data: vec![0; data_len],
+        packet: Vec::with_capacity(4096),
         backlog: std::collections::VecDeque::new(),
         delayed: std::collections::VecDeque::new(),
         rng: setup.id ^ 0xdead_beef,
