@@ -97,6 +97,7 @@ max_balance = "500000000"         # bob may owe us up to 500 EUR
 btp_url = "ws://127.0.0.1:9000"   # also accepted: btp+ws://...; wss:// needs a TLS proxy
 outgoing_token = "router-token-at-bob"
 outgoing_username = "router"      # default: empty username
+btp_dial = "per_core"             # or "single": one connection, from bob's home core
 
 # Static routes: longest prefix wins, on segment boundaries ("g.bob" matches g.bob.x, not g.bobby).
 [[routes]]
@@ -531,6 +532,7 @@ struct RawPeer {
     btp_url: Option<String>,
     outgoing_token: Option<String>,
     outgoing_username: Option<String>,
+    btp_dial: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -624,6 +626,11 @@ pub struct Dial {
     pub token: Secret,
     /// The `auth_username` we present (empty by default).
     pub username: String,
+    /// `btp_dial = "per_core"` (the default): every core dials its own connection, so
+    /// traffic to the peer never crosses cores. `"single"`: only the peer's home core dials
+    /// and the other cores hand their Prepares over; for BTP servers that keep one
+    /// connection per account and drop the older ones (ilp-plugin-btp, ilp-plugin-mini-accounts).
+    pub per_core: bool,
 }
 
 /// One `[[peers]]` entry, checked.
@@ -1219,6 +1226,7 @@ fn check_peer(
             for (field, set) in [
                 ("outgoing_token", raw.outgoing_token.is_some()),
                 ("outgoing_username", raw.outgoing_username.is_some()),
+                ("btp_dial", raw.btp_dial.is_some()),
             ] {
                 if set {
                     return Err(ConfigError::invalid(
@@ -1249,10 +1257,21 @@ fn check_peer(
                 }
                 Some(token) => Secret(token),
             };
+            let per_core = match raw.btp_dial.as_deref() {
+                None | Some("per_core") => true,
+                Some("single") => false,
+                Some(other) => {
+                    return Err(ConfigError::invalid(
+                        key("btp_dial"),
+                        format!("{other:?}: use \"per_core\" or \"single\""),
+                    ))
+                }
+            };
             Some(Dial {
                 url,
                 token,
                 username: raw.outgoing_username.unwrap_or_default(),
+                per_core,
             })
         }
     };
@@ -1879,6 +1898,36 @@ EUR = "1.08"
         assert_eq!((url.host.as_str(), url.port), ("::1", 9000));
         assert_eq!(url.to_string(), "ws://[::1]:9000/");
         parse(&dial("WS://bob.example:80/")).unwrap();
+    }
+
+    #[test]
+    fn btp_dial_per_core_or_single() {
+        let dial = |text: &str| {
+            let config = Config::from_toml_str(&with(
+                "auth_tokens = [\"bob-secret\"]\n",
+                &format!("btp_url = \"ws://bob:80\"\noutgoing_token = \"t\"\n{text}"),
+            ))
+            .unwrap();
+            config.peers()[1].dial.as_ref().unwrap().per_core
+        };
+        assert!(dial(""), "per core by default");
+        assert!(dial("btp_dial = \"per_core\"\n"));
+        assert!(!dial("btp_dial = \"single\"\n"));
+        let m = error(
+            &with(
+                "auth_tokens = [\"bob-secret\"]\n",
+                "btp_url = \"ws://bob:80\"\noutgoing_token = \"t\"\nbtp_dial = \"two\"\n",
+            ),
+            "peers[1].btp_dial: ",
+        );
+        assert_has(&m, "\"single\"");
+        error(
+            &with(
+                "relation = \"parent\"",
+                "relation = \"parent\"\nbtp_dial = \"single\"",
+            ),
+            "peers[1].btp_dial: ",
+        );
     }
 
     #[test]

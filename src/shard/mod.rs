@@ -393,7 +393,12 @@ async fn core_main(
         }
         None => None,
     };
-    for peer in config.peers().iter().filter(|p| p.dial.is_some()) {
+    let dials_here = |p: &crate::config::Peer| {
+        p.dial
+            .as_ref()
+            .is_some_and(|d| d.per_core || config.home_core(p.id, cores).0 as usize == core)
+    };
+    for peer in config.peers().iter().filter(|p| dials_here(p)) {
         tasks.push(glommio::spawn_local(conn::dial(Rc::clone(&state), peer.id)));
     }
 

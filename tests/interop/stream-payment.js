@@ -167,6 +167,7 @@ max_balance = "${HUGE}"
 btp_url = "ws://127.0.0.1:${jsPort}"
 outgoing_token = "router-at-js"
 outgoing_username = "router"
+btp_dial = "single"               # ilp-plugin-btp keeps one connection per account
 [[routes]]
 prefix = "test.js"
 peer = "js"
