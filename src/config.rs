@@ -516,6 +516,7 @@ struct RawState {
 #[serde(deny_unknown_fields)]
 struct RawListen {
     btp: Option<String>,
+    http: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -684,6 +685,7 @@ pub struct Config {
     min_message_window_ms: u64,
     max_hold_time_ms: u64,
     listen_btp: Option<SocketAddr>,
+    listen_http: Option<SocketAddr>,
     peers: Vec<Peer>,
     peer_ids: HashMap<String, PeerId>,
     routes: Vec<Route>,
@@ -749,6 +751,11 @@ impl Config {
     /// Where peers dial in (BTP over WebSocket), if anywhere.
     pub fn listen_btp(&self) -> Option<SocketAddr> {
         self.listen_btp
+    }
+
+    /// Where peers POST ILP over HTTP (RFC 35), if anywhere.
+    pub fn listen_http(&self) -> Option<SocketAddr> {
+        self.listen_http
     }
 
     /// Every peer, indexed by [`PeerId`].
@@ -959,18 +966,26 @@ impl Config {
         check_limits(&limits, min_message_window_ms)?;
 
         // Listener.
-        let listen_btp = match raw.listen.btp {
-            None => None,
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+        let listen_address = |key: &str, text: Option<String>| match text {
+            None => Ok(None),
+            Some(text) => text.parse::<SocketAddr>().map(Some).map_err(|_| {
                 ConfigError::invalid(
-                    "listen.btp",
+                    key,
                     format!(
                         "{text:?} is not an IP address and port, e.g. \"127.0.0.1:7768\" or \
                          \"[::]:7768\" (host names are not resolved)"
                     ),
                 )
-            })?),
+            }),
         };
+        let listen_btp = listen_address("listen.btp", raw.listen.btp)?;
+        let listen_http = listen_address("listen.http", raw.listen.http)?;
+        if listen_btp.is_some() && listen_btp == listen_http {
+            return Err(ConfigError::invalid(
+                "listen.http",
+                "the same address as listen.btp",
+            ));
+        }
 
         // Peers.
         if raw.peers.len() > usize::from(u16::MAX) {
@@ -985,7 +1000,8 @@ impl Config {
         let mut tokens: HashMap<String, (usize, usize)> = HashMap::new();
         for (i, raw_peer) in raw.peers.into_iter().enumerate() {
             let id = PeerId(u16::try_from(i).expect("peer count checked"));
-            let peer = check_peer(i, id, raw_peer, &ilp_address, listen_btp.is_some())?;
+            let listening = listen_btp.is_some() || listen_http.is_some();
+            let peer = check_peer(i, id, raw_peer, &ilp_address, listening)?;
             if let Some(&first) = peer_ids.get(&peer.name) {
                 return Err(ConfigError::invalid(
                     format!("peers[{i}].name"),
@@ -1105,6 +1121,7 @@ impl Config {
             min_message_window_ms,
             max_hold_time_ms,
             listen_btp,
+            listen_http,
             peers,
             peer_ids,
             routes,

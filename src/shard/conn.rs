@@ -20,7 +20,7 @@ use std::time::Duration;
 type State = Rc<RefCell<CoreState>>;
 
 /// A socket's descriptor, to shut it down from the writer while the reader owns its half.
-struct Fd(RawFd);
+pub(crate) struct Fd(pub(crate) RawFd);
 
 impl AsRawFd for Fd {
     fn as_raw_fd(&self) -> RawFd {
@@ -110,7 +110,9 @@ pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
     let now = unix_ms();
     let session = BtpSession::server(now, auth_timeout_ms as i64, in_flight, bad_frames);
     let (wake, sleep) = local_channel::new_bounded(1);
-    let id = state.borrow_mut().add_link(session, false, account, wake);
+    let id = state
+        .borrow_mut()
+        .add_link(Some(session), None, false, account, wake);
     let Some(id) = id else {
         tracing::warn!("links_max reached: connection refused");
         return;
@@ -187,7 +189,9 @@ async fn dial_once(
         limits.bad_frames_max,
     );
     let (wake, sleep) = local_channel::new_bounded(1);
-    let id = state.borrow_mut().add_link(session, true, None, wake);
+    let id = state
+        .borrow_mut()
+        .add_link(Some(session), None, true, None, wake);
     let Some(id) = id else {
         return Err(io::Error::other("links_max reached"));
     };
@@ -313,7 +317,7 @@ fn fail_ws(state: &State, id: LinkId, error: ws::WsError) {
 
 /// Writes whatever the core queued on the link, then, once the link is closing and drained,
 /// shuts the socket down (which also ends the reader).
-async fn write_link<W: futures_lite::AsyncWrite + Unpin>(
+pub(crate) async fn write_link<W: futures_lite::AsyncWrite + Unpin>(
     state: State,
     id: LinkId,
     mut writer: W,

@@ -39,11 +39,15 @@ pub(crate) struct LinkId {
     pub(crate) generation: u16,
 }
 
-/// One WebSocket connection carrying BTP.
+/// One connection: a WebSocket carrying BTP, or an HTTP/1.1 connection carrying ILP over HTTP
+/// (RFC 35) from a peer.
 #[derive(Debug)]
 pub(crate) struct Link {
     generation: u16,
-    pub(crate) session: BtpSession,
+    /// BTP links only.
+    pub(crate) session: Option<BtpSession>,
+    /// HTTP links only.
+    pub(crate) http: Option<HttpLink>,
     /// Our WebSocket role: a client masks what it sends.
     client: bool,
     /// The account named by the WebSocket path, if any.
@@ -56,6 +60,17 @@ pub(crate) struct Link {
     /// The link is finished: the writer sends what is queued, then closes the socket.
     pub(crate) closing: bool,
     mask_state: u64,
+}
+
+/// The state of an HTTP link: one request at a time, answered in order.
+#[derive(Debug)]
+pub(crate) struct HttpLink {
+    /// The request's `Connection` choice, for its response.
+    pub(crate) keep_alive: bool,
+    /// A Prepare was forwarded and its answer has not been written yet.
+    pub(crate) awaiting: bool,
+    /// Wakes the connection's reader once the answer is written.
+    pub(crate) answered: LocalSender<()>,
 }
 
 /// Tallies of the runtime (the engine keeps its own).
@@ -165,7 +180,8 @@ impl CoreState {
     /// Registers a new connection; `None` when this core has `links_max` of them.
     pub(crate) fn add_link(
         &mut self,
-        session: BtpSession,
+        session: Option<BtpSession>,
+        http: Option<HttpLink>,
         client: bool,
         path_account: Option<String>,
         wake: LocalSender<()>,
@@ -188,6 +204,7 @@ impl CoreState {
         self.links[usize::from(index)] = Some(Link {
             generation,
             session,
+            http,
             client,
             path_account,
             peer: None,
@@ -247,10 +264,12 @@ impl CoreState {
             return;
         }
         self.free.push(id.index);
-        link.session.close();
         let mut abandoned = Vec::new();
-        while let Some(tag) = link.session.poll_abandoned() {
-            abandoned.push(tag);
+        if let Some(session) = link.session.as_mut() {
+            session.close();
+            while let Some(tag) = session.poll_abandoned() {
+                abandoned.push(tag);
+            }
         }
         if let Some(peer) = link.peer {
             let list = &mut self.peer_links[peer.index()];
@@ -354,11 +373,11 @@ impl CoreState {
 
     /// Client links: sends our auth as the first message.
     pub(crate) fn send_auth(&mut self, id: LinkId, username: &[u8], token: &[u8]) {
-        let Some(link) = self.link_mut(id) else {
+        let Some(session) = self.link_mut(id).and_then(|l| l.session.as_mut()) else {
             return;
         };
         let mut buf = vec![0u8; BtpSession::auth_len(username, token)];
-        let n = link.session.write_auth(username, token, &mut buf);
+        let n = session.write_auth(username, token, &mut buf);
         self.push_frame(id.index, &[&buf[..n]]);
     }
 
@@ -369,14 +388,14 @@ impl CoreState {
         let Some(link) = self.link_mut(id) else {
             return;
         };
+        let account = link.path_account.clone();
+        let Some(session) = link.session.as_mut() else {
+            return;
+        };
         let awaiting_server_auth =
-            link.session.role() == BtpRole::Server && link.session.state() == State::AwaitingAuth;
+            session.role() == BtpRole::Server && session.state() == State::AwaitingAuth;
         if awaiting_server_auth {
-            let account = link.path_account.clone();
-            match link
-                .session
-                .handle_auth(now, &auth, account.as_deref(), message, &mut control)
-            {
+            match session.handle_auth(now, &auth, account.as_deref(), message, &mut control) {
                 AuthEvent::Accepted { peer, len } => {
                     if self.open_link(id, peer) {
                         self.push_frame(id.index, &[&control[..len]]);
@@ -395,7 +414,7 @@ impl CoreState {
             }
             return;
         }
-        let event = link.session.handle_message(now, message, &mut control);
+        let event = session.handle_message(now, message, &mut control);
         let base = message.as_ptr() as usize;
         match event {
             Event::Opened(peer) => {
@@ -432,6 +451,17 @@ impl CoreState {
         let Some(peer) = self.link(id).and_then(|l| l.peer) else {
             return;
         };
+        self.on_prepare_from(now, id, peer, request_id, ilp);
+    }
+
+    fn on_prepare_from(
+        &mut self,
+        now: i64,
+        id: LinkId,
+        peer: PeerId,
+        request_id: u32,
+        ilp: &mut [u8],
+    ) {
         let tag = incoming_tag(id, request_id);
         if self.draining {
             self.reply_reject(tag, RejectReason::ConnectorBusy);
@@ -511,11 +541,11 @@ impl CoreState {
         if link.out.len() > OUT_QUEUED_MAX || link.closing {
             return Err(RejectReason::ConnectorBusy);
         }
+        let Some(session) = link.session.as_mut() else {
+            return Err(RejectReason::PeerUnreachable);
+        };
         let mut header = [0u8; BTP_HEADER_LEN_MAX];
-        match link
-            .session
-            .write_prepare_header(tag, packet.len(), expires_at, &mut header)
-        {
+        match session.write_prepare_header(tag, packet.len(), expires_at, &mut header) {
             Ok(n) => {
                 self.push_frame(index, &[&header[..n], packet]);
                 Ok(())
@@ -579,11 +609,97 @@ impl CoreState {
             self.counters.replies_to_gone_links += 1;
             return;
         };
+        if link.http.is_some() {
+            self.http_answer(id, ilp);
+            return;
+        }
+        let Some(session) = link.session.as_ref() else {
+            return;
+        };
         let mut header = [0u8; BTP_HEADER_LEN_MAX];
-        let n = link
-            .session
-            .write_reply_header(request_id, ilp.len(), &mut header);
+        let n = session.write_reply_header(request_id, ilp.len(), &mut header);
         self.push_frame(id.index, &[&header[..n], ilp]);
+    }
+
+    /// Queues raw bytes (an HTTP head and body) on a link.
+    fn push_raw(&mut self, index: u16, parts: &[&[u8]]) {
+        let Some(link) = self.links[usize::from(index)].as_mut() else {
+            return;
+        };
+        for part in parts {
+            link.out.extend_from_slice(part);
+        }
+        if !link.woken {
+            link.woken = true;
+            self.touched.push(index);
+        }
+    }
+
+    /// Writes the `200` answer carrying an ILP reply on an HTTP link and lets its reader take
+    /// the next request.
+    fn http_answer(&mut self, id: LinkId, ilp: &[u8]) {
+        let Some(http) = self.link_mut(id).and_then(|l| l.http.as_mut()) else {
+            return;
+        };
+        let keep_alive = http.keep_alive;
+        http.awaiting = false;
+        let _ = http.answered.try_send(());
+        let mut head = [0u8; crate::link::http::RESPONSE_HEAD_LEN_MAX];
+        let n = crate::link::http::write_response(ilp.len(), keep_alive, &mut head);
+        self.push_raw(id.index, &[&head[..n], ilp]);
+        if !keep_alive {
+            self.close_link(id);
+        }
+    }
+
+    /// Writes a bodyless HTTP status on an HTTP link (a request that could not be served).
+    pub(crate) fn http_status(&mut self, id: LinkId, status: u16, keep_alive: bool) {
+        let mut head = [0u8; crate::link::http::RESPONSE_HEAD_LEN_MAX];
+        let n = crate::link::http::write_status(status, keep_alive, &mut head);
+        self.push_raw(id.index, &[&head[..n]]);
+        if !keep_alive {
+            self.close_link(id);
+        }
+    }
+
+    /// Takes one ILP-over-HTTP request from `peer`: a 400 if the body is not a Prepare (what
+    /// interledger-rs peers expect, `spec/ilp-over-http.md` §1), else the engine decides and
+    /// the answer is written now (a local Reject) or when the reply comes back.
+    pub(crate) fn on_http_prepare(
+        &mut self,
+        now: i64,
+        id: LinkId,
+        peer: PeerId,
+        body: &mut [u8],
+        keep_alive: bool,
+    ) {
+        let valid = crate::wire::Prepare::new_checked(&body[..]).is_ok();
+        let Some(http) = self.link_mut(id).and_then(|l| l.http.as_mut()) else {
+            return;
+        };
+        http.keep_alive = keep_alive;
+        http.awaiting = valid;
+        if !valid {
+            self.http_status(id, 400, keep_alive);
+            return;
+        }
+        self.on_prepare_from(now, id, peer, 0, body);
+    }
+
+    /// The peer an HTTP request's bearer token (and `/accounts/{name}/ilp` path) names.
+    pub(crate) fn authenticate_http(
+        &self,
+        path_account: Option<&str>,
+        token: &[u8],
+    ) -> Option<PeerId> {
+        self.auth.authenticate(None, path_account, token)
+    }
+
+    /// Whether an HTTP link still waits for the answer to its request.
+    pub(crate) fn http_awaiting(&self, id: LinkId) -> bool {
+        self.link(id)
+            .and_then(|l| l.http.as_ref())
+            .is_some_and(|h| h.awaiting)
     }
 
     /// Takes a message from another core.
@@ -637,7 +753,11 @@ impl CoreState {
         let mut finished = Vec::new();
         for index in 0..self.links.len() {
             if let Some(link) = self.links[index].as_mut() {
-                if link.session.handle_timeout(now).auth_expired {
+                let expired = link
+                    .session
+                    .as_mut()
+                    .is_some_and(|s| s.handle_timeout(now).auth_expired);
+                if expired {
                     finished.push(LinkId {
                         index: index as u16,
                         generation: link.generation,

@@ -7,6 +7,7 @@
 
 mod conn;
 mod core;
+mod http;
 mod mesh;
 
 use self::core::{unix_ms, CoreState};
@@ -398,6 +399,24 @@ async fn core_main(
             .as_ref()
             .is_some_and(|d| d.per_core || config.home_core(p.id, cores).0 as usize == core)
     };
+    let http_listener = match config.listen_http() {
+        Some(mut address) => {
+            if btp_port_per_core {
+                let port = u16::try_from(usize::from(address.port()) + core)
+                    .map_err(|_| "HTTP port + core over 65535")?;
+                address.set_port(port);
+            }
+            let listener = glommio::net::TcpListener::bind(address)
+                .map_err(|e| format!("bind {address}: {e}"))?;
+            tracing::info!(core, %address, "listening for ILP over HTTP");
+            Some(glommio::spawn_local(accept_http(
+                Rc::clone(&state),
+                listener,
+                address,
+            )))
+        }
+        None => None,
+    };
     for peer in config.peers().iter().filter(|p| dials_here(p)) {
         tasks.push(glommio::spawn_local(conn::dial(Rc::clone(&state), peer.id)));
     }
@@ -409,6 +428,7 @@ async fn core_main(
         state.borrow_mut().on_tick(unix_ms());
     }
     drop(listener);
+    drop(http_listener);
     shutdown(&state, &config).await;
     drop(tasks);
     let st = state.borrow();
@@ -425,6 +445,24 @@ async fn accept_loop(
         match listener.accept().await {
             Ok(stream) => {
                 glommio::spawn_local(conn::serve_accepted(Rc::clone(&state), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(%address, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn accept_http(
+    state: Rc<RefCell<CoreState>>,
+    listener: glommio::net::TcpListener,
+    address: SocketAddr,
+) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(http::serve_http(Rc::clone(&state), stream)).detach();
             }
             Err(e) => {
                 tracing::warn!(%address, "accept failed: {e}");

@@ -1,5 +1,7 @@
 //! A blocking BTP-over-WebSocket test peer on loopback, and a guard that runs the router
 //! binary with a config and stops it (SIGTERM) when dropped. Every wait is bounded.
+// Shared by several test binaries; each uses only part of it.
+#![allow(dead_code)]
 
 use ilp_router::link::btp::{BtpSession, Event, State};
 use ilp_router::link::websocket::{self as ws, Message, MessageAssembler, Opcode};

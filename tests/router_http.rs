@@ -1,0 +1,205 @@
+//! ILP over HTTP into the built router (RFC 35 synchronous mode): a POSTed Prepare reaches a
+//! BTP next hop and its Fulfill comes back as the 200 body, on a keep-alive connection; bad
+//! requests get their status and never disturb others. Loopback only, bounded waits.
+
+mod common {
+    pub(crate) mod peer;
+}
+
+use common::peer::{free_port, Peer, Router, WAIT};
+use ilp_router::wire::{Address, BtpType, ErrorCode, FulfillRepr, Packet, PrepareRepr, Reject};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn config(btp: u16, http: u16) -> String {
+    format!(
+        r#"
+ilp_address = "g.router"
+[listen]
+btp = "127.0.0.1:{btp}"
+http = "127.0.0.1:{http}"
+[[peers]]
+name = "alice"
+auth_tokens = ["alice:secret"]
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+max_balance = "1000000"
+[[peers]]
+name = "bob"
+auth_tokens = ["bob-secret"]
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+max_balance = "1000000"
+[rates]
+USD = "1"
+[limits]
+frame_len_max = 65536
+"#
+    )
+}
+
+fn prepare(destination: &str, n: u8) -> Vec<u8> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let condition: [u8; 32] = Sha256::digest([n; 32]).into();
+    let repr = PrepareRepr {
+        amount: 100,
+        expires_at: now + 10_000,
+        execution_condition: &condition,
+        destination: Address::new_checked(destination.as_bytes()).unwrap(),
+        data: b"over http",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+fn fulfill(n: u8) -> Vec<u8> {
+    let repr = FulfillRepr {
+        fulfillment: &[n; 32],
+        data: b"",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+fn post(stream: &mut TcpStream, path: &str, token: &str, body: &[u8]) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: router\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+}
+
+/// Reads one response: (status, body).
+fn response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head_len)) = r.parse(&buf) {
+            let status = r.code.unwrap();
+            let length: usize = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .unwrap_or(0);
+            while buf.len() < head_len + length {
+                let n = stream.read(&mut chunk).unwrap();
+                assert!(n > 0, "closed inside the body");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return (status, buf[head_len..head_len + length].to_vec());
+        }
+        let n = stream.read(&mut chunk).expect("a response within the wait");
+        assert!(
+            n > 0,
+            "closed before a response: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_posted_prepare_is_forwarded_and_answered_on_a_keep_alive_connection() {
+    if common::peer::io_uring_missing(
+        "a_posted_prepare_is_forwarded_and_answered_on_a_keep_alive_connection",
+    ) {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let router = Router::start(&config(btp, http), btp, &["--cores", "1"]);
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    let mut alice = connect(http);
+    // interledger-rs's path; the token (with a colon in it) identifies alice.
+    post(
+        &mut alice,
+        "/accounts/alice/ilp",
+        "alice:secret",
+        &prepare("g.router.bob.x", 1),
+    );
+    let (kind, bob_id, forwarded) = bob.recv_ilp().expect("bob gets the Prepare over BTP");
+    assert_eq!(kind, BtpType::Message);
+    assert!(matches!(
+        Packet::new_checked(&forwarded[..]),
+        Ok(Packet::Prepare(_))
+    ));
+    bob.send_btp(BtpType::Response, bob_id, &fulfill(1));
+    let (status, body) = response(&mut alice);
+    assert_eq!(status, 200);
+    assert_eq!(body, fulfill(1), "the Fulfill is the body, byte for byte");
+    // Same connection, any path: an ILP-level failure is still a 200, with the Reject.
+    post(
+        &mut alice,
+        "/",
+        "alice:secret",
+        &prepare("private.nowhere", 2),
+    );
+    let (status, body) = response(&mut alice);
+    assert_eq!(status, 200);
+    assert_eq!(
+        Reject::new_checked(&body[..]).unwrap().code(),
+        ErrorCode::F02_UNREACHABLE
+    );
+}
+
+#[test]
+fn bad_requests_get_their_status_and_others_carry_on() {
+    if common::peer::io_uring_missing("bad_requests_get_their_status_and_others_carry_on") {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let router = Router::start(&config(btp, http), btp, &["--cores", "1"]);
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    // Wrong token: 401, and no hint which part was wrong.
+    let mut s = connect(http);
+    post(&mut s, "/", "alice:wrong", &prepare("g.router.bob.x", 1));
+    assert_eq!(response(&mut s).0, 401);
+    // Too large: 413 before the body is sent.
+    let mut s = connect(http);
+    s.write_all(
+        b"POST / HTTP/1.1\r\nAuthorization: Bearer alice:secret\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(response(&mut s).0, 413);
+    // Not a Prepare: 400.
+    let mut s = connect(http);
+    post(&mut s, "/", "alice:secret", b"\x0c\x01garbage");
+    assert_eq!(response(&mut s).0, 400);
+    // Not a POST: 405; not HTTP: 400.
+    let mut s = connect(http);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(response(&mut s).0, 405);
+    let mut s = connect(http);
+    s.write_all(b"\x16\x03\x01\x02\x00 this is TLS\r\n\r\n")
+        .unwrap();
+    assert_eq!(response(&mut s).0, 400);
+    // A good request still goes through.
+    let mut alice = connect(http);
+    post(
+        &mut alice,
+        "/",
+        "alice:secret",
+        &prepare("g.router.bob.y", 3),
+    );
+    let (_, bob_id, _) = bob.recv_ilp().unwrap();
+    bob.send_btp(BtpType::Response, bob_id, &fulfill(3));
+    assert_eq!(response(&mut alice), (200, fulfill(3)));
+}
