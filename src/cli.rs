@@ -130,6 +130,9 @@ pub struct LimitArgs {
     /// A core other than a peer's home leases max_balance / this at a time.
     #[arg(long)]
     pub lease_chunk_divisor: Option<u64>,
+    /// HTTP connections per core to each peer we POST to (one request each at a time).
+    #[arg(long)]
+    pub http_connections_per_peer_max: Option<u64>,
 }
 
 impl LimitArgs {
@@ -150,6 +153,10 @@ impl LimitArgs {
             ("reconnect_min_ms", self.reconnect_min_ms),
             ("reconnect_max_ms", self.reconnect_max_ms),
             ("lease_chunk_divisor", self.lease_chunk_divisor),
+            (
+                "http_connections_per_peer_max",
+                self.http_connections_per_peer_max,
+            ),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))

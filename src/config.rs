@@ -444,6 +444,10 @@ limits! {
     /// 1) of the peer's balance headroom at a time: larger means fewer lease messages between
     /// cores, smaller means less headroom stranded on idle cores. Default 16; 1..=1048576.
     lease_chunk_divisor: u64 = 16, 1, 1 << 20;
+    /// HTTP connections each core keeps to a peer it sends Prepares to over HTTP
+    /// (`http_url`); each carries one request at a time, so this bounds the Prepares in
+    /// flight to the peer per core (more get T03). Default 64; 1..=4096.
+    http_connections_per_peer_max: usize = 64, 1, 4096;
 }
 
 /// The checks between limits, and against the message window.
@@ -534,6 +538,7 @@ struct RawPeer {
     outgoing_token: Option<String>,
     outgoing_username: Option<String>,
     btp_dial: Option<String>,
+    http_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -661,8 +666,19 @@ pub struct Peer {
     pub max_balance: u64,
     /// The largest amount one Prepare from it may carry (`u64::MAX` by default).
     pub max_packet_amount: u64,
-    /// Set when we dial this peer.
+    /// Set when we dial this peer over BTP.
     pub dial: Option<Dial>,
+    /// Set when we send this peer its Prepares over HTTP.
+    pub http: Option<HttpDial>,
+}
+
+/// How we send a peer its Prepares over HTTP (RFC 35): POST to `url`, `Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct HttpDial {
+    /// Where: host, port and the path, sent verbatim.
+    pub url: BtpUrl,
+    /// The token after `Bearer ` (verbatim: it may contain `:`).
+    pub token: Secret,
 }
 
 /// One route: destinations equal to `prefix` or under it (on a segment boundary) go to `peer`.
@@ -1237,9 +1253,25 @@ fn check_peer(
         Some(text) => parse_amount(&key("max_packet_amount"), text)?,
     };
 
-    // Dialling.
-    let dial = match raw.btp_url {
-        None => {
+    // Dialling: over BTP (btp_url) or over HTTP (http_url), with outgoing_token.
+    let token = |url_key: &str| match raw.outgoing_token.clone() {
+        None => Err(ConfigError::invalid(
+            key("outgoing_token"),
+            format!("required with {url_key}: the token we present to {name:?}"),
+        )),
+        Some(token) if token.is_empty() => {
+            Err(ConfigError::invalid(key("outgoing_token"), "empty token"))
+        }
+        Some(token) => Ok(Secret(token)),
+    };
+    let (dial, http) = match (raw.btp_url.as_deref(), raw.http_url.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                key("http_url"),
+                "set together with btp_url: a peer we dial has one transport",
+            ))
+        }
+        (None, None) => {
             for (field, set) in [
                 ("outgoing_token", raw.outgoing_token.is_some()),
                 ("outgoing_username", raw.outgoing_username.is_some()),
@@ -1249,31 +1281,38 @@ fn check_peer(
                     return Err(ConfigError::invalid(
                         key(field),
                         format!(
-                            "set, but peers[{i}].btp_url is not: it is only used when we dial \
-                             the peer"
+                            "set, but neither peers[{i}].btp_url nor peers[{i}].http_url is: it \
+                             is only used when we dial the peer"
                         ),
                     ));
                 }
             }
-            None
+            (None, None)
         }
-        Some(text) => {
-            let url = parse_btp_url(&key("btp_url"), &text)?;
-            let token = match raw.outgoing_token {
-                None => {
+        (None, Some(text)) => {
+            for (field, set) in [
+                ("outgoing_username", raw.outgoing_username.is_some()),
+                ("btp_dial", raw.btp_dial.is_some()),
+            ] {
+                if set {
                     return Err(ConfigError::invalid(
-                        key("outgoing_token"),
-                        format!(
-                            "required with btp_url: the auth_token we present when we dial \
-                             {name:?}"
-                        ),
-                    ))
+                        key(field),
+                        "only used with btp_url, not http_url",
+                    ));
                 }
-                Some(token) if token.is_empty() => {
-                    return Err(ConfigError::invalid(key("outgoing_token"), "empty token"))
-                }
-                Some(token) => Secret(token),
-            };
+            }
+            let url = parse_http_url(&key("http_url"), text)?;
+            (
+                None,
+                Some(HttpDial {
+                    url,
+                    token: token("http_url")?,
+                }),
+            )
+        }
+        (Some(text), None) => {
+            let url = parse_btp_url(&key("btp_url"), text)?;
+            let token = token("btp_url")?;
             let per_core = match raw.btp_dial.as_deref() {
                 None | Some("per_core") => true,
                 Some("single") => false,
@@ -1284,15 +1323,16 @@ fn check_peer(
                     ))
                 }
             };
-            Some(Dial {
+            let dial = Dial {
                 url,
                 token,
-                username: raw.outgoing_username.unwrap_or_default(),
+                username: raw.outgoing_username.clone().unwrap_or_default(),
                 per_core,
-            })
+            };
+            (Some(dial), None)
         }
     };
-    if dial.is_none() {
+    if dial.is_none() && http.is_none() {
         if auth_tokens.is_empty() {
             return Err(ConfigError::invalid(
                 key("auth_tokens"),
@@ -1324,6 +1364,7 @@ fn check_peer(
         max_balance,
         max_packet_amount,
         dial,
+        http,
     })
 }
 
@@ -1345,6 +1386,36 @@ fn parse_amount(key: &str, text: &str) -> Result<u64, ConfigError> {
 }
 
 /// `ws://host:port[/path]`, also with a `btp+` prefix.
+/// `http://host:port[/path]` (no TLS: it terminates in front of the router).
+fn parse_http_url(key: &str, text: &str) -> Result<BtpUrl, ConfigError> {
+    let lower = text.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{text:?}: https:// is not supported: TLS terminates in front of the router; POST to a local TLS proxy at an http:// address"),
+        ));
+    }
+    let Some(rest) = lower
+        .starts_with("http://")
+        .then(|| &text["http://".len()..])
+    else {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{text:?}: not an http:// URL; write http://host:port[/path]"),
+        ));
+    };
+    parse_btp_url(key, &format!("ws://{rest}")).map_err(|e| match e {
+        ConfigError::Invalid { file, key, message } => ConfigError::Invalid {
+            file,
+            key,
+            message: message
+                .replace(&format!("ws://{rest}"), text)
+                .replace("ws://host", "http://host"),
+        },
+        other => other,
+    })
+}
+
 fn parse_btp_url(key: &str, text: &str) -> Result<BtpUrl, ConfigError> {
     const FORM: &str = "write ws://host:port[/path]";
     let invalid = |what: String| ConfigError::invalid(key, format!("{text:?}: {what}"));
@@ -1657,7 +1728,7 @@ EUR = "1.08"
         assert_eq!(alice.max_packet_amount, u64::MAX);
         assert!(alice.dial.is_none());
         let limits = Limits::default();
-        let expected: [(&str, u64); 14] = [
+        let expected: [(&str, u64); 15] = [
             ("pending_per_core_max", 65_536),
             ("in_flight_per_link_max", 4096),
             ("ring_capacity", 8192),
@@ -1672,6 +1743,7 @@ EUR = "1.08"
             ("reconnect_min_ms", 100),
             ("reconnect_max_ms", 10_000),
             ("lease_chunk_divisor", 16),
+            ("http_connections_per_peer_max", 64),
         ];
         assert_eq!(Limits::KEYS.len(), expected.len());
         for (key, value) in expected {
@@ -1918,6 +1990,42 @@ EUR = "1.08"
     }
 
     #[test]
+    fn http_url_for_peers_we_post_to() {
+        let http =
+            |text: &str| Config::from_toml_str(&with("auth_tokens = [\"bob-secret\"]\n", text));
+        let config = http("http_url = \"http://127.0.0.1:8080/accounts/router/ilp\"\noutgoing_token = \"user:pass\"\n").unwrap();
+        let dial = config.peers()[1].http.as_ref().unwrap();
+        assert_eq!(
+            (
+                dial.url.host.as_str(),
+                dial.url.port,
+                dial.url.path.as_str()
+            ),
+            ("127.0.0.1", 8080, "/accounts/router/ilp")
+        );
+        assert_eq!(dial.token.expose(), "user:pass");
+        assert!(config.peers()[1].dial.is_none());
+        let m = http("http_url = \"http://a:1\"\n").unwrap_err().to_string();
+        assert_has(&m, "peers[1].outgoing_token: required with http_url");
+        let m = http("http_url = \"https://a:1\"\noutgoing_token = \"t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_has(&m, "https:// is not supported");
+        let m = http("http_url = \"http://a:1\"\nbtp_url = \"ws://a:2\"\noutgoing_token = \"t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_has(&m, "peers[1].http_url: set together with btp_url");
+        let m = http("http_url = \"http://a\"\noutgoing_token = \"t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_has(&m, "no port");
+        let m = http("http_url = \"http://a:1\"\noutgoing_token = \"t\"\nbtp_dial = \"single\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_has(&m, "only used with btp_url");
+    }
+
+    #[test]
     fn btp_dial_per_core_or_single() {
         let dial = |text: &str| {
             let config = Config::from_toml_str(&with(
@@ -1971,7 +2079,7 @@ EUR = "1.08"
             ),
             "peers[1].outgoing_token: ",
         );
-        assert_has(&m, "btp_url is not");
+        assert_has(&m, "nor peers[1].http_url is");
         error(
             &with(
                 "relation = \"parent\"",

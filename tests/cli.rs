@@ -112,7 +112,7 @@ fn readme_config_example_is_valid() {
     let example = &readme[start..end];
     let config = ilp_router::config::Config::from_toml_str(example)
         .unwrap_or_else(|e| panic!("README example: {e}"));
-    assert_eq!(config.peers().len(), 2);
+    assert_eq!(config.peers().len(), 3);
     let path = std::env::temp_dir().join(format!("readme-example-{}.toml", std::process::id()));
     std::fs::write(&path, example).unwrap();
     let output = router()

@@ -203,3 +203,151 @@ fn bad_requests_get_their_status_and_others_carry_on() {
     bob.send_btp(BtpType::Response, bob_id, &fulfill(3));
     assert_eq!(response(&mut alice), (200, fulfill(3)));
 }
+
+/// A tiny HTTP/1.1 server on loopback standing in for a peer we POST to: it checks the bearer
+/// token, then answers each request with `answer(body)` = (status, body), keep-alive.
+fn http_peer(token: &'static str, answer: fn(&[u8]) -> (u16, Vec<u8>)) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                stream.set_read_timeout(Some(WAIT)).unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let parsed = ilp_router::link::http::parse_request(&buf, 65536);
+                    if let Ok(Some(r)) = parsed {
+                        let (head_len, body_len) = (r.head_len, r.body_len);
+                        let authorized = r.token == token.as_bytes();
+                        if buf.len() >= head_len + body_len {
+                            let body = buf[head_len..head_len + body_len].to_vec();
+                            let (status, reply) = if authorized {
+                                answer(&body)
+                            } else {
+                                (401, Vec::new())
+                            };
+                            let head = format!(
+                                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n",
+                                reply.len()
+                            );
+                            stream.write_all(head.as_bytes()).unwrap();
+                            stream.write_all(&reply).unwrap();
+                            buf.drain(..head_len + body_len);
+                            continue;
+                        }
+                    }
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn config_posting_to(btp: u16, bob_http: u16) -> String {
+    format!(
+        r#"
+ilp_address = "g.router"
+[listen]
+btp = "127.0.0.1:{btp}"
+[[peers]]
+name = "alice"
+auth_tokens = ["alice-secret"]
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+max_balance = "1000000"
+[[peers]]
+name = "bob"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+max_balance = "1000000"
+http_url = "http://127.0.0.1:{bob_http}/accounts/router/ilp"
+outgoing_token = "router:token"
+[rates]
+USD = "1"
+"#
+    )
+}
+
+fn ilp_code(reply: &[u8]) -> ErrorCode {
+    Reject::new_checked(reply).unwrap().code()
+}
+
+#[test]
+fn prepares_to_an_http_peer_are_posted_and_answered() {
+    if common::peer::io_uring_missing("prepares_to_an_http_peer_are_posted_and_answered") {
+        return;
+    }
+    // Bob fulfills with the preimage the test uses ([n; 32], n taken from the data's last byte).
+    fn bob(body: &[u8]) -> (u16, Vec<u8>) {
+        let Ok(Packet::Prepare(p)) = Packet::new_checked(body) else {
+            return (400, Vec::new());
+        };
+        match p.destination().as_bytes() {
+            b"g.router.bob.fail" => (500, Vec::new()),
+            b"g.router.bob.garbage" => (200, b"not ilp".to_vec()),
+            _ => (200, fulfill(*p.data().last().unwrap())),
+        }
+    }
+    let bob_port = http_peer("router:token", bob);
+    let btp = free_port();
+    let router = Router::start(&config_posting_to(btp, bob_port), btp, &["--cores", "1"]);
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    for n in 1..=20u8 {
+        let mut packet = prepare("g.router.bob.x", n);
+        let last = packet.len() - 1;
+        packet[last] = n; // the data's last byte tells bob which fulfillment
+        let id = alice.send_ilp(&packet);
+        let (_, reply_id, reply) = alice.recv_ilp().expect("an answer");
+        assert_eq!(reply_id, id);
+        assert_eq!(reply, fulfill(n), "Fulfill {n} relayed");
+    }
+    // spec/ilp-over-http.md §1 Policy: 5xx → T00; a 200 that is not ILP → T01.
+    for (destination, code) in [
+        ("g.router.bob.fail", ErrorCode::T00_INTERNAL_ERROR),
+        ("g.router.bob.garbage", ErrorCode::T01_PEER_UNREACHABLE),
+    ] {
+        let id = alice.send_ilp(&prepare(destination, 9));
+        let (_, reply_id, reply) = alice.recv_ilp().unwrap();
+        assert_eq!(reply_id, id);
+        assert_eq!(ilp_code(&reply), code, "{destination}");
+    }
+}
+
+#[test]
+fn http_peer_refusing_our_token_or_absent() {
+    if common::peer::io_uring_missing("http_peer_refusing_our_token_or_absent") {
+        return;
+    }
+    fn never(_: &[u8]) -> (u16, Vec<u8>) {
+        (200, Vec::new())
+    }
+    // Bob expects another token: 401 → F02.
+    let bob_port = http_peer("other-token", never);
+    let btp = free_port();
+    let router = Router::start(&config_posting_to(btp, bob_port), btp, &["--cores", "1"]);
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    alice.send_ilp(&prepare("g.router.bob.x", 1));
+    assert_eq!(
+        ilp_code(&alice.recv_ilp().unwrap().2),
+        ErrorCode::F02_UNREACHABLE
+    );
+    drop(router);
+    // Nobody listens where bob should be: T01.
+    let dead = free_port();
+    let btp = free_port();
+    let router = Router::start(&config_posting_to(btp, dead), btp, &["--cores", "1"]);
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    alice.send_ilp(&prepare("g.router.bob.x", 1));
+    assert_eq!(
+        ilp_code(&alice.recv_ilp().unwrap().2),
+        ErrorCode::T01_PEER_UNREACHABLE
+    );
+}

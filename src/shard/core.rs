@@ -46,8 +46,10 @@ pub(crate) struct Link {
     generation: u16,
     /// BTP links only.
     pub(crate) session: Option<BtpSession>,
-    /// HTTP links only.
+    /// HTTP links a peer opened to us only.
     pub(crate) http: Option<HttpLink>,
+    /// HTTP links we opened to a peer only: the request in flight (tag, outgoing expiry).
+    pub(crate) http_client: Option<HttpClientLink>,
     /// Our WebSocket role: a client masks what it sends.
     client: bool,
     /// The account named by the WebSocket path, if any.
@@ -71,6 +73,25 @@ pub(crate) struct HttpLink {
     pub(crate) awaiting: bool,
     /// Wakes the connection's reader once the answer is written.
     pub(crate) answered: LocalSender<()>,
+}
+
+/// An HTTP connection we opened to a peer (`http_url`): one request at a time.
+#[derive(Debug)]
+pub(crate) struct HttpClientLink {
+    pub(crate) peer: PeerId,
+    /// The request in flight: its tag and the Prepare's outgoing expiry.
+    pub(crate) busy: Option<(u64, i64)>,
+}
+
+/// One core's HTTP connections to one peer we POST to.
+#[derive(Debug, Default)]
+pub(crate) struct HttpPool {
+    /// Connections open and waiting for a request.
+    idle: Vec<LinkId>,
+    /// Connections open or being opened.
+    open: usize,
+    /// Prepares waiting for a connection being opened: (tag, expiry, bytes).
+    backlog: VecDeque<(u64, i64, Vec<u8>)>,
 }
 
 /// Tallies of the runtime (the engine keeps its own).
@@ -100,6 +121,12 @@ pub(crate) struct CoreState {
     mesh_index: Vec<usize>,
     lease_backlog: VecDeque<LeaseMessage>,
     pub(crate) draining: bool,
+    /// Per peer: the HTTP pool, for peers we POST to.
+    http_pools: Vec<Option<HttpPool>>,
+    /// HTTP connections to open, for the core's dialler task (packet handling runs inside a
+    /// borrow of this state, so it cannot start tasks that use it).
+    pub(crate) http_dials: Vec<PeerId>,
+    pub(crate) http_dialler: Option<LocalSender<()>>,
     pub(crate) counters: RuntimeCounters,
 }
 
@@ -172,6 +199,13 @@ impl CoreState {
             mesh_index,
             lease_backlog: VecDeque::new(),
             draining: false,
+            http_pools: config
+                .peers()
+                .iter()
+                .map(|p| p.http.as_ref().map(|_| HttpPool::default()))
+                .collect(),
+            http_dials: Vec::new(),
+            http_dialler: None,
             counters: RuntimeCounters::default(),
             config,
         }
@@ -205,6 +239,7 @@ impl CoreState {
             generation,
             session,
             http,
+            http_client: None,
             client,
             path_account,
             peer: None,
@@ -301,8 +336,10 @@ impl CoreState {
     /// Tells the engine which peers have a link on some core.
     pub(crate) fn refresh_link_state(&mut self) {
         for (i, cores) in self.shared.link_cores.iter().enumerate() {
-            self.engine
-                .set_link_up(PeerId(i as u16), cores.load(Ordering::Relaxed) != 0);
+            // A peer we POST to over HTTP is reachable whenever we can connect: a failed
+            // connection answers its Prepares T01.
+            let up = cores.load(Ordering::Relaxed) != 0 || self.http_pools[i].is_some();
+            self.engine.set_link_up(PeerId(i as u16), up);
         }
     }
 
@@ -477,6 +514,13 @@ impl CoreState {
         let Some(expires_at) = self.engine.pending().get(slot).map(|e| e.expires_at) else {
             return;
         };
+        if self.http_pools[to.index()].is_some() {
+            if let Err(reason) = self.send_http(to, slot.to_u64(), expires_at, packet) {
+                let reply = self.engine.handle_failure(slot, reason);
+                self.deliver(now, reply, &[]);
+            }
+            return;
+        }
         if let Some(index) = self.pick_link(to) {
             let tag = slot.to_u64();
             match self.send_prepare(index, tag, expires_at, packet) {
@@ -702,6 +746,130 @@ impl CoreState {
             .is_some_and(|h| h.awaiting)
     }
 
+    /// Sends a Prepare to a peer over HTTP: on an idle connection of this core's pool, or
+    /// queued for one being opened (up to `http_connections_per_peer_max`); T03 past that.
+    fn send_http(
+        &mut self,
+        to: PeerId,
+        tag: u64,
+        expires_at: i64,
+        packet: &[u8],
+    ) -> Result<(), RejectReason> {
+        let max = self.config.limits().http_connections_per_peer_max;
+        let pool = self.http_pools[to.index()].as_mut().expect("an HTTP peer");
+        if let Some(id) = pool.idle.pop() {
+            self.http_request(id, tag, expires_at, packet);
+            return Ok(());
+        }
+        if pool.backlog.len() >= max {
+            return Err(RejectReason::ConnectorBusy);
+        }
+        pool.backlog.push_back((tag, expires_at, packet.to_vec()));
+        if pool.open < max {
+            pool.open += 1;
+            self.http_dials.push(to);
+            if let Some(dialler) = &self.http_dialler {
+                let _ = dialler.try_send(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one POST on an idle client connection.
+    fn http_request(&mut self, id: LinkId, tag: u64, expires_at: i64, packet: &[u8]) {
+        let Some(link) = self.link_mut(id) else {
+            return;
+        };
+        let Some(client) = link.http_client.as_mut() else {
+            return;
+        };
+        client.busy = Some((tag, expires_at));
+        let peer = client.peer;
+        let dial = self.config.peer(peer).http.as_ref().expect("an HTTP peer");
+        let host = format!("{}:{}", dial.url.host, dial.url.port);
+        let mut head = vec![
+            0u8;
+            crate::link::http::request_head_len(
+                &dial.url.path,
+                &host,
+                dial.token.expose(),
+                packet.len()
+            )
+        ];
+        let n = crate::link::http::write_request_head(
+            &dial.url.path,
+            &host,
+            dial.token.expose(),
+            packet.len(),
+            &mut head,
+        );
+        self.push_raw(id.index, &[&head[..n], packet]);
+    }
+
+    /// A client connection is open (or free again): give it the oldest waiting Prepare.
+    pub(crate) fn http_client_ready(&mut self, id: LinkId, peer: PeerId) {
+        let Some(pool) = self.http_pools[peer.index()].as_mut() else {
+            return;
+        };
+        match pool.backlog.pop_front() {
+            Some((tag, expires_at, packet)) => self.http_request(id, tag, expires_at, &packet),
+            None => pool.idle.push(id),
+        }
+        self.flush();
+    }
+
+    /// A client connection could not be opened, or closed: fail its request and, when no
+    /// connection is left to take them, the waiting ones (T01).
+    pub(crate) fn http_client_gone(&mut self, now: i64, peer: PeerId, id: Option<LinkId>) {
+        let busy = id
+            .and_then(|id| self.link_mut(id))
+            .and_then(|l| l.http_client.as_mut())
+            .and_then(|c| c.busy.take());
+        let Some(pool) = self.http_pools[peer.index()].as_mut() else {
+            return;
+        };
+        pool.open = pool.open.saturating_sub(1);
+        if let Some(id) = id {
+            pool.idle.retain(|&i| i != id);
+        }
+        let orphans: Vec<u64> = if pool.open == 0 {
+            pool.backlog.drain(..).map(|(tag, _, _)| tag).collect()
+        } else {
+            Vec::new()
+        };
+        for tag in busy.map(|(tag, _)| tag).into_iter().chain(orphans) {
+            self.fail_outgoing(now, tag, RejectReason::PeerUnreachable);
+        }
+        self.flush();
+    }
+
+    /// The peer answered our POST on `id`.
+    pub(crate) fn on_http_client_response(
+        &mut self,
+        now: i64,
+        id: LinkId,
+        status: u16,
+        body: &[u8],
+    ) {
+        let Some((tag, _)) = self
+            .link_mut(id)
+            .and_then(|l| l.http_client.as_mut())
+            .and_then(|c| c.busy.take())
+        else {
+            return;
+        };
+        match crate::link::http::map_response(status) {
+            // spec/ilp-over-http.md §1: a 200 whose body is not a Fulfill or Reject is T01.
+            crate::link::http::Outcome::Reply
+                if crate::wire::Packet::new_checked(body).is_err() =>
+            {
+                self.fail_outgoing(now, tag, RejectReason::PeerUnreachable)
+            }
+            crate::link::http::Outcome::Reply => self.on_reply(now, tag, body),
+            crate::link::http::Outcome::Fail(reason) => self.fail_outgoing(now, tag, reason),
+        }
+    }
+
     /// Takes a message from another core.
     pub(crate) fn on_cross(&mut self, now: i64, message: CrossMsg) {
         match message {
@@ -767,6 +935,24 @@ impl CoreState {
         }
         for id in finished {
             tracing::info!(core = self.core, "auth timeout");
+            self.close_link(id);
+        }
+        // An HTTP request cannot be cancelled on its connection: one still unanswered past its
+        // Prepare's expiry (the engine has answered R00 by now) closes the connection.
+        let stale: Vec<LinkId> = self
+            .links
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let l = l.as_ref()?;
+                let (_, expires_at) = l.http_client.as_ref()?.busy?;
+                (expires_at < now && !l.closing).then_some(LinkId {
+                    index: i as u16,
+                    generation: l.generation,
+                })
+            })
+            .collect();
+        for id in stale {
             self.close_link(id);
         }
         while let Some(lease) = self.engine.poll_lease() {

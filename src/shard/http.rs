@@ -151,3 +151,90 @@ async fn read_request<R: futures_lite::AsyncRead + Unpin>(
         }
     }
 }
+
+/// Opens one HTTP connection to a peer we POST to (`http_url`) and serves the core's
+/// requests on it, one at a time, until either side closes it.
+pub(crate) async fn dial_http(state: Rc<RefCell<CoreState>>, peer: crate::engine::PeerId) {
+    let (address, connect_ms, body_len_max) = {
+        let st = state.borrow();
+        let dial = st.config.peer(peer).http.as_ref().expect("an HTTP peer");
+        let limits = st.config.limits();
+        (
+            format!("{}:{}", dial.url.host, dial.url.port),
+            limits.auth_timeout_ms,
+            limits.frame_len_max,
+        )
+    };
+    let connect =
+        TcpStream::connect_timeout(address.as_str(), Duration::from_millis(connect_ms)).await;
+    let stream = match connect {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(%address, "HTTP connection failed: {e}");
+            state.borrow_mut().http_client_gone(unix_ms(), peer, None);
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (wake, sleep) = local_channel::new_bounded(1);
+    let id = state.borrow_mut().add_link(None, None, false, None, wake);
+    let Some(id) = id else {
+        state.borrow_mut().http_client_gone(unix_ms(), peer, None);
+        return;
+    };
+    if let Some(link) = state.borrow_mut().link_mut(id) {
+        link.http_client = Some(super::core::HttpClientLink { peer, busy: None });
+    }
+    let fd = Fd(stream.as_raw_fd());
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
+    state.borrow_mut().http_client_ready(id, peer);
+    let mut buf = vec![0u8; HEAD_LEN_MAX + body_len_max];
+    let mut filled = 0;
+    'read: loop {
+        let response = loop {
+            match crate::link::http::parse_response(&buf[..filled], body_len_max) {
+                Ok(Some(response)) => break response,
+                Ok(None) if filled < buf.len() => {}
+                _ => break 'read,
+            }
+            match reader.read(&mut buf[filled..]).await {
+                Ok(0) | Err(_) => break 'read,
+                Ok(n) => filled += n,
+            }
+        };
+        let end = response.head_len + response.body_len;
+        while filled < end {
+            match reader.read(&mut buf[filled..]).await {
+                Ok(0) | Err(_) => break 'read,
+                Ok(n) => filled += n,
+            }
+        }
+        {
+            let mut st = state.borrow_mut();
+            st.on_http_client_response(
+                unix_ms(),
+                id,
+                response.status,
+                &buf[response.head_len..end],
+            );
+            st.flush();
+        }
+        buf.copy_within(end..filled, 0);
+        filled -= end;
+        if !response.keep_alive || state.borrow().link(id).is_none_or(|l| l.closing) {
+            break;
+        }
+        state.borrow_mut().http_client_ready(id, peer);
+    }
+    {
+        let mut st = state.borrow_mut();
+        st.close_link(id);
+        st.flush();
+    }
+    writer_task.await;
+    let mut st = state.borrow_mut();
+    st.http_client_gone(unix_ms(), peer, Some(id));
+    st.remove_link(id);
+    st.flush();
+}

@@ -367,6 +367,20 @@ async fn core_main(
     )));
 
     let mut tasks = Vec::new();
+    {
+        // Opens the HTTP connections packet handling asks for.
+        let (wake, woken) = glommio::channels::local_channel::new_bounded(1);
+        state.borrow_mut().http_dialler = Some(wake);
+        let state = Rc::clone(&state);
+        tasks.push(glommio::spawn_local(async move {
+            while woken.recv().await.is_some() {
+                let peers = std::mem::take(&mut state.borrow_mut().http_dials);
+                for peer in peers {
+                    glommio::spawn_local(http::dial_http(Rc::clone(&state), peer)).detach();
+                }
+            }
+        }));
+    }
     if let Some(mut receivers) = receivers {
         for (_, stream) in receivers.streams() {
             let state = Rc::clone(&state);
