@@ -1,5 +1,6 @@
 //! Interop with real peers: STREAM payments through the JavaScript reference connector
-//! (`ilp-connector` 23) and this router, in both orders, driven by the Node scripts in
+//! (`ilp-connector` 23) and this router, in both orders, over BTP and over ILP-over-HTTP
+//! (`ilp-plugin-http` 1.6) between the two, driven by the Node scripts in
 //! `tests/interop/` (see its README). Each script gets the router binary built for this test,
 //! runs for at most `SCRIPT_TIMEOUT` and prints `PASS …` last when the amounts arrived as the
 //! rates say.
@@ -27,11 +28,13 @@ fn missing_prerequisite() -> Option<String> {
         Ok(out) => return Some(format!("`node --version` exited with {}", out.status)),
         Err(e) => return Some(format!("node is not installed ({e})")),
     }
-    let modules = interop_dir().join("node_modules/ilp-connector");
-    if !modules.is_dir() {
-        return Some(
-            "tests/interop/node_modules is missing: run `npm ci --prefix tests/interop`".into(),
-        );
+    // ilp-plugin-http came later: an older install lacks it.
+    for package in ["ilp-connector", "ilp-plugin-http"] {
+        if !interop_dir().join("node_modules").join(package).is_dir() {
+            return Some(format!(
+                "tests/interop/node_modules/{package} is missing: run `npm ci --prefix tests/interop`"
+            ));
+        }
     }
     None
 }
@@ -121,4 +124,18 @@ fn stream_through_js_connector_then_router_over_btp() {
 #[test]
 fn stream_through_router_then_js_connector_over_btp() {
     stream_payment("router-first", "btp");
+}
+
+/// STREAM sender → JS connector → (ILP over HTTP: the connector POSTs to our `[listen] http`)
+/// → router → STREAM receiver.
+#[test]
+fn js_first_http() {
+    stream_payment("js-first", "http");
+}
+
+/// STREAM sender → router → (ILP over HTTP: we POST to the connector's `ilp-plugin-http`
+/// server, our `http_url`) → JS connector → STREAM receiver.
+#[test]
+fn router_first_http() {
+    stream_payment("router-first", "http");
 }

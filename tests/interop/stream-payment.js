@@ -3,11 +3,14 @@
 //
 //   node stream-payment.js --topology js-first      sender → JS connector → router → receiver
 //   node stream-payment.js --topology router-first  sender → router → JS connector → receiver
-//   [--transport btp] [--amount N]
+//   [--transport btp|http] [--amount N]
 //
-// ILP_ROUTER_BIN names the ilp-router binary. Every link is BTP 2.0 over WebSocket: in
-// js-first the JS connector dials our router (our BTP server), in router-first our router
-// dials the JS connector (our BTP client). Asset codes and scales differ on every hop on
+// ILP_ROUTER_BIN names the ilp-router binary. The STREAM endpoints' links are BTP 2.0 over
+// WebSocket. The link between the JS connector and our router is the transport: with `btp`,
+// in js-first the JS connector dials our router (our BTP server) and in router-first our
+// router dials the JS connector (our BTP client); with `http` it is ILP over HTTP
+// (`ilp-plugin-http` on the JS side) and each side POSTs its Prepares to the other's HTTP
+// server with a static bearer token. Asset codes and scales differ on every hop on
 // purpose; the script checks that every fulfilled packet arrived exactly as the rates say
 // (our router: exact, rounded down; the JS connector: one-to-one by scale, rounded down) and
 // that the receiver's total is the sum. Exit 0 and a last line "PASS ..." on success.
@@ -25,7 +28,7 @@ function args () {
     else throw new Error(`unknown argument ${key}`)
   }
   if (!['js-first', 'router-first'].includes(out.topology)) throw new Error(`unknown topology ${out.topology}`)
-  if (out.transport !== 'btp') throw new Error(`transport ${out.transport} is not implemented yet (btp only)`)
+  if (!['btp', 'http'].includes(out.transport)) throw new Error(`unknown transport ${out.transport}`)
   return out
 }
 
@@ -33,13 +36,50 @@ function args () {
 const RATES = { USD: '1', EUR: '1.08', XRP: '0.5' }
 const HUGE = '1000000000000000000'
 
-async function jsFirst (amount, cleanup) {
+// Tokens on the link between the JS connector and our router, both directions.
+const JS_TOKEN = 'js-token' // the JS connector presents it to our router (our auth_tokens)
+const ROUTER_TOKEN = 'router-at-js' // our router presents it to the JS connector
+
+/// The JS connector's `ilp-plugin-http` account toward our router: it POSTs to our `[listen]
+/// http` with `Bearer <JS_TOKEN>`, and listens on `jsPort` for our POSTs, which carry
+/// `Bearer <ROUTER_TOKEN>`.
+///
+/// `staticToken` is the option ilp-plugin-http 1.6 documents: it sends `Bearer <token>`. The
+/// legacy `outgoing.secretToken` sends the bare token, as plugins before 1.6 did (the plugin
+/// adds `Bearer ` only when neither `secret` nor `secretToken` is set); our router accepts that
+/// too, but this test exercises the standard form.
+function jsHttpPlugin (routerHttpPort, jsPort) {
+  return {
+    plugin: 'ilp-plugin-http',
+    options: {
+      incoming: { port: jsPort, staticToken: ROUTER_TOKEN },
+      outgoing: { url: `http://127.0.0.1:${routerHttpPort}/`, staticToken: JS_TOKEN }
+    }
+  }
+}
+
+/// Our `[[peers]]` keys for the JS connector on the HTTP link: it authenticates with
+/// JS_TOKEN, and we POST its Prepares to its `ilp-plugin-http` server.
+function routerHttpPeer (jsPort) {
+  return `auth_tokens = ["${JS_TOKEN}"]
+http_url = "http://127.0.0.1:${jsPort}/"
+outgoing_token = "${ROUTER_TOKEN}"`
+}
+
+function rateTable () {
+  return Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')
+}
+
+async function jsFirst (amount, transport, cleanup) {
   const routerPort = await L.freePort()
+  const routerHttpPort = await L.freePort()
+  const jsHttpPort = await L.freePort()
   const senderPort = await L.freePort()
   // Hops and assets: sender USD/9 → JS (one-to-one) → link JS–router EUR/6 → router → receiver XRP/4.
   const sender = { code: 'USD', scale: 9 }
   const link = { code: 'EUR', scale: 6 }
   const receiver = { code: 'XRP', scale: 4 }
+  const http = transport === 'http'
 
   const router = await L.startRouter({
     btpPort: routerPort,
@@ -47,13 +87,14 @@ async function jsFirst (amount, cleanup) {
 ilp_address = "test.router"
 [listen]
 btp = "127.0.0.1:${routerPort}"
+${http ? `http = "127.0.0.1:${routerHttpPort}"` : ''}
 [[peers]]
 name = "js"
-auth_tokens = ["js-token"]
 relation = "peer"
 asset_code = "${link.code}"
 asset_scale = ${link.scale}
 max_balance = "${HUGE}"
+${http ? routerHttpPeer(jsHttpPort) : `auth_tokens = ["${JS_TOKEN}"]`}
 [[peers]]
 name = "receiver"
 auth_tokens = ["receiver-token"]
@@ -65,23 +106,24 @@ max_balance = "${HUGE}"
 prefix = "test.js"
 peer = "js"
 [rates]
-${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
+${rateTable()}
 `
   })
   cleanup.push(() => router.stop())
+  if (http) await L.waitForPort(routerHttpPort, 10000)
 
   const connector = await L.startJsConnector({
     ilpAddress: 'test.js',
     accounts: {
-      router: {
+      router: Object.assign({
         relation: 'peer',
         sendRoutes: false,
         receiveRoutes: false,
         assetCode: link.code,
-        assetScale: link.scale,
-        plugin: 'ilp-plugin-btp',
-        options: { server: `btp+ws://js:js-token@127.0.0.1:${routerPort}` }
-      },
+        assetScale: link.scale
+      }, http
+        ? jsHttpPlugin(routerHttpPort, jsHttpPort)
+        : { plugin: 'ilp-plugin-btp', options: { server: `btp+ws://js:${JS_TOKEN}@127.0.0.1:${routerPort}` } }),
       sender: {
         relation: 'child',
         assetCode: sender.code,
@@ -109,29 +151,31 @@ ${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
   return { senderPlugin, receiverPlugin, convert, sender, receiver, cleanup }
 }
 
-async function routerFirst (amount, cleanup) {
+async function routerFirst (amount, transport, cleanup) {
   const routerPort = await L.freePort()
+  const routerHttpPort = await L.freePort()
   const jsPort = await L.freePort()
   const receiverPort = await L.freePort()
   // sender XRP/6 → router → link router–JS EUR/9 → JS (one-to-one) → receiver USD/7.
   const sender = { code: 'XRP', scale: 6 }
   const link = { code: 'EUR', scale: 9 }
   const receiver = { code: 'USD', scale: 7 }
+  const http = transport === 'http'
 
-  // The JS connector first: our router dials its BTP server.
+  // The JS connector first: our router dials its BTP server, or POSTs to its HTTP server.
   const connector = await L.startJsConnector({
     ilpAddress: 'test.js',
     accounts: {
-      router: {
+      router: Object.assign({
         relation: 'peer',
         sendRoutes: false,
         receiveRoutes: false,
         assetCode: link.code,
         assetScale: link.scale,
-        balance: { maximum: HUGE },
-        plugin: 'ilp-plugin-btp',
-        options: { listener: { port: jsPort, secret: 'router-at-js' } }
-      },
+        balance: { maximum: HUGE }
+      }, http
+        ? jsHttpPlugin(routerHttpPort, jsPort)
+        : { plugin: 'ilp-plugin-btp', options: { listener: { port: jsPort, secret: ROUTER_TOKEN } } }),
       receiver: {
         relation: 'child',
         assetCode: receiver.code,
@@ -150,6 +194,7 @@ async function routerFirst (amount, cleanup) {
 ilp_address = "test.router"
 [listen]
 btp = "127.0.0.1:${routerPort}"
+${http ? `http = "127.0.0.1:${routerHttpPort}"` : ''}
 [[peers]]
 name = "sender"
 auth_tokens = ["sender-token"]
@@ -164,18 +209,21 @@ relation = "peer"
 asset_code = "${link.code}"
 asset_scale = ${link.scale}
 max_balance = "${HUGE}"
-btp_url = "ws://127.0.0.1:${jsPort}"
-outgoing_token = "router-at-js"
+${http
+    ? routerHttpPeer(jsPort)
+    : `btp_url = "ws://127.0.0.1:${jsPort}"
+outgoing_token = "${ROUTER_TOKEN}"
 outgoing_username = "router"
-btp_dial = "single"               # ilp-plugin-btp keeps one connection per account
+btp_dial = "single"               # ilp-plugin-btp keeps one connection per account`}
 [[routes]]
 prefix = "test.js"
 peer = "js"
 [rates]
-${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
+${rateTable()}
 `
   })
   cleanup.push(() => router.stop())
+  if (http) await L.waitForPort(routerHttpPort, 10000)
 
   // The receiver is the JS connector's child and learns test.js.receiver over real ILDCP.
   const receiverPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:receiver-secret@127.0.0.1:${receiverPort}`), null)
@@ -184,7 +232,8 @@ ${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
     L.btpClient(`btp+ws://sender:sender-token@127.0.0.1:${routerPort}`),
     { clientAddress: 'test.router.sender', assetCode: sender.code, assetScale: sender.scale })
 
-  // Wait until the router's link to the JS connector is up.
+  // Wait until the router's BTP link to the JS connector is up (an HTTP link has no
+  // connection state: ilp-plugin-http is connected once its server listens).
   const deadline = Date.now() + 10000
   while (!connector.getPlugin('router').isConnected()) {
     if (Date.now() > deadline) throw new Error('the router did not connect to the JS connector')
@@ -200,7 +249,7 @@ async function main () {
   let failed = false
   let summary = null
   try {
-    const setup = await (opts.topology === 'js-first' ? jsFirst : routerFirst)(opts.amount, cleanup)
+    const setup = await (opts.topology === 'js-first' ? jsFirst : routerFirst)(opts.amount, opts.transport, cleanup)
     const { senderPlugin, receiverPlugin, convert, sender, receiver } = setup
     await receiverPlugin.connect()
     await senderPlugin.connect()
