@@ -57,6 +57,82 @@ impl Ring {
     }
 }
 
+/// The longest reply a sink sends (a Reject with its message, or a Fulfill).
+pub(crate) const SINK_REPLY_LEN_MAX: usize = 1200;
+
+/// A uniform draw in 0..1 from a per-connection generator.
+pub(crate) fn random(rng: &mut u64) -> f64 {
+    *rng = rng
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    (*rng >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The sink's answer to a Prepare, whatever the transport: a Reject for
+/// `--sink-reject-fraction`, a wrong fulfillment for `--sink-wrong-fraction`, otherwise the
+/// right one from the ring. Returns the reply's length in `reply`, and the amount when it is
+/// a right Fulfill (to log once it is sent).
+pub(crate) fn sink_answer(
+    plan: &Plan,
+    ring: &Ring,
+    rng: &mut u64,
+    p: &Prepare<&[u8]>,
+    reply: &mut [u8; SINK_REPLY_LEN_MAX],
+) -> (usize, Option<u64>) {
+    let data = p.data();
+    let seq = data
+        .get(..8)
+        .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+    let index = (seq as usize) % RING_LEN;
+    let roll = random(rng);
+    let sink = &plan.sink;
+    if roll < sink.reject_fraction {
+        let len = RejectRepr {
+            code: sink.reject_code,
+            triggered_by: Some(p.destination()),
+            message: b"rejected by ilp-loadgen sink",
+            data: &[],
+        }
+        .emit(reply);
+        return (len, None);
+    }
+    let wrong = roll < sink.reject_fraction + sink.wrong_fraction;
+    let fulfillment = &ring.fulfillments[if wrong { (index + 1) % RING_LEN } else { index }];
+    let len = FulfillRepr {
+        fulfillment,
+        data: &[],
+    }
+    .emit(reply);
+    (len, (!wrong).then(|| p.amount()))
+}
+
+/// The sender's bookkeeping for one reply, whatever the transport: a Fulfill is checked
+/// against the ring (`index`) and its latency counted from `intended_ns`; a Reject counts by
+/// code; anything else is an error.
+pub(crate) fn sender_reply(
+    plan: &Plan,
+    ring: &Ring,
+    stats: &RefCell<Stats>,
+    now_ns: u64,
+    intended_ns: u64,
+    index: usize,
+    ilp: &[u8],
+) {
+    let second = (now_ns / 1_000_000_000) as usize;
+    let mut stats = stats.borrow_mut();
+    match Packet::new_checked(ilp) {
+        Ok(Packet::Fulfill(f)) if *f.fulfillment() == ring.fulfillments[index] => {
+            stats.on_fulfilled(second, now_ns.saturating_sub(intended_ns) / 1000);
+            if let Some(log) = &plan.sender_log {
+                log.record(plan.amount);
+            }
+        }
+        Ok(Packet::Fulfill(_)) => stats.bad_fulfillments += 1,
+        Ok(Packet::Reject(r)) => stats.on_rejected(second, r.code().as_str()),
+        _ => stats.errors += 1,
+    }
+}
+
 /// What a connection does.
 /// `--sender-log` / `--sink-log`: the amount (`u64`, little endian, 8 bytes) of every valid
 /// Fulfill a sender received or a sink sent, appended through a per-thread buffer. The file is
@@ -83,7 +159,7 @@ impl FulfillLog {
         })
     }
 
-    fn record(&self, amount: u64) {
+    pub(crate) fn record(&self, amount: u64) {
         use std::io::Write;
         if self
             .out
@@ -162,7 +238,7 @@ impl std::fmt::Debug for Conn {
 
 pub(crate) type Shared = Rc<RefCell<Conn>>;
 
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -207,14 +283,6 @@ impl Conn {
             self.woken = false;
             let _ = self.wake.try_send(());
         }
-    }
-
-    fn random(&mut self) -> f64 {
-        self.rng = self
-            .rng
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.rng >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Sender: sends one Prepare whose latency counts from `intended_ns`; false when the
@@ -336,64 +404,34 @@ impl Conn {
 
     fn on_reply(&mut self, tag: u64, ilp: &[u8]) {
         let now = self.since_start_ns();
-        let second = self.second(now);
         let index = (tag & 0xffff) as usize;
-        let intended = tag >> 16;
-        let mut stats = self.stats.borrow_mut();
-        match Packet::new_checked(ilp) {
-            Ok(Packet::Fulfill(f)) if *f.fulfillment() == self.ring.fulfillments[index] => {
-                stats.on_fulfilled(second, now.saturating_sub(intended) / 1000);
-                if let Some(log) = &self.plan.sender_log {
-                    log.record(self.plan.amount);
-                }
-            }
-            Ok(Packet::Fulfill(_)) => stats.bad_fulfillments += 1,
-            Ok(Packet::Reject(r)) => stats.on_rejected(second, r.code().as_str()),
-            _ => stats.errors += 1,
-        }
+        sender_reply(
+            &self.plan,
+            &self.ring,
+            &self.stats,
+            now,
+            tag >> 16,
+            index,
+            ilp,
+        );
     }
 
     fn on_prepare(&mut self, request_id: u32, ilp: &[u8]) {
         self.stats.borrow_mut().sink_received += 1;
-        let mut reply = [0u8; 1200];
+        let mut reply = [0u8; SINK_REPLY_LEN_MAX];
         // The amount of a right Fulfill, logged when the reply is sent.
-        let mut fulfilled = None;
-        let len = match Prepare::new_checked(ilp) {
-            Ok(p) => {
-                let data = p.data();
-                let seq = data
-                    .get(..8)
-                    .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
-                let index = (seq as usize) % RING_LEN;
-                let roll = self.random();
-                let sink = &self.plan.sink;
-                if roll < sink.reject_fraction {
-                    RejectRepr {
-                        code: sink.reject_code,
-                        triggered_by: Some(p.destination()),
-                        message: b"rejected by ilp-loadgen sink",
-                        data: &[],
-                    }
-                    .emit(&mut reply)
-                } else {
-                    let wrong = roll < sink.reject_fraction + sink.wrong_fraction;
-                    fulfilled = (!wrong).then(|| p.amount());
-                    let fulfillment =
-                        &self.ring.fulfillments[if wrong { (index + 1) % RING_LEN } else { index }];
-                    FulfillRepr {
-                        fulfillment,
-                        data: &[],
-                    }
-                    .emit(&mut reply)
+        let (len, fulfilled) = match Prepare::new_checked(ilp) {
+            Ok(p) => sink_answer(&self.plan, &self.ring, &mut self.rng, &p, &mut reply),
+            Err(_) => (
+                RejectRepr {
+                    code: ErrorCode::F01_INVALID_PACKET,
+                    triggered_by: None,
+                    message: b"",
+                    data: &[],
                 }
-            }
-            Err(_) => RejectRepr {
-                code: ErrorCode::F01_INVALID_PACKET,
-                triggered_by: None,
-                message: b"",
-                data: &[],
-            }
-            .emit(&mut reply),
+                .emit(&mut reply),
+                None,
+            ),
         };
         let mut header = [0u8; BTP_HEADER_LEN_MAX];
         let n = self

@@ -7,8 +7,12 @@
 //! are merged only at the end. Closed loop (a window of Prepares in flight per connection)
 //! without `--rate`; open loop with it, latency counted from each Prepare's intended send
 //! time.
+//!
+//! `--transport http` speaks ILP over HTTP instead (RFC 35, synchronous mode): the sender
+//! POSTs Prepares to the `--router` URL and the sink serves HTTP on `--sink-listen`.
 
 mod conn;
+mod http;
 mod report;
 mod stats;
 
@@ -28,19 +32,34 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Load generator for ILP connectors: BTP sender and sink peers, packets/s and latency.
+/// Load generator for ILP connectors: BTP or HTTP sender and sink peers, packets/s and
+/// latency.
 #[derive(Debug, Parser)]
 #[command(name = "ilp-loadgen", version, about)]
 struct Cli {
-    /// The connector's BTP WebSocket URL, e.g. ws://127.0.0.1:7768 (a path is allowed).
+    /// How the peers speak to the connector: BTP over WebSocket, or ILP over HTTP (RFC 35,
+    /// synchronous: one POST per Prepare, the Fulfill or Reject in the 200 response).
+    #[arg(long, value_enum, default_value_t = Transport::Btp)]
+    transport: Transport,
+    /// The connector's URL. BTP: its WebSocket URL, e.g. ws://127.0.0.1:7768 (a path is
+    /// allowed). HTTP: where the sender POSTs, http://host:port/path (path used verbatim,
+    /// default `/`).
     #[arg(long, default_value = "ws://127.0.0.1:7768")]
     router: String,
-    /// The sender's BTP credentials, NAME:TOKEN (NAME may be empty).
+    /// The sender's credentials, NAME:TOKEN (NAME may be empty). Over HTTP only the token is
+    /// sent, as `Authorization: Bearer TOKEN`: everything after the first `:` (so it may
+    /// contain `:`).
     #[arg(long, default_value = "alice:alice-secret")]
     sender: String,
-    /// The sink's BTP credentials, NAME:TOKEN.
+    /// The sink's credentials, NAME:TOKEN. Over HTTP the sink requires `Bearer TOKEN` from
+    /// whoever POSTs to it (the connector dialling it); with `--direct`, the sender's token.
     #[arg(long, default_value = "bob:bob-secret")]
     sink: String,
+    /// HTTP: the address the sink serves ILP over HTTP on (any path, either content type),
+    /// e.g. 127.0.0.1:7771; every thread listens on it. Required with `--transport http`
+    /// when this process runs the sink, except with `--direct` (a free port then).
+    #[arg(long)]
+    sink_listen: Option<std::net::SocketAddr>,
     /// Where the Prepares go: an ILP address the connector routes to the sink.
     #[arg(long, default_value = "g.router.bob")]
     destination: String,
@@ -50,10 +69,13 @@ struct Cli {
     /// Open loop at this many Prepares per second in all; without it, closed loop.
     #[arg(long)]
     rate: Option<f64>,
-    /// Prepares in flight per sender connection (the cap in open loop too).
+    /// Prepares in flight per sender connection (the cap in open loop too). HTTP: requests
+    /// pipelined on each keep-alive connection (answers come back in order); `--window 1` is
+    /// one request at a time, and then `--connections` is the number in flight.
     #[arg(long, default_value_t = 512)]
     window: usize,
-    /// Sender connections, and as many sink connections.
+    /// Sender connections, shared out among the threads; BTP: as many sink connections (over
+    /// HTTP the connector opens the sink's connections).
     #[arg(long, default_value_t = 2)]
     connections: usize,
     /// CPUs to run on, e.g. `1` or `2-3` (one pinned thread each). Default: the last CPU.
@@ -107,6 +129,12 @@ struct Cli {
     /// Seed of the fulfillments (sender and sink must agree when run apart).
     #[arg(long, default_value_t = 0x1f2e_3d4c)]
     seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    Btp,
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -261,6 +289,11 @@ struct Common {
 /// The parts of the command line the threads need.
 struct CliShared {
     target: Target,
+    /// `--transport http`: where the sender POSTs (none with `--direct` or without senders).
+    http_target: Option<http::HttpTarget>,
+    /// `--transport http`: where the sink listens.
+    http: bool,
+    sink_listen: Option<std::net::SocketAddr>,
     sender: (String, String),
     sink: (String, String),
     destination: String,
@@ -288,7 +321,16 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
-    let target = parse_url(&cli.router)?;
+    let http = cli.transport == Transport::Http;
+    let target = if http {
+        Target {
+            host: String::new(),
+            port: 0,
+            path: String::new(),
+        }
+    } else {
+        parse_url(&cli.router)?
+    };
     let sender = parse_credentials("sender", &cli.sender)?;
     let sink = parse_credentials("sink", &cli.sink)?;
     check_address(cli.destination.as_bytes())
@@ -324,6 +366,19 @@ fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
     if cli.direct && !(with_senders && with_sinks) {
         return Err("--direct runs both roles in this process".into());
     }
+    let http_target = if http && with_senders && !cli.direct {
+        Some(http::parse_http_url(&cli.router)?)
+    } else {
+        None
+    };
+    if http && with_sinks && !cli.direct && cli.sink_listen.is_none() {
+        return Err("--transport http: the sink needs --sink-listen ADDRESS:PORT".into());
+    }
+    if !http && cli.sink_listen.is_some() {
+        return Err(
+            "--sink-listen is for --transport http (a BTP sink dials the connector)".into(),
+        );
+    }
     let threads = cpus.len().min(cli.connections.max(1));
     let specs: Vec<ThreadSpec> = (0..threads)
         .map(|i| {
@@ -339,6 +394,9 @@ fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
     let senders_total: usize = specs.iter().map(|s| s.senders).sum();
     let shared = Arc::new(CliShared {
         target,
+        http_target,
+        http,
+        sink_listen: cli.sink_listen,
         sender,
         sink,
         destination: cli.destination.clone(),
@@ -458,6 +516,8 @@ fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
     }
     let mut report = total.to_json(duration_s);
     let cli_json = json!({
+        "transport": format!("{:?}", cli.transport).to_lowercase(),
+        "sink_listen": cli.sink_listen.map(|a| a.to_string()),
         "router": cli.router, "destination": cli.destination, "duration_s": cli.duration.as_secs_f64(),
         "rate": cli.rate, "window": cli.window, "connections": cli.connections, "amount": cli.amount,
         "data_bytes": cli.data_bytes, "expiry_ms": cli.expiry_ms, "direct": cli.direct,
@@ -524,6 +584,9 @@ fn print_summary(r: &Value) {
         "  errors      {:>12}   (bad fulfillments {})",
         r["errors"], r["bad_fulfillments"]
     );
+    if r["http_errors"].as_object().is_some_and(|m| !m.is_empty()) {
+        println!("  HTTP errors              {}", r["http_errors"]);
+    }
     let l = &r["latency_us"];
     println!(
         "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -572,7 +635,15 @@ async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> 
     });
     let ring = Rc::new(Ring::new(cli.seed));
     let stats = Rc::new(RefCell::new(Stats::new()));
-    let connected = connect_all(&spec, &common, &plan, &ring, &stats).await;
+    // HTTP: the connections clients opened to our sink.
+    let http_sinks: Rc<RefCell<Vec<http::SinkShared>>> = Rc::new(RefCell::new(Vec::new()));
+    let connected = if cli.http {
+        connect_all_http(&spec, &common, &plan, &ring, &stats, &http_sinks).await
+    } else {
+        connect_all(&spec, &common, &plan, &ring, &stats)
+            .await
+            .map(|conns| conns.into_iter().map(Link::Btp).collect())
+    };
     // Report in whether or not we connected, so the main thread can start the clock.
     if let Err(e) = &connected {
         common.failed.store(true, Ordering::Relaxed);
@@ -591,10 +662,10 @@ async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> 
         ..clone_plan(&plan)
     });
     for c in &conns {
-        c.borrow_mut().set_plan(Rc::clone(&plan));
+        c.set_plan(Rc::clone(&plan));
     }
     for c in &conns {
-        c.borrow_mut().refill();
+        c.refill();
     }
     let tick = if plan.rate_per_conn.is_some() {
         Duration::from_micros(200)
@@ -604,11 +675,15 @@ async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> 
     while !common.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(tick).await;
         for c in &conns {
-            let mut c = c.borrow_mut();
             match c.role() {
                 Role::Sender if plan.rate_per_conn.is_some() => c.refill(),
                 Role::Sink if plan.sink.delay_ms > 0 => c.release_delayed(),
                 _ => {}
+            }
+        }
+        if plan.sink.delay_ms > 0 {
+            for s in http_sinks.borrow().iter() {
+                s.borrow_mut().release_delayed();
             }
         }
         let s = stats.borrow();
@@ -618,25 +693,26 @@ async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> 
     // Drain: answers still in flight get a bounded grace, then count as timeouts.
     let grace = Duration::from_millis(cli.expiry_ms.min(3_000) + plan.sink.delay_ms);
     let deadline = Instant::now() + grace;
-    let senders: Vec<&Conn> = conns
-        .iter()
-        .filter(|c| c.borrow().role() == Role::Sender)
-        .collect();
+    let senders: Vec<&Link> = conns.iter().filter(|c| c.role() == Role::Sender).collect();
     conn::wait_until(deadline, || {
         for c in &conns {
-            if c.borrow().role() == Role::Sink {
-                c.borrow_mut().release_delayed();
+            if c.role() == Role::Sink {
+                c.release_delayed();
             }
         }
-        senders
-            .iter()
-            .all(|c| c.borrow().outstanding() == 0 || c.borrow().closing)
+        for s in http_sinks.borrow().iter() {
+            s.borrow_mut().release_delayed();
+        }
+        senders.iter().all(|c| c.outstanding() == 0 || c.closing())
     })
     .await;
-    let unanswered: usize = senders.iter().map(|c| c.borrow().outstanding()).sum();
+    let unanswered: usize = senders.iter().map(|c| c.outstanding()).sum();
     stats.borrow_mut().timeouts += unanswered as u64;
     for c in &conns {
-        c.borrow_mut().shut();
+        c.shut();
+    }
+    for s in http_sinks.borrow().iter() {
+        s.borrow_mut().shut();
     }
     glommio::timer::sleep(Duration::from_millis(20)).await;
     for log in sender_log.iter().chain(&sink_log) {
@@ -807,6 +883,127 @@ async fn connect_all(
     }
     all.extend(wait_open(senders, deadline).await?);
     Ok(all)
+}
+
+/// A connection of either transport, as the thread's loop sees it.
+#[derive(Clone)]
+enum Link {
+    Btp(Conn),
+    HttpSender(http::SenderShared),
+}
+
+impl Link {
+    fn role(&self) -> Role {
+        match self {
+            Link::Btp(c) => c.borrow().role(),
+            Link::HttpSender(_) => Role::Sender,
+        }
+    }
+
+    fn set_plan(&self, plan: Rc<Plan>) {
+        match self {
+            Link::Btp(c) => c.borrow_mut().set_plan(plan),
+            Link::HttpSender(c) => c.borrow_mut().set_plan(plan),
+        }
+    }
+
+    fn refill(&self) {
+        match self {
+            Link::Btp(c) => c.borrow_mut().refill(),
+            Link::HttpSender(c) => c.borrow_mut().refill(),
+        }
+    }
+
+    fn release_delayed(&self) {
+        if let Link::Btp(c) = self {
+            c.borrow_mut().release_delayed();
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        match self {
+            Link::Btp(c) => c.borrow().outstanding(),
+            Link::HttpSender(c) => c.borrow().outstanding(),
+        }
+    }
+
+    fn closing(&self) -> bool {
+        match self {
+            Link::Btp(c) => c.borrow().closing,
+            Link::HttpSender(c) => c.borrow().closing,
+        }
+    }
+
+    fn shut(&self) {
+        match self {
+            Link::Btp(c) => c.borrow_mut().shut(),
+            Link::HttpSender(c) => c.borrow_mut().shut(),
+        }
+    }
+}
+
+/// `--transport http`: the sink listens (every thread on `--sink-listen`, or with `--direct`
+/// and no `--sink-listen` on a free port of its own), then the senders dial the connector's
+/// URL, or the sink with `--direct`.
+async fn connect_all_http(
+    spec: &ThreadSpec,
+    common: &Common,
+    plan: &Rc<Plan>,
+    ring: &Rc<Ring>,
+    stats: &Rc<RefCell<Stats>>,
+    http_sinks: &Rc<RefCell<Vec<http::SinkShared>>>,
+) -> Result<Vec<Link>, String> {
+    let cli = &common.cli;
+    let mut sink_port = None;
+    if spec.sinks > 0 {
+        let address = cli
+            .sink_listen
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = glommio::net::TcpListener::bind(address)
+            .map_err(|e| format!("--sink-listen {address}: {e}"))?;
+        sink_port = Some(listener.local_addr().map_err(|e| e.to_string())?.port());
+        // With --direct the sink stands in for the connector, so it takes the sender's token.
+        let token = if cli.direct {
+            &cli.sender.1
+        } else {
+            &cli.sink.1
+        };
+        glommio::spawn_local(http::serve(
+            listener,
+            Rc::clone(plan),
+            Rc::clone(ring),
+            Rc::clone(stats),
+            Rc::from(token.as_bytes()),
+            Rc::clone(http_sinks),
+        ))
+        .detach();
+    }
+    let target = match (&cli.http_target, sink_port) {
+        (Some(target), _) => target.clone(),
+        (None, Some(port)) if cli.direct => http::HttpTarget {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/".into(),
+        },
+        _ => return Ok(Vec::new()),
+    };
+    let target = Rc::new(target);
+    let token: Rc<str> = Rc::from(cli.sender.1.as_str());
+    let mut senders = Vec::new();
+    for i in 0..spec.senders {
+        let sender = http::dial(
+            Rc::clone(plan),
+            Rc::clone(ring),
+            Rc::clone(stats),
+            (spec.index * 64 + i) as u64,
+            Rc::clone(&target),
+            Rc::clone(&token),
+        )
+        .await
+        .map_err(|e| format!("sender connection to {}:{}: {e}", target.host, target.port))?;
+        senders.push(Link::HttpSender(sender));
+    }
+    Ok(senders)
 }
 
 fn spec_id_sink(i: usize) -> usize {

@@ -157,6 +157,7 @@ fn render_header(out: &mut String, report: &Value, tool: &str) {
 /// Config keys shown first, in this order, with their labels and units.
 const CONFIG_KEYS: &[(&str, &str, &str)] = &[
     ("router", "Router", ""),
+    ("transport", "Transport", ""),
     ("destination", "Destination", ""),
     ("mode", "Mode", ""),
     ("rate", "Rate", " packets/s"),
@@ -245,7 +246,19 @@ fn render_headline(out: &mut String, report: &Value) {
         &opt_count(num(report.get("timeouts"))),
         "",
     );
-    card(out, "", "Errors", &opt_count(num(report.get("errors"))), "");
+    let (_, by_status) = rejected_breakdown(report.get("http_errors"));
+    let statuses = by_status
+        .iter()
+        .map(|(status, n)| format!("HTTP {} {}", esc(status), fmt_count(*n)))
+        .collect::<Vec<_>>()
+        .join(" \u{00b7} ");
+    card(
+        out,
+        "",
+        "Errors",
+        &opt_count(num(report.get("errors"))),
+        &statuses,
+    );
     if let Some(bad) = num(report.get("bad_fulfillments")) {
         card(
             out,
@@ -1035,6 +1048,18 @@ mod test {
             assert_eq!(html.matches("<svg").count(), 2, "{r}");
             assert!(!html.contains("Router CPU"), "{r}");
         }
+    }
+
+    #[test]
+    fn http_transport_and_statuses_render() {
+        let mut r = full();
+        r["config"]["transport"] = json!("http");
+        r["errors"] = json!(7);
+        r["http_errors"] = json!({"401": 5, "503": 2});
+        let html = render_html(&r);
+        assert!(html.contains("<span class=\"k\">Transport</span><span class=\"v\">http</span>"));
+        assert!(html.contains("HTTP 401 5"), "{html}");
+        assert!(html.contains("HTTP 503 2"));
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct Stats {
     pub(crate) errors: u64,
     /// Sink side: Prepares received and answered.
     pub(crate) sink_received: u64,
+    /// HTTP transport: responses other than 200, by status (each also counts in `errors`).
+    pub(crate) http_errors: BTreeMap<u16, u64>,
     pub(crate) latency: Histogram<u64>,
     pub(crate) timeline: Vec<Second>,
 }
@@ -62,6 +64,7 @@ impl Stats {
             bad_fulfillments: 0,
             errors: 0,
             sink_received: 0,
+            http_errors: BTreeMap::new(),
             latency: histogram(),
             timeline: Vec::new(),
         }
@@ -101,6 +104,12 @@ impl Stats {
         self.second(second).rejected += 1;
     }
 
+    /// An HTTP response with a status other than 200 came back.
+    pub(crate) fn on_http_error(&mut self, status: u16) {
+        self.errors += 1;
+        *self.http_errors.entry(status).or_default() += 1;
+    }
+
     /// Folds another thread's measurements into these.
     pub(crate) fn merge(&mut self, other: &Stats) {
         self.sent += other.sent;
@@ -112,6 +121,9 @@ impl Stats {
         self.bad_fulfillments += other.bad_fulfillments;
         self.errors += other.errors;
         self.sink_received += other.sink_received;
+        for (status, n) in &other.http_errors {
+            *self.http_errors.entry(*status).or_default() += n;
+        }
         let _ = self.latency.add(&other.latency);
         for (i, s) in other.timeline.iter().enumerate() {
             let mine = self.second(i);
@@ -164,6 +176,11 @@ impl Stats {
             "bad_fulfillments": self.bad_fulfillments,
             "errors": self.errors,
             "sink_received": self.sink_received,
+            "http_errors": self
+                .http_errors
+                .iter()
+                .map(|(status, n)| (status.to_string(), Value::from(*n)))
+                .collect::<serde_json::Map<String, Value>>(),
             "duration_s": duration_s,
             "pps": pps,
             "latency_us": {
@@ -192,6 +209,8 @@ mod test {
         b.on_fulfilled(2, 300);
         b.on_rejected(2, "T04");
         b.on_rejected(2, "F02");
+        b.on_http_error(401);
+        a.on_http_error(401);
         a.merge(&b);
         assert_eq!(
             (a.sent, a.fulfilled, a.rejected.values().sum::<u64>()),
@@ -203,6 +222,8 @@ mod test {
         let j = a.to_json(2.0);
         assert_eq!(j["pps"], 1.0);
         assert_eq!(j["timeline"][2]["fulfilled"], 1);
+        assert_eq!(j["http_errors"]["401"], 2);
+        assert_eq!(j["errors"], 2);
         assert!(j["latency_us"]["p50"].as_f64().unwrap() >= 100.0);
     }
 

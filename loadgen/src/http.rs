@@ -1,0 +1,587 @@
+//! ILP over HTTP (RFC 35, synchronous mode) for the load generator, with the router's
+//! sans-IO codec (`ilp_router::link::http`).
+//!
+//! The sender is an HTTP/1.1 keep-alive client: every Prepare is one POST to the `--router`
+//! URL (path verbatim) with `Authorization: Bearer <token>`. Requests are *pipelined*: up to
+//! `--window` are written on a connection before their answers come back, and answers are
+//! matched to requests in order (HTTP/1.1 servers answer in order). `--window 1` is the
+//! classic one-request-at-a-time client. A connection the server closes (`Connection: close`,
+//! say after a 401) is dialled again; its unanswered requests count as errors. A server that
+//! cannot be dialled any more ends the run, like a BTP peer that goes away.
+//!
+//! The sink is an HTTP/1.1 server on `--sink-listen` (every thread listens on the same
+//! address: glommio sets `SO_REUSEPORT`): any path, any content type, `Bearer <token>`
+//! required (401 and close otherwise); each Prepare is answered as the BTP sink answers it.
+
+use crate::conn::{self, sender_reply, sink_answer, unix_ms, Ring, RING_LEN};
+use crate::stats::Stats;
+use crate::Plan;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+use ilp_router::link::http::{
+    parse_request, parse_response, request_head_len, write_request_head, write_response,
+    write_status, HEAD_LEN_MAX, RESPONSE_HEAD_LEN_MAX,
+};
+use ilp_router::wire::{Address, Prepare, PrepareRepr, DATA_LEN_MAX};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The largest body accepted (the largest legal ILP packet is under 33 kB).
+const BODY_LEN_MAX: usize = 64 * 1024;
+const READ_BUFFER_LEN: usize = 1 << 20;
+/// Bytes a read needs free at the end of the buffer (a whole response or request fits).
+const READ_ROOM: usize = BODY_LEN_MAX + HEAD_LEN_MAX;
+
+/// Where the sender POSTs.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpTarget {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The request target, verbatim (a query too); `/` when the URL has none.
+    pub(crate) path: String,
+}
+
+impl HttpTarget {
+    fn host_header(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Parses `http://host[:port][/path]` (port 80 by default).
+pub(crate) fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--router {url:?}: expected http://host:port[/path]"))?;
+    let (hostport, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse()
+                .map_err(|_| format!("--router {url:?}: bad port"))?,
+        ),
+        None => (hostport, 80),
+    };
+    if host.is_empty() {
+        return Err(format!("--router {url:?}: no host"));
+    }
+    Ok(HttpTarget {
+        host: host.to_owned(),
+        port,
+        path: path.to_owned(),
+    })
+}
+
+/// One sender connection: requests written, answers matched in order.
+pub(crate) struct Sender {
+    plan: Rc<Plan>,
+    ring: Rc<Ring>,
+    stats: Rc<RefCell<Stats>>,
+    target: Rc<HttpTarget>,
+    host_header: String,
+    token: Rc<str>,
+    out: Vec<u8>,
+    wake: LocalSender<()>,
+    woken: bool,
+    /// Requests written and not yet answered, oldest first: (intended send time, ring index).
+    in_flight: VecDeque<(u64, usize)>,
+    id: u64,
+    next_seq: u64,
+    data: Vec<u8>,
+    packet: Vec<u8>,
+    head: Vec<u8>,
+    backlog: VecDeque<u64>,
+    /// A TCP connection is up (false while redialling).
+    connected: bool,
+    /// The run is over for this connection.
+    pub(crate) closing: bool,
+}
+
+pub(crate) type SenderShared = Rc<RefCell<Sender>>;
+
+impl Sender {
+    fn since_start_ns(&self) -> u64 {
+        self.plan.start.elapsed().as_nanos() as u64
+    }
+
+    fn wake(&mut self) {
+        if self.woken {
+            self.woken = false;
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    /// Writes one POST whose latency counts from `intended_ns`; false when the window is
+    /// full or the connection is down.
+    fn send_prepare(&mut self, intended_ns: u64, now_ns: u64, now_ms: i64) -> bool {
+        if !self.connected || self.in_flight.len() >= self.plan.window {
+            return false;
+        }
+        let seq = self.id << 40 | self.next_seq;
+        let index = (seq as usize) % RING_LEN;
+        self.data[..8].copy_from_slice(&seq.to_be_bytes());
+        let repr = PrepareRepr {
+            amount: self.plan.amount,
+            expires_at: now_ms + self.plan.expiry_ms as i64,
+            execution_condition: &self.ring.conditions[index],
+            destination: Address::new_checked(self.plan.destination.as_bytes())
+                .expect("checked at start"),
+            data: &self.data,
+        };
+        self.packet.resize(repr.buffer_len(), 0);
+        let len = repr.emit(&mut self.packet);
+        self.head.resize(
+            request_head_len(&self.target.path, &self.host_header, &self.token, len),
+            0,
+        );
+        let n = write_request_head(
+            &self.target.path,
+            &self.host_header,
+            &self.token,
+            len,
+            &mut self.head,
+        );
+        self.out.extend_from_slice(&self.head[..n]);
+        self.out.extend_from_slice(&self.packet[..len]);
+        self.woken = true;
+        self.next_seq += 1;
+        self.in_flight.push_back((intended_ns, index));
+        self.stats
+            .borrow_mut()
+            .on_sent((now_ns / 1_000_000_000) as usize);
+        true
+    }
+
+    /// Keeps the window full (closed loop) or sends what is due (open loop).
+    pub(crate) fn refill(&mut self) {
+        if !self.connected || self.closing || self.plan.stopping() {
+            return;
+        }
+        let now = self.since_start_ns();
+        let now_ms = unix_ms();
+        match self.plan.rate_per_conn {
+            None => while self.send_prepare(now, now, now_ms) {},
+            Some(rate) => {
+                let interval = ((1e9 / rate) as u64).max(1);
+                let begin = self.plan.send_start_ns;
+                loop {
+                    let intended = begin + (self.next_seq + self.backlog.len() as u64) * interval;
+                    if intended > now || self.backlog.len() >= 1 << 20 {
+                        break;
+                    }
+                    self.backlog.push_back(intended);
+                }
+                while let Some(&intended) = self.backlog.front() {
+                    if !self.send_prepare(intended, now, now_ms) {
+                        break;
+                    }
+                    self.backlog.pop_front();
+                }
+            }
+        }
+        self.wake();
+    }
+
+    /// One response, for the oldest request in flight.
+    fn on_response(&mut self, status: u16, body: &[u8]) {
+        let Some((intended, index)) = self.in_flight.pop_front() else {
+            self.stats.borrow_mut().errors += 1;
+            return;
+        };
+        if status == 200 {
+            let now = self.since_start_ns();
+            sender_reply(
+                &self.plan,
+                &self.ring,
+                &self.stats,
+                now,
+                intended,
+                index,
+                body,
+            );
+        } else {
+            self.stats.borrow_mut().on_http_error(status);
+        }
+    }
+
+    pub(crate) fn set_plan(&mut self, plan: Rc<Plan>) {
+        self.plan = plan;
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub(crate) fn shut(&mut self) {
+        self.closing = true;
+        self.woken = true;
+        self.wake();
+    }
+}
+
+/// Dials the target and keeps a sender connection running (redialling when the server
+/// closes it) until the run ends. Errors only if the first dial fails.
+pub(crate) async fn dial(
+    plan: Rc<Plan>,
+    ring: Rc<Ring>,
+    stats: Rc<RefCell<Stats>>,
+    id: u64,
+    target: Rc<HttpTarget>,
+    token: Rc<str>,
+) -> io::Result<SenderShared> {
+    let stream = connect(&target).await?;
+    let (wake, sleep) = local_channel::new_bounded(1);
+    let data_len = plan.data_bytes.clamp(8, DATA_LEN_MAX);
+    let sender = Rc::new(RefCell::new(Sender {
+        plan,
+        ring,
+        stats,
+        host_header: target.host_header(),
+        target,
+        token,
+        out: Vec::with_capacity(256 * 1024),
+        wake,
+        woken: false,
+        in_flight: VecDeque::new(),
+        id,
+        next_seq: 0,
+        data: vec![0; data_len],
+        packet: Vec::with_capacity(4096),
+        head: Vec::with_capacity(256),
+        backlog: VecDeque::new(),
+        connected: true,
+        closing: false,
+    }));
+    glommio::spawn_local(run_sender(Rc::clone(&sender), stream, sleep)).detach();
+    Ok(sender)
+}
+
+async fn connect(target: &HttpTarget) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(format!("{}:{}", target.host, target.port))
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalReceiver<()>) {
+    let mut buf = vec![0u8; READ_BUFFER_LEN];
+    loop {
+        {
+            let mut s = sender.borrow_mut();
+            s.connected = true;
+            s.refill();
+        }
+        let (reader, writer) = futures_lite::io::split(stream);
+        futures_lite::future::zip(
+            sender_reads(&sender, reader, &mut buf),
+            write_loop(
+                &sender,
+                writer,
+                &sleep,
+                |s| &mut s.out,
+                |s| !s.connected || s.closing,
+            ),
+        )
+        .await;
+        let (plan, target) = {
+            let mut s = sender.borrow_mut();
+            s.connected = false;
+            s.out.clear();
+            let lost = s.in_flight.len() as u64;
+            s.in_flight.clear();
+            if !s.closing {
+                // Written but never answered: the connection went away under them.
+                s.stats.borrow_mut().errors += lost;
+            }
+            if s.closing || s.plan.stopping() {
+                return;
+            }
+            (Rc::clone(&s.plan), Rc::clone(&s.target))
+        };
+        stream = match connect(&target).await {
+            Ok(stream) => stream,
+            Err(_) => {
+                // The server is gone: end the run, keep what was measured.
+                if !plan.stopping() {
+                    plan.stop.store(true, Ordering::Relaxed);
+                    plan.broken.store(true, Ordering::Relaxed);
+                }
+                return;
+            }
+        };
+    }
+}
+
+/// Reads responses until the server closes, says `Connection: close`, or sends garbage.
+async fn sender_reads<R: AsyncRead + Unpin>(sender: &SenderShared, mut reader: R, buf: &mut [u8]) {
+    let (mut start, mut filled) = (0, 0);
+    'read: loop {
+        let mut last = false;
+        loop {
+            match parse_response(&buf[start..filled], BODY_LEN_MAX) {
+                Ok(Some(r)) if filled - start >= r.head_len + r.body_len => {
+                    let body = &buf[start + r.head_len..start + r.head_len + r.body_len];
+                    sender.borrow_mut().on_response(r.status, body);
+                    start += r.head_len + r.body_len;
+                    if !r.keep_alive {
+                        last = true;
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => {
+                    let s = sender.borrow();
+                    s.stats.borrow_mut().errors += 1;
+                    last = true;
+                    break;
+                }
+            }
+        }
+        {
+            let mut s = sender.borrow_mut();
+            if last || s.closing {
+                break 'read;
+            }
+            // Answers freed window slots: fill them at once, once per batch.
+            s.refill();
+        }
+        if start == filled {
+            (start, filled) = (0, 0);
+        } else if buf.len() - filled < READ_ROOM {
+            buf.copy_within(start..filled, 0);
+            filled -= start;
+            start = 0;
+        }
+        match reader.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    let mut s = sender.borrow_mut();
+    s.connected = false;
+    s.woken = true;
+    s.wake();
+}
+
+/// Writes whatever is queued, one write per wake-up, until `done`; then closes the write
+/// side.
+async fn write_loop<T, W: AsyncWrite + Unpin>(
+    conn: &Rc<RefCell<T>>,
+    mut writer: W,
+    sleep: &LocalReceiver<()>,
+    out: impl Fn(&mut T) -> &mut Vec<u8>,
+    done: impl Fn(&T) -> bool,
+) {
+    let mut batch = Vec::with_capacity(256 * 1024);
+    loop {
+        let finished = {
+            let mut c = conn.borrow_mut();
+            std::mem::swap(out(&mut c), &mut batch);
+            done(&c)
+        };
+        if !batch.is_empty() {
+            if writer.write_all(&batch).await.is_err() {
+                break;
+            }
+            batch.clear();
+            continue;
+        }
+        if finished || sleep.recv().await.is_none() {
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+/// One connection a client (the router, or our own sender with `--direct`) opened to the
+/// sink.
+pub(crate) struct Sink {
+    plan: Rc<Plan>,
+    ring: Rc<Ring>,
+    stats: Rc<RefCell<Stats>>,
+    token: Rc<[u8]>,
+    out: Vec<u8>,
+    wake: LocalSender<()>,
+    woken: bool,
+    rng: u64,
+    /// Answers held back by `--sink-delay-ms`: (due ms since start, bytes, amount to log,
+    /// close after it).
+    delayed: VecDeque<(u64, Vec<u8>, Option<u64>, bool)>,
+    /// No more requests are read: the last answer closes the connection.
+    last_answer: bool,
+    /// Everything is written (or the client went away): the connection ends.
+    pub(crate) closing: bool,
+}
+
+pub(crate) type SinkShared = Rc<RefCell<Sink>>;
+
+impl Sink {
+    fn wake(&mut self) {
+        if self.woken {
+            self.woken = false;
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.plan.start.elapsed().as_millis() as u64
+    }
+
+    /// Queues an answer, now or after `--sink-delay-ms` (answers stay in request order).
+    fn answer(&mut self, parts: &[&[u8]], fulfilled: Option<u64>, close: bool) {
+        if close {
+            self.last_answer = true;
+        }
+        if self.plan.sink.delay_ms > 0 {
+            let due = self.now_ms() + self.plan.sink.delay_ms;
+            self.delayed
+                .push_back((due, parts.concat(), fulfilled, close));
+            return;
+        }
+        for part in parts {
+            self.out.extend_from_slice(part);
+        }
+        self.sent(fulfilled, close);
+    }
+
+    fn sent(&mut self, fulfilled: Option<u64>, close: bool) {
+        if let (Some(log), Some(amount)) = (&self.plan.sink_log, fulfilled) {
+            log.record(amount);
+        }
+        self.closing |= close;
+        self.woken = true;
+    }
+
+    /// Sends the delayed answers that are due.
+    pub(crate) fn release_delayed(&mut self) {
+        let now = self.now_ms();
+        while self.delayed.front().is_some_and(|(due, ..)| *due <= now) {
+            let (_, bytes, fulfilled, close) = self.delayed.pop_front().expect("front exists");
+            self.out.extend_from_slice(&bytes);
+            self.sent(fulfilled, close);
+        }
+        self.wake();
+    }
+
+    fn on_status(&mut self, status: u16) {
+        let mut head = [0u8; RESPONSE_HEAD_LEN_MAX];
+        let n = write_status(status, false, &mut head);
+        self.answer(&[&head[..n]], None, true);
+    }
+
+    /// One request's body; the token is already checked.
+    fn on_prepare(&mut self, body: &[u8], keep_alive: bool) {
+        self.stats.borrow_mut().sink_received += 1;
+        let Ok(prepare) = Prepare::new_checked(body) else {
+            self.on_status(400);
+            return;
+        };
+        let mut reply = [0u8; conn::SINK_REPLY_LEN_MAX];
+        let (len, fulfilled) =
+            sink_answer(&self.plan, &self.ring, &mut self.rng, &prepare, &mut reply);
+        let mut head = [0u8; RESPONSE_HEAD_LEN_MAX];
+        let n = write_response(len, keep_alive, &mut head);
+        self.answer(&[&head[..n], &reply[..len]], fulfilled, !keep_alive);
+    }
+
+    pub(crate) fn shut(&mut self) {
+        self.closing = true;
+        self.woken = true;
+        self.wake();
+    }
+}
+
+/// Accepts connections on `listener` until the run ends; each becomes a sink connection in
+/// `accepted` (the thread's loop releases their delayed answers and shuts them at the end).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    plan: Rc<Plan>,
+    ring: Rc<Ring>,
+    stats: Rc<RefCell<Stats>>,
+    token: Rc<[u8]>,
+    accepted: Rc<RefCell<Vec<SinkShared>>>,
+) {
+    let mut n: u64 = 0;
+    while !plan.stopping() {
+        let Ok(stream) = listener.accept().await else {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (wake, sleep) = local_channel::new_bounded(1);
+        n += 1;
+        let sink = Rc::new(RefCell::new(Sink {
+            plan: Rc::clone(&plan),
+            ring: Rc::clone(&ring),
+            stats: Rc::clone(&stats),
+            token: Rc::clone(&token),
+            out: Vec::with_capacity(64 * 1024),
+            wake,
+            woken: false,
+            rng: n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xdead_beef,
+            delayed: VecDeque::new(),
+            last_answer: false,
+            closing: false,
+        }));
+        {
+            let mut list = accepted.borrow_mut();
+            list.retain(|s| !s.borrow().closing);
+            list.push(Rc::clone(&sink));
+        }
+        glommio::spawn_local(async move {
+            let (reader, writer) = futures_lite::io::split(stream);
+            futures_lite::future::zip(
+                sink_reads(&sink, reader),
+                write_loop(&sink, writer, &sleep, |s| &mut s.out, |s| s.closing),
+            )
+            .await;
+        })
+        .detach();
+    }
+}
+
+/// Reads requests until the client closes or a request ends the connection.
+async fn sink_reads<R: AsyncRead + Unpin>(sink: &SinkShared, mut reader: R) {
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut start, mut filled) = (0, 0);
+    loop {
+        {
+            let mut s = sink.borrow_mut();
+            while !s.last_answer {
+                match parse_request(&buf[start..filled], BODY_LEN_MAX) {
+                    Ok(Some(r)) if *r.token != *s.token => s.on_status(401),
+                    Ok(Some(r)) if filled - start >= r.head_len + r.body_len => {
+                        let body = &buf[start + r.head_len..start + r.head_len + r.body_len];
+                        s.on_prepare(body, r.keep_alive);
+                        start += r.head_len + r.body_len;
+                    }
+                    Ok(_) => break,
+                    Err(e) => s.on_status(e.status()),
+                }
+            }
+            s.wake();
+            if s.last_answer || s.closing {
+                return;
+            }
+        }
+        if start == filled {
+            (start, filled) = (0, 0);
+        } else if buf.len() - filled < READ_ROOM {
+            buf.copy_within(start..filled, 0);
+            filled -= start;
+            start = 0;
+        }
+        match reader.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    // The client went away: nothing more to answer.
+    sink.borrow_mut().shut();
+}
