@@ -329,7 +329,12 @@ impl Conn {
 
     /// Sender: keeps the window full (closed loop) or sends what is due (open loop).
     pub(crate) fn refill(&mut self) {
-        if self.role != Role::Sender || !self.opened || self.plan.stopping() {
+        // Nothing goes out before the send clock starts (the plan then has its start time).
+        if self.role != Role::Sender
+            || !self.opened
+            || self.plan.send_start_ns == 0
+            || self.plan.stopping()
+        {
             return;
         }
         match self.plan.rate_per_conn {

@@ -159,7 +159,8 @@ impl Sender {
 
     /// Keeps the window full (closed loop) or sends what is due (open loop).
     pub(crate) fn refill(&mut self) {
-        if !self.connected || self.closing || self.plan.stopping() {
+        // Nothing goes out before the send clock starts (the plan then has its start time).
+        if !self.connected || self.closing || self.plan.send_start_ns == 0 || self.plan.stopping() {
             return;
         }
         let now = self.since_start_ns();
