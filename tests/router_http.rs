@@ -85,6 +85,16 @@ fn post(stream: &mut TcpStream, path: &str, token: &str, body: &[u8]) {
     stream.write_all(body).unwrap();
 }
 
+/// A blocking read that waits again when a signal interrupts it.
+fn read_retrying(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other.expect("a response within the wait"),
+        }
+    }
+}
+
 /// Reads one response: (status, body).
 fn response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
     let mut buf = Vec::new();
@@ -101,13 +111,13 @@ fn response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
                 .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
                 .unwrap_or(0);
             while buf.len() < head_len + length {
-                let n = stream.read(&mut chunk).unwrap();
+                let n = read_retrying(stream, &mut chunk);
                 assert!(n > 0, "closed inside the body");
                 buf.extend_from_slice(&chunk[..n]);
             }
             return (status, buf[head_len..head_len + length].to_vec());
         }
-        let n = stream.read(&mut chunk).expect("a response within the wait");
+        let n = read_retrying(stream, &mut chunk);
         assert!(
             n > 0,
             "closed before a response: {}",

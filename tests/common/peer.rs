@@ -164,7 +164,10 @@ impl Peer {
         let mut buf = vec![0u8; 1 << 20];
         let mut filled = 0;
         let header = loop {
-            let n = stream.read(&mut buf[filled..])?;
+            let n = match stream.read(&mut buf[filled..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other?,
+            };
             if n == 0 {
                 return Err(std::io::Error::other("closed during handshake"));
             }
@@ -297,6 +300,8 @@ impl Peer {
                 return None;
             }
             match self.stream.read(&mut self.buf[self.filled..]) {
+                // A signal interrupted the wait: wait again (the deadline still holds).
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.filled += n,
             }
