@@ -394,17 +394,26 @@ async fn core_main(
         }
     }
     let listener = match config.listen_btp() {
-        Some(mut address) => {
-            if btp_port_per_core {
-                let port = u16::try_from(usize::from(address.port()) + core)
-                    .map_err(|_| "BTP port + core over 65535")?;
-                address.set_port(port);
-            }
-            let listener = glommio::net::TcpListener::bind(address)
-                .map_err(|e| format!("bind {address}: {e}"))?;
-            tracing::info!(core, %address, "listening for BTP peers");
-            let state = Rc::clone(&state);
-            Some(glommio::spawn_local(accept_loop(state, listener, address)))
+        Some(address) => {
+            let (listener, address) = bind(address, core, btp_port_per_core, "BTP peers")?;
+            Some(glommio::spawn_local(accept_loop(
+                Rc::clone(&state),
+                listener,
+                address,
+                conn::serve_accepted,
+            )))
+        }
+        None => None,
+    };
+    let http_listener = match config.listen_http() {
+        Some(address) => {
+            let (listener, address) = bind(address, core, btp_port_per_core, "ILP over HTTP")?;
+            Some(glommio::spawn_local(accept_loop(
+                Rc::clone(&state),
+                listener,
+                address,
+                http::serve_http,
+            )))
         }
         None => None,
     };
@@ -412,24 +421,6 @@ async fn core_main(
         p.dial
             .as_ref()
             .is_some_and(|d| d.per_core || config.home_core(p.id, cores).0 as usize == core)
-    };
-    let http_listener = match config.listen_http() {
-        Some(mut address) => {
-            if btp_port_per_core {
-                let port = u16::try_from(usize::from(address.port()) + core)
-                    .map_err(|_| "HTTP port + core over 65535")?;
-                address.set_port(port);
-            }
-            let listener = glommio::net::TcpListener::bind(address)
-                .map_err(|e| format!("bind {address}: {e}"))?;
-            tracing::info!(core, %address, "listening for ILP over HTTP");
-            Some(glommio::spawn_local(accept_http(
-                Rc::clone(&state),
-                listener,
-                address,
-            )))
-        }
-        None => None,
     };
     for peer in config.peers().iter().filter(|p| dials_here(p)) {
         tasks.push(glommio::spawn_local(conn::dial(Rc::clone(&state), peer.id)));
@@ -450,33 +441,38 @@ async fn core_main(
     Ok(())
 }
 
-async fn accept_loop(
-    state: Rc<RefCell<CoreState>>,
-    listener: glommio::net::TcpListener,
-    address: SocketAddr,
-) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(conn::serve_accepted(Rc::clone(&state), stream)).detach();
-            }
-            Err(e) => {
-                tracing::warn!(%address, "accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
+/// Binds a listener for `core` (SO_REUSEPORT, or port + core with `--btp-port-per-core`).
+fn bind(
+    mut address: SocketAddr,
+    core: usize,
+    port_per_core: bool,
+    what: &str,
+) -> Result<(glommio::net::TcpListener, SocketAddr), String> {
+    if port_per_core {
+        let port = u16::try_from(usize::from(address.port()) + core)
+            .map_err(|_| format!("{address}: port + core {core} is over 65535"))?;
+        address.set_port(port);
     }
+    let listener =
+        glommio::net::TcpListener::bind(address).map_err(|e| format!("bind {address}: {e}"))?;
+    tracing::info!(core, %address, "listening for {what}");
+    Ok((listener, address))
 }
 
-async fn accept_http(
+/// Accepts connections and serves each with `serve` on this core.
+async fn accept_loop<F, Fut>(
     state: Rc<RefCell<CoreState>>,
     listener: glommio::net::TcpListener,
     address: SocketAddr,
-) {
+    serve: F,
+) where
+    F: Fn(Rc<RefCell<CoreState>>, glommio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(http::serve_http(Rc::clone(&state), stream)).detach();
+                glommio::spawn_local(serve(Rc::clone(&state), stream)).detach();
             }
             Err(e) => {
                 tracing::warn!(%address, "accept failed: {e}");
