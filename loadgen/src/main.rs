@@ -798,26 +798,21 @@ async fn connect_all(
             })
             .detach();
         }
-        for i in 0..spec.senders {
-            let setup = Setup {
-                role: Role::Sender,
-                id: (spec.index * 64 + i) as u64,
-                username: cli.sender.0.clone(),
-                token: cli.sender.1.clone(),
-            };
-            let c = conn::dial(
-                Rc::clone(plan),
-                Rc::clone(ring),
-                Rc::clone(stats),
-                setup,
-                "127.0.0.1".into(),
-                port,
-                "/".into(),
+        let ids = (0..spec.senders).map(|i| (spec.index * 64 + i) as u64);
+        let target = ("127.0.0.1", port, "/");
+        conns.extend(
+            dial_many(
+                plan,
+                ring,
+                stats,
+                Role::Sender,
+                ids,
+                &cli.sender,
+                target,
+                "direct sender",
             )
-            .await
-            .map_err(|e| format!("direct sender: {e}"))?;
-            conns.push(c);
-        }
+            .await?,
+        );
         let ok = conn::wait_until(deadline, || {
             accepted.borrow().len() == sinks && accepted.borrow().iter().all(|c| c.borrow().opened)
         })
@@ -835,54 +830,37 @@ async fn connect_all(
         )
     };
     // Sinks first, so the connector knows where to send before Prepares arrive.
-    for i in 0..spec.sinks {
-        let setup = Setup {
-            role: Role::Sink,
-            id: (spec.index * 64 + 32 + i) as u64,
-            username: cli.sink.0.clone(),
-            token: cli.sink.1.clone(),
-        };
-        let c = conn::dial(
-            Rc::clone(plan),
-            Rc::clone(ring),
-            Rc::clone(stats),
-            setup,
-            sink_host.clone(),
-            sink_port,
-            sink_path.clone(),
-        )
-        .await
-        .map_err(|e| format!("sink connection to {sink_host}:{sink_port}: {e}"))?;
-        conns.push(c);
-    }
-    let conns = wait_open(conns, deadline).await?;
-    let mut all = conns;
-    let mut senders = Vec::new();
-    for i in 0..spec.senders {
-        let setup = Setup {
-            role: Role::Sender,
-            id: (spec.index * 64 + i) as u64,
-            username: cli.sender.0.clone(),
-            token: cli.sender.1.clone(),
-        };
-        let c = conn::dial(
-            Rc::clone(plan),
-            Rc::clone(ring),
-            Rc::clone(stats),
-            setup,
-            cli.target.host.clone(),
-            cli.target.port,
-            cli.target.path.clone(),
-        )
-        .await
-        .map_err(|e| {
-            format!(
-                "sender connection to {}:{}: {e}",
-                cli.target.host, cli.target.port
-            )
-        })?;
-        senders.push(c);
-    }
+    let ids = (0..spec.sinks).map(|i| (spec.index * 64 + 32 + i) as u64);
+    let target = (sink_host.as_str(), sink_port, sink_path.as_str());
+    let sinks = dial_many(
+        plan,
+        ring,
+        stats,
+        Role::Sink,
+        ids,
+        &cli.sink,
+        target,
+        "sink connection",
+    )
+    .await?;
+    let mut all = wait_open(sinks, deadline).await?;
+    let ids = (0..spec.senders).map(|i| (spec.index * 64 + i) as u64);
+    let target = (
+        cli.target.host.as_str(),
+        cli.target.port,
+        cli.target.path.as_str(),
+    );
+    let senders = dial_many(
+        plan,
+        ring,
+        stats,
+        Role::Sender,
+        ids,
+        &cli.sender,
+        target,
+        "sender connection",
+    )
+    .await?;
     all.extend(wait_open(senders, deadline).await?);
     Ok(all)
 }
@@ -1006,6 +984,42 @@ async fn connect_all_http(
         senders.push(Link::HttpSender(sender));
     }
     Ok(senders)
+}
+
+/// Dials one BTP connection per id to `target` (host, port, path) with `credentials`.
+#[allow(clippy::too_many_arguments)]
+async fn dial_many(
+    plan: &Rc<Plan>,
+    ring: &Rc<Ring>,
+    stats: &Rc<RefCell<Stats>>,
+    role: Role,
+    ids: impl Iterator<Item = u64>,
+    credentials: &(String, String),
+    (host, port, path): (&str, u16, &str),
+    what: &str,
+) -> Result<Vec<Conn>, String> {
+    let mut conns = Vec::new();
+    for id in ids {
+        let setup = Setup {
+            role,
+            id,
+            username: credentials.0.clone(),
+            token: credentials.1.clone(),
+        };
+        let c = conn::dial(
+            Rc::clone(plan),
+            Rc::clone(ring),
+            Rc::clone(stats),
+            setup,
+            host.into(),
+            port,
+            path.into(),
+        )
+        .await
+        .map_err(|e| format!("{what} to {host}:{port}: {e}"))?;
+        conns.push(c);
+    }
+    Ok(conns)
 }
 
 fn spec_id_sink(i: usize) -> usize {
