@@ -95,9 +95,18 @@ fn read_retrying(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
     }
 }
 
+thread_local! {
+    /// Bytes read past the end of a response, by the client socket's local port: pipelined
+    /// answers can arrive in one read.
+    static LEFTOVER: std::cell::RefCell<std::collections::HashMap<u16, Vec<u8>>> = Default::default();
+}
+
 /// Reads one response: (status, body).
 fn response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
-    let mut buf = Vec::new();
+    let port = stream.local_addr().unwrap().port();
+    let mut buf = LEFTOVER
+        .with(|l| l.borrow_mut().remove(&port))
+        .unwrap_or_default();
     let mut chunk = [0u8; 4096];
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -115,7 +124,10 @@ fn response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
                 assert!(n > 0, "closed inside the body");
                 buf.extend_from_slice(&chunk[..n]);
             }
-            return (status, buf[head_len..head_len + length].to_vec());
+            let body = buf[head_len..head_len + length].to_vec();
+            let rest = buf.split_off(head_len + length);
+            LEFTOVER.with(|l| l.borrow_mut().insert(port, rest));
+            return (status, body);
         }
         let n = read_retrying(stream, &mut chunk);
         assert!(
@@ -360,4 +372,44 @@ fn http_peer_refusing_our_token_or_absent() {
         ilp_code(&alice.recv_ilp().unwrap().2),
         ErrorCode::T01_PEER_UNREACHABLE
     );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_request_order() {
+    if common::peer::io_uring_missing("pipelined_requests_are_answered_in_request_order") {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let router = Router::start(&config(btp, http), btp, &["--cores", "1"]);
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    let mut alice = connect(http);
+    // Three requests in one write: forwarded, rejected at once (no route), forwarded.
+    let mut requests = Vec::new();
+    for (destination, n) in [
+        ("g.router.bob.a", 1u8),
+        ("private.nowhere", 2),
+        ("g.router.bob.b", 3),
+    ] {
+        let body = prepare(destination, n);
+        let head = format!(
+            "POST / HTTP/1.1\r\nAuthorization: Bearer alice:secret\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        requests.extend_from_slice(head.as_bytes());
+        requests.extend_from_slice(&body);
+    }
+    alice.write_all(&requests).unwrap();
+    let (_, first, _) = bob.recv_ilp().unwrap();
+    let (_, third, _) = bob.recv_ilp().unwrap();
+    // Bob answers the third before the first; the answers still leave in request order.
+    bob.send_btp(BtpType::Response, third, &fulfill(3));
+    bob.send_btp(BtpType::Response, first, &fulfill(1));
+    assert_eq!(response(&mut alice), (200, fulfill(1)));
+    let (status, body) = response(&mut alice);
+    assert_eq!(status, 200);
+    assert_eq!(
+        Reject::new_checked(&body[..]).unwrap().code(),
+        ErrorCode::F02_UNREACHABLE
+    );
+    assert_eq!(response(&mut alice), (200, fulfill(3)));
 }

@@ -64,15 +64,29 @@ pub(crate) struct Link {
     mask_state: u64,
 }
 
-/// The state of an HTTP link: one request at a time, answered in order.
+/// Requests one HTTP connection may have in flight (pipelined) before its reader waits.
+pub(crate) const HTTP_PIPELINE_MAX: usize = 64;
+
+/// The state of an HTTP link: pipelined requests, answered in request order.
 #[derive(Debug)]
 pub(crate) struct HttpLink {
-    /// The request's `Connection` choice, for its response.
-    pub(crate) keep_alive: bool,
-    /// A Prepare was forwarded and its answer has not been written yet.
-    pub(crate) awaiting: bool,
-    /// Wakes the connection's reader once the answer is written.
+    /// The sequence number the next request gets (its tag's request id).
+    next: u32,
+    /// Requests not yet answered on the wire, oldest first: sequence number, the request's
+    /// `Connection` choice, and its answer once it came out of order (whole response bytes).
+    pending: VecDeque<(u32, bool, Option<Vec<u8>>)>,
+    /// Wakes the connection's reader when answers free room in the pipeline.
     pub(crate) answered: LocalSender<()>,
+}
+
+impl HttpLink {
+    pub(crate) fn new(answered: LocalSender<()>) -> Self {
+        HttpLink {
+            next: 0,
+            pending: VecDeque::with_capacity(HTTP_PIPELINE_MAX),
+            answered,
+        }
+    }
 }
 
 /// An HTTP connection we opened to a peer (`http_url`): one request at a time.
@@ -654,7 +668,7 @@ impl CoreState {
             return;
         };
         if link.http.is_some() {
-            self.http_answer(id, ilp);
+            self.http_answer(id, request_id, ilp);
             return;
         }
         let Some(session) = link.session.as_ref() else {
@@ -679,55 +693,77 @@ impl CoreState {
         }
     }
 
-    /// Writes the `200` answer carrying an ILP reply on an HTTP link and lets its reader take
-    /// the next request.
-    fn http_answer(&mut self, id: LinkId, ilp: &[u8]) {
+    /// Answers HTTP request `seq` on a link with a `200` carrying an ILP reply.
+    fn http_answer(&mut self, id: LinkId, seq: u32, ilp: &[u8]) {
+        self.http_respond(id, seq, Some(ilp), 200);
+    }
+
+    /// Answers HTTP request `seq`: a `200` with `ilp`, or a bodyless `status`. Answers leave in
+    /// request order: one that is ready before those ahead of it waits (copied) for them.
+    fn http_respond(&mut self, id: LinkId, seq: u32, ilp: Option<&[u8]>, status: u16) {
         let Some(http) = self.link_mut(id).and_then(|l| l.http.as_mut()) else {
             return;
         };
-        let keep_alive = http.keep_alive;
-        http.awaiting = false;
+        let Some(position) = http.pending.iter().position(|p| p.0 == seq) else {
+            return;
+        };
+        let keep_alive = http.pending[position].1;
+        let mut head = [0u8; crate::link::http::RESPONSE_HEAD_LEN_MAX];
+        let n = match ilp {
+            Some(ilp) => crate::link::http::write_response(ilp.len(), keep_alive, &mut head),
+            None => crate::link::http::write_status(status, keep_alive, &mut head),
+        };
+        let body = ilp.unwrap_or_default();
+        if position > 0 {
+            http.pending[position].2 = Some([&head[..n], body].concat());
+            return;
+        }
+        http.pending.pop_front();
+        let mut closing = !keep_alive;
+        let mut ready = Vec::new();
+        while let Some((_, keep_alive, Some(_))) = http.pending.front() {
+            closing |= !keep_alive;
+            let (_, _, bytes) = http.pending.pop_front().expect("front exists");
+            ready.push(bytes.expect("checked"));
+        }
         let _ = http.answered.try_send(());
-        let mut head = [0u8; crate::link::http::RESPONSE_HEAD_LEN_MAX];
-        let n = crate::link::http::write_response(ilp.len(), keep_alive, &mut head);
-        self.push_raw(id.index, &[&head[..n], ilp]);
-        if !keep_alive {
+        self.push_raw(id.index, &[&head[..n], body]);
+        for bytes in ready {
+            self.push_raw(id.index, &[&bytes]);
+        }
+        if closing {
             self.close_link(id);
         }
     }
 
-    /// Writes a bodyless HTTP status on an HTTP link (a request that could not be served).
-    pub(crate) fn http_status(&mut self, id: LinkId, status: u16, keep_alive: bool) {
-        let mut head = [0u8; crate::link::http::RESPONSE_HEAD_LEN_MAX];
-        let n = crate::link::http::write_status(status, keep_alive, &mut head);
-        self.push_raw(id.index, &[&head[..n]]);
-        if !keep_alive {
-            self.close_link(id);
-        }
-    }
-
-    /// Takes one ILP-over-HTTP request from `peer`: a 400 if the body is not a Prepare (what
-    /// interledger-rs peers expect, `spec/ilp-over-http.md` §1), else the engine decides and
-    /// the answer is written now (a local Reject) or when the reply comes back.
-    pub(crate) fn on_http_prepare(
+    /// Takes one ILP-over-HTTP request from `peer`, or one refused with `refuse` (a status;
+    /// the connection then closes once it is answered): a 400 if the body is not a Prepare
+    /// (what interledger-rs peers expect, `spec/ilp-over-http.md` §1), else the engine decides
+    /// and the answer is written now (a local Reject) or when the reply comes back.
+    pub(crate) fn on_http_request(
         &mut self,
         now: i64,
         id: LinkId,
-        peer: PeerId,
+        peer: Option<PeerId>,
         body: &mut [u8],
         keep_alive: bool,
+        refuse: Option<u16>,
     ) {
-        let valid = crate::wire::Prepare::new_checked(&body[..]).is_ok();
         let Some(http) = self.link_mut(id).and_then(|l| l.http.as_mut()) else {
             return;
         };
-        http.keep_alive = keep_alive;
-        http.awaiting = valid;
-        if !valid {
-            self.http_status(id, 400, keep_alive);
-            return;
+        let seq = http.next;
+        http.next = http.next.wrapping_add(1);
+        let keep_alive = keep_alive && refuse.is_none();
+        http.pending.push_back((seq, keep_alive, None));
+        match (refuse, peer) {
+            (Some(status), _) => self.http_respond(id, seq, None, status),
+            (None, None) => self.http_respond(id, seq, None, 401),
+            (None, Some(_)) if crate::wire::Prepare::new_checked(&body[..]).is_err() => {
+                self.http_respond(id, seq, None, 400)
+            }
+            (None, Some(peer)) => self.on_prepare_from(now, id, peer, seq, body),
         }
-        self.on_prepare_from(now, id, peer, 0, body);
     }
 
     /// The peer an HTTP request's bearer token (and `/accounts/{name}/ilp` path) names.
@@ -739,11 +775,11 @@ impl CoreState {
         self.auth.authenticate(None, path_account, token)
     }
 
-    /// Whether an HTTP link still waits for the answer to its request.
-    pub(crate) fn http_awaiting(&self, id: LinkId) -> bool {
+    /// HTTP requests on a link not yet answered on the wire.
+    pub(crate) fn http_pending(&self, id: LinkId) -> usize {
         self.link(id)
             .and_then(|l| l.http.as_ref())
-            .is_some_and(|h| h.awaiting)
+            .map_or(0, |h| h.pending.len())
     }
 
     /// Sends a Prepare to a peer over HTTP: on an idle connection of this core's pool, or

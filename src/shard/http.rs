@@ -1,11 +1,12 @@
-//! ILP over HTTP (RFC 35, synchronous mode) from peers: one task per connection reads a
-//! request, authenticates its bearer token, hands the Prepare to the core and waits for the
-//! answer before it takes the next request, so answers leave in request order (HTTP/1.1
-//! keep-alive, pipelining included). A writer task flushes what the core queued, as for BTP.
+//! ILP over HTTP (RFC 35, synchronous mode) from peers: one task per connection reads
+//! requests, authenticates each bearer token and hands every complete Prepare to the core at
+//! once (HTTP/1.1 keep-alive and pipelining); the core writes the answers in request order. A
+//! writer task flushes what the core queued, as for BTP. Also the client side: connections
+//! we open to peers with `http_url`.
 
 use super::conn::{write_link, Fd};
-use super::core::{unix_ms, CoreState, HttpLink};
-use crate::link::http::{parse_request, HttpError, HEAD_LEN_MAX};
+use super::core::{unix_ms, CoreState, HttpLink, HTTP_PIPELINE_MAX};
+use crate::link::http::{parse_request, HEAD_LEN_MAX};
 use futures_lite::io::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
@@ -14,22 +15,9 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// What reading one request ended with.
-enum Read {
-    /// A whole request is in the buffer: the peer, where the body is, and keep-alive.
-    Request {
-        peer: crate::engine::PeerId,
-        head_len: usize,
-        body_len: usize,
-        keep_alive: bool,
-    },
-    /// Answer with this status and close.
-    Refuse(u16),
-    /// The peer closed, or the read failed or timed out: just close.
-    Gone,
-}
-
-/// Serves one HTTP connection until the peer or the router ends it.
+/// Serves one HTTP connection until the peer or the router ends it. Every complete request in
+/// the read buffer is handed to the core at once (pipelining, up to `HTTP_PIPELINE_MAX` in
+/// flight); the core writes the answers in request order.
 pub(crate) async fn serve_http(state: Rc<RefCell<CoreState>>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (body_len_max, timeout_ms) = {
@@ -39,11 +27,7 @@ pub(crate) async fn serve_http(state: Rc<RefCell<CoreState>>, stream: TcpStream)
     };
     let (wake, sleep) = local_channel::new_bounded(1);
     let (answered, answer) = local_channel::new_bounded(1);
-    let http = HttpLink {
-        keep_alive: true,
-        awaiting: false,
-        answered,
-    };
+    let http = HttpLink::new(answered);
     let Some(id) = state
         .borrow_mut()
         .add_link(None, Some(http), false, None, wake)
@@ -57,45 +41,44 @@ pub(crate) async fn serve_http(state: Rc<RefCell<CoreState>>, stream: TcpStream)
     let mut buf = vec![0u8; HEAD_LEN_MAX + body_len_max];
     let mut filled = 0;
     loop {
-        let read = glommio::timer::timeout(Duration::from_millis(timeout_ms), async {
-            Ok(read_request(&state, &mut reader, &mut buf, &mut filled, body_len_max).await)
-        })
-        .await
-        .unwrap_or(Read::Gone);
-        let (peer, head_len, body_len, keep_alive) = match read {
-            Read::Request {
-                peer,
-                head_len,
-                body_len,
-                keep_alive,
-            } => (peer, head_len, body_len, keep_alive),
-            Read::Refuse(status) => {
-                let mut st = state.borrow_mut();
-                st.http_status(id, status, false);
-                st.flush();
+        let (start, finished) = dispatch(&state, id, &mut buf[..filled], body_len_max);
+        state.borrow_mut().flush();
+        buf.copy_within(start..filled, 0);
+        filled -= start;
+        if finished || state.borrow().link(id).is_none_or(|l| l.closing) {
+            break;
+        }
+        if state.borrow().http_pending(id) >= HTTP_PIPELINE_MAX {
+            if answer.recv().await.is_none() {
                 break;
             }
-            Read::Gone => break,
-        };
-        let end = head_len + body_len;
-        {
-            let mut st = state.borrow_mut();
-            st.on_http_prepare(unix_ms(), id, peer, &mut buf[head_len..end], keep_alive);
-            st.flush();
+            continue;
         }
-        // One request at a time: the answer (a local Reject now, or the next hop's reply or
-        // an expiry later) is written before the next request is read.
-        while state.borrow().http_awaiting(id) {
+        let read = glommio::timer::timeout(Duration::from_millis(timeout_ms), async {
+            Ok(reader.read(&mut buf[filled..]).await)
+        })
+        .await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => filled += n,
+            // A stalled request times out; a connection waiting only for answers does not.
+            Err(_) if state.borrow().http_pending(id) == 0 => break,
+            Err(_) => {}
+        }
+    }
+    // Answers still owed leave before the connection closes (bounded: each comes by its
+    // Prepare's expiry at the latest, and the wait by the request timeout).
+    let owed = async {
+        while state.borrow().http_pending(id) > 0
+            && state.borrow().link(id).is_some_and(|l| !l.closing)
+        {
             if answer.recv().await.is_none() {
                 break;
             }
         }
-        buf.copy_within(end..filled, 0);
-        filled -= end;
-        if !keep_alive || state.borrow().link(id).is_none_or(|l| l.closing) {
-            break;
-        }
-    }
+        Ok(())
+    };
+    let _ = glommio::timer::timeout(Duration::from_millis(timeout_ms), owed).await;
     {
         let mut st = state.borrow_mut();
         st.close_link(id);
@@ -107,49 +90,48 @@ pub(crate) async fn serve_http(state: Rc<RefCell<CoreState>>, stream: TcpStream)
     st.flush();
 }
 
-async fn read_request<R: futures_lite::AsyncRead + Unpin>(
+/// Hands every complete request at the front of `buf` to the core; returns how many bytes
+/// were consumed and whether the connection is finished (a refused request, or
+/// `Connection: close`).
+fn dispatch(
     state: &Rc<RefCell<CoreState>>,
-    reader: &mut R,
+    id: super::core::LinkId,
     buf: &mut [u8],
-    filled: &mut usize,
     body_len_max: usize,
-) -> Read {
-    loop {
-        match parse_request(&buf[..*filled], body_len_max) {
-            Ok(Some(request)) => {
-                let peer = state
-                    .borrow()
-                    .authenticate_http(request.account_from_path(), request.token);
-                let Some(peer) = peer else {
-                    // No hint whether the name or the token was wrong.
-                    return Read::Refuse(HttpError::Unauthorized.status());
-                };
-                let (head_len, body_len, keep_alive) =
-                    (request.head_len, request.body_len, request.keep_alive);
-                while *filled < head_len + body_len {
-                    match reader.read(&mut buf[*filled..]).await {
-                        Ok(0) | Err(_) => return Read::Gone,
-                        Ok(n) => *filled += n,
-                    }
-                }
-                return Read::Request {
-                    peer,
-                    head_len,
-                    body_len,
-                    keep_alive,
-                };
+) -> (usize, bool) {
+    let now = unix_ms();
+    let mut start = 0;
+    while state.borrow().http_pending(id) < HTTP_PIPELINE_MAX {
+        let request = match parse_request(&buf[start..], body_len_max) {
+            Ok(Some(request)) => request,
+            Ok(None) => break,
+            Err(error) => {
+                let refuse = Some(error.status());
+                state
+                    .borrow_mut()
+                    .on_http_request(now, id, None, &mut [], false, refuse);
+                return (buf.len(), true);
             }
-            Ok(None) => {}
-            Err(error) => return Read::Refuse(error.status()),
+        };
+        let (head_len, body_len, keep_alive) =
+            (request.head_len, request.body_len, request.keep_alive);
+        if start + head_len + body_len > buf.len() {
+            break; // the body is still arriving
         }
-        if *filled == buf.len() {
-            return Read::Refuse(HttpError::HeadTooLarge.status());
-        }
-        match reader.read(&mut buf[*filled..]).await {
-            Ok(0) | Err(_) => return Read::Gone,
-            Ok(n) => *filled += n,
+        // No hint whether the name or the token was wrong: a plain 401.
+        let peer = state
+            .borrow()
+            .authenticate_http(request.account_from_path(), request.token);
+        let body = &mut buf[start + head_len..start + head_len + body_len];
+        state
+            .borrow_mut()
+            .on_http_request(now, id, peer, body, keep_alive, None);
+        start += head_len + body_len;
+        if peer.is_none() || !keep_alive {
+            return (start, true);
         }
     }
+    (start, false)
 }
 
 /// Opens one HTTP connection to a peer we POST to (`http_url`) and serves the core's
