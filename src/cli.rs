@@ -130,9 +130,12 @@ pub struct LimitArgs {
     /// A core other than a peer's home leases max_balance / this at a time.
     #[arg(long)]
     pub lease_chunk_divisor: Option<u64>,
-    /// HTTP connections per core to each peer we POST to (one request each at a time).
+    /// HTTP connections per core to each peer we POST to.
     #[arg(long)]
     pub http_connections_per_peer_max: Option<u64>,
+    /// Requests pipelined on each of those connections (1: one at a time).
+    #[arg(long)]
+    pub http_requests_per_connection_max: Option<u64>,
 }
 
 impl LimitArgs {

@@ -445,9 +445,12 @@ limits! {
     /// cores, smaller means less headroom stranded on idle cores. Default 16; 1..=1048576.
     lease_chunk_divisor: u64 = 16, 1, 1 << 20;
     /// HTTP connections each core keeps to a peer it sends Prepares to over HTTP
-    /// (`http_url`); each carries one request at a time, so this bounds the Prepares in
-    /// flight to the peer per core (more get T03). Default 64; 1..=4096.
+    /// (`http_url`). Default 64; 1..=4096.
     http_connections_per_peer_max: usize = 64, 1, 4096;
+    /// Requests pipelined on each of those connections (answers come back in order; 1 sends
+    /// one request at a time, for servers that do not take pipelined requests). Default 16;
+    /// 1..=1024.
+    http_requests_per_connection_max: usize = 16, 1, 1024;
 }
 
 /// The checks between limits, and against the message window.
@@ -1728,7 +1731,7 @@ EUR = "1.08"
         assert_eq!(alice.max_packet_amount, u64::MAX);
         assert!(alice.dial.is_none());
         let limits = Limits::default();
-        let expected: [(&str, u64); 15] = [
+        let expected: [(&str, u64); 16] = [
             ("pending_per_core_max", 65_536),
             ("in_flight_per_link_max", 4096),
             ("ring_capacity", 8192),
@@ -1744,6 +1747,7 @@ EUR = "1.08"
             ("reconnect_max_ms", 10_000),
             ("lease_chunk_divisor", 16),
             ("http_connections_per_peer_max", 64),
+            ("http_requests_per_connection_max", 16),
         ];
         assert_eq!(Limits::KEYS.len(), expected.len());
         for (key, value) in expected {

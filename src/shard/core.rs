@@ -89,22 +89,25 @@ impl HttpLink {
     }
 }
 
-/// An HTTP connection we opened to a peer (`http_url`): one request at a time.
+/// An HTTP connection we opened to a peer (`http_url`), pipelining up to
+/// `http_requests_per_connection_max` requests; the answers come back in order.
 #[derive(Debug)]
 pub(crate) struct HttpClientLink {
     pub(crate) peer: PeerId,
-    /// The request in flight: its tag and the Prepare's outgoing expiry.
-    pub(crate) busy: Option<(u64, i64)>,
+    /// The requests in flight, oldest first: tag and the Prepare's outgoing expiry.
+    pub(crate) busy: VecDeque<(u64, i64)>,
 }
 
 /// One core's HTTP connections to one peer we POST to.
 #[derive(Debug, Default)]
 pub(crate) struct HttpPool {
-    /// Connections open and waiting for a request.
-    idle: Vec<LinkId>,
+    /// Connections open, in the order they are tried.
+    ready: Vec<LinkId>,
+    /// Where the next try starts (round robin).
+    next: usize,
     /// Connections open or being opened.
     open: usize,
-    /// Prepares waiting for a connection being opened: (tag, expiry, bytes).
+    /// Prepares waiting for room on a connection: (tag, expiry, bytes).
     backlog: VecDeque<(u64, i64, Vec<u8>)>,
 }
 
@@ -782,8 +785,9 @@ impl CoreState {
             .map_or(0, |h| h.pending.len())
     }
 
-    /// Sends a Prepare to a peer over HTTP: on an idle connection of this core's pool, or
-    /// queued for one being opened (up to `http_connections_per_peer_max`); T03 past that.
+    /// Sends a Prepare to a peer over HTTP: on an open connection of this core's pool with room
+    /// in its pipeline, or queued (one more connection is opened while the pool is under
+    /// `http_connections_per_peer_max`); T03 when the queue is as long as the pool is wide.
     fn send_http(
         &mut self,
         to: PeerId,
@@ -791,9 +795,27 @@ impl CoreState {
         expires_at: i64,
         packet: &[u8],
     ) -> Result<(), RejectReason> {
-        let max = self.config.limits().http_connections_per_peer_max;
+        let limits = self.config.limits();
+        let (max, depth) = (
+            limits.http_connections_per_peer_max,
+            limits.http_requests_per_connection_max,
+        );
         let pool = self.http_pools[to.index()].as_mut().expect("an HTTP peer");
-        if let Some(id) = pool.idle.pop() {
+        let mut chosen = None;
+        for k in 0..pool.ready.len() {
+            let id = pool.ready[(pool.next + k) % pool.ready.len()];
+            let room = self.links[usize::from(id.index)]
+                .as_ref()
+                .filter(|l| l.generation == id.generation && !l.closing)
+                .and_then(|l| l.http_client.as_ref())
+                .is_some_and(|c| c.busy.len() < depth);
+            if room {
+                chosen = Some(id);
+                pool.next = (pool.next + k + 1) % pool.ready.len();
+                break;
+            }
+        }
+        if let Some(id) = chosen {
             self.http_request(id, tag, expires_at, packet);
             return Ok(());
         }
@@ -811,75 +833,84 @@ impl CoreState {
         Ok(())
     }
 
-    /// Writes one POST on an idle client connection.
+    /// Writes one POST on a client connection.
     fn http_request(&mut self, id: LinkId, tag: u64, expires_at: i64, packet: &[u8]) {
-        let Some(link) = self.link_mut(id) else {
+        let Some(client) = self.link_mut(id).and_then(|l| l.http_client.as_mut()) else {
             return;
         };
-        let Some(client) = link.http_client.as_mut() else {
-            return;
-        };
-        client.busy = Some((tag, expires_at));
+        client.busy.push_back((tag, expires_at));
         let peer = client.peer;
         let dial = self.config.peer(peer).http.as_ref().expect("an HTTP peer");
         let host = format!("{}:{}", dial.url.host, dial.url.port);
-        let mut head = vec![
-            0u8;
-            crate::link::http::request_head_len(
-                &dial.url.path,
-                &host,
-                dial.token.expose(),
-                packet.len()
-            )
-        ];
+        let token = dial.token.expose();
+        let mut head =
+            vec![
+                0u8;
+                crate::link::http::request_head_len(&dial.url.path, &host, token, packet.len())
+            ];
         let n = crate::link::http::write_request_head(
             &dial.url.path,
             &host,
-            dial.token.expose(),
+            token,
             packet.len(),
             &mut head,
         );
         self.push_raw(id.index, &[&head[..n], packet]);
     }
 
-    /// A client connection is open (or free again): give it the oldest waiting Prepare.
+    /// A client connection is open, or answered: fill its pipeline from the queue.
     pub(crate) fn http_client_ready(&mut self, id: LinkId, peer: PeerId) {
+        let depth = self.config.limits().http_requests_per_connection_max;
         let Some(pool) = self.http_pools[peer.index()].as_mut() else {
             return;
         };
-        match pool.backlog.pop_front() {
-            Some((tag, expires_at, packet)) => self.http_request(id, tag, expires_at, &packet),
-            None => pool.idle.push(id),
+        if !pool.ready.contains(&id) {
+            pool.ready.push(id);
+        }
+        loop {
+            let in_flight = self
+                .link(id)
+                .and_then(|l| l.http_client.as_ref())
+                .map_or(depth, |c| c.busy.len());
+            let pool = self.http_pools[peer.index()].as_mut().expect("checked");
+            if in_flight >= depth {
+                break;
+            }
+            let Some((tag, expires_at, packet)) = pool.backlog.pop_front() else {
+                break;
+            };
+            self.http_request(id, tag, expires_at, &packet);
         }
         self.flush();
     }
 
-    /// A client connection could not be opened, or closed: fail its request and, when no
+    /// A client connection could not be opened, or closed: fail its requests and, when no
     /// connection is left to take them, the waiting ones (T01).
     pub(crate) fn http_client_gone(&mut self, now: i64, peer: PeerId, id: Option<LinkId>) {
-        let busy = id
+        let busy: Vec<(u64, i64)> = id
             .and_then(|id| self.link_mut(id))
             .and_then(|l| l.http_client.as_mut())
-            .and_then(|c| c.busy.take());
+            .map(|c| c.busy.drain(..).collect())
+            .unwrap_or_default();
         let Some(pool) = self.http_pools[peer.index()].as_mut() else {
             return;
         };
         pool.open = pool.open.saturating_sub(1);
         if let Some(id) = id {
-            pool.idle.retain(|&i| i != id);
+            pool.ready.retain(|&i| i != id);
         }
         let orphans: Vec<u64> = if pool.open == 0 {
             pool.backlog.drain(..).map(|(tag, _, _)| tag).collect()
         } else {
             Vec::new()
         };
-        for tag in busy.map(|(tag, _)| tag).into_iter().chain(orphans) {
+        for tag in busy.into_iter().map(|(tag, _)| tag).chain(orphans) {
             self.fail_outgoing(now, tag, RejectReason::PeerUnreachable);
         }
         self.flush();
     }
 
-    /// The peer answered our POST on `id`.
+    /// The peer answered the oldest of our POSTs on `id`.
     pub(crate) fn on_http_client_response(
         &mut self,
         now: i64,
@@ -890,7 +921,7 @@ impl CoreState {
         let Some((tag, _)) = self
             .link_mut(id)
             .and_then(|l| l.http_client.as_mut())
-            .and_then(|c| c.busy.take())
+            .and_then(|c| c.busy.pop_front())
         else {
             return;
         };
@@ -981,7 +1012,7 @@ impl CoreState {
             .enumerate()
             .filter_map(|(i, l)| {
                 let l = l.as_ref()?;
-                let (_, expires_at) = l.http_client.as_ref()?.busy?;
+                let &(_, expires_at) = l.http_client.as_ref()?.busy.front()?;
                 (expires_at < now && !l.closing).then_some(LinkId {
                     index: i as u16,
                     generation: l.generation,

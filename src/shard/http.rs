@@ -165,7 +165,10 @@ pub(crate) async fn dial_http(state: Rc<RefCell<CoreState>>, peer: crate::engine
         return;
     };
     if let Some(link) = state.borrow_mut().link_mut(id) {
-        link.http_client = Some(super::core::HttpClientLink { peer, busy: None });
+        link.http_client = Some(super::core::HttpClientLink {
+            peer,
+            busy: Default::default(),
+        });
     }
     let fd = Fd(stream.as_raw_fd());
     let (mut reader, writer) = futures_lite::io::split(stream);
