@@ -103,8 +103,6 @@ pub(crate) struct HttpClientLink {
 pub(crate) struct HttpPool {
     /// Connections open, in the order they are tried.
     ready: Vec<LinkId>,
-    /// Where the next try starts (round robin).
-    next: usize,
     /// Connections open or being opened.
     open: usize,
     /// Prepares waiting for room on a connection: (tag, expiry, bytes).
@@ -787,7 +785,8 @@ impl CoreState {
 
     /// Sends a Prepare to a peer over HTTP: on an open connection of this core's pool with room
     /// in its pipeline, or queued (one more connection is opened while the pool is under
-    /// `http_connections_per_peer_max`); T03 when the queue is as long as the pool is wide.
+    /// `http_connections_per_peer_max`); T03 when the queue holds as much as the whole pool
+    /// could have in flight.
     fn send_http(
         &mut self,
         to: PeerId,
@@ -801,25 +800,21 @@ impl CoreState {
             limits.http_requests_per_connection_max,
         );
         let pool = self.http_pools[to.index()].as_mut().expect("an HTTP peer");
-        let mut chosen = None;
-        for k in 0..pool.ready.len() {
-            let id = pool.ready[(pool.next + k) % pool.ready.len()];
-            let room = self.links[usize::from(id.index)]
+        // Fill the first connection with room before the next: fewer, fuller connections
+        // mean fewer and larger writes, and each write to a sleeping peer costs a wake-up.
+        let chosen = pool.ready.iter().copied().find(|id| {
+            self.links[usize::from(id.index)]
                 .as_ref()
                 .filter(|l| l.generation == id.generation && !l.closing)
                 .and_then(|l| l.http_client.as_ref())
-                .is_some_and(|c| c.busy.len() < depth);
-            if room {
-                chosen = Some(id);
-                pool.next = (pool.next + k + 1) % pool.ready.len();
-                break;
-            }
-        }
+                .is_some_and(|c| c.busy.len() < depth)
+        });
         if let Some(id) = chosen {
             self.http_request(id, tag, expires_at, packet);
             return Ok(());
         }
-        if pool.backlog.len() >= max {
+        // The queue holds at most what the pool could have in flight.
+        if pool.backlog.len() >= max * depth {
             return Err(RejectReason::ConnectorBusy);
         }
         pool.backlog.push_back((tag, expires_at, packet.to_vec()));
