@@ -284,6 +284,26 @@ pub fn write_request_head(
     w.len
 }
 
+/// The part of [`write_request_head`]'s head that does not change between requests to one
+/// peer: everything up to the value of `Content-Length`. Built once per peer; a request is
+/// then this, [`write_content_length`], and the body.
+pub fn request_head_prefix(path: &str, host: &str, token: &str) -> Vec<u8> {
+    let mut head = vec![0u8; request_head_len(path, host, token, 0)];
+    let n = write_request_head(path, host, token, 0, &mut head);
+    // Drop the "0\r\n\r\n" the zero length wrote.
+    head.truncate(n - b"0\r\n\r\n".len());
+    head
+}
+
+/// Writes the `Content-Length` value and the end of the head after a
+/// [`request_head_prefix`]; returns its length (at most 24 bytes).
+pub fn write_content_length(body_len: usize, out: &mut [u8; 24]) -> usize {
+    let mut w = Out { buf: out, len: 0 };
+    w.put_number(body_len);
+    w.put(b"\r\n\r\n");
+    w.len
+}
+
 /// A parsed response head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Response {
@@ -489,6 +509,20 @@ mod test {
             (response.status, response.body_len, response.keep_alive),
             (413, 0, false)
         );
+    }
+
+    #[test]
+    fn prefix_and_length_make_the_same_head() {
+        let mut whole = [0u8; 512];
+        let n = write_request_head("/p", "h:1", "t:k", 12345, &mut whole);
+        let mut length = [0u8; 24];
+        let m = write_content_length(12345, &mut length);
+        let joined = [
+            request_head_prefix("/p", "h:1", "t:k"),
+            length[..m].to_vec(),
+        ]
+        .concat();
+        assert_eq!(joined, &whole[..n]);
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub(crate) struct HttpClientLink {
 /// One core's HTTP connections to one peer we POST to.
 #[derive(Debug, Default)]
 pub(crate) struct HttpPool {
+    /// The request head up to the `Content-Length` value, made once.
+    head: Vec<u8>,
     /// Connections open, in the order they are tried.
     ready: Vec<LinkId>,
     /// Connections open or being opened.
@@ -217,7 +219,16 @@ impl CoreState {
             http_pools: config
                 .peers()
                 .iter()
-                .map(|p| p.http.as_ref().map(|_| HttpPool::default()))
+                .map(|p| {
+                    p.http.as_ref().map(|dial| HttpPool {
+                        head: crate::link::http::request_head_prefix(
+                            &dial.url.path,
+                            &format!("{}:{}", dial.url.host, dial.url.port),
+                            dial.token.expose(),
+                        ),
+                        ..HttpPool::default()
+                    })
+                })
                 .collect(),
             http_dials: Vec::new(),
             http_dialler: None,
@@ -835,22 +846,17 @@ impl CoreState {
         };
         client.busy.push_back((tag, expires_at));
         let peer = client.peer;
-        let dial = self.config.peer(peer).http.as_ref().expect("an HTTP peer");
-        let host = format!("{}:{}", dial.url.host, dial.url.port);
-        let token = dial.token.expose();
-        let mut head =
-            vec![
-                0u8;
-                crate::link::http::request_head_len(&dial.url.path, &host, token, packet.len())
-            ];
-        let n = crate::link::http::write_request_head(
-            &dial.url.path,
-            &host,
-            token,
-            packet.len(),
-            &mut head,
-        );
-        self.push_raw(id.index, &[&head[..n], packet]);
+        let mut length = [0u8; 24];
+        let n = crate::link::http::write_content_length(packet.len(), &mut length);
+        // The pool's head is moved out and back so it can be queued beside the link's buffer.
+        let Some(pool) = self.http_pools[peer.index()].as_mut() else {
+            return;
+        };
+        let head = std::mem::take(&mut pool.head);
+        self.push_raw(id.index, &[&head, &length[..n], packet]);
+        if let Some(pool) = self.http_pools[peer.index()].as_mut() {
+            pool.head = head;
+        }
     }
 
     /// A client connection is open, or answered: fill its pipeline from the queue.
