@@ -723,24 +723,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(conn: Shared, mut writer: W, sleep: LocalReceiver<()>) {
-    let mut batch = Vec::with_capacity(256 * 1024);
-    loop {
-        let closing = {
-            let mut c = conn.borrow_mut();
-            std::mem::swap(&mut c.out, &mut batch);
-            c.closing
-        };
-        if !batch.is_empty() {
-            if writer.write_all(&batch).await.is_err() {
-                break;
-            }
-            batch.clear();
-            continue;
-        }
-        if closing || sleep.recv().await.is_none() {
-            break;
-        }
-    }
+    ilp_router::shard::write_queued(&mut writer, &sleep, |batch| {
+        let mut c = conn.borrow_mut();
+        std::mem::swap(&mut c.out, batch);
+        c.closing
+    })
+    .await;
     let _ = writer.close().await;
 }
 

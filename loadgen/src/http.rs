@@ -379,24 +379,12 @@ async fn write_loop<T, W: AsyncWrite + Unpin>(
     out: impl Fn(&mut T) -> &mut Vec<u8>,
     done: impl Fn(&T) -> bool,
 ) {
-    let mut batch = Vec::with_capacity(256 * 1024);
-    loop {
-        let finished = {
-            let mut c = conn.borrow_mut();
-            std::mem::swap(out(&mut c), &mut batch);
-            done(&c)
-        };
-        if !batch.is_empty() {
-            if writer.write_all(&batch).await.is_err() {
-                break;
-            }
-            batch.clear();
-            continue;
-        }
-        if finished || sleep.recv().await.is_none() {
-            break;
-        }
-    }
+    ilp_router::shard::write_queued(&mut writer, sleep, |batch| {
+        let mut c = conn.borrow_mut();
+        std::mem::swap(out(&mut c), batch);
+        done(&c)
+    })
+    .await;
     let _ = writer.close().await;
 }
 

@@ -324,29 +324,17 @@ pub(crate) async fn write_link<W: futures_lite::AsyncWrite + Unpin>(
     sleep: LocalReceiver<()>,
     fd: Fd,
 ) {
-    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
-    loop {
-        let closing = {
-            let mut st = state.borrow_mut();
-            match st.link_mut(id) {
-                Some(link) => {
-                    std::mem::swap(&mut link.out, &mut batch);
-                    link.closing
-                }
-                None => true,
+    super::write_queued(&mut writer, &sleep, |batch| {
+        let mut st = state.borrow_mut();
+        match st.link_mut(id) {
+            Some(link) => {
+                std::mem::swap(&mut link.out, batch);
+                link.closing
             }
-        };
-        if !batch.is_empty() {
-            if writer.write_all(&batch).await.is_err() {
-                break;
-            }
-            batch.clear();
-            continue;
+            None => true,
         }
-        if closing || sleep.recv().await.is_none() {
-            break;
-        }
-    }
+    })
+    .await;
     let _ = writer.flush().await;
     let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
 }

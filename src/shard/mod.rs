@@ -7,8 +7,11 @@
 
 mod conn;
 mod core;
+mod flush;
 mod http;
 mod mesh;
+
+pub use flush::write_queued;
 
 use self::core::{unix_ms, CoreState};
 use crate::config::Config;
