@@ -29,6 +29,8 @@ fn engine_with(peers: usize, routes: usize, store: Option<Box<dyn PostedStore>>)
         home: CoreId(0),
         lease_chunk: 0,
         posted: 0,
+        packets_per_second: 0,
+        amount_per_second: 0,
     };
     let mut table: Vec<(String, PeerId)> =
         vec![("g.alice".into(), PeerId(0)), ("g.bob".into(), PeerId(1))];
@@ -53,6 +55,7 @@ fn engine_with(peers: usize, routes: usize, store: Option<Box<dyn PostedStore>>)
         min_message_window_ms: 1000,
         max_hold_time_ms: 30_000,
         pending_max: 4096,
+        pending_per_peer_max: 4096,
         tick_ms: 5,
         core: CoreId(0),
         cores: 1,
@@ -117,7 +120,7 @@ fn round_trip(engine: &mut Engine, buf: &mut [u8], p: &Packets, reply: &[u8], i:
                 Reply::Fulfill { .. } | Reply::Relay { .. }
             )
         }
-        Decision::Reject(_) => false,
+        Decision::Reject(_) | Decision::Wait { .. } => false,
     }
 }
 

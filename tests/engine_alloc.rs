@@ -30,6 +30,8 @@ fn config(core: u16) -> EngineConfig {
         home: CoreId(home),
         lease_chunk: 0,
         posted: 0,
+        packets_per_second: 0,
+        amount_per_second: 0,
     };
     let routes = [(&b"g.alice"[..], PeerId(0)), (b"g.bob", PeerId(1))];
     EngineConfig {
@@ -44,6 +46,7 @@ fn config(core: u16) -> EngineConfig {
         min_message_window_ms: 1000,
         max_hold_time_ms: 30_000,
         pending_max: 1024,
+        pending_per_peer_max: 1024,
         tick_ms: 5,
         core: CoreId(core),
         cores: 2,
@@ -87,28 +90,38 @@ fn forwarding_path_never_allocates() {
     let mut unanswered = template.clone();
     let mut timed_out = [0u8; REJECT_LEN_MAX];
 
+    let mut ready_packet: Vec<u8> = Vec::with_capacity(template.len());
     let mut round_trip = |engine: &mut Engine, i: u64, now: i64| {
         packet.copy_from_slice(&template);
-        match engine.handle_prepare(now, PeerId(0), i, &mut packet) {
+        let mut answer = |engine: &mut Engine, slot| {
+            let reply = if i % 10 == 9 { &wrong } else { &fulfill };
+            match engine.handle_reply(now + 1, slot, reply) {
+                Reply::Reject { reason, .. } => black_box(engine.emit_reject(reason, &mut reject)),
+                other => black_box(matches!(other, Reply::Fulfill { .. }) as usize),
+            };
+        };
+        let waited = match engine.handle_prepare(now, PeerId(0), i, &mut packet) {
             Decision::Forward { slot, .. } => {
-                let reply = if i % 10 == 9 { &wrong } else { &fulfill };
-                match engine.handle_reply(now + 1, slot, reply) {
-                    Reply::Reject { reason, .. } => {
-                        black_box(engine.emit_reject(reason, &mut reject))
-                    }
-                    other => black_box(matches!(other, Reply::Fulfill { .. }) as usize),
-                };
+                answer(engine, slot);
+                false
             }
-            Decision::Reject(reason) => {
-                black_box(engine.emit_reject(reason, &mut reject));
-            }
-        }
+            Decision::Reject(_) => false,
+            // Until the first grant arrives: the hold waits for it.
+            Decision::Wait { .. } => true,
+        };
         // Keep alice's lease topped up, as the runtime does between batches.
         while let Some(message) = engine.poll_lease() {
             home.handle_lease(message);
         }
         while let Some(message) = home.poll_lease() {
             engine.handle_lease(message);
+        }
+        while let Some(ready) = engine.poll_ready(&mut ready_packet) {
+            assert!(waited, "only a Prepare that waited comes out of poll_ready");
+            match ready.decision {
+                Decision::Forward { slot, .. } => answer(engine, slot),
+                other => panic!("the grant covers it: {other:?}"),
+            }
         }
     };
     // Warm up: every path once.

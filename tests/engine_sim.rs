@@ -177,6 +177,8 @@ fn engine_config(core: usize, cores: usize) -> EngineConfig {
                 home: CoreId((i % cores) as u16),
                 lease_chunk: p.max_balance / 8,
                 posted: 0,
+                packets_per_second: 0,
+                amount_per_second: 0,
             })
             .collect(),
         routes: RouteTable::build(b"g.router", routes, Some(PeerId(DEFAULT_ROUTE as u16))).unwrap(),
@@ -189,6 +191,7 @@ fn engine_config(core: usize, cores: usize) -> EngineConfig {
         min_message_window_ms: WINDOW as u64,
         max_hold_time_ms: MAX_HOLD as u64,
         pending_max: TABLE,
+        pending_per_peer_max: TABLE,
         tick_ms: 5,
         core: CoreId(core as u16),
         cores,
@@ -221,6 +224,16 @@ struct Flight {
     condition: [u8; 32],
 }
 
+type Expected = Result<(usize, u64, i64), ErrorCode>;
+
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    core: usize,
+    from: usize,
+    amount_in: u64,
+    expected: Expected,
+}
+
 struct Sim {
     seed: u64,
     rng: Rng,
@@ -230,6 +243,9 @@ struct Sim {
     engines: Vec<Engine>,
     links_up: Vec<bool>,
     lease_mail: Vec<(i64, LeaseMessage)>,
+    /// Prepares whose hold waits for headroom from another core: id → (core, from, amount
+    /// in, what the oracle expected).
+    waits: HashMap<u64, Waiting>,
     /// (due, id, answer) of next-hop replies still to be delivered.
     replies: Vec<(i64, u64, Answer)>,
     flights: HashMap<u64, Flight>,
@@ -261,6 +277,7 @@ impl Sim {
             engines,
             links_up: vec![true; PEERS.len()],
             lease_mail: Vec::new(),
+            waits: HashMap::new(),
             replies: Vec::new(),
             flights: HashMap::new(),
             expired_slots: HashMap::new(),
@@ -345,12 +362,13 @@ impl Sim {
     }
 
     /// The spec's answer for a Prepare, in check order; `Ok(to)` means forward.
-    fn oracle(
-        &self,
-        packet: &[u8],
-        from: usize,
-        core: usize,
-    ) -> Result<(usize, u64, i64), ErrorCode> {
+    fn oracle(&self, packet: &[u8], from: usize, core: usize) -> Expected {
+        self.oracle_with(packet, from, core, true)
+    }
+
+    /// The oracle, optionally without the balance check (for a hold that waits: its end
+    /// depends on the holds resolved meanwhile).
+    fn oracle_with(&self, packet: &[u8], from: usize, core: usize, balance: bool) -> Expected {
         let Ok(p) = Prepare::new_checked(packet) else {
             return Err(ErrorCode::F01_INVALID_PACKET);
         };
@@ -384,7 +402,10 @@ impl Sim {
             return Err(ErrorCode::T03_CONNECTOR_BUSY);
         }
         let a = i128::from(p.amount());
-        if a > 0 && self.posted[from] + self.held[from] + a > i128::from(PEERS[from].max_balance) {
+        if balance
+            && a > 0
+            && self.posted[from] + self.held[from] + a > i128::from(PEERS[from].max_balance)
+        {
             return Err(ErrorCode::T04_INSUFFICIENT_LIQUIDITY);
         }
         Ok((to, out, expires_out))
@@ -397,6 +418,7 @@ impl Sim {
         let core = self.rng.below(self.engines.len() as u64) as usize;
         let (mut packet, _garbage) = self.make_prepare(id);
         let expected = self.oracle(&packet, from, core);
+        let unlimited = self.oracle_with(&packet, from, core, false);
         let amount_in = Prepare::new_checked(&packet[..])
             .map(|p| p.amount())
             .unwrap_or(0);
@@ -425,55 +447,131 @@ impl Sim {
                 }
             }
             Decision::Forward { to, slot, len } => {
-                let Ok((want_to, want_amount, want_expiry)) = expected else {
-                    panic!("seed {seed}: Prepare {id} forwarded but the spec says {expected:?}");
-                };
-                assert_eq!(
-                    to.index(),
-                    want_to,
-                    "seed {seed}: Prepare {id} routed wrong"
-                );
-                let out = Prepare::new_checked(&packet[..len]).expect("forwarded packet decodes");
-                assert_eq!(
-                    out.amount(),
-                    want_amount,
-                    "seed {seed}: Prepare {id} converted wrong"
-                );
-                assert_eq!(
-                    out.expires_at(),
-                    want_expiry,
-                    "seed {seed}: Prepare {id} expiry wrong"
-                );
-                let condition = *out.execution_condition();
-                self.held[from] += i128::from(amount_in);
-                let flight = Flight {
+                let packet = packet[..len].to_vec();
+                self.forwarded(id, from, core, amount_in, expected, to, slot, &packet);
+            }
+            Decision::Wait { .. } => {
+                // The oracle knows the peer's whole balance; a waiting hold may still end T04.
+                if let Err(code) = expected {
+                    assert_eq!(
+                        code,
+                        ErrorCode::T04_INSUFFICIENT_LIQUIDITY,
+                        "seed {seed}: Prepare {id} waits but the spec says {code}"
+                    );
+                }
+                self.count("hold waited");
+                let waiting = Waiting {
                     core,
-                    slot,
                     from,
-                    to: want_to,
                     amount_in,
-                    amount_out: want_amount,
-                    expires_out: want_expiry,
-                    condition,
+                    expected: unlimited,
                 };
-                self.flights.insert(id, flight);
-                self.count("forwarded");
-                let answer = match self.rng.below(100) {
-                    0..=64 => Answer::Right,
-                    65..=69 => Answer::Wrong,
-                    70..=84 => Answer::Reject,
-                    85..=89 => Answer::Garbage,
-                    _ => Answer::Silence,
-                };
-                if answer != Answer::Silence {
-                    // Mostly in time, sometimes around or past the deadline.
-                    let room = (want_expiry - self.now) as u64;
-                    let delay = if self.rng.chance(85) {
-                        self.rng.below(room)
-                    } else {
-                        room - 5 + self.rng.below(20)
-                    };
-                    self.replies.push((self.now + delay as i64, id, answer));
+                self.waits.insert(id, waiting);
+            }
+        }
+    }
+
+    /// A forwarded Prepare (at once, or after its hold waited): check it against the oracle,
+    /// put it in flight and schedule its answer.
+    #[allow(clippy::too_many_arguments)]
+    fn forwarded(
+        &mut self,
+        id: u64,
+        from: usize,
+        core: usize,
+        amount_in: u64,
+        expected: Expected,
+        to: PeerId,
+        slot: SlotId,
+        packet: &[u8],
+    ) {
+        let seed = self.seed;
+        let Ok((want_to, want_amount, want_expiry)) = expected else {
+            panic!("seed {seed}: Prepare {id} forwarded but the spec says {expected:?}");
+        };
+        assert_eq!(
+            to.index(),
+            want_to,
+            "seed {seed}: Prepare {id} routed wrong"
+        );
+        let out = Prepare::new_checked(packet).expect("forwarded packet decodes");
+        assert_eq!(
+            out.amount(),
+            want_amount,
+            "seed {seed}: Prepare {id} converted wrong"
+        );
+        assert_eq!(
+            out.expires_at(),
+            want_expiry,
+            "seed {seed}: Prepare {id} expiry wrong"
+        );
+        let condition = *out.execution_condition();
+        self.held[from] += i128::from(amount_in);
+        let flight = Flight {
+            core,
+            slot,
+            from,
+            to: want_to,
+            amount_in,
+            amount_out: want_amount,
+            expires_out: want_expiry,
+            condition,
+        };
+        self.flights.insert(id, flight);
+        self.count("forwarded");
+        let answer = match self.rng.below(100) {
+            0..=64 => Answer::Right,
+            65..=69 => Answer::Wrong,
+            70..=84 => Answer::Reject,
+            85..=89 => Answer::Garbage,
+            _ => Answer::Silence,
+        };
+        if answer != Answer::Silence {
+            // Mostly in time, sometimes around or past the deadline.
+            let room = (want_expiry - self.now) as u64;
+            let delay = if self.rng.chance(85) {
+                self.rng.below(room)
+            } else {
+                room - 5 + self.rng.below(20)
+            };
+            self.replies.push((self.now + delay as i64, id, answer));
+        }
+    }
+
+    /// Prepares whose waiting holds ended: forwarded now, or T04.
+    fn collect_ready(&mut self) {
+        let seed = self.seed;
+        for core in 0..self.engines.len() {
+            let mut packet = Vec::new();
+            while let Some(ready) = self.engines[core].poll_ready(&mut packet) {
+                let id = ready.tag;
+                let waiting = self
+                    .waits
+                    .remove(&id)
+                    .unwrap_or_else(|| panic!("seed {seed}: {id} ready but never waited"));
+                assert_eq!(waiting.core, core, "seed {seed}");
+                match ready.decision {
+                    Decision::Forward { to, slot, len } => {
+                        let (from, amount_in, expected) =
+                            (waiting.from, waiting.amount_in, waiting.expected);
+                        self.forwarded(
+                            id,
+                            from,
+                            core,
+                            amount_in,
+                            expected,
+                            to,
+                            slot,
+                            &packet[..len],
+                        );
+                        self.count("forwarded after waiting");
+                    }
+                    Decision::Reject(reason) => {
+                        assert_eq!(reason, RejectReason::InsufficientLiquidity, "seed {seed}");
+                        self.answer(id);
+                        self.count("T04 after waiting");
+                    }
+                    Decision::Wait { .. } => panic!("seed {seed}: poll_ready said wait"),
                 }
             }
         }
@@ -586,6 +684,13 @@ impl Sim {
             self.engines[core].handle_timeout(self.now);
             while let Some(expired) = self.engines[core].poll_expired() {
                 let id = expired.tag;
+                if let Some(waiting) = self.waits.remove(&id) {
+                    // Expired while its hold waited: nothing was held or sent.
+                    assert_eq!(expired.to.index(), waiting.from, "seed {seed}");
+                    self.answer(id);
+                    self.count("expired while waiting");
+                    continue;
+                }
                 let flight = self
                     .flights
                     .remove(&id)
@@ -653,6 +758,7 @@ impl Sim {
                 self.lease_mail.push((due, message));
             }
         }
+        self.collect_ready();
         self.collect_lease_mail();
     }
 
@@ -807,7 +913,8 @@ fn simulation_keeps_every_invariant() {
             "local reject on reply",
             "expired",
             "late reply dropped",
-            "T04 for want of a lease",
+            "hold waited",
+            "forwarded after waiting",
         ] {
             assert!(
                 totals.get(path).copied().unwrap_or(0) > 0,

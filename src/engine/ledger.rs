@@ -29,6 +29,24 @@
 //! A Grant in flight has already left `home.leased` raised; a Report in flight has already
 //! lowered the remote's side. Both are on the safe side.
 //!
+//! # Holds larger than a shard's headroom
+//!
+//! A hold that does not fit what a shard has *now* but might fit the peer's limit waits
+//! instead of being refused ([`Ledger::hold_or_wait`] answers [`HoldResult::Wait`]), so a
+//! Prepare of any amount up to the peer's headroom is accepted on any core:
+//!
+//! | where | what it does | how the wait ends |
+//! | --- | --- | --- |
+//! | remote shard | queues the hold, sends `Request { want, need }` for what its waiters lack | the Grant: waiters that fit are held; if home could not grant `need`, the rest are refused |
+//! | home shard, a Request whose `need` does not fit | parks it and sends `Recall` to every other core holding a lease | once every recalled core has answered with a Report, it grants what is available |
+//! | home shard, a local hold that does not fit while leases are out | queues the hold and sends `Recall` the same way | once every recalled core has answered: held if it fits, else refused (T04) |
+//!
+//! A remote shard answers `Recall` at once with a Report that hands back all its unused
+//! headroom beyond what its own waiters need. A remote shard that placed no hold for
+//! [`IDLE_TICKS`] ticks hands back all its headroom on its own. Every ended wait comes out of
+//! [`Ledger::poll_resolved`] exactly once. Waiting holds are not holds: they count nowhere
+//! until they are held, and at most [`WAITERS_MAX`] wait on one core (more are refused).
+//!
 //! Money math is `checked_*`: a hold whose sum would overflow is refused like one over the
 //! limit; a post or void that would overflow is a broken invariant and panics.
 //!
@@ -50,6 +68,44 @@
 
 use super::PeerId;
 use core::fmt;
+use std::collections::VecDeque;
+
+/// Holds that may wait for headroom on one core at once; more are refused (T04).
+pub const WAITERS_MAX: usize = 1024;
+
+/// Ticks without a hold after which a remote shard hands all its headroom back home.
+pub const IDLE_TICKS: u32 = 200;
+
+/// The outcome of [`Ledger::hold_or_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldResult {
+    /// Held now.
+    Held,
+    /// Refused now (T04): over the limit, or too many holds waiting.
+    Refused,
+    /// Waiting for headroom from other cores; ends in [`Ledger::poll_resolved`].
+    Wait,
+}
+
+/// A waiting hold that ended: `held` or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// The token given to [`Ledger::hold_or_wait`].
+    pub token: u64,
+    /// Whose balance.
+    pub peer: PeerId,
+    /// The amount.
+    pub amount: u64,
+    /// True when the hold is now placed (and must be posted or voided like any other).
+    pub held: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    peer: PeerId,
+    amount: u64,
+    token: u64,
+}
 
 /// Where a shard writes its `posted_local` per peer (see the module docs). `store` is on the
 /// packet path: it must be a few plain stores, never a syscall, a lock or an allocation.
@@ -99,7 +155,13 @@ pub enum LeaseKind {
     Request {
         /// How much the remote would like.
         want: u64,
+        /// How much its waiting holds need (0: a plain refill). Home recalls idle leases from
+        /// the other cores before it grants less than this.
+        need: u64,
     },
+    /// Home → remote: hand back your unused headroom now (answered by a Report with
+    /// `recall` set).
+    Recall,
     /// Home → remote: `amount` of headroom is yours (possibly 0).
     Grant {
         /// How much was granted.
@@ -113,6 +175,8 @@ pub enum LeaseKind {
         posted_in: u128,
         /// Outgoing Fulfills posted on the remote (`posted -= b`).
         posted_out: u128,
+        /// The answer to a Recall.
+        recall: bool,
     },
 }
 
@@ -134,6 +198,19 @@ pub struct Account {
     posted_out_unreported: u128,
     request_outstanding: bool,
     lease_chunk: u64,
+    /// Remote: what the outstanding Request asked for as `need`.
+    need_outstanding: u64,
+    /// Remote: ticks since the last hold.
+    idle_ticks: u32,
+    /// Sum of the amounts of this peer's waiting holds on this shard.
+    waiting: i128,
+    // Home only.
+    /// Headroom leased to each core (indexed by core).
+    leased_to: Vec<i128>,
+    /// Cores whose answer to a Recall is awaited (bit per core).
+    recalls: u64,
+    /// Requests parked until the recalls are answered: (core, want, need).
+    parked: Vec<(CoreId, u64, u64)>,
 }
 
 /// Limits and lease sizes of one peer.
@@ -157,6 +234,9 @@ pub struct Ledger {
     store: Box<dyn PostedStore>,
     outbox: Vec<LeaseMessage>,
     outbox_read: usize,
+    cores: usize,
+    waiters: VecDeque<Waiter>,
+    resolved: VecDeque<Resolved>,
 }
 
 impl Ledger {
@@ -197,22 +277,36 @@ impl Ledger {
                 } else {
                     (c.max_balance / 16).max(1)
                 },
+                need_outstanding: 0,
+                idle_ticks: 0,
+                waiting: 0,
+                leased_to: if c.home == core {
+                    vec![0; cores]
+                } else {
+                    Vec::new()
+                },
+                recalls: 0,
+                parked: Vec::new(),
             })
             .collect();
-        // Every peer can have one Request or Report per tick and one Grant per remote core in
-        // the outbox at once; the outbox is drained by the runtime between batches.
-        let outbox_cap = accounts.len() * (cores + 2);
+        // Per peer at once: a Request and a Report (remote), or a Grant and a Recall per other
+        // core (home); the outbox is drained by the runtime between batches, and only grows
+        // past this if the runtime stops draining it.
+        let outbox_cap = accounts.len() * (2 * cores + 2);
         let mut ledger = Ledger {
             core,
             accounts,
             store,
             outbox: Vec::with_capacity(outbox_cap),
             outbox_read: 0,
+            cores,
+            waiters: VecDeque::new(),
+            resolved: VecDeque::new(),
         };
         for index in 0..ledger.accounts.len() {
             let peer = PeerId(index as u16);
             if ledger.accounts[index].home != core {
-                ledger.request_lease(peer);
+                ledger.request_lease(peer, 0);
             }
         }
         ledger
@@ -228,9 +322,28 @@ impl Ledger {
         &self.accounts[peer.index()]
     }
 
-    /// Holds `amount` for an incoming Prepare from `peer`; false means T04 (no change made).
+    /// Holds `amount` for an incoming Prepare from `peer` with what this shard has now; false
+    /// means T04 (no change made). A remote shard running low asks home for more.
     #[inline]
     pub fn hold(&mut self, peer: PeerId, amount: u64) -> bool {
+        let held = self.try_hold(peer, amount);
+        let account = &self.accounts[peer.index()];
+        if account.home != self.core && !account.request_outstanding {
+            let threshold = if held {
+                account.lease_chunk / 2
+            } else {
+                account.lease_chunk
+            };
+            if account.headroom < i128::from(threshold) {
+                self.request_lease(peer, 0);
+            }
+        }
+        held
+    }
+
+    /// Holds `amount` if this shard has room now; no message is sent.
+    #[inline]
+    fn try_hold(&mut self, peer: PeerId, amount: u64) -> bool {
         debug_assert!(amount > 0, "zero amounts skip the ledger");
         let a = i128::from(amount);
         let core = self.core;
@@ -244,21 +357,159 @@ impl Ledger {
             }
             account.pending_in += a;
         } else {
+            account.idle_ticks = 0;
             if a > account.headroom {
-                let low = account.headroom < i128::from(account.lease_chunk);
-                if low && !account.request_outstanding {
-                    self.request_lease(peer);
-                }
                 return false;
             }
             account.headroom -= a;
             account.pending_in += a;
-            let low = account.headroom < i128::from(account.lease_chunk / 2);
-            if low && !account.request_outstanding {
-                self.request_lease(peer);
-            }
         }
         true
+    }
+
+    /// Like [`hold`](Self::hold), but a hold that only other cores' headroom could make room
+    /// for waits for it (see the module docs) instead of being refused; its end comes out of
+    /// [`poll_resolved`](Self::poll_resolved) with `token`.
+    pub fn hold_or_wait(&mut self, peer: PeerId, amount: u64, token: u64) -> HoldResult {
+        if self.try_hold(peer, amount) {
+            if self.accounts[peer.index()].home != self.core {
+                let account = &self.accounts[peer.index()];
+                let low = account.headroom < i128::from(account.lease_chunk / 2);
+                if low && !account.request_outstanding {
+                    self.request_lease(peer, 0);
+                }
+            }
+            return HoldResult::Held;
+        }
+        let core = self.core;
+        let a = i128::from(amount);
+        let account = &self.accounts[peer.index()];
+        if a > account.max_balance || self.waiters.len() >= WAITERS_MAX {
+            return HoldResult::Refused;
+        }
+        if account.home == core {
+            // Only headroom leased out can make room, and only if the hold would fit then.
+            let without_leases = account.posted.checked_add(account.pending_in + a);
+            if !matches!(without_leases, Some(total) if total <= account.max_balance) {
+                return HoldResult::Refused;
+            }
+            let leases_out =
+                (0..self.cores).any(|c| c != usize::from(core.0) && account.leased_to[c] > 0);
+            if !leases_out && account.recalls == 0 {
+                return HoldResult::Refused;
+            }
+            self.wait(peer, amount, token);
+            self.recall(peer, None);
+        } else {
+            self.wait(peer, amount, token);
+            if !self.accounts[peer.index()].request_outstanding {
+                self.request_for_waiters(peer);
+            }
+        }
+        HoldResult::Wait
+    }
+
+    /// The next waiting hold that ended.
+    pub fn poll_resolved(&mut self) -> Option<Resolved> {
+        self.resolved.pop_front()
+    }
+
+    /// Holds waiting on this core.
+    pub fn waiting(&self) -> usize {
+        self.waiters.len()
+    }
+
+    fn wait(&mut self, peer: PeerId, amount: u64, token: u64) {
+        self.waiters.push_back(Waiter {
+            peer,
+            amount,
+            token,
+        });
+        self.accounts[peer.index()].waiting += i128::from(amount);
+    }
+
+    /// Holds what fits of `peer`'s waiting holds, oldest first; refuses the others when
+    /// `refuse_rest` (nothing more is coming).
+    fn serve_waiters(&mut self, peer: PeerId, refuse_rest: bool) {
+        let mut index = 0;
+        while index < self.waiters.len() {
+            let waiter = self.waiters[index];
+            if waiter.peer != peer {
+                index += 1;
+                continue;
+            }
+            let held = self.try_hold(peer, waiter.amount);
+            if !held && !refuse_rest {
+                index += 1;
+                continue;
+            }
+            self.waiters.remove(index);
+            self.accounts[peer.index()].waiting -= i128::from(waiter.amount);
+            self.resolved.push_back(Resolved {
+                token: waiter.token,
+                peer,
+                amount: waiter.amount,
+                held,
+            });
+        }
+    }
+
+    /// Remote: asks home for what the waiting holds lack.
+    fn request_for_waiters(&mut self, peer: PeerId) {
+        let account = &self.accounts[peer.index()];
+        let deficit = account.waiting - account.headroom;
+        if deficit > 0 {
+            // `waiting` is a sum of u64 amounts below WAITERS_MAX of them: clamp to u64.
+            let need = u64::try_from(deficit).unwrap_or(u64::MAX);
+            self.request_lease(peer, need);
+        }
+    }
+
+    /// Home: asks every other core holding a lease of `peer` (but `except`) to hand back its
+    /// unused headroom; when none is asked, settles what waits at once.
+    fn recall(&mut self, peer: PeerId, except: Option<CoreId>) {
+        let core = self.core;
+        for c in 0..self.cores {
+            let account = &mut self.accounts[peer.index()];
+            let target = CoreId(c as u16);
+            let skip = target == core || Some(target) == except || account.recalls & 1 << c != 0;
+            if skip || account.leased_to[c] <= 0 {
+                continue;
+            }
+            account.recalls |= 1 << c;
+            self.send(peer, target, LeaseKind::Recall);
+        }
+        if self.accounts[peer.index()].recalls == 0 {
+            self.settle_home(peer);
+        }
+    }
+
+    /// Home, no recall outstanding: local waiters get what fits (the rest T04), then parked
+    /// Requests get what is left.
+    fn settle_home(&mut self, peer: PeerId) {
+        self.serve_waiters(peer, true);
+        let parked = core::mem::take(&mut self.accounts[peer.index()].parked);
+        for (to, want, _) in parked {
+            self.grant(peer, to, want);
+        }
+    }
+
+    /// Home: grants `to` up to `want` of what is available.
+    fn grant(&mut self, peer: PeerId, to: CoreId, want: u64) {
+        let account = &mut self.accounts[peer.index()];
+        let used = account.posted + account.pending_in + account.leased;
+        let available = (account.max_balance - used).max(0);
+        let amount = i128::from(want).min(available);
+        account.leased += amount;
+        account.leased_to[usize::from(to.0)] += amount;
+        // `amount <= want`, so it fits u64.
+        self.send(
+            peer,
+            to,
+            LeaseKind::Grant {
+                amount: amount as u64,
+            },
+        );
     }
 
     /// Posts a hold of `amount` on `peer` after a valid, timely Fulfill.
@@ -328,69 +579,108 @@ impl Ledger {
         let peer = message.peer;
         let account = &mut self.accounts[peer.index()];
         match message.kind {
-            LeaseKind::Request { want } => {
+            LeaseKind::Request { want, need } => {
                 assert_eq!(
                     account.home, core,
                     "lease request to a core that is not home"
                 );
                 let used = account.posted + account.pending_in + account.leased;
                 let available = (account.max_balance - used).max(0);
-                let amount = i128::from(want).min(available);
-                account.leased += amount;
-                // `amount <= want`, so it fits u64.
-                let grant = LeaseKind::Grant {
-                    amount: amount as u64,
-                };
-                self.send(peer, message.from, grant);
+                if i128::from(need) > available {
+                    // Idle leases elsewhere may make room: ask for them first.
+                    account.parked.push((message.from, want, need));
+                    self.recall(peer, Some(message.from));
+                } else {
+                    self.grant(peer, message.from, want);
+                }
             }
             LeaseKind::Grant { amount } => {
                 assert_ne!(account.home, core, "grant to the home core");
                 account.headroom += i128::from(amount);
                 account.request_outstanding = false;
+                let short = amount < account.need_outstanding;
+                account.need_outstanding = 0;
+                // Less than the waiters needed means home had no more: refuse the rest.
+                self.serve_waiters(peer, short);
+                let account = &self.accounts[peer.index()];
+                if account.waiting > 0 && !account.request_outstanding {
+                    self.request_for_waiters(peer);
+                }
+            }
+            LeaseKind::Recall => {
+                assert_ne!(account.home, core, "recall to the home core");
+                let spare = (account.headroom - account.waiting).max(0);
+                self.report(peer, spare, true);
             }
             LeaseKind::Report {
                 released,
                 posted_in,
                 posted_out,
+                recall,
             } => {
                 assert_eq!(account.home, core, "report to a core that is not home");
                 let consumed = i128::from(released) + posted_in as i128;
+                let from = usize::from(message.from.0);
                 assert!(
-                    account.leased >= consumed,
+                    account.leased >= consumed && account.leased_to[from] >= consumed,
                     "report returns more than was leased"
                 );
                 account.leased -= consumed;
+                account.leased_to[from] -= consumed;
                 let posted = (account.posted.checked_add_unsigned(posted_in))
                     .and_then(|p| p.checked_sub_unsigned(posted_out));
                 account.posted = posted.expect("posted balance overflow");
+                if recall && account.recalls & 1 << from != 0 {
+                    account.recalls &= !(1 << from);
+                    if account.recalls == 0 {
+                        self.settle_home(peer);
+                    }
+                }
             }
         }
     }
 
+    /// Remote: sends home a Report handing back `released` of headroom with the posts made
+    /// since the last one.
+    fn report(&mut self, peer: PeerId, released: i128, recall: bool) {
+        let account = &mut self.accounts[peer.index()];
+        debug_assert!((0..=account.headroom).contains(&released));
+        account.headroom -= released;
+        let report = LeaseKind::Report {
+            // At most the headroom, which grants of u64 amounts built: it fits.
+            released: u64::try_from(released).expect("released headroom fits u64"),
+            posted_in: core::mem::take(&mut account.posted_in_unreported),
+            posted_out: core::mem::take(&mut account.posted_out_unreported),
+            recall,
+        };
+        let home = account.home;
+        self.send(peer, home, report);
+    }
+
     /// Periodic work (from the engine's timer): each remote shard reports its posts and hands
-    /// back headroom beyond two chunks.
+    /// back headroom beyond two chunks, or all of it after [`IDLE_TICKS`] ticks without a
+    /// hold.
     pub fn handle_tick(&mut self) {
         for index in 0..self.accounts.len() {
             let account = &mut self.accounts[index];
             if account.home == self.core {
                 continue;
             }
-            let surplus = account.headroom - 2 * i128::from(account.lease_chunk);
-            let released = surplus.max(0);
+            account.idle_ticks = account.idle_ticks.saturating_add(1);
+            let idle = account.idle_ticks >= IDLE_TICKS && account.waiting == 0;
+            let keep = if idle {
+                0
+            } else {
+                2 * i128::from(account.lease_chunk)
+            };
+            let released = (account.headroom - keep.max(account.waiting)).max(0);
             if released == 0
                 && account.posted_in_unreported == 0
                 && account.posted_out_unreported == 0
             {
                 continue;
             }
-            account.headroom -= released;
-            let report = LeaseKind::Report {
-                released: released as u64,
-                posted_in: core::mem::take(&mut account.posted_in_unreported),
-                posted_out: core::mem::take(&mut account.posted_out_unreported),
-            };
-            let home = account.home;
-            self.send(PeerId(index as u16), home, report);
+            self.report(PeerId(index as u16), released, false);
         }
     }
 
@@ -407,12 +697,13 @@ impl Ledger {
         message
     }
 
-    fn request_lease(&mut self, peer: PeerId) {
+    fn request_lease(&mut self, peer: PeerId, need: u64) {
         let account = &mut self.accounts[peer.index()];
         account.request_outstanding = true;
-        let want = account.lease_chunk;
+        account.need_outstanding = need;
+        let want = account.lease_chunk.max(need);
         let home = account.home;
-        self.send(peer, home, LeaseKind::Request { want });
+        self.send(peer, home, LeaseKind::Request { want, need });
     }
 
     fn send(&mut self, peer: PeerId, to: CoreId, kind: LeaseKind) {
@@ -589,9 +880,17 @@ mod test {
         for step in 0..steps {
             let core = rng.below(cores as u64) as usize;
             match rng.below(10) {
-                0..=3 => {
+                0..=2 => {
                     let amount = 1 + rng.below(lease_chunk.max(4) * 2);
                     if shards[core].hold(PEER, amount) {
+                        holds[core].push(amount);
+                        granted_holds += u64::from(core != 0);
+                    }
+                }
+                3 => {
+                    // Sometimes far more than a chunk: it waits for other cores' headroom.
+                    let amount = 1 + rng.below(max_balance.max(2));
+                    if shards[core].hold_or_wait(PEER, amount, step as u64) == HoldResult::Held {
                         holds[core].push(amount);
                         granted_holds += u64::from(core != 0);
                     }
@@ -615,12 +914,41 @@ mod test {
                 }
                 _ => {}
             }
-            for shard in shards.iter_mut() {
+            for (c, shard) in shards.iter_mut().enumerate() {
                 while let Some(m) = shard.poll_lease() {
                     in_flight.push(m);
                 }
+                while let Some(r) = shard.poll_resolved() {
+                    if r.held {
+                        holds[c].push(r.amount);
+                        granted_holds += u64::from(c != 0);
+                    }
+                }
             }
             check(&shards, &in_flight, max_balance, seed, step);
+        }
+        // Quiescence: every message delivered, every wait ended.
+        while !in_flight.is_empty() {
+            let m = in_flight.swap_remove(0);
+            shards[usize::from(m.to.0)].handle_lease(m);
+            for (c, shard) in shards.iter_mut().enumerate() {
+                while let Some(m) = shard.poll_lease() {
+                    in_flight.push(m);
+                }
+                while let Some(r) = shard.poll_resolved() {
+                    if r.held {
+                        holds[c].push(r.amount);
+                    }
+                }
+            }
+            check(&shards, &in_flight, max_balance, seed, steps);
+        }
+        for (c, shard) in shards.iter().enumerate() {
+            assert_eq!(
+                shard.waiting(),
+                0,
+                "seed {seed}: core {c} still has holds waiting"
+            );
         }
         assert!(
             granted_holds > 0,
@@ -652,11 +980,12 @@ mod test {
                     released,
                     posted_in,
                     posted_out,
+                    ..
                 } => {
                     true_posted += posted_in as i128 - posted_out as i128;
                     leased_accounted += i128::from(released) + posted_in as i128;
                 }
-                LeaseKind::Request { .. } => {}
+                LeaseKind::Request { .. } | LeaseKind::Recall => {}
             }
         }
         assert_eq!(
@@ -673,6 +1002,133 @@ mod test {
         assert!(
             true_posted + holds <= i128::from(max_balance),
             "seed {seed} step {step}: posted {true_posted} + holds {holds} > {max_balance}"
+        );
+    }
+
+    /// Delivers every message until none is left; returns what each core resolved.
+    fn settle(shards: &mut [Ledger]) -> Vec<Vec<Resolved>> {
+        let mut resolved = vec![Vec::new(); shards.len()];
+        loop {
+            let mut mail = Vec::new();
+            for shard in shards.iter_mut() {
+                while let Some(m) = shard.poll_lease() {
+                    mail.push(m);
+                }
+            }
+            for (c, shard) in shards.iter_mut().enumerate() {
+                while let Some(r) = shard.poll_resolved() {
+                    resolved[c].push(r);
+                }
+            }
+            if mail.is_empty() {
+                return resolved;
+            }
+            for m in mail {
+                shards[usize::from(m.to.0)].handle_lease(m);
+            }
+        }
+    }
+
+    fn shards(cores: usize, max_balance: u64) -> Vec<Ledger> {
+        let config = [AccountConfig {
+            home: CoreId(0),
+            max_balance,
+            lease_chunk: 0,
+            posted: 0,
+        }];
+        (0..cores)
+            .map(|c| Ledger::new(CoreId(c as u16), cores, &config))
+            .collect()
+    }
+
+    #[test]
+    fn a_hold_of_the_whole_limit_fits_on_every_core() {
+        for cores in [2usize, 3, 8] {
+            let mut shards = shards(cores, 1000);
+            settle(&mut shards);
+            for core in (0..cores).rev() {
+                // Every core holds its first chunk: the whole limit is spread out.
+                let result = shards[core].hold_or_wait(PEER, 1000, 7);
+                let resolved = settle(&mut shards);
+                let held = result == HoldResult::Held
+                    || resolved[core]
+                        == [Resolved {
+                            token: 7,
+                            peer: PEER,
+                            amount: 1000,
+                            held: true,
+                        }];
+                assert!(
+                    held,
+                    "{cores} cores: 1000 on core {core}: {result:?} {resolved:?}"
+                );
+                assert!(
+                    !shards[core].hold_or_wait(PEER, 1, 8).eq(&HoldResult::Held)
+                        && settle(&mut shards)[core].iter().all(|r| !r.held),
+                    "nothing is left for a second hold"
+                );
+                shards[core].void_hold(PEER, 1000);
+                // The other cores take their chunks again, as traffic would.
+                for other in shards.iter_mut().skip(1) {
+                    other.hold(PEER, 1);
+                }
+                let _ = settle(&mut shards);
+                for other in shards.iter_mut().skip(1) {
+                    if other.account(PEER).pending_in() > 0 {
+                        other.void_hold(PEER, 1);
+                    }
+                }
+                let _ = settle(&mut shards);
+            }
+        }
+    }
+
+    #[test]
+    fn a_hold_over_the_limit_is_refused_at_once_and_waiters_are_bounded() {
+        let mut shards = shards(2, 1000);
+        settle(&mut shards);
+        assert_eq!(shards[1].hold_or_wait(PEER, 1001, 1), HoldResult::Refused);
+        assert_eq!(shards[0].hold_or_wait(PEER, 1001, 1), HoldResult::Refused);
+        // Held elsewhere: a remote's wait ends refused once home has nothing more.
+        assert_eq!(shards[0].hold_or_wait(PEER, 500, 2), HoldResult::Held);
+        assert_eq!(shards[1].hold_or_wait(PEER, 600, 3), HoldResult::Wait);
+        let resolved = settle(&mut shards);
+        assert_eq!(
+            resolved[1],
+            [Resolved {
+                token: 3,
+                peer: PEER,
+                amount: 600,
+                held: false
+            }]
+        );
+        for token in 0..WAITERS_MAX as u64 {
+            assert_eq!(shards[1].hold_or_wait(PEER, 600, token), HoldResult::Wait);
+        }
+        assert_eq!(
+            shards[1].hold_or_wait(PEER, 600, 0),
+            HoldResult::Refused,
+            "bounded"
+        );
+        let resolved = settle(&mut shards);
+        assert_eq!(resolved[1].len(), WAITERS_MAX);
+        assert_eq!(shards[1].waiting(), 0);
+    }
+
+    #[test]
+    fn idle_headroom_flows_home() {
+        let mut shards = shards(2, 1600);
+        settle(&mut shards);
+        assert_eq!(shards[1].account(PEER).headroom(), 100, "one chunk");
+        for _ in 0..IDLE_TICKS {
+            shards[1].handle_tick();
+        }
+        settle(&mut shards);
+        assert_eq!(shards[1].account(PEER).headroom(), 0);
+        assert_eq!(shards[0].account(PEER).leased(), 0);
+        assert!(
+            shards[0].hold(PEER, 1600),
+            "home can use the whole limit without a recall"
         );
     }
 

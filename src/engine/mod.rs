@@ -23,6 +23,7 @@
 //! Non-goals here: rate limits, ILDCP/CCP answers (the control plane's), settlement, and I/O.
 
 mod ledger;
+mod limiter;
 mod peer;
 mod pending;
 pub mod rate;
@@ -30,7 +31,11 @@ mod reject;
 pub mod route;
 
 pub use ledger::{
-    Account, AccountConfig, CoreId, LeaseKind, LeaseMessage, Ledger, MemoryStore, PostedStore,
+    Account, AccountConfig, CoreId, HoldResult, LeaseKind, LeaseMessage, Ledger, MemoryStore,
+    PostedStore, Resolved, IDLE_TICKS, WAITERS_MAX,
+};
+pub use limiter::{
+    Limiter, RateConfig, RateKind, RateMessage, Tokens, Verdict, CHUNKS_PER_SECOND, IDLE_RETURN_MS,
 };
 pub use peer::PeerId;
 pub use pending::{InFlight, Pending, SlotId, PENDING_MAX};
@@ -40,6 +45,7 @@ use crate::wire::{Address, AmountTooLarge, Packet, Prepare};
 use rate::{ConvertError, Decimal, Rate};
 use route::RouteTable;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// SHA-256 of 32 zero bytes: the condition of peer-protocol requests (ILDCP, CCP).
 pub const PEER_PROTOCOL_CONDITION: [u8; 32] = [
@@ -64,6 +70,10 @@ pub struct PeerConfig {
     pub lease_chunk: u64,
     /// The posted balance at start (recovered balances; else 0).
     pub posted: i128,
+    /// Prepares per second the peer may send, all cores together (RFC 18); 0: no limit.
+    pub packets_per_second: u64,
+    /// Amount per second (its units) its Prepares may carry, all cores together; 0: no limit.
+    pub amount_per_second: u64,
 }
 
 /// Everything one core's engine needs; built and validated by the config loader.
@@ -85,6 +95,8 @@ pub struct EngineConfig {
     pub max_hold_time_ms: u64,
     /// In-flight Prepares per core.
     pub pending_max: usize,
+    /// In-flight Prepares per core from one peer (its share of `pending_max`; T03 over it).
+    pub pending_per_peer_max: usize,
     /// The expiry wheel's tick.
     pub tick_ms: u32,
     /// This core.
@@ -165,6 +177,22 @@ pub enum Decision {
     },
     /// Answer the incoming peer with this local Reject ([`Engine::emit_reject`]).
     Reject(RejectReason),
+    /// Nothing yet: the hold waits for balance headroom from other cores. The engine kept a
+    /// copy of the rewritten packet; the decision comes out of [`Engine::poll_ready`].
+    Wait {
+        /// The in-flight entry.
+        slot: SlotId,
+    },
+}
+
+/// A Prepare whose hold waited ([`Decision::Wait`]) and is now decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The runtime's handle for the incoming request.
+    pub tag: u64,
+    /// [`Decision::Forward`] (send the first `len` bytes [`Engine::poll_ready`] wrote) or
+    /// [`Decision::Reject`] (T04).
+    pub decision: Decision,
 }
 
 /// What to send back to the incoming peer once a forwarded Prepare is resolved.
@@ -227,7 +255,7 @@ pub struct Counters {
     /// Rejects from next hops relayed.
     pub relayed_rejects: u64,
     /// Local Rejects by code index (see [`Counters::reject_index`]).
-    pub local_rejects: [u64; 12],
+    pub local_rejects: [u64; 13],
     /// Replies that came after the slot expired or for unknown slots: dropped, never credited.
     pub late_replies: u64,
     /// Fulfills whose hash did not match (answered F05).
@@ -236,6 +264,8 @@ pub struct Counters {
     pub invalid_replies: u64,
     /// Prepares expired on the wheel (answered R00).
     pub expired: u64,
+    /// Prepares whose hold waited for headroom from other cores.
+    pub waited: u64,
 }
 
 impl Counters {
@@ -254,6 +284,7 @@ impl Counters {
             RejectReason::TimedOut => 9,
             RejectReason::InsufficientSourceAmount => 10,
             RejectReason::InsufficientTimeout => 11,
+            RejectReason::RateLimited => 12,
         }
     }
 }
@@ -285,7 +316,15 @@ pub struct Engine {
     window_ms: i64,
     max_hold_ms: i64,
     pending: Pending,
+    /// In-flight Prepares by incoming peer, and the most one peer may have.
+    pending_by_peer: Vec<u32>,
+    pending_per_peer_max: u32,
+    /// Rewritten Prepares whose hold waits, by slot (at most `WAITERS_MAX`; sized at start).
+    parked: HashMap<u64, Vec<u8>>,
+    /// Buffers of resolved parked Prepares, reused: after warm-up a wait allocates nothing.
+    spare: Vec<Vec<u8>>,
     ledger: Ledger,
+    limiter: Limiter,
     counters: Counters,
 }
 
@@ -321,6 +360,15 @@ impl Engine {
                 posted: p.posted,
             })
             .collect();
+        let rates: Vec<RateConfig> = config
+            .peers
+            .iter()
+            .map(|p| RateConfig {
+                home: p.home,
+                packets_per_second: p.packets_per_second,
+                amount_per_second: p.amount_per_second,
+            })
+            .collect();
         let horizon_ms = config.max_hold_time_ms + u64::from(config.tick_ms);
         Engine {
             address: config.address.clone().into_boxed_slice(),
@@ -331,7 +379,13 @@ impl Engine {
             window_ms: i64::try_from(config.min_message_window_ms).expect("window fits i64"),
             max_hold_ms: i64::try_from(config.max_hold_time_ms).expect("max hold fits i64"),
             pending: Pending::new(config.pending_max, config.tick_ms, horizon_ms, now),
+            pending_by_peer: vec![0; config.peers.len()],
+            pending_per_peer_max: u32::try_from(config.pending_per_peer_max.max(1))
+                .unwrap_or(u32::MAX),
+            parked: HashMap::with_capacity(WAITERS_MAX),
+            spare: Vec::new(),
             ledger: Ledger::with_store(config.core, config.cores, &accounts, store),
+            limiter: Limiter::new(config.core, config.cores, &rates, now),
             counters: Counters::default(),
             peers: config.peers,
         }
@@ -386,7 +440,9 @@ impl Engine {
         self.counters.prepares += 1;
         match self.check_and_hold(now, from, tag, packet) {
             Ok(decision) => {
-                self.counters.forwarded += 1;
+                if matches!(decision, Decision::Forward { .. }) {
+                    self.counters.forwarded += 1;
+                }
                 decision
             }
             Err(reason) => {
@@ -404,7 +460,18 @@ impl Engine {
         packet: &mut [u8],
     ) -> Result<Decision, RejectReason> {
         // (1) decode
-        let mut prepare = Prepare::new_checked(packet).map_err(|_| RejectReason::InvalidPacket)?;
+        let mut prepare =
+            Prepare::new_checked(&mut *packet).map_err(|_| RejectReason::InvalidPacket)?;
+        // (2) payment bandwidth (RFC 18): packets over the rate T05, amount over it T04 (the
+        // throughput limit of `connector-rules` §9). Tokens spent here stay spent whatever a
+        // later check decides, as in both reference connectors.
+        if self.limiter.is_limited(from) {
+            match self.limiter.admit(from, prepare.amount(), now) {
+                Verdict::Admit => {}
+                Verdict::TooManyPackets => return Err(RejectReason::RateLimited),
+                Verdict::TooMuchAmount => return Err(RejectReason::InsufficientLiquidity),
+            }
+        }
         // (3) incoming expiry
         let expires_in = prepare.expires_at();
         if expires_in <= now {
@@ -441,7 +508,10 @@ impl Engine {
         if expires_out - now < self.window_ms {
             return Err(RejectReason::InsufficientTimeout);
         }
-        // (9) a slot, then (10) the hold: the last checks.
+        // (9) a slot within the peer's share, then (10) the hold: the last checks.
+        if self.pending_by_peer[from.index()] >= self.pending_per_peer_max {
+            return Err(RejectReason::ConnectorBusy);
+        }
         let entry = InFlight {
             from,
             to,
@@ -450,16 +520,22 @@ impl Engine {
             amount_out,
             condition: *prepare.execution_condition(),
             expires_at: expires_out,
+            waiting: false,
         };
         let slot = self
             .pending
             .insert(entry)
             .ok_or(RejectReason::ConnectorBusy)?;
-        if amount_in > 0 && !self.ledger.hold(from, amount_in) {
+        let held = match amount_in {
+            0 => HoldResult::Held,
+            _ => self.ledger.hold_or_wait(from, amount_in, slot.to_u64()),
+        };
+        if held == HoldResult::Refused {
             self.pending.remove(slot);
             return Err(RejectReason::InsufficientLiquidity);
         }
         // Commit point: nothing below can fail.
+        self.pending_by_peer[from.index()] += 1;
         prepare.set_amount(amount_out);
         prepare.set_expires_at(expires_out);
         let len = if prepare.has_inner_trailing_bytes() {
@@ -467,7 +543,61 @@ impl Engine {
         } else {
             prepare.as_bytes().len()
         };
+        if held == HoldResult::Wait {
+            // Cold path (a hold larger than this core's headroom): keep a copy to send later.
+            self.counters.waited += 1;
+            self.pending.get_mut(slot).expect("just inserted").waiting = true;
+            let mut copy = self.spare.pop().unwrap_or_default();
+            copy.clear();
+            copy.extend_from_slice(&packet[..len]);
+            self.parked.insert(slot.to_u64(), copy);
+            return Ok(Decision::Wait { slot });
+        }
         Ok(Decision::Forward { to, slot, len })
+    }
+
+    /// The next Prepare whose waiting hold ended: forward it (its rewritten bytes are copied
+    /// into `packet`), or answer T04. Call it after [`handle_lease`](Self::handle_lease) until
+    /// it returns `None`.
+    pub fn poll_ready(&mut self, packet: &mut Vec<u8>) -> Option<Ready> {
+        while let Some(resolved) = self.ledger.poll_resolved() {
+            let slot = SlotId::from_u64(resolved.token);
+            let parked = self.parked.remove(&resolved.token);
+            let entry = self.pending.get(slot).copied();
+            let (Some(parked), Some(entry)) = (parked, entry.filter(|e| e.waiting)) else {
+                // The Prepare expired while it waited: a hold placed for it goes at once.
+                if resolved.held {
+                    self.ledger.void_hold(resolved.peer, resolved.amount);
+                }
+                continue;
+            };
+            packet.clear();
+            packet.extend_from_slice(&parked);
+            if self.spare.len() < WAITERS_MAX {
+                self.spare.push(parked);
+            }
+            if resolved.held {
+                self.pending.get_mut(slot).expect("checked").waiting = false;
+                self.counters.forwarded += 1;
+                return Some(Ready {
+                    tag: entry.tag,
+                    decision: Decision::Forward {
+                        to: entry.to,
+                        slot,
+                        len: packet.len(),
+                    },
+                });
+            }
+            self.pending.remove(slot);
+            self.pending_by_peer[entry.from.index()] -= 1;
+            let reason = RejectReason::InsufficientLiquidity;
+            self.counters.local_rejects[Counters::reject_index(reason)] += 1;
+            return Some(Ready {
+                tag: entry.tag,
+                decision: Decision::Reject(reason),
+            });
+        }
+        None
     }
 
     /// `peer.*`, `self.*`, our own address and the other network family are never forwarded
@@ -506,6 +636,12 @@ impl Engine {
             self.counters.late_replies += 1;
             return Reply::Drop;
         };
+        if entry.waiting {
+            // Never sent: no reply can be for it.
+            self.counters.late_replies += 1;
+            return Reply::Drop;
+        }
+        self.pending_by_peer[entry.from.index()] -= 1;
         if now >= entry.expires_at {
             // Late, though the wheel has not fired yet: expire now, never credit.
             self.pending.remove(slot);
@@ -521,11 +657,13 @@ impl Engine {
                     return self.resolve_failed(entry, RejectReason::WrongCondition);
                 }
                 self.pending.remove(slot);
-                if entry.amount_in > 0 {
-                    self.ledger.post_hold(entry.from, entry.amount_in);
-                }
+                // The outgoing peer's row first: a crash between the two stores then leaves
+                // what the upstream believes (it has no Fulfill yet), at our expense.
                 if entry.amount_out > 0 {
                     self.ledger.post_outgoing(entry.to, entry.amount_out);
+                }
+                if entry.amount_in > 0 {
+                    self.ledger.post_hold(entry.from, entry.amount_in);
                 }
                 self.counters.fulfilled += 1;
                 Reply::Fulfill {
@@ -555,8 +693,15 @@ impl Engine {
     /// The next hop could not take or answer the Prepare in `slot` (its link went down, or it
     /// answered with a BTP Error): answer upstream with `reason` and void the hold.
     pub fn handle_failure(&mut self, slot: SlotId, reason: RejectReason) -> Reply {
+        if self.pending.get(slot).is_some_and(|e| e.waiting) {
+            self.counters.late_replies += 1;
+            return Reply::Drop;
+        }
         match self.pending.remove(slot) {
-            Some(entry) => self.resolve_failed(entry, reason),
+            Some(entry) => {
+                self.pending_by_peer[entry.from.index()] -= 1;
+                self.resolve_failed(entry, reason)
+            }
             None => {
                 self.counters.late_replies += 1;
                 Reply::Drop
@@ -585,12 +730,29 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: i64) {
         self.pending.expire(now);
         self.ledger.handle_tick();
+        self.limiter.handle_tick(now);
+    }
+
+    /// Takes a rate-limit message from another core.
+    pub fn handle_rate(&mut self, message: RateMessage, now: i64) {
+        self.limiter.handle_message(message, now);
+    }
+
+    /// The next rate-limit message for another core.
+    pub fn poll_rate(&mut self) -> Option<RateMessage> {
+        self.limiter.poll_message()
     }
 
     /// The next Prepare that expired; its hold is voided and the caller answers R00.
     pub fn poll_expired(&mut self) -> Option<Expired> {
         let entry = self.pending.pop_expired()?;
-        self.void(entry);
+        self.pending_by_peer[entry.from.index()] -= 1;
+        if entry.waiting {
+            // Nothing was held or sent; the ledger's wait ends later and is dropped then.
+            self.forget_parked();
+        } else {
+            self.void(entry);
+        }
         self.counters.expired += 1;
         let reason = RejectReason::TimedOut;
         self.counters.local_rejects[Counters::reject_index(reason)] += 1;
@@ -600,6 +762,26 @@ impl Engine {
             reason,
             entry,
         })
+    }
+
+    /// Drops the parked copies of waiting Prepares that expired.
+    fn forget_parked(&mut self) {
+        let pending = &self.pending;
+        let spare = &mut self.spare;
+        self.parked.retain(|&slot, buffer| {
+            let keep = pending
+                .get(SlotId::from_u64(slot))
+                .is_some_and(|e| e.waiting);
+            if !keep && spare.len() < WAITERS_MAX {
+                spare.push(std::mem::take(buffer));
+            }
+            keep
+        });
+    }
+
+    /// In-flight Prepares from `peer` on this core.
+    pub fn pending_of(&self, peer: PeerId) -> usize {
+        self.pending_by_peer[peer.index()] as usize
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.

@@ -68,6 +68,8 @@ pub struct InFlight {
     pub condition: [u8; CONDITION_LEN],
     /// The outgoing expiry, Unix ms: replies at or after it are late.
     pub expires_at: i64,
+    /// Not sent yet: its hold waits for headroom from other cores (nothing is held).
+    pub waiting: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,7 @@ impl Pending {
             amount_out: 0,
             condition: [0; CONDITION_LEN],
             expires_at: 0,
+            waiting: false,
         };
         let slots = (0..capacity)
             .map(|i| Slot {
@@ -197,6 +200,14 @@ impl Pending {
     pub fn get(&self, id: SlotId) -> Option<&InFlight> {
         let slot = self.slots.get(id.index as usize)?;
         (slot.generation == id.generation && slot.state == State::InFlight).then_some(&slot.data)
+    }
+
+    /// The in-flight Prepare `id`, to change, if it is still waiting for its reply.
+    #[inline]
+    pub fn get_mut(&mut self, id: SlotId) -> Option<&mut InFlight> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        (slot.generation == id.generation && slot.state == State::InFlight)
+            .then_some(&mut slot.data)
     }
 
     /// Resolves `id` (its reply came): frees the slot and returns what it held. `None` when
@@ -324,6 +335,7 @@ mod test {
             amount_out: 9,
             condition: [tag as u8; 32],
             expires_at,
+            waiting: false,
         }
     }
 

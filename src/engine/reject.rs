@@ -28,6 +28,9 @@ pub enum RejectReason {
     ConnectorBusy,
     /// T04: the hold would take the incoming peer past its maximum balance.
     InsufficientLiquidity,
+    /// T05: over a packet rate limit (ours for the incoming peer, or the next hop's: an HTTP
+    /// 429).
+    RateLimited,
     /// R00: the next hop did not answer before the outgoing expiry.
     TimedOut,
     /// R01: a non-zero amount converted to zero.
@@ -50,6 +53,7 @@ impl RejectReason {
             RejectReason::PeerUnreachable => ErrorCode::T01_PEER_UNREACHABLE,
             RejectReason::ConnectorBusy => ErrorCode::T03_CONNECTOR_BUSY,
             RejectReason::InsufficientLiquidity => ErrorCode::T04_INSUFFICIENT_LIQUIDITY,
+            RejectReason::RateLimited => ErrorCode::T05_RATE_LIMITED,
             RejectReason::TimedOut => ErrorCode::R00_TRANSFER_TIMED_OUT,
             RejectReason::InsufficientSourceAmount => ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT,
             RejectReason::InsufficientTimeout => ErrorCode::R02_INSUFFICIENT_TIMEOUT,
@@ -68,6 +72,7 @@ impl RejectReason {
             RejectReason::PeerUnreachable => b"next hop unreachable",
             RejectReason::ConnectorBusy => b"connector busy",
             RejectReason::InsufficientLiquidity => b"exceeded maximum balance",
+            RejectReason::RateLimited => b"rate limited",
             RejectReason::TimedOut => b"packet expired",
             RejectReason::InsufficientSourceAmount => b"amount too small to forward",
             RejectReason::InsufficientTimeout => b"insufficient time left to forward",
@@ -134,6 +139,7 @@ mod test {
                 RejectReason::PeerUnreachable,
                 RejectReason::ConnectorBusy,
                 RejectReason::InsufficientLiquidity,
+                RejectReason::RateLimited,
                 RejectReason::TimedOut,
                 RejectReason::InsufficientSourceAmount,
                 RejectReason::InsufficientTimeout,

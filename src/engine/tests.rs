@@ -20,6 +20,8 @@ fn peer(code: &str, scale: u8, max_balance: u64) -> PeerConfig {
         home: CoreId(0),
         lease_chunk: 0,
         posted: 0,
+        packets_per_second: 0,
+        amount_per_second: 0,
     }
 }
 
@@ -49,6 +51,7 @@ fn config(pending_max: usize) -> EngineConfig {
         min_message_window_ms: 1000,
         max_hold_time_ms: 30_000,
         pending_max,
+        pending_per_peer_max: pending_max,
         tick_ms: 5,
         core: CoreId(0),
         cores: 1,
@@ -392,6 +395,106 @@ fn rule_8_valid_fulfill_commits_both_sides_and_relays_bytes() {
     // Exactly one reply: a second one for the same slot is dropped.
     assert_eq!(e.handle_reply(NOW + 6, slot, &reply), Reply::Drop);
     assert_eq!(posted(&e, ALICE), 5000);
+}
+
+/// Records the order of the durable stores.
+#[derive(Debug)]
+struct Recording(std::rc::Rc<std::cell::RefCell<Vec<PeerId>>>);
+
+impl PostedStore for Recording {
+    fn load(&self, _: PeerId) -> i128 {
+        0
+    }
+    fn store(&mut self, peer: PeerId, _: i128) {
+        self.0.borrow_mut().push(peer);
+    }
+}
+
+/// A crash between the two stores of a Fulfill must leave what the upstream believes (no
+/// Fulfill yet): the outgoing peer's row is written first.
+#[test]
+fn rule_8_fulfill_stores_the_outgoing_row_before_the_incoming_one() {
+    let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut e = Engine::with_store(config(64), NOW, Box::new(Recording(order.clone())));
+    for p in 0..5 {
+        e.set_link_up(PeerId(p), true);
+    }
+    let (_, slot, _) = forwarded(&mut e, ALICE, &mut prepare(5000));
+    assert!(matches!(
+        e.handle_reply(NOW + 5, slot, &fulfill(1)),
+        Reply::Fulfill { .. }
+    ));
+    assert_eq!(*order.borrow(), [BOB, ALICE]);
+}
+
+/// One peer may fill only its share of the in-flight table; the others keep their room.
+#[test]
+fn rule_9_a_peer_over_its_share_of_the_table_is_t03() {
+    let mut c = config(8);
+    c.pending_per_peer_max = 3;
+    let mut e = Engine::new(c, NOW);
+    for p in 0..5 {
+        e.set_link_up(PeerId(p), true);
+    }
+    let mut slots = Vec::new();
+    for _ in 0..3 {
+        slots.push(forwarded(&mut e, ALICE, &mut prepare(0)).1);
+    }
+    assert_eq!(
+        rejected(&mut e, ALICE, prepare(0)),
+        RejectReason::ConnectorBusy
+    );
+    assert_eq!(e.pending_of(ALICE), 3);
+    forwarded(
+        &mut e,
+        BOB,
+        &mut prepare_to(b"g.alice.x", 0, NOW + 10_000, condition(1)),
+    );
+    // A slot coming back gives the peer room again.
+    e.handle_failure(slots[0], RejectReason::PeerUnreachable);
+    forwarded(&mut e, ALICE, &mut prepare(0));
+}
+
+/// RFC 18 payment bandwidth: over the packet rate is T05, over the amount rate T04 (the
+/// throughput limit of the spec's quick reference); one second later the peer may send again.
+#[test]
+fn rule_2_rate_limits_are_t05_for_packets_and_t04_for_amount() {
+    let mut c = config(64);
+    c.peers[0].packets_per_second = 3;
+    c.peers[1].amount_per_second = 10_000;
+    let mut e = Engine::new(c, NOW);
+    for p in 0..5 {
+        e.set_link_up(PeerId(p), true);
+    }
+    for _ in 0..3 {
+        forwarded(&mut e, ALICE, &mut prepare(1));
+    }
+    assert_eq!(
+        rejected(&mut e, ALICE, prepare(1)),
+        RejectReason::RateLimited
+    );
+    assert_eq!(
+        RejectReason::RateLimited.code(),
+        ErrorCode::T05_RATE_LIMITED
+    );
+    forwarded(
+        &mut e,
+        BOB,
+        &mut prepare_to(b"g.alice.x", 6000, NOW + 10_000, condition(1)),
+    );
+    let over = prepare_to(b"g.alice.x", 5000, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, BOB, over),
+        RejectReason::InsufficientLiquidity
+    );
+    // A second later the buckets are full again.
+    let later = NOW + 1000;
+    e.handle_timeout(later);
+    let mut p = prepare_to(b"g.bob.x", 1, later + 10_000, condition(1));
+    assert!(matches!(
+        e.handle_prepare(later, ALICE, 8, &mut p),
+        Decision::Forward { .. }
+    ));
 }
 
 #[test]
