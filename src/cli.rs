@@ -118,7 +118,8 @@ pub struct LimitArgs {
     /// How long an idle core spins before it parks, in µs.
     #[arg(long)]
     pub spin_us: Option<u64>,
-    /// How long shutdown waits for in-flight Prepares, in ms.
+    /// At shutdown, how long queued answers get to reach the wire once in-flight Prepares
+    /// resolved (by their own expiry at the latest), in ms.
     #[arg(long)]
     pub shutdown_grace_ms: Option<u64>,
     /// First reconnect delay for outgoing links, in ms.
@@ -136,6 +137,36 @@ pub struct LimitArgs {
     /// Requests pipelined on each of those connections (1: one at a time).
     #[arg(long)]
     pub http_requests_per_connection_max: Option<u64>,
+    /// Bytes queued for one connection before it stops being read (closed at twice that).
+    #[arg(long)]
+    pub link_queue_bytes_max: Option<u64>,
+    /// A write that makes no progress this long closes the connection, in ms.
+    #[arg(long)]
+    pub write_timeout_ms: Option<u64>,
+    /// Connections per core not yet authenticated (apart from links_max).
+    #[arg(long)]
+    pub unauthenticated_max: Option<u64>,
+    /// Time one ILP-over-HTTP request may take to arrive, in ms.
+    #[arg(long)]
+    pub http_request_timeout_ms: Option<u64>,
+    /// Idle time before an ILP-over-HTTP connection from a peer is closed, in ms.
+    #[arg(long)]
+    pub http_idle_timeout_ms: Option<u64>,
+    /// Requests one ILP-over-HTTP connection from a peer may have in flight.
+    #[arg(long)]
+    pub http_pipeline_max: Option<u64>,
+    /// Silence on a BTP link before we ping it, in ms.
+    #[arg(long)]
+    pub btp_ping_interval_ms: Option<u64>,
+    /// Silent ping intervals before a BTP link is taken down.
+    #[arg(long)]
+    pub btp_pings_missed_max: Option<u64>,
+    /// Share of a core's in-flight table one peer may fill, in percent.
+    #[arg(long)]
+    pub pending_per_peer_percent: Option<u64>,
+    /// Default per-peer packet rate limit, Prepares per second (0: none).
+    #[arg(long)]
+    pub peer_packets_per_second: Option<u64>,
 }
 
 impl LimitArgs {
@@ -160,6 +191,20 @@ impl LimitArgs {
                 "http_connections_per_peer_max",
                 self.http_connections_per_peer_max,
             ),
+            (
+                "http_requests_per_connection_max",
+                self.http_requests_per_connection_max,
+            ),
+            ("link_queue_bytes_max", self.link_queue_bytes_max),
+            ("write_timeout_ms", self.write_timeout_ms),
+            ("unauthenticated_max", self.unauthenticated_max),
+            ("http_request_timeout_ms", self.http_request_timeout_ms),
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
+            ("http_pipeline_max", self.http_pipeline_max),
+            ("btp_ping_interval_ms", self.btp_ping_interval_ms),
+            ("btp_pings_missed_max", self.btp_pings_missed_max),
+            ("pending_per_peer_percent", self.pending_per_peer_percent),
+            ("peer_packets_per_second", self.peer_packets_per_second),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -226,5 +271,20 @@ mod test {
             panic!("run")
         };
         assert_eq!(run.limits.overrides(), vec![("tick_ms", 2), ("spin_us", 0)]);
+    }
+
+    /// Every `[limits]` key has a flag, and the flag reaches that key (a flag missing from
+    /// `overrides` used to be accepted and silently ignored).
+    #[test]
+    fn every_limit_has_a_flag_that_overrides_it() {
+        for key in crate::config::Limits::KEYS {
+            let flag = format!("--{}", key.replace('_', "-"));
+            let cli = Cli::try_parse_from(["ilp-router", "run", "--config", "x.toml", &flag, "7"])
+                .unwrap_or_else(|e| panic!("{flag}: {e}"));
+            let Command::Run(run) = cli.command else {
+                panic!("run")
+            };
+            assert_eq!(run.limits.overrides(), vec![(*key, 7)], "{flag}");
+        }
     }
 }

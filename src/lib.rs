@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod limits;
 pub mod link;
 pub mod shard;
 pub mod state;
