@@ -155,6 +155,11 @@ fn write_row(row: &Row, value: i128) {
     let gen = row[0].load(Ordering::Relaxed);
     let next = gen.wrapping_add(1);
     let slot = 1 + 3 * (next & 1) as usize;
+    // The slot about to be written is the one generation `gen - 1` named. Without this fence
+    // its stores could become visible before the previous write's generation store, and a
+    // reader still on `gen - 1` would see a torn slot under an unchanged generation (the
+    // seqlock writer's fence; it compiles to nothing on x86, whose stores are not reordered).
+    fence(Ordering::Release);
     let lo = value as u64;
     let hi = (value >> 64) as u64;
     row[slot].store(lo, Ordering::Relaxed);
@@ -500,21 +505,29 @@ impl CoreFile {
         let header = decode_header(path, &map)?;
         assert!(configured <= header.names.len(), "recover wrote every peer");
         let peers = header.names.len();
-        let rows = rows_of(&map, header.header_len, peers);
-        // Pre-fault for writing: store every row's generation back, so the first post on the
-        // packet path finds the page present and writable.
-        for row in rows {
-            let gen = row[0].load(Ordering::Relaxed);
-            row[0].store(gen, Ordering::Relaxed);
-        }
-        let rows = NonNull::from(rows).cast::<Row>();
-        Ok(CoreFile {
+        let mut map = map;
+        // Checks the range and alignment of the rows.
+        let _ = rows_of(&map, header.header_len, peers);
+        // The pointer we write through is derived from the mapping's mutable pointer (write
+        // provenance), not from a shared slice of its bytes.
+        // SAFETY: `header_len + peers * ROW_LEN` is inside the mapping (rows_of checked it).
+        let first = unsafe { map.as_mut_ptr().add(header.header_len) }.cast::<Row>();
+        let rows = NonNull::new(first).expect("a mapping is never at address 0");
+        let file = CoreFile {
             path: path.to_owned(),
             _map: map,
             rows,
             peers,
             configured,
-        })
+        };
+        // Pre-fault for writing: store every row's generation back, so the first post on the
+        // packet path finds the page present and writable.
+        for index in 0..peers {
+            let row = file.row(PeerId(index as u16));
+            let gen = row[0].load(Ordering::Relaxed);
+            row[0].store(gen, Ordering::Relaxed);
+        }
+        Ok(file)
     }
 
     #[inline]

@@ -445,7 +445,9 @@ fn graceful_shutdown_answers_in_flight_prepares_and_exits_0() {
     );
     let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
     let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
-    let id = alice.send_ilp(&prepare("g.bob.x", 1, 20_000, 1));
+    // Bob never answers: the Prepare resolves at its outgoing expiry (3 s - 1 s window), R00,
+    // however short the grace (links stay open for a Fulfill until then: tests/money.rs).
+    let id = alice.send_ilp(&prepare("g.bob.x", 1, 3_000, 1));
     bob.recv_ilp().expect("forwarded");
     let status = router.stop().expect("the router exits within the wait");
     assert!(status.success(), "exit status {status:?}");
@@ -468,7 +470,16 @@ fn full_in_flight_table_is_t03_on_the_wire() {
     let router = Router::start(
         &config(port, ""),
         port,
-        &["--cores", "1", "--pending-per-core-max", "2"],
+        &[
+            "--cores",
+            "1",
+            "--pending-per-core-max",
+            "2",
+            // The whole table for alice: this is the table-full path, not a peer's share
+            // (tests/money.rs has that).
+            "--pending-per-peer-percent",
+            "100",
+        ],
     );
     let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
     let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();

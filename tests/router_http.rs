@@ -10,10 +10,15 @@ use common::peer::{free_port, Peer, Router, WAIT};
 use ilp_router::wire::{Address, BtpType, ErrorCode, FulfillRepr, Packet, PrepareRepr, Reject};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn config(btp: u16, http: u16) -> String {
+    config_with_limits(btp, http, "")
+}
+
+/// As [`config`], with more lines for its `[limits]` table.
+fn config_with_limits(btp: u16, http: u16, limits: &str) -> String {
     format!(
         r#"
 ilp_address = "g.router"
@@ -38,6 +43,7 @@ max_balance = "1000000"
 USD = "1"
 [limits]
 frame_len_max = 65536
+{limits}
 "#
     )
 }
@@ -103,6 +109,12 @@ thread_local! {
 
 /// Reads one response: (status, body).
 fn response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let (status, _, body) = response_with_head(stream);
+    (status, body)
+}
+
+/// Reads one response: (status, the head as text, body).
+fn response_with_head(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
     let port = stream.local_addr().unwrap().port();
     let mut buf = LEFTOVER
         .with(|l| l.borrow_mut().remove(&port))
@@ -124,10 +136,11 @@ fn response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
                 assert!(n > 0, "closed inside the body");
                 buf.extend_from_slice(&chunk[..n]);
             }
+            let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
             let body = buf[head_len..head_len + length].to_vec();
             let rest = buf.split_off(head_len + length);
             LEFTOVER.with(|l| l.borrow_mut().insert(port, rest));
-            return (status, body);
+            return (status, head, body);
         }
         let n = read_retrying(stream, &mut chunk);
         assert!(
@@ -412,4 +425,413 @@ fn pipelined_requests_are_answered_in_request_order() {
         ErrorCode::F02_UNREACHABLE
     );
     assert_eq!(response(&mut alice), (200, fulfill(3)));
+}
+
+/// Whether a response head says `Connection: close`.
+fn says_close(head: &str) -> bool {
+    head.lines().any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with("connection:") && line.contains("close")
+    })
+}
+
+/// How long the router takes to close `stream` (end of stream or reset), if it does within
+/// `within`. Bytes arriving first fail the test.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let port = stream.local_addr().unwrap().port();
+    let leftover = LEFTOVER
+        .with(|l| l.borrow_mut().remove(&port))
+        .unwrap_or_default();
+    assert!(
+        leftover.is_empty(),
+        "unexpected bytes: {}",
+        String::from_utf8_lossy(&leftover)
+    );
+    let start = Instant::now();
+    let mut chunk = [0u8; 4096];
+    let closed = loop {
+        let Some(left) = within.checked_sub(start.elapsed()) else {
+            break None;
+        };
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => break Some(start.elapsed()),
+            Ok(n) => panic!("unexpected bytes: {}", String::from_utf8_lossy(&chunk[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break None
+            }
+            Err(_) => break Some(start.elapsed()),
+        }
+    };
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    closed
+}
+
+/// Limits low enough for the timeout tests to run in about a second.
+const QUICK_TIMEOUTS: &str = "http_request_timeout_ms = 300\nhttp_idle_timeout_ms = 300\n";
+
+#[test]
+fn a_wrong_token_gets_401_and_close_from_the_head_alone() {
+    if common::peer::io_uring_missing("a_wrong_token_gets_401_and_close_from_the_head_alone") {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let router = Router::start(&config(btp, http), btp, &["--cores", "1"]);
+    // A wrong token, and a good token for another account than the path names: the head
+    // alone decides, the 30000 bytes announced never come.
+    for (path, token) in [("/", "alice:wrong"), ("/accounts/bob/ilp", "alice:secret")] {
+        let mut s = connect(http);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: router\r\nAuthorization: Bearer {token}\r\nContent-Length: 30000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let (status, head, body) = response_with_head(&mut s);
+        assert_eq!(status, 401, "{path} {token}");
+        assert!(says_close(&head), "a 401 says it closes: {head}");
+        assert!(body.is_empty(), "no hint which check failed");
+        assert!(
+            closed_within(&mut s, Duration::from_secs(2)).is_some(),
+            "the connection closes right after the 401"
+        );
+    }
+    // A client that sends its body anyway, after the 401 went out, still reads the 401.
+    let mut s = connect(http);
+    s.write_all(
+        b"POST / HTTP/1.1\r\nAuthorization: Bearer alice:wrong\r\nContent-Length: 60000\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..6 {
+        // The router may have closed by now; the 401 must still be readable.
+        if s.write_all(&[7u8; 10_000]).is_err() {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, head, _) = response_with_head(&mut s);
+    assert_eq!(status, 401);
+    assert!(says_close(&head), "{head}");
+    // The right token with its body still arriving is not refused: the body completes it.
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    let mut alice = connect(http);
+    let body = prepare("g.router.bob.x", 4);
+    let head = format!(
+        "POST /accounts/alice/ilp HTTP/1.1\r\nAuthorization: Bearer alice:secret\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    alice.write_all(head.as_bytes()).unwrap();
+    alice
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        alice.read(&mut byte).is_err(),
+        "nothing is answered before the body"
+    );
+    alice.set_read_timeout(Some(WAIT)).unwrap();
+    alice.write_all(&body).unwrap();
+    let (_, bob_id, _) = bob.recv_ilp().expect("the Prepare reaches bob");
+    bob.send_btp(BtpType::Response, bob_id, &fulfill(4));
+    assert_eq!(response(&mut alice), (200, fulfill(4)));
+}
+
+#[test]
+fn a_request_dripped_byte_by_byte_is_cut_off_at_its_deadline() {
+    if common::peer::io_uring_missing("a_request_dripped_byte_by_byte_is_cut_off_at_its_deadline") {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let _router = Router::start(
+        &config_with_limits(btp, http, QUICK_TIMEOUTS),
+        btp,
+        &["--cores", "1"],
+    );
+    // A head that never ends, one byte every 100 ms: each read is prompt, the request is not.
+    let drip = [
+        b"POST / HTTP/1.1\r\nAuthorization: Bearer alice:secret\r\nX-Drip: ".as_slice(),
+        &[b'a'; 64],
+    ]
+    .concat();
+    let mut s = connect(http);
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut sent = 0;
+    let closed_after = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "a dripping client still connected after 3 s (request timeout 300 ms)"
+        );
+        if sent < drip.len() && s.write_all(&drip[sent..sent + 1]).is_err() {
+            break start.elapsed();
+        }
+        sent += 1;
+        match s.read(&mut chunk) {
+            Ok(0) => break start.elapsed(),
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break start.elapsed(),
+        }
+    };
+    assert!(
+        closed_after >= Duration::from_millis(250),
+        "cut off at {closed_after:?}, before its deadline"
+    );
+    assert!(
+        closed_after < Duration::from_millis(1500),
+        "cut off at {closed_after:?}, long after its 300 ms deadline"
+    );
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 408 "), "a 408 first: {text}");
+    assert!(says_close(&text), "the 408 says it closes: {text}");
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    if common::peer::io_uring_missing(
+        "an_idle_keep_alive_connection_is_closed_after_the_idle_timeout",
+    ) {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let _router = Router::start(
+        &config_with_limits(btp, http, QUICK_TIMEOUTS),
+        btp,
+        &["--cores", "1"],
+    );
+    // One connection that never sends a byte, one that is idle after an answered request.
+    let mut quiet = connect(http);
+    let mut s = connect(http);
+    post(&mut s, "/", "alice:secret", &prepare("private.nowhere", 1));
+    let (status, head, _) = response_with_head(&mut s);
+    assert_eq!(status, 200);
+    assert!(
+        !says_close(&head),
+        "the answer keeps the connection: {head}"
+    );
+    let idle = closed_within(&mut s, Duration::from_secs(3))
+        .expect("an idle kept-alive connection is closed after http_idle_timeout_ms");
+    assert!(
+        idle >= Duration::from_millis(150) && idle < Duration::from_millis(2000),
+        "closed {idle:?} after the answer (idle timeout 300 ms)"
+    );
+    assert!(
+        closed_within(&mut quiet, Duration::from_secs(2)).is_some(),
+        "a connection that never sent a request is closed too"
+    );
+}
+
+#[test]
+fn a_keep_alive_client_sending_every_50_ms_is_not_disturbed() {
+    if common::peer::io_uring_missing("a_keep_alive_client_sending_every_50_ms_is_not_disturbed") {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let _router = Router::start(
+        &config_with_limits(btp, http, QUICK_TIMEOUTS),
+        btp,
+        &["--cores", "1"],
+    );
+    let mut s = connect(http);
+    // About 1.5 s on one connection: several request and idle timeouts long. Each head and
+    // body arrive 20 ms apart, well inside the request's deadline.
+    for n in 0..20u8 {
+        let body = prepare("private.nowhere", n);
+        let head = format!(
+            "POST / HTTP/1.1\r\nAuthorization: Bearer alice:secret\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        s.write_all(&body).unwrap();
+        let (status, head, body) = response_with_head(&mut s);
+        assert_eq!(status, 200, "request {n}");
+        assert!(!says_close(&head), "request {n}: {head}");
+        assert_eq!(ilp_code(&body), ErrorCode::F02_UNREACHABLE);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn answers_owed_are_written_before_a_stalled_or_finished_connection_closes() {
+    if common::peer::io_uring_missing(
+        "answers_owed_are_written_before_a_stalled_or_finished_connection_closes",
+    ) {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    // Every timeout a close could wrongly be bounded by is short; the next hop is slower.
+    let limits = format!("{QUICK_TIMEOUTS}auth_timeout_ms = 300\n");
+    let router = Router::start(
+        &config_with_limits(btp, http, &limits),
+        btp,
+        &["--cores", "1"],
+    );
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    // Finished: the client half-closes after the third head's first bytes. Stalled: the third
+    // head never completes (a 408 after the answers owed).
+    for finished in [true, false] {
+        let mut alice = connect(http);
+        let mut requests = Vec::new();
+        for (destination, n) in [("g.router.bob.a", 1u8), ("g.router.bob.b", 2)] {
+            let body = prepare(destination, n);
+            let head = format!(
+                "POST / HTTP/1.1\r\nAuthorization: Bearer alice:secret\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            requests.extend_from_slice(head.as_bytes());
+            requests.extend_from_slice(&body);
+        }
+        requests.extend_from_slice(b"POST / HTTP/1.1\r\nAuthorization: Bea");
+        alice.write_all(&requests).unwrap();
+        if finished {
+            alice.shutdown(Shutdown::Write).unwrap();
+        }
+        let (_, first, _) = bob.recv_ilp().expect("the first Prepare");
+        let (_, second, _) = bob.recv_ilp().expect("the second Prepare");
+        std::thread::sleep(Duration::from_millis(1000));
+        bob.send_btp(BtpType::Response, second, &fulfill(2));
+        bob.send_btp(BtpType::Response, first, &fulfill(1));
+        assert_eq!(
+            response(&mut alice),
+            (200, fulfill(1)),
+            "finished {finished}"
+        );
+        assert_eq!(
+            response(&mut alice),
+            (200, fulfill(2)),
+            "finished {finished}"
+        );
+        if !finished {
+            let (status, head, _) = response_with_head(&mut alice);
+            assert_eq!(status, 408, "the stalled third request times out");
+            assert!(says_close(&head), "{head}");
+        }
+        assert!(
+            closed_within(&mut alice, Duration::from_secs(3)).is_some(),
+            "finished {finished}: the connection closes once the answers are written"
+        );
+    }
+}
+
+/// The router process with its log piped; SIGTERM and a bounded wait on drop.
+struct LoggedRouter {
+    child: std::process::Child,
+    _dir: common::peer::TempDir,
+}
+
+impl LoggedRouter {
+    /// Sends SIGTERM; true when the router exits cleanly within [`WAIT`].
+    fn stop(&mut self) -> bool {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for LoggedRouter {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+#[test]
+fn refused_requests_are_counted() {
+    if common::peer::io_uring_missing("refused_requests_are_counted") {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!(
+        "ilp-router-test-{}-{btp}-counted",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("router.toml");
+    std::fs::write(&path, config_with_limits(btp, http, QUICK_TIMEOUTS)).unwrap();
+    // As Router::start, with the log (where the runtime counters are printed at exit) piped.
+    let bin = std::env::var("ILP_ROUTER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ilp-router").to_owned());
+    let child = std::process::Command::new(bin)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .args(["--log-level", "info", "--cores", "1"])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ilp-router");
+    let mut router = LoggedRouter {
+        child,
+        _dir: common::peer::TempDir(dir),
+    };
+    let stderr = router.child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + WAIT;
+    for port in [btp, http] {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "router did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Refused: 401, 413, 400 (not a Prepare), 405, 408. Answered: one Reject in a 200.
+    let mut s = connect(http);
+    post(&mut s, "/", "alice:wrong", &prepare("g.router.bob.x", 1));
+    assert_eq!(response(&mut s).0, 401);
+    let mut s = connect(http);
+    s.write_all(
+        b"POST / HTTP/1.1\r\nAuthorization: Bearer alice:secret\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(response(&mut s).0, 413);
+    let mut s = connect(http);
+    post(&mut s, "/", "alice:secret", b"\x0c\x01garbage");
+    assert_eq!(response(&mut s).0, 400);
+    let mut s = connect(http);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(response(&mut s).0, 405);
+    let mut s = connect(http);
+    s.write_all(b"POST / HTTP/1.1\r\nAuthoriz").unwrap();
+    assert_eq!(response(&mut s).0, 408);
+    let mut s = connect(http);
+    post(&mut s, "/", "alice:secret", &prepare("private.nowhere", 1));
+    assert_eq!(response(&mut s).0, 200);
+    drop(s);
+    assert!(router.stop(), "a clean exit");
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("http_refused: 5"),
+        "five refusals counted: {log}"
+    );
 }

@@ -207,7 +207,8 @@ fn a_router_that_dies_mid_run_still_leaves_a_report() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Long enough for the first Fulfills even on a loaded machine (tests run in parallel).
+    std::thread::sleep(Duration::from_millis(3000));
     router.child.kill().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {

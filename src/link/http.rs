@@ -10,7 +10,9 @@
 //! into what the engine should hear (the spec's Policy column).
 //!
 //! Keep-alive is HTTP/1.1's default; `Connection: close` (or HTTP/1.0 without keep-alive)
-//! ends the connection after the response. Non-goals: chunked request bodies (refused with
+//! ends the connection after the response. A refusal that leaves the request unread (401
+//! before the body, 405, 408, 411, 413, 431: [`status_closes`]) always ends it, and its head
+//! says `Connection: close`. Non-goals: chunked request bodies (refused with
 //! 411: ILP clients always send `Content-Length`), HTTP/2, TLS, asynchronous mode.
 
 use crate::engine::RejectReason;
@@ -236,8 +238,16 @@ pub fn write_response(body_len: usize, keep_alive: bool, out: &mut [u8]) -> usiz
     w.len
 }
 
-/// Writes a complete bodyless error response (`Content-Length: 0`); a 4xx/5xx for a request
-/// that could not be read ends the connection.
+/// Whether a response with `status` ends the connection whatever the request asked: the
+/// request was not read whole (401 is sent from the head, before the body: spec server rule
+/// 1; 405, 408, 411, 413, 431), so the next request cannot be found. A 400 closes only when
+/// the head was malformed, which the caller knows (`keep_alive` false).
+pub fn status_closes(status: u16) -> bool {
+    matches!(status, 401 | 405 | 408 | 411 | 413 | 431)
+}
+
+/// Writes a complete bodyless error response (`Content-Length: 0`), with `Connection: close`
+/// when `keep_alive` is false or the status always closes ([`status_closes`]).
 pub fn write_status(status: u16, keep_alive: bool, out: &mut [u8]) -> usize {
     let mut w = Out { buf: out, len: 0 };
     w.put(b"HTTP/1.1 ");
@@ -245,7 +255,7 @@ pub fn write_status(status: u16, keep_alive: bool, out: &mut [u8]) -> usize {
     w.put(b" ");
     w.put(reason(status).as_bytes());
     w.put(b"\r\nContent-Length: 0\r\n");
-    if !keep_alive {
+    if !keep_alive || status_closes(status) {
         w.put(b"Connection: close\r\n");
     }
     w.put(b"\r\n");
@@ -361,15 +371,12 @@ pub enum Outcome {
 }
 
 /// Maps a response status to what the engine should hear: 200 → the reply; 401/403/404 →
-/// F02; 429 → T05 is not one of the engine's local codes, so it is F02 too (a Final code
-/// would stop the sender retrying too eagerly; see the note); 400/413 → F01; 5xx → T00;
-/// other codes → F02.
-///
-/// Note: RFC 35 leaves the choice open; T05 (rate limited) belongs to the *sender's* rate,
-/// and the router has not rate-limited anyone, so it reports the next hop unreachable.
+/// F02; 429 → T05 (the next hop limits our rate: a Temporary code, so the sender may retry
+/// later); 400/413 → F01; 5xx → T00; other codes → F02.
 pub fn map_response(status: u16) -> Outcome {
     match status {
         200 => Outcome::Reply,
+        429 => Outcome::Fail(RejectReason::RateLimited),
         400 | 413 => Outcome::Fail(RejectReason::InvalidPacket),
         500..=599 => Outcome::Fail(RejectReason::Internal),
         _ => Outcome::Fail(RejectReason::Unreachable),
@@ -539,5 +546,57 @@ mod test {
             Outcome::Fail(RejectReason::InvalidPacket)
         );
         assert_eq!(map_response(502), Outcome::Fail(RejectReason::Internal));
+    }
+
+    #[test]
+    fn http_429_is_t05_rate_limited() {
+        let Outcome::Fail(reason) = map_response(429) else {
+            panic!("a 429 fails the Prepare");
+        };
+        assert_eq!(reason, RejectReason::RateLimited);
+        assert_eq!(reason.code(), crate::wire::ErrorCode::T05_RATE_LIMITED);
+        assert_eq!(reason.message(), b"rate limited");
+    }
+
+    /// Every status the server writes, with the request's `Connection` choice both ways: the
+    /// head says `Connection: close` exactly when the connection ends after it.
+    #[test]
+    fn closing_statuses_say_connection_close() {
+        let mut out = [0u8; RESPONSE_HEAD_LEN_MAX];
+        for status in [400, 401, 404, 405, 408, 411, 413, 429, 431, 500, 502, 503] {
+            for keep_alive in [true, false] {
+                let n = write_status(status, keep_alive, &mut out);
+                assert!(n <= RESPONSE_HEAD_LEN_MAX);
+                let head = std::str::from_utf8(&out[..n]).unwrap();
+                let closes = !keep_alive || matches!(status, 401 | 405 | 408 | 411 | 413 | 431);
+                assert_eq!(
+                    head.contains("\r\nConnection: close\r\n"),
+                    closes,
+                    "{status} keep_alive {keep_alive}: {head}"
+                );
+                let response = parse_response(&out[..n], 0).unwrap().unwrap();
+                assert_eq!(
+                    (response.status, response.body_len, response.keep_alive),
+                    (status, 0, !closes),
+                    "{head}"
+                );
+            }
+        }
+        let n = write_status(401, true, &mut out);
+        assert_eq!(
+            &out[..n],
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let n = write_status(408, true, &mut out);
+        assert_eq!(
+            &out[..n],
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        // A 200 closes only when the request asked.
+        for keep_alive in [true, false] {
+            let n = write_response(41, keep_alive, &mut out);
+            let head = std::str::from_utf8(&out[..n]).unwrap();
+            assert_eq!(head.contains("\r\nConnection: close\r\n"), !keep_alive);
+        }
     }
 }

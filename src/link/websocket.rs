@@ -9,8 +9,8 @@
 //! - **Handshake, server:** [`parse_upgrade_request`] on the bytes read so far returns `Ok(None)`
 //!   until the header block (ending in `\r\n\r\n`) is complete, then the validated
 //!   [`UpgradeRequest`], whose [`len`](UpgradeRequest::len) is where WebSocket frames start in
-//!   the same buffer. Answer with [`write_upgrade_response`], or refuse with [`write_http_error`]
-//!   (`error.status()`, `error.reason()`) and close.
+//!   the same buffer. Answer with [`write_upgrade_response`], or refuse with
+//!   [`HandshakeError::write_answer`] (its status, `Connection: close`) and close.
 //! - **Handshake, client:** [`write_upgrade_request`] with a fresh random 16-byte nonce, then
 //!   [`parse_upgrade_response`] with the same nonce. The server may send frames right behind its
 //!   `101`, so frames start at the returned length, not at the next read.
@@ -219,7 +219,23 @@ impl HandshakeError {
             _ => "Bad Request",
         }
     }
+
+    /// Writes the server's whole answer to a refused handshake into `out`: the
+    /// [`status`](Self::status) with its [`reason`](Self::reason) and `Connection: close`
+    /// (see [`write_http_error`]); returns its length. The server closes the connection after
+    /// sending it.
+    ///
+    /// # Panics
+    ///
+    /// If `out` is shorter than [`HANDSHAKE_ANSWER_LEN_MAX`].
+    pub fn write_answer(self, out: &mut [u8]) -> usize {
+        write_http_error(self.status(), self.reason(), out)
+    }
 }
+
+/// The longest answer [`HandshakeError::write_answer`] writes: 82 bytes around the longest
+/// reason phrase (`Request Header Fields Too Large`), with room to spare.
+pub const HANDSHAKE_ANSWER_LEN_MAX: usize = 128;
 
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1859,6 +1875,45 @@ mod test {
             HandshakeError::MissingKey.to_string(),
             "missing Sec-WebSocket-Key"
         );
+    }
+
+    #[test]
+    fn refused_handshakes_answer_their_status() {
+        let mut out = [0u8; HANDSHAKE_ANSWER_LEN_MAX];
+        // RFC 6455 §4.4: a version other than 13 is 426 naming the version we speak.
+        let request = b"GET / HTTP/1.1\r\nHost: r\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Sec-WebSocket-Version: 8\r\n\r\n";
+        let error = parse_upgrade_request(request).unwrap_err();
+        assert_eq!(error, HandshakeError::UnsupportedVersion);
+        let len = error.write_answer(&mut out);
+        assert_eq!(
+            &out[..len],
+            &b"HTTP/1.1 426 Upgrade Required\r\nConnection: close\r\nContent-Length: 0\r\n\
+               Sec-WebSocket-Version: 13\r\n\r\n"[..]
+        );
+        // No end of the header block within HANDSHAKE_LEN_MAX: 431 (RFC 6585 §5).
+        let mut long = b"GET / HTTP/1.1\r\nX-Filler: ".to_vec();
+        long.resize(HANDSHAKE_LEN_MAX, b'a');
+        let error = parse_upgrade_request(&long).unwrap_err();
+        assert_eq!(error, HandshakeError::TooLarge);
+        let len = error.write_answer(&mut out);
+        assert_eq!(
+            &out[..len],
+            &b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\
+               Content-Length: 0\r\n\r\n"[..]
+        );
+        // Anything else is 400.
+        let error = parse_upgrade_request(b"\x16\x03\x01 not http\r\n\r\n").unwrap_err();
+        let len = error.write_answer(&mut out);
+        assert!(out[..len].starts_with(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"));
+        // Every variant's answer fits the constant.
+        let longest = [HandshakeError::TooLarge, HandshakeError::UnsupportedVersion]
+            .map(|e| e.write_answer(&mut out))
+            .into_iter()
+            .max()
+            .unwrap();
+        assert!(longest <= HANDSHAKE_ANSWER_LEN_MAX);
     }
 
     // ---- frames: RFC 6455 §5.7 ------------------------------------------------------------

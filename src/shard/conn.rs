@@ -1,8 +1,22 @@
 //! The I/O tasks of one core: accepting, dialling, the WebSocket handshake, and per link a
 //! reader (a batch of frames per read, handed to [`CoreState`]) and a writer (everything queued
 //! on the link, one write per wake-up).
+//!
+//! # Bounds on a peer that misbehaves
+//!
+//! | situation | what happens |
+//! | --- | --- |
+//! | connection accepted | counted as unauthenticated until its BTP auth succeeds (HTTP: its first authenticated request); past `unauthenticated_max` on this core it is closed at once; `links_max` counts authenticated links only |
+//! | handshake or auth not done `auth_timeout_ms` after the accept | closed |
+//! | handshake refused | the parser's status (400, 426, 431) with `Connection: close`, then closed |
+//! | queue over half of `link_queue_bytes_max` | the reader stops until the writer drains it below that; Prepares to the link get T03 |
+//! | queue over `link_queue_bytes_max` (replies keep coming for a peer that does not read) | queue dropped, link closed |
+//! | a write makes no progress for `write_timeout_ms` | link closed (also the socket's `TCP_USER_TIMEOUT`) |
+//! | nothing received on a BTP link for `btp_ping_interval_ms` | a Ping (masked when we dialled), again each interval |
+//! | nothing at all received for `btp_pings_missed_max` more intervals | link taken down; its requests fail T01 |
 
-use super::core::{unix_ms, CoreState, LinkId};
+use super::core::{unix_ms, Admission, CoreState, LinkId};
+use super::flush::{write_queued_within, WriteEnd};
 use crate::engine::PeerId;
 use crate::link::btp::BtpSession;
 use crate::link::websocket::{self as ws, Message, MessageAssembler, Opcode};
@@ -32,44 +46,80 @@ fn read_buffer_len(frame_len_max: usize) -> usize {
     (2 * (frame_len_max + ws::FRAME_HEADER_LEN_MAX)).max(256 * 1024)
 }
 
+/// Puts the write deadline on a router socket, accepted or dialled, BTP or HTTP: the kernel
+/// gives up on data left unacknowledged for `write_timeout_ms` (`TCP_USER_TIMEOUT`, which
+/// also ends a half-open connection), and a write of ours that makes no progress that long
+/// fails (glommio's write timeout; the BTP writer has its own deadline too, see
+/// [`write_queued_within`]). Best effort: a socket that refuses either keeps working.
+pub(crate) fn limit_socket(stream: &TcpStream, write_timeout_ms: u64) {
+    let ms = libc::c_uint::try_from(write_timeout_ms).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: setsockopt on a descriptor the stream owns (open for the call), reading
+    // exactly `size_of::<c_uint>()` bytes from a live local.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("TCP_USER_TIMEOUT: {}", io::Error::last_os_error());
+    }
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(write_timeout_ms.max(1))));
+}
+
+/// Why a handshake ended without a connection.
+enum HandshakeFailure {
+    /// The socket failed or closed.
+    Io(io::Error),
+    /// The bytes are not an acceptable handshake (a server answers `error.status()`).
+    Refused(ws::HandshakeError),
+}
+
 /// Reads until `parse` accepts a complete header block; returns the block's length and the
 /// bytes read so far.
 async fn read_handshake<R, T>(
     reader: &mut R,
     buf: &mut [u8],
     mut parse: impl FnMut(&[u8]) -> Result<Option<T>, ws::HandshakeError>,
-) -> io::Result<(T, usize)>
+) -> Result<(T, usize), HandshakeFailure>
 where
     R: AsyncRead + Unpin,
 {
     let mut filled = 0;
     loop {
         if filled == buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "handshake too long",
-            ));
+            // `parse` reports a full buffer as `TooLarge`; this is only a backstop.
+            return Err(HandshakeFailure::Refused(ws::HandshakeError::TooLarge));
         }
-        let n = reader.read(&mut buf[filled..]).await?;
+        let n = reader
+            .read(&mut buf[filled..])
+            .await
+            .map_err(HandshakeFailure::Io)?;
         if n == 0 {
-            return Err(io::Error::new(
+            return Err(HandshakeFailure::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "closed during handshake",
-            ));
+            )));
         }
         filled += n;
         match parse(&buf[..filled]) {
             Ok(Some(done)) => return Ok((done, filled)),
             Ok(None) => {}
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            Err(e) => return Err(HandshakeFailure::Refused(e)),
         }
     }
 }
 
-/// Serves a connection a peer opened: WebSocket upgrade, then BTP (auth first).
+/// Serves a connection a peer opened: WebSocket upgrade, then BTP (auth first). It is counted
+/// as unauthenticated from the accept (`unauthenticated_max`), and must finish the handshake
+/// and its auth within `auth_timeout_ms` of it.
 pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let (frame_len_max, auth_timeout_ms, in_flight, bad_frames) = {
+    let accepted_at = unix_ms();
+    let (frame_len_max, auth_timeout_ms, in_flight, bad_frames, write_timeout_ms) = {
         let st = state.borrow();
         let l = st.config.limits();
         (
@@ -77,8 +127,19 @@ pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
             l.auth_timeout_ms,
             l.in_flight_per_link_max,
             l.bad_frames_max,
+            l.write_timeout_ms,
         )
     };
+    let (wake, sleep) = local_channel::new_bounded(1);
+    let added = state
+        .borrow_mut()
+        .add_link(None, None, false, None, wake, Admission::Pending);
+    let Some(id) = added else {
+        // Counted (`unauthenticated_refused`); dropping the stream closes it.
+        tracing::debug!("unauthenticated_max reached: connection closed");
+        return;
+    };
+    limit_socket(&stream, write_timeout_ms);
     let mut buf = vec![0u8; read_buffer_len(frame_len_max)];
     let handshake = glommio::timer::timeout(Duration::from_millis(auth_timeout_ms), async {
         let parsed = read_handshake(&mut stream, &mut buf[..ws::HANDSHAKE_LEN_MAX], |b| {
@@ -91,33 +152,60 @@ pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
     .await;
     let ((header_len, key, account), filled) = match handshake {
         Ok(Ok(done)) => done,
-        Ok(Err(e)) => {
+        Ok(Err(HandshakeFailure::Refused(e))) => {
             tracing::debug!("WebSocket handshake refused: {e}");
-            let mut response = [0u8; 256];
-            let n = ws::write_http_error(400, "Bad Request", &mut response);
-            let _ = stream.write_all(&response[..n]).await;
+            let mut response = [0u8; ws::HANDSHAKE_ANSWER_LEN_MAX];
+            let n = e.write_answer(&mut response);
+            // Bounded by the socket's write timeout; the answer fits its buffer anyway.
+            if stream.write_all(&response[..n]).await.is_ok() {
+                let until = accepted_at.saturating_add(auth_timeout_ms as i64);
+                linger(&mut stream, &mut buf, until).await;
+            }
+            remove(&state, id);
             return;
         }
-        Err(_) => return,
+        Ok(Err(HandshakeFailure::Io(_))) | Err(_) => {
+            remove(&state, id);
+            return;
+        }
     };
     let mut response = [0u8; ws::UPGRADE_RESPONSE_LEN];
     let n = ws::write_upgrade_response(&key, &mut response);
-    if stream.write_all(&response[..n]).await.is_err() {
+    let closing = state.borrow().link(id).is_none_or(|l| l.closing);
+    if closing || stream.write_all(&response[..n]).await.is_err() {
+        remove(&state, id);
         return;
     }
     buf.copy_within(header_len..filled, 0);
     let leftover = filled - header_len;
-    let now = unix_ms();
-    let session = BtpSession::server(now, auth_timeout_ms as i64, in_flight, bad_frames);
-    let (wake, sleep) = local_channel::new_bounded(1);
-    let id = state
-        .borrow_mut()
-        .add_link(Some(session), None, false, account, wake);
-    let Some(id) = id else {
-        tracing::warn!("links_max reached: connection refused");
-        return;
-    };
+    // The auth deadline counts from the accept: the handshake was part of the wait.
+    let session = BtpSession::server(accepted_at, auth_timeout_ms as i64, in_flight, bad_frames);
+    if let Some(link) = state.borrow_mut().link_mut(id) {
+        link.session = Some(session);
+        link.path_account = account;
+    }
     run_link(state, stream, id, sleep, ws::Role::Server, buf, leftover).await;
+}
+
+/// After a refusal: ends our side (a FIN behind the answer), then discards what the peer
+/// still sends until it closes too or `until` (Unix ms). Closing with unread bytes would send
+/// a reset, which can destroy the answer before the peer reads it (RFC 9112 §9.6).
+async fn linger(stream: &mut TcpStream, buf: &mut [u8], until: i64) {
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let left = u64::try_from(until.saturating_sub(unix_ms())).unwrap_or(0);
+    let _ = glommio::timer::timeout(Duration::from_millis(left.max(1)), async {
+        // Bounded by the timeout: each pass reads bytes, or the loop ends.
+        while matches!(stream.read(buf).await, Ok(n) if n > 0) {}
+        Ok(())
+    })
+    .await;
+}
+
+/// Removes a link whose connection never got a reader and a writer.
+fn remove(state: &State, id: LinkId) {
+    let mut st = state.borrow_mut();
+    st.remove_link(id);
+    st.flush();
 }
 
 /// Keeps one connection per core open to a peer we dial, redialling with backoff.
@@ -126,7 +214,7 @@ pub(crate) async fn dial(state: State, peer: PeerId) {
         let st = state.borrow();
         let p = st.config.peer(peer);
         (
-            p.dial.clone().expect("dialled peers have a URL"),
+            p.dial().cloned().expect("dialled peers have a URL"),
             st.config.limits().clone(),
         )
     };
@@ -161,6 +249,7 @@ async fn dial_once(
     );
     let mut stream = connect.await.map_err(|e| io::Error::other(e.to_string()))?;
     let _ = stream.set_nodelay(true);
+    limit_socket(&stream, limits.write_timeout_ms);
     let nonce = nonce();
     let host = format!("{}:{}", dial.url.host, dial.url.port);
     let mut request = vec![0u8; ws::upgrade_request_len(&host, &dial.url.path)];
@@ -175,9 +264,12 @@ async fn dial_once(
             .await,
         )
     });
-    let (header_len, filled) = handshake
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))??;
+    let (header_len, filled) = match handshake.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(HandshakeFailure::Io(e))) => return Err(e),
+        Ok(Err(HandshakeFailure::Refused(e))) => return Err(io::Error::other(e.to_string())),
+        Err(e) => return Err(io::Error::other(e.to_string())),
+    };
     buf.copy_within(header_len..filled, 0);
     let leftover = filled - header_len;
     let now = unix_ms();
@@ -189,9 +281,15 @@ async fn dial_once(
         limits.bad_frames_max,
     );
     let (wake, sleep) = local_channel::new_bounded(1);
-    let id = state
-        .borrow_mut()
-        .add_link(Some(session), None, true, None, wake);
+    // Ours: counted against links_max from the start, never against unauthenticated_max.
+    let id = state.borrow_mut().add_link(
+        Some(session),
+        None,
+        true,
+        None,
+        wake,
+        Admission::Authenticated,
+    );
     let Some(id) = id else {
         return Err(io::Error::other("links_max reached"));
     };
@@ -224,7 +322,8 @@ fn nonce() -> [u8; ws::NONCE_LEN] {
     out
 }
 
-/// The life of an upgraded connection: a writer task, and this task reading.
+/// The life of an upgraded connection: a writer task, and this task reading. The reader stops
+/// while the link's queue is over half of `link_queue_bytes_max` ([`wait_for_room`]).
 async fn run_link(
     state: State,
     stream: TcpStream,
@@ -235,14 +334,24 @@ async fn run_link(
     mut filled: usize,
 ) {
     let fd = Fd(stream.as_raw_fd());
+    let (resume, resumed) = local_channel::new_bounded(1);
+    if let Some(link) = state.borrow_mut().link_mut(id) {
+        link.resume = Some(resume);
+    }
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
-    let frame_len_max = state.borrow().config.limits().frame_len_max;
+    let (frame_len_max, half) = {
+        let st = state.borrow();
+        let limits = st.config.limits();
+        (limits.frame_len_max, limits.link_queue_bytes_max / 2)
+    };
     let decoder = ws::FrameDecoder::new(role, frame_len_max);
     let mut assembler = MessageAssembler::new(frame_len_max);
     let mut start = 0;
     'read: loop {
         let now = unix_ms();
+        // Set when the queue passed half the cap with frames still in `buf`.
+        let mut held = false;
         loop {
             let frame = match decoder.decode(&mut buf[start..filled]) {
                 Ok(Some(frame)) => frame,
@@ -274,13 +383,26 @@ async fn run_link(
                 }
             }
             start += frame_len;
+            // Each message may queue an answer (a Pong, a local Reject): past half the cap,
+            // the frames still in `buf` wait, as do those in the socket.
+            if state.borrow().link(id).is_some_and(|l| l.queued() > half) {
+                held = true;
+                break;
+            }
         }
         {
             let mut st = state.borrow_mut();
             st.flush();
-            if st.link(id).is_none_or(|l| l.closing) {
-                break;
+            match st.link_mut(id) {
+                Some(link) if !link.closing => link.received_at = now,
+                _ => break,
             }
+        }
+        if !wait_for_room(&state, id, &resumed).await {
+            break;
+        }
+        if held {
+            continue;
         }
         if start == filled {
             start = 0;
@@ -291,7 +413,16 @@ async fn run_link(
             start = 0;
         }
         match reader.read(&mut buf[filled..]).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(e) => {
+                // ETIMEDOUT: the kernel's TCP_USER_TIMEOUT (`limit_socket`) ended a connection
+                // whose data went unacknowledged for write_timeout_ms.
+                if e.kind() == io::ErrorKind::TimedOut {
+                    count_write_timeout(&mut state.borrow_mut(), id);
+                }
+                tracing::debug!("link read failed: {e}");
+                break;
+            }
             Ok(n) => filled += n,
         }
     }
@@ -306,6 +437,39 @@ async fn run_link(
     st.flush();
 }
 
+/// Waits while the link's queue holds more than half of `link_queue_bytes_max`: its peer must
+/// read what it is owed before we read more from it (each message read may queue an answer).
+/// The writer wakes us through `resumed` once it drained the queue to half, and so does
+/// closing the link. `false` when the link is closing or gone.
+pub(crate) async fn wait_for_room(state: &State, id: LinkId, resumed: &LocalReceiver<()>) -> bool {
+    loop {
+        {
+            let mut st = state.borrow_mut();
+            let half = st.config.limits().link_queue_bytes_max / 2;
+            let Some(link) = st.link_mut(id).filter(|l| !l.closing) else {
+                return false;
+            };
+            if link.queued() <= half {
+                return true;
+            }
+            link.reader_paused = true;
+            st.counters.reads_paused += 1;
+        }
+        if resumed.recv().await.is_none() {
+            return false;
+        }
+    }
+}
+
+/// Counts a link ended by the write deadline, once (the writer and the reader may both see it).
+fn count_write_timeout(st: &mut CoreState, id: LinkId) {
+    let Some(link) = st.link_mut(id).filter(|l| !l.write_timed_out) else {
+        return;
+    };
+    link.write_timed_out = true;
+    st.counters.write_timeouts += 1;
+}
+
 fn fail_ws(state: &State, id: LinkId, error: ws::WsError) {
     tracing::debug!("WebSocket error: {error}");
     let mut st = state.borrow_mut();
@@ -316,7 +480,9 @@ fn fail_ws(state: &State, id: LinkId, error: ws::WsError) {
 }
 
 /// Writes whatever the core queued on the link, then, once the link is closing and drained,
-/// shuts the socket down (which also ends the reader).
+/// shuts the socket down (which also ends the reader). A write that makes no progress for
+/// `write_timeout_ms` closes the link at once (counted in `write_timeouts`). Each time it takes
+/// the queue, a reader paused for room is woken if what it took is at most half the cap.
 pub(crate) async fn write_link<W: futures_lite::AsyncWrite + Unpin>(
     state: State,
     id: LinkId,
@@ -324,17 +490,45 @@ pub(crate) async fn write_link<W: futures_lite::AsyncWrite + Unpin>(
     sleep: LocalReceiver<()>,
     fd: Fd,
 ) {
-    super::write_queued(&mut writer, &sleep, |batch| {
+    let (deadline, half) = {
+        let st = state.borrow();
+        let limits = st.config.limits();
+        (
+            Duration::from_millis(limits.write_timeout_ms),
+            limits.link_queue_bytes_max / 2,
+        )
+    };
+    let end = write_queued_within(&mut writer, &sleep, Some(deadline), |batch| {
         let mut st = state.borrow_mut();
         match st.link_mut(id) {
             Some(link) => {
+                // Everything taken before is written: the queue is what is taken now.
                 std::mem::swap(&mut link.out, batch);
+                link.writing = batch.len();
+                if link.writing <= half {
+                    link.resume_reader();
+                }
                 link.closing
             }
             None => true,
         }
     })
     .await;
-    let _ = writer.flush().await;
+    {
+        let mut st = state.borrow_mut();
+        tracing::debug!(core = st.core, ?end, "link writer ended");
+        if end == WriteEnd::TimedOut {
+            count_write_timeout(&mut st, id);
+        }
+        if let Some(link) = st.link_mut(id) {
+            link.writing = 0;
+        }
+        // Also wakes a reader paused for room.
+        st.close_link(id);
+        st.flush();
+    }
+    if end == WriteEnd::Finished {
+        let _ = writer.flush().await;
+    }
     let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
 }

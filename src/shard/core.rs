@@ -10,9 +10,7 @@
 use super::mesh::CrossMsg;
 use super::Shared;
 use crate::config::Config;
-use crate::engine::{
-    Decision, Engine, LeaseMessage, PeerId, RejectReason, Reply, SlotId, REJECT_LEN_MAX,
-};
+use crate::engine::{Decision, Engine, PeerId, RejectReason, Reply, SlotId, REJECT_LEN_MAX};
 use crate::link::auth::PeerAuth;
 use crate::link::btp::{
     AuthEvent, BtpSession, Event, Role as BtpRole, SendError, State, CONTROL_LEN_MAX,
@@ -28,9 +26,17 @@ use std::sync::Arc;
 
 const REMOTE_TAG: u64 = 1 << 63;
 
-/// A link's queued output past which forwarding to it answers T03 instead (replies and control
-/// frames are always queued: they are bounded by the requests in flight).
-const OUT_QUEUED_MAX: usize = 8 << 20;
+/// Whether a new link has authenticated yet. The two kinds are counted apart, each with its
+/// own cap (`unauthenticated_max` and `links_max`, per core), so a flood of connections that
+/// never authenticate cannot lock out peers that do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Accepted from someone: WebSocket handshake or BTP auth pending, or (HTTP) no
+    /// authenticated request yet. Past `unauthenticated_max` it is refused at once.
+    Pending,
+    /// One we opened ourselves, or already authenticated. Past `links_max` it is refused.
+    Authenticated,
+}
 
 /// Identifies a link on this core across reuse of its index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,30 +68,95 @@ pub(crate) struct Link {
     /// The link is finished: the writer sends what is queued, then closes the socket.
     pub(crate) closing: bool,
     mask_state: u64,
+    /// Counted among the authenticated links (`links_max`), else among the unauthenticated
+    /// ones (`unauthenticated_max`).
+    authenticated: bool,
+    /// Bytes the writer took out of `out` and has not finished writing.
+    pub(crate) writing: usize,
+    /// The reader stopped reading until the queue drains to half of `link_queue_bytes_max`.
+    pub(crate) reader_paused: bool,
+    /// Wakes the paused reader (the queue drained, or the link is closing).
+    pub(crate) resume: Option<LocalSender<()>>,
+    /// When the reader last got bytes (Unix ms; the link's creation before that).
+    pub(crate) received_at: i64,
+    /// When we last sent a keepalive Ping (Unix ms; 0: never).
+    pinged_at: i64,
+    /// The queue went over `link_queue_bytes_max`: it was dropped, nothing more is queued,
+    /// and the link is closing.
+    overflowed: bool,
+    /// The write deadline ended the link (counted once in `write_timeouts`).
+    pub(crate) write_timed_out: bool,
 }
 
-/// Requests one HTTP connection may have in flight (pipelined) before its reader waits.
-pub(crate) const HTTP_PIPELINE_MAX: usize = 64;
+impl Link {
+    /// Bytes owed to the peer: queued, and taken by the writer but not yet written.
+    pub(crate) fn queued(&self) -> usize {
+        self.out.len() + self.writing
+    }
+
+    /// Wakes the reader if it stopped for the queue to drain.
+    pub(crate) fn resume_reader(&mut self) {
+        if self.reader_paused {
+            self.reader_paused = false;
+            if let Some(resume) = &self.resume {
+                let _ = resume.try_send(());
+            }
+        }
+    }
+
+    /// Past `max` queued bytes the peer does not read what we send (its reader stopped at half
+    /// of it, yet replies kept coming): the queue is dropped, since it would never be read,
+    /// and the link closes. True when that happened now.
+    fn overflow_if_over(&mut self, max: usize) -> bool {
+        if self.overflowed || self.queued() <= max {
+            return false;
+        }
+        self.overflowed = true;
+        self.closing = true;
+        self.out = Vec::new();
+        self.resume_reader();
+        true
+    }
+}
 
 /// The state of an HTTP link: pipelined requests, answered in request order.
 #[derive(Debug)]
 pub(crate) struct HttpLink {
     /// The sequence number the next request gets (its tag's request id).
     next: u32,
-    /// Requests not yet answered on the wire, oldest first: sequence number, the request's
-    /// `Connection` choice, and its answer once it came out of order (whole response bytes).
-    pending: VecDeque<(u32, bool, Option<Vec<u8>>)>,
+    /// Requests not yet answered on the wire, oldest first.
+    pending: VecDeque<HttpOwed>,
+    /// By when every Prepare handed to the engine on this link is answered at the latest
+    /// (Unix ms): its expiry, or our longest hold if sooner (the engine answers R00 then).
+    owed_until_ms: i64,
     /// Wakes the connection's reader when answers free room in the pipeline.
     pub(crate) answered: LocalSender<()>,
 }
 
+/// One request of an HTTP link not yet answered on the wire.
+#[derive(Debug)]
+struct HttpOwed {
+    seq: u32,
+    /// The connection stays open after its answer.
+    keep_alive: bool,
+    /// Its answer (whole response bytes) once it came before those ahead of it.
+    answer: Option<Vec<u8>>,
+}
+
 impl HttpLink {
-    pub(crate) fn new(answered: LocalSender<()>) -> Self {
+    /// A link whose reader waits at `pipeline_max` requests in flight (`http_pipeline_max`).
+    pub(crate) fn new(answered: LocalSender<()>, pipeline_max: usize) -> Self {
         HttpLink {
             next: 0,
-            pending: VecDeque::with_capacity(HTTP_PIPELINE_MAX),
+            pending: VecDeque::with_capacity(pipeline_max),
+            owed_until_ms: 0,
             answered,
         }
+    }
+
+    /// By when the answers still owed come at the latest (Unix ms; meaningless when none is).
+    pub(crate) fn owed_until_ms(&self) -> i64 {
+        self.owed_until_ms
     }
 }
 
@@ -115,9 +186,34 @@ pub(crate) struct HttpPool {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RuntimeCounters {
     pub(crate) replies_to_gone_links: u64,
+    /// Messages to another core that must arrive but found no ring (the other core stopped).
     pub(crate) cross_core_dropped: u64,
+    /// Messages to another core that found its ring full and waited in the backlog.
+    pub(crate) cross_core_deferred: u64,
+    /// Links refused because this core already had `links_max` authenticated links (at
+    /// auth, or when dialling).
     pub(crate) links_refused: u64,
     pub(crate) ws_errors: u64,
+    /// Gauge: links counted against `links_max` (authenticated, or opened by us).
+    pub(crate) links_authenticated: usize,
+    /// Gauge: links counted against `unauthenticated_max` (handshake or auth pending).
+    pub(crate) links_unauthenticated: usize,
+    /// Connections closed at once because `unauthenticated_max` were already waiting.
+    pub(crate) unauthenticated_refused: u64,
+    /// Links closed because their queue went over `link_queue_bytes_max`.
+    pub(crate) queue_overflows: u64,
+    /// Times a link's reader stopped because its queue was over half the cap.
+    pub(crate) reads_paused: u64,
+    /// Links closed because what we wrote made no progress for `write_timeout_ms`: our
+    /// writer's deadline, or the kernel's `TCP_USER_TIMEOUT` (the reader sees `ETIMEDOUT`).
+    pub(crate) write_timeouts: u64,
+    /// Keepalive Pings sent on silent BTP links.
+    pub(crate) keepalive_pings: u64,
+    /// BTP links taken down after `btp_pings_missed_max` silent ping intervals.
+    pub(crate) keepalive_closed: u64,
+    /// ILP-over-HTTP requests answered with an HTTP error instead of an ILP reply (400, 401,
+    /// 405, 408 for a request that missed its deadline, 411, 413, 431).
+    pub(crate) http_refused: u64,
 }
 
 /// Everything one core owns.
@@ -136,7 +232,13 @@ pub(crate) struct CoreState {
     mesh: Option<Senders<CrossMsg>>,
     /// Mesh index of each core.
     mesh_index: Vec<usize>,
-    lease_backlog: VecDeque<LeaseMessage>,
+    /// Messages to other cores that must arrive (replies, failures, leases) and found the
+    /// ring full: retried at every flush and tick, never dropped. Bounded by what can be owed:
+    /// one reply per Prepare another core handed us (its in-flight table) plus the ledger's
+    /// bounded lease traffic.
+    mesh_backlog: VecDeque<(usize, CrossMsg)>,
+    /// Where the engine copies a Prepare whose hold waited (reused).
+    ready_packet: Vec<u8>,
     pub(crate) draining: bool,
     /// Per peer: the HTTP pool, for peers we POST to.
     http_pools: Vec<Option<HttpPool>>,
@@ -214,13 +316,14 @@ impl CoreState {
             touched: Vec::new(),
             mesh,
             mesh_index,
-            lease_backlog: VecDeque::new(),
+            mesh_backlog: VecDeque::new(),
+            ready_packet: Vec::new(),
             draining: false,
             http_pools: config
                 .peers()
                 .iter()
                 .map(|p| {
-                    p.http.as_ref().map(|dial| HttpPool {
+                    p.http().map(|dial| HttpPool {
                         head: crate::link::http::request_head_prefix(
                             &dial.url.path,
                             &format!("{}:{}", dial.url.host, dial.url.port),
@@ -237,7 +340,9 @@ impl CoreState {
         }
     }
 
-    /// Registers a new connection; `None` when this core has `links_max` of them.
+    /// Registers a new connection; `None` (counted) when this core already has
+    /// `unauthenticated_max` links pending (`Admission::Pending`) or `links_max` authenticated
+    /// ones (`Admission::Authenticated`): the caller closes it at once.
     pub(crate) fn add_link(
         &mut self,
         session: Option<BtpSession>,
@@ -245,11 +350,30 @@ impl CoreState {
         client: bool,
         path_account: Option<String>,
         wake: LocalSender<()>,
+        admission: Admission,
     ) -> Option<LinkId> {
+        let limits = self.config.limits();
+        let counters = &mut self.counters;
+        match admission {
+            Admission::Pending if counters.links_unauthenticated >= limits.unauthenticated_max => {
+                counters.unauthenticated_refused += 1;
+                return None;
+            }
+            Admission::Authenticated if counters.links_authenticated >= limits.links_max => {
+                counters.links_refused += 1;
+                return None;
+            }
+            Admission::Pending | Admission::Authenticated => {}
+        }
+        // The table holds both kinds, each within its own cap.
+        let capacity = limits
+            .links_max
+            .saturating_add(limits.unauthenticated_max)
+            .min(usize::from(u16::MAX));
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
-                if self.links.len() >= self.config.limits().links_max.min(usize::from(u16::MAX)) {
+                if self.links.len() >= capacity {
                     self.counters.links_refused += 1;
                     return None;
                 }
@@ -260,7 +384,14 @@ impl CoreState {
         };
         let generation = self.generations[usize::from(index)].wrapping_add(1);
         self.generations[usize::from(index)] = generation;
-        let seed = unix_ms() as u64 ^ (u64::from(index) << 40) ^ (self.core as u64) << 56 | 1;
+        let authenticated = admission == Admission::Authenticated;
+        if authenticated {
+            self.counters.links_authenticated += 1;
+        } else {
+            self.counters.links_unauthenticated += 1;
+        }
+        let now = unix_ms();
+        let seed = now as u64 ^ (u64::from(index) << 40) ^ (self.core as u64) << 56 | 1;
         self.links[usize::from(index)] = Some(Link {
             generation,
             session,
@@ -274,6 +405,14 @@ impl CoreState {
             woken: false,
             closing: false,
             mask_state: seed,
+            authenticated,
+            writing: 0,
+            reader_paused: false,
+            resume: None,
+            received_at: now,
+            pinged_at: 0,
+            overflowed: false,
+            write_timed_out: false,
         });
         Some(LinkId { index, generation })
     }
@@ -292,8 +431,38 @@ impl CoreState {
             .filter(|l| l.generation == id.generation)
     }
 
+    /// Moves a link from the unauthenticated count to the authenticated one; `false`
+    /// (counted in `links_refused`) when this core already has `links_max` authenticated
+    /// links: the caller closes it. A link already counted as authenticated stays so.
+    pub(crate) fn authenticate_link(&mut self, id: LinkId) -> bool {
+        let links_max = self.config.limits().links_max;
+        let Some(link) = self
+            .links
+            .get_mut(usize::from(id.index))
+            .and_then(Option::as_mut)
+            .filter(|l| l.generation == id.generation)
+        else {
+            return false;
+        };
+        if link.authenticated {
+            return true;
+        }
+        if self.counters.links_authenticated >= links_max {
+            self.counters.links_refused += 1;
+            return false;
+        }
+        link.authenticated = true;
+        debug_assert!(self.counters.links_unauthenticated > 0);
+        self.counters.links_unauthenticated = self.counters.links_unauthenticated.saturating_sub(1);
+        self.counters.links_authenticated += 1;
+        true
+    }
+
     /// Marks the link authenticated as `peer` and makes it eligible to carry Prepares.
     fn open_link(&mut self, id: LinkId, peer: PeerId) -> bool {
+        if !self.authenticate_link(id) {
+            return false;
+        }
         let max = self.config.limits().connections_per_peer_max;
         let count = &self.shared.connections[peer.index()];
         if count.fetch_add(1, Ordering::Relaxed) >= max {
@@ -325,6 +494,13 @@ impl CoreState {
             return;
         }
         self.free.push(id.index);
+        let count = if link.authenticated {
+            &mut self.counters.links_authenticated
+        } else {
+            &mut self.counters.links_unauthenticated
+        };
+        debug_assert!(*count > 0);
+        *count = count.saturating_sub(1);
         let mut abandoned = Vec::new();
         if let Some(session) = link.session.as_mut() {
             session.close();
@@ -369,9 +545,14 @@ impl CoreState {
         }
     }
 
-    /// Queues a binary frame made of `parts` on a link.
+    /// Queues a binary frame made of `parts` on a link (dropped on a link whose queue
+    /// overflowed; an overflow closes the link, see [`Link::overflow_if_over`]).
     fn push_frame(&mut self, index: u16, parts: &[&[u8]]) {
-        let Some(link) = self.links[usize::from(index)].as_mut() else {
+        let queue_max = self.config.limits().link_queue_bytes_max;
+        let Some(link) = self.links[usize::from(index)]
+            .as_mut()
+            .filter(|l| !l.overflowed)
+        else {
             return;
         };
         let len: usize = parts.iter().map(|p| p.len()).sum();
@@ -386,15 +567,21 @@ impl CoreState {
         if let Some(mask) = mask {
             ws::apply_mask(&mut link.out[start..], mask, 0);
         }
+        let overflowed = link.overflow_if_over(queue_max);
         if !link.woken {
             link.woken = true;
             self.touched.push(index);
+        }
+        if overflowed {
+            self.counters.queue_overflows += 1;
+            tracing::debug!(core = self.core, "queue over link_queue_bytes_max: closed");
         }
     }
 
     /// Queues a control frame (ping answer, close) on a link.
     pub(crate) fn push_control(&mut self, id: LinkId, opcode: Opcode, payload: &[u8]) {
-        let Some(link) = self.link_mut(id) else {
+        let queue_max = self.config.limits().link_queue_bytes_max;
+        let Some(link) = self.link_mut(id).filter(|l| !l.overflowed) else {
             return;
         };
         let mask = link.client.then(|| next_mask(&mut link.mask_state));
@@ -407,9 +594,14 @@ impl CoreState {
             &mut frame,
         );
         link.out.extend_from_slice(&frame[..n]);
+        let overflowed = link.overflow_if_over(queue_max);
         if !link.woken {
             link.woken = true;
             self.touched.push(id.index);
+        }
+        if overflowed {
+            self.counters.queue_overflows += 1;
+            tracing::debug!(core = self.core, "queue over link_queue_bytes_max: closed");
         }
     }
 
@@ -417,6 +609,7 @@ impl CoreState {
     pub(crate) fn close_link(&mut self, id: LinkId) {
         if let Some(link) = self.link_mut(id) {
             link.closing = true;
+            link.resume_reader();
             if !link.woken {
                 link.woken = true;
                 self.touched.push(id.index);
@@ -426,6 +619,9 @@ impl CoreState {
 
     /// Wakes the writers of every link that got output since the last flush.
     pub(crate) fn flush(&mut self) {
+        if !self.mesh_backlog.is_empty() {
+            self.retry_mesh_backlog();
+        }
         for index in std::mem::take(&mut self.touched) {
             if let Some(link) = self.links[usize::from(index)].as_mut() {
                 link.woken = false;
@@ -533,7 +729,32 @@ impl CoreState {
         match self.engine.handle_prepare(now, peer, tag, ilp) {
             Decision::Reject(reason) => self.reply_reject(tag, reason),
             Decision::Forward { to, slot, len } => self.forward(now, slot, to, &ilp[..len]),
+            // Comes out of `drain_ready` once the lease traffic decides it.
+            Decision::Wait { .. } => {}
         }
+    }
+
+    /// Hands the engine's balance messages to the mesh (a lease message is never lost).
+    fn send_leases(&mut self) {
+        while let Some(lease) = self.engine.poll_lease() {
+            self.send_reliably(usize::from(lease.to.0), CrossMsg::Lease(lease));
+        }
+        while let Some(rate) = self.engine.poll_rate() {
+            self.send_reliably(usize::from(rate.to.0), CrossMsg::Rate(rate));
+        }
+    }
+
+    /// Forwards or refuses the Prepares whose holds waited for headroom and are now decided.
+    fn drain_ready(&mut self, now: i64) {
+        let mut packet = std::mem::take(&mut self.ready_packet);
+        while let Some(ready) = self.engine.poll_ready(&mut packet) {
+            match ready.decision {
+                Decision::Forward { to, slot, len } => self.forward(now, slot, to, &packet[..len]),
+                Decision::Reject(reason) => self.reply_reject(ready.tag, reason),
+                Decision::Wait { .. } => unreachable!("poll_ready decides"),
+            }
+        }
+        self.ready_packet = packet;
     }
 
     fn forward(&mut self, now: i64, slot: SlotId, to: PeerId, packet: &[u8]) {
@@ -608,7 +829,8 @@ impl CoreState {
         let Some(link) = self.links[usize::from(index)].as_mut() else {
             return Err(RejectReason::PeerUnreachable);
         };
-        if link.out.len() > OUT_QUEUED_MAX || link.closing {
+        // Half the cap: the rest is room for the replies and control frames owed to it.
+        if link.queued() > self.config.limits().link_queue_bytes_max / 2 || link.closing {
             return Err(RejectReason::ConnectorBusy);
         }
         let Some(session) = link.session.as_mut() else {
@@ -628,15 +850,8 @@ impl CoreState {
     fn on_reply(&mut self, now: i64, tag: u64, ilp: &[u8]) {
         if tag & REMOTE_TAG != 0 {
             let (origin, slot) = split_remote_tag(tag);
-            if !self.send_to_core(
-                origin,
-                CrossMsg::Reply {
-                    slot,
-                    packet: ilp.to_vec(),
-                },
-            ) {
-                self.counters.cross_core_dropped += 1;
-            }
+            let packet = ilp.to_vec();
+            self.send_reliably(origin, CrossMsg::Reply { slot, packet });
             return;
         }
         let reply = self.engine.handle_reply(now, SlotId::from_u64(tag), ilp);
@@ -647,9 +862,7 @@ impl CoreState {
     fn fail_outgoing(&mut self, now: i64, tag: u64, reason: RejectReason) {
         if tag & REMOTE_TAG != 0 {
             let (origin, slot) = split_remote_tag(tag);
-            if !self.send_to_core(origin, CrossMsg::Failure { slot, reason }) {
-                self.counters.cross_core_dropped += 1;
-            }
+            self.send_reliably(origin, CrossMsg::Failure { slot, reason });
             return;
         }
         let reply = self.engine.handle_failure(SlotId::from_u64(tag), reason);
@@ -693,15 +906,24 @@ impl CoreState {
 
     /// Queues raw bytes (an HTTP head and body) on a link.
     fn push_raw(&mut self, index: u16, parts: &[&[u8]]) {
-        let Some(link) = self.links[usize::from(index)].as_mut() else {
+        let queue_max = self.config.limits().link_queue_bytes_max;
+        let Some(link) = self.links[usize::from(index)]
+            .as_mut()
+            .filter(|l| !l.overflowed)
+        else {
             return;
         };
         for part in parts {
             link.out.extend_from_slice(part);
         }
+        let overflowed = link.overflow_if_over(queue_max);
         if !link.woken {
             link.woken = true;
             self.touched.push(index);
+        }
+        if overflowed {
+            self.counters.queue_overflows += 1;
+            tracing::debug!(core = self.core, "queue over link_queue_bytes_max: closed");
         }
     }
 
@@ -711,15 +933,19 @@ impl CoreState {
     }
 
     /// Answers HTTP request `seq`: a `200` with `ilp`, or a bodyless `status`. Answers leave in
-    /// request order: one that is ready before those ahead of it waits (copied) for them.
+    /// request order: one that is ready before those ahead of it waits (copied) for them. The
+    /// link closes once an answer that ends the connection is written (the request's
+    /// `Connection: close`, or a status that always closes: its head says so too).
     fn http_respond(&mut self, id: LinkId, seq: u32, ilp: Option<&[u8]>, status: u16) {
         let Some(http) = self.link_mut(id).and_then(|l| l.http.as_mut()) else {
             return;
         };
-        let Some(position) = http.pending.iter().position(|p| p.0 == seq) else {
+        let Some(position) = http.pending.iter().position(|p| p.seq == seq) else {
             return;
         };
-        let keep_alive = http.pending[position].1;
+        let closes = ilp.is_none() && crate::link::http::status_closes(status);
+        let keep_alive = http.pending[position].keep_alive && !closes;
+        http.pending[position].keep_alive = keep_alive;
         let mut head = [0u8; crate::link::http::RESPONSE_HEAD_LEN_MAX];
         let n = match ilp {
             Some(ilp) => crate::link::http::write_response(ilp.len(), keep_alive, &mut head),
@@ -727,16 +953,16 @@ impl CoreState {
         };
         let body = ilp.unwrap_or_default();
         if position > 0 {
-            http.pending[position].2 = Some([&head[..n], body].concat());
+            http.pending[position].answer = Some([&head[..n], body].concat());
             return;
         }
         http.pending.pop_front();
         let mut closing = !keep_alive;
         let mut ready = Vec::new();
-        while let Some((_, keep_alive, Some(_))) = http.pending.front() {
-            closing |= !keep_alive;
-            let (_, _, bytes) = http.pending.pop_front().expect("front exists");
-            ready.push(bytes.expect("checked"));
+        while http.pending.front().is_some_and(|p| p.answer.is_some()) {
+            let owed = http.pending.pop_front().expect("front exists");
+            closing |= !owed.keep_alive;
+            ready.push(owed.answer.expect("checked"));
         }
         let _ = http.answered.try_send(());
         self.push_raw(id.index, &[&head[..n], body]);
@@ -748,10 +974,13 @@ impl CoreState {
         }
     }
 
-    /// Takes one ILP-over-HTTP request from `peer`, or one refused with `refuse` (a status;
-    /// the connection then closes once it is answered): a 400 if the body is not a Prepare
-    /// (what interledger-rs peers expect, `spec/ilp-over-http.md` §1), else the engine decides
-    /// and the answer is written now (a local Reject) or when the reply comes back.
+    /// Takes one ILP-over-HTTP request from `peer`; `None` is a refused token (401, decided
+    /// from the head: the body is never read, spec server rule 1). `refuse` is a request
+    /// refused before that (a status: 400, 405, 408, 411, 413, 431). Either way the connection
+    /// closes once the answer is written, after the answers owed to earlier requests. A body
+    /// that is not a Prepare gets a 400 and the connection stays (what interledger-rs peers
+    /// expect, `spec/ilp-over-http.md` §1); else the engine decides and the answer is written
+    /// now (a local Reject) or when the reply comes back (by the Prepare's expiry).
     pub(crate) fn on_http_request(
         &mut self,
         now: i64,
@@ -761,20 +990,37 @@ impl CoreState {
         keep_alive: bool,
         refuse: Option<u16>,
     ) {
+        let hold_ms = i64::try_from(self.config.max_hold_time_ms()).unwrap_or(i64::MAX);
         let Some(http) = self.link_mut(id).and_then(|l| l.http.as_mut()) else {
             return;
         };
         let seq = http.next;
         http.next = http.next.wrapping_add(1);
-        let keep_alive = keep_alive && refuse.is_none();
-        http.pending.push_back((seq, keep_alive, None));
-        match (refuse, peer) {
-            (Some(status), _) => self.http_respond(id, seq, None, status),
-            (None, None) => self.http_respond(id, seq, None, 401),
-            (None, Some(_)) if crate::wire::Prepare::new_checked(&body[..]).is_err() => {
-                self.http_respond(id, seq, None, 400)
-            }
+        let status = match (refuse, peer) {
+            (Some(status), _) => Some(status),
+            (None, None) => Some(401),
+            (None, Some(_)) => match crate::wire::Prepare::new_checked(&body[..]) {
+                Ok(prepare) => {
+                    let answered_by = prepare.expires_at().min(now.saturating_add(hold_ms));
+                    http.owed_until_ms = http.owed_until_ms.max(answered_by);
+                    None
+                }
+                Err(_) => Some(400),
+            },
+        };
+        let keep_alive = keep_alive && refuse.is_none() && peer.is_some();
+        http.pending.push_back(HttpOwed {
+            seq,
+            keep_alive,
+            answer: None,
+        });
+        match (status, peer) {
             (None, Some(peer)) => self.on_prepare_from(now, id, peer, seq, body),
+            // `status` is set whenever `peer` is not.
+            (status, _) => {
+                self.counters.http_refused += 1;
+                self.http_respond(id, seq, None, status.unwrap_or(401));
+            }
         }
     }
 
@@ -955,9 +1201,7 @@ impl CoreState {
                     None => Err(RejectReason::PeerUnreachable),
                 };
                 if let Err(reason) = result {
-                    if !self.send_to_core(origin, CrossMsg::Failure { slot, reason }) {
-                        self.counters.cross_core_dropped += 1;
-                    }
+                    self.send_reliably(origin, CrossMsg::Failure { slot, reason });
                 }
             }
             CrossMsg::Reply { slot, packet } => {
@@ -968,16 +1212,71 @@ impl CoreState {
                 let reply = self.engine.handle_failure(slot, reason);
                 self.deliver(now, reply, &[]);
             }
-            CrossMsg::Lease(lease) => self.engine.handle_lease(lease),
+            CrossMsg::Lease(lease) => {
+                self.engine.handle_lease(lease);
+                self.send_leases();
+                self.drain_ready(now);
+            }
+            CrossMsg::Rate(message) => {
+                self.engine.handle_rate(message, now);
+                self.send_leases();
+            }
             CrossMsg::LinksChanged => self.refresh_link_state(),
         }
     }
 
     fn send_to_core(&mut self, core: usize, message: CrossMsg) -> bool {
+        self.try_send_to_core(core, message).is_ok()
+    }
+
+    /// Sends now, or hands the message back when the ring is full (`Err(Some)`); `Err(None)`
+    /// when the other core is gone (only at shutdown) or there is no mesh.
+    fn try_send_to_core(&mut self, core: usize, message: CrossMsg) -> Result<(), Option<CrossMsg>> {
+        use glommio::{GlommioError, ResourceType};
         let Some(mesh) = self.mesh.as_ref() else {
-            return false;
+            return Err(None);
         };
-        mesh.try_send_to(self.mesh_index[core], message).is_ok()
+        match mesh.try_send_to(self.mesh_index[core], message) {
+            Ok(()) => Ok(()),
+            Err(GlommioError::WouldBlock(ResourceType::Channel(message))) => Err(Some(message)),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// Sends a message that must arrive (a reply, a failure, a lease): if the ring is full it
+    /// waits in the backlog, behind any other message already waiting.
+    fn send_reliably(&mut self, core: usize, message: CrossMsg) {
+        if !self.mesh_backlog.is_empty() {
+            self.mesh_backlog.push_back((core, message));
+            return;
+        }
+        match self.try_send_to_core(core, message) {
+            Ok(()) => {}
+            Err(Some(message)) => {
+                self.counters.cross_core_deferred += 1;
+                self.mesh_backlog.push_back((core, message));
+            }
+            Err(None) => self.counters.cross_core_dropped += 1,
+        }
+    }
+
+    /// Retries the backlog once, in order; what still finds its ring full stays.
+    fn retry_mesh_backlog(&mut self) {
+        for _ in 0..self.mesh_backlog.len() {
+            let Some((core, message)) = self.mesh_backlog.pop_front() else {
+                break;
+            };
+            match self.try_send_to_core(core, message) {
+                Ok(()) => {}
+                Err(Some(message)) => self.mesh_backlog.push_back((core, message)),
+                Err(None) => self.counters.cross_core_dropped += 1,
+            }
+        }
+    }
+
+    /// Messages to other cores still waiting for room.
+    pub(crate) fn mesh_backlog_len(&self) -> usize {
+        self.mesh_backlog.len()
     }
 
     /// Periodic work: expiries (R00), session timers, balance leases, link state.
@@ -986,23 +1285,54 @@ impl CoreState {
         while let Some(expired) = self.engine.poll_expired() {
             self.reply_reject(expired.tag, expired.reason);
         }
+        // BTP keepalive: a link silent for one interval gets a Ping, one more each interval;
+        // silent for `btp_pings_missed_max` intervals after the first Ping (every Ping had a
+        // whole interval to be answered) it is taken down as half-open. A paused reader is
+        // not silence: its link has over half its cap queued, and the writer's deadline
+        // decides whether the peer is alive.
+        let limits = self.config.limits();
+        let interval_ms = i64::try_from(limits.btp_ping_interval_ms).unwrap_or(i64::MAX / 4);
+        let down_ms = interval_ms.saturating_mul(i64::from(limits.btp_pings_missed_max) + 1);
         let mut finished = Vec::new();
+        let mut silent = Vec::new();
+        let mut dead = Vec::new();
         for index in 0..self.links.len() {
             if let Some(link) = self.links[index].as_mut() {
+                let id = LinkId {
+                    index: index as u16,
+                    generation: link.generation,
+                };
                 let expired = link
                     .session
                     .as_mut()
                     .is_some_and(|s| s.handle_timeout(now).auth_expired);
                 if expired {
-                    finished.push(LinkId {
-                        index: index as u16,
-                        generation: link.generation,
-                    });
+                    finished.push(id);
+                    continue;
+                }
+                if link.session.is_none() || link.closing || link.reader_paused {
+                    continue;
+                }
+                let quiet_ms = now.saturating_sub(link.received_at);
+                if quiet_ms >= down_ms {
+                    dead.push(id);
+                } else if quiet_ms >= interval_ms && now - link.pinged_at >= interval_ms {
+                    link.pinged_at = now;
+                    silent.push(id);
                 }
             }
         }
         for id in finished {
             tracing::info!(core = self.core, "auth timeout");
+            self.close_link(id);
+        }
+        for id in silent {
+            self.counters.keepalive_pings += 1;
+            self.push_control(id, Opcode::Ping, &[]);
+        }
+        for id in dead {
+            tracing::info!(core = self.core, "silent BTP link taken down");
+            self.counters.keepalive_closed += 1;
             self.close_link(id);
         }
         // An HTTP request cannot be cancelled on its connection: one still unanswered past its
@@ -1023,17 +1353,9 @@ impl CoreState {
         for id in stale {
             self.close_link(id);
         }
-        while let Some(lease) = self.engine.poll_lease() {
-            self.lease_backlog.push_back(lease);
-        }
-        while let Some(lease) = self.lease_backlog.pop_front() {
-            let to = usize::from(lease.to.0);
-            if !self.send_to_core(to, CrossMsg::Lease(lease)) {
-                // Retried next tick: a lease message must never be lost.
-                self.lease_backlog.push_front(lease);
-                break;
-            }
-        }
+        self.send_leases();
+        self.drain_ready(now);
+        self.retry_mesh_backlog();
         self.refresh_link_state();
         self.flush();
     }

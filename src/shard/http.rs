@@ -1,84 +1,112 @@
 //! ILP over HTTP (RFC 35, synchronous mode) from peers: one task per connection reads
-//! requests, authenticates each bearer token and hands every complete Prepare to the core at
-//! once (HTTP/1.1 keep-alive and pipelining); the core writes the answers in request order. A
+//! requests, authenticates each from its head (bearer token, optional `/accounts/{name}/ilp`
+//! path) before any of its body is read, and hands every complete Prepare to the core at once
+//! (HTTP/1.1 keep-alive and pipelining); the core writes the answers in request order. A
 //! writer task flushes what the core queued, as for BTP. Also the client side: connections
 //! we open to peers with `http_url`.
+//!
+//! # Server decisions
+//!
+//! Limits: `http_request_timeout_ms` (one request's head and body, from its first byte),
+//! `http_idle_timeout_ms` (nothing in flight, nothing arriving), `frame_len_max` (the body).
+//! "Close" always means: the answers owed to earlier requests are written first, in order,
+//! each by its Prepare's expiry at the latest (or our longest hold, if sooner: the engine
+//! answers R00 then); never answered early, never dropped. Every refusal is counted in
+//! `http_refused`.
+//!
+//! | situation | answer | then |
+//! | --- | --- | --- |
+//! | head in, token (or path account) refused | 401, `Connection: close` | close; the body is never read (spec server rule 1) |
+//! | head in, `Content-Length` over `frame_len_max` | 413, `Connection: close` | close, body unread |
+//! | head malformed, too large, not a POST, no length | 400 / 431 / 405 / 411, `Connection: close` | close |
+//! | head in, token good, body still arriving | nothing yet | the body completes the request (no second authentication) |
+//! | body complete, not a Prepare | 400 | the connection stays |
+//! | body complete, a Prepare | 200 with the Fulfill or Reject (§1 rule 4) | stays, unless the request said `Connection: close` |
+//! | request incomplete `http_request_timeout_ms` after its first byte | 408, `Connection: close`, after the answers owed | close |
+//! | nothing in flight or arriving for `http_idle_timeout_ms` | none (nothing was asked) | close |
+//! | only answers owed, nothing arriving | none yet | wait for them: no deadline of ours applies |
+//! | `http_pipeline_max` requests in flight | none yet | not read until an answer frees room; a partial request's clock restarts then |
+//! | the peer ends its side (or a read fails) | a partial request gets none | close after the answers owed |
+//!
+//! Not done: a lingering close (RFC 9112 §9.6: end our sending side, discard what the peer
+//! still sends, then close). The writer shuts down both sides, so a peer still sending a body
+//! after its 401 may get a reset, which some stacks let destroy the 401 before it is read.
 
-use super::conn::{write_link, Fd};
-use super::core::{unix_ms, CoreState, HttpLink, HTTP_PIPELINE_MAX};
+use super::conn::{limit_socket, write_link, Fd};
+use super::core::{unix_ms, Admission, CoreState, HttpLink, LinkId};
+use crate::engine::PeerId;
 use crate::link::http::{parse_request, HEAD_LEN_MAX};
 use futures_lite::io::AsyncReadExt;
-use glommio::channels::local_channel;
+use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
 use std::cell::RefCell;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Serves one HTTP connection until the peer or the router ends it. Every complete request in
-/// the read buffer is handed to the core at once (pipelining, up to `HTTP_PIPELINE_MAX` in
-/// flight); the core writes the answers in request order.
-pub(crate) async fn serve_http(state: Rc<RefCell<CoreState>>, stream: TcpStream) {
+type State = Rc<RefCell<CoreState>>;
+
+/// After the last Prepare owed is due (`HttpLink::owed_until_ms`), how long the close path
+/// still waits for its answer: the expiry wheel answers within a tick or two, and the core may
+/// be busy. Past it the connection closes anyway (a safety net: it should never be needed).
+const OWED_SLACK_MS: i64 = 1_000;
+
+/// What ended one wait of a connection's reader.
+enum Woke {
+    Read(io::Result<usize>),
+    /// An answer was written (`false`: the core dropped the link's sender).
+    Answered(bool),
+    /// The deadline in force passed.
+    Deadline,
+}
+
+/// Which deadline is in force.
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// The request at the front of the buffer must be complete by then.
+    Request(i64),
+    /// The idle connection closes then.
+    Idle(i64),
+}
+
+/// Serves one HTTP connection until the peer or the router ends it (see the module's table).
+pub(crate) async fn serve_http(state: State, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let (body_len_max, timeout_ms) = {
+    let (body_len_max, request_ms, idle_ms, pipeline_max) = {
         let st = state.borrow();
         let limits = st.config.limits();
-        (limits.frame_len_max, limits.auth_timeout_ms)
+        (
+            limits.frame_len_max,
+            i64::try_from(limits.http_request_timeout_ms).unwrap_or(i64::MAX / 4),
+            i64::try_from(limits.http_idle_timeout_ms).unwrap_or(i64::MAX / 4),
+            limits.http_pipeline_max,
+        )
     };
     let (wake, sleep) = local_channel::new_bounded(1);
     let (answered, answer) = local_channel::new_bounded(1);
-    let http = HttpLink::new(answered);
-    let Some(id) = state
+    let http = HttpLink::new(answered, pipeline_max);
+    let pending = Admission::Pending;
+    let added = state
         .borrow_mut()
-        .add_link(None, Some(http), false, None, wake)
-    else {
-        tracing::warn!("links_max reached: HTTP connection refused");
+        .add_link(None, Some(http), false, None, wake, pending);
+    let Some(id) = added else {
+        tracing::debug!("unauthenticated_max reached: HTTP connection refused");
         return;
     };
+    limit_socket(&stream, state.borrow().config.limits().write_timeout_ms);
     let fd = Fd(stream.as_raw_fd());
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
     let mut buf = vec![0u8; HEAD_LEN_MAX + body_len_max];
-    let mut filled = 0;
-    loop {
-        let (start, finished) = dispatch(&state, id, &mut buf[..filled], body_len_max);
-        state.borrow_mut().flush();
-        buf.copy_within(start..filled, 0);
-        filled -= start;
-        if finished || state.borrow().link(id).is_none_or(|l| l.closing) {
-            break;
-        }
-        if state.borrow().http_pending(id) >= HTTP_PIPELINE_MAX {
-            if answer.recv().await.is_none() {
-                break;
-            }
-            continue;
-        }
-        let read = glommio::timer::timeout(Duration::from_millis(timeout_ms), async {
-            Ok(reader.read(&mut buf[filled..]).await)
-        })
-        .await;
-        match read {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => filled += n,
-            // A stalled request times out; a connection waiting only for answers does not.
-            Err(_) if state.borrow().http_pending(id) == 0 => break,
-            Err(_) => {}
-        }
-    }
-    // Answers still owed leave before the connection closes (bounded: each comes by its
-    // Prepare's expiry at the latest, and the wait by the request timeout).
-    let owed = async {
-        while state.borrow().http_pending(id) > 0
-            && state.borrow().link(id).is_some_and(|l| !l.closing)
-        {
-            if answer.recv().await.is_none() {
-                break;
-            }
-        }
-        Ok(())
+    let limits = Timeouts {
+        body_len_max,
+        request_ms,
+        idle_ms,
+        pipeline_max,
     };
-    let _ = glommio::timer::timeout(Duration::from_millis(timeout_ms), owed).await;
+    read_requests(&state, id, &mut reader, &mut buf, &answer, limits).await;
+    write_owed(&state, id, &answer).await;
     {
         let mut st = state.borrow_mut();
         st.close_link(id);
@@ -90,18 +118,176 @@ pub(crate) async fn serve_http(state: Rc<RefCell<CoreState>>, stream: TcpStream)
     st.flush();
 }
 
+/// The limits one connection's reader works under.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    body_len_max: usize,
+    request_ms: i64,
+    idle_ms: i64,
+    pipeline_max: usize,
+}
+
+/// Reads and dispatches requests until the connection is finished: a request that closes it
+/// (refused, timed out, `Connection: close`), the peer's end, or the idle timeout.
+async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
+    state: &State,
+    id: LinkId,
+    reader: &mut R,
+    buf: &mut [u8],
+    answer: &LocalReceiver<()>,
+    limits: Timeouts,
+) {
+    let mut filled = 0;
+    // The peer the request at the front of `buf` authenticated as, while its body arrives.
+    let mut front = None;
+    // When the first byte of the request at the front of `buf` arrived; `None`: none did.
+    let mut request_since: Option<i64> = None;
+    // When the connection last did something: a read, or an answer written.
+    let mut idle_since = unix_ms();
+    loop {
+        let now = unix_ms();
+        let (consumed, finished) = dispatch(
+            state,
+            id,
+            &mut buf[..filled],
+            limits.body_len_max,
+            limits.pipeline_max,
+            &mut front,
+            now,
+        );
+        state.borrow_mut().flush();
+        if consumed > 0 {
+            buf.copy_within(consumed..filled, 0);
+            filled -= consumed;
+            // What is left began arriving with the read that finished the last request.
+            request_since = (filled > 0).then_some(now);
+        }
+        if finished || state.borrow().link(id).is_none_or(|l| l.closing) {
+            return;
+        }
+        let pending = state.borrow().http_pending(id);
+        let full = pending >= limits.pipeline_max;
+        // A full pipeline is not the peer's delay; answers owed come by their expiries.
+        let deadline = match request_since {
+            _ if full => None,
+            Some(since) => Some(Deadline::Request(since.saturating_add(limits.request_ms))),
+            None if pending == 0 => Some(Deadline::Idle(idle_since.saturating_add(limits.idle_ms))),
+            None => None,
+        };
+        let at = deadline.map(|(Deadline::Request(at) | Deadline::Idle(at))| at);
+        let woke = wait(reader, &mut buf[filled..], answer, full, at, now).await;
+        let now = unix_ms();
+        match woke {
+            Woke::Read(Ok(0) | Err(_)) | Woke::Answered(false) => return,
+            Woke::Read(Ok(n)) => {
+                if filled == 0 {
+                    request_since = Some(now);
+                }
+                filled += n;
+                idle_since = now;
+            }
+            Woke::Answered(true) => {
+                idle_since = now;
+                if full && filled > 0 {
+                    request_since = Some(now);
+                }
+            }
+            Woke::Deadline => {
+                match deadline {
+                    Some(Deadline::Request(_)) => {
+                        tracing::debug!("HTTP request timeout");
+                        let mut st = state.borrow_mut();
+                        st.on_http_request(now, id, None, &mut [], false, Some(408));
+                        st.flush();
+                    }
+                    Some(Deadline::Idle(_)) => tracing::debug!("HTTP connection idle"),
+                    None => {}
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for bytes (unless the pipeline is `full`), an answer written, or `at` (Unix ms).
+async fn wait<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    room: &mut [u8],
+    answer: &LocalReceiver<()>,
+    full: bool,
+    at: Option<i64>,
+    now: i64,
+) -> Woke {
+    let read = async {
+        if full {
+            return futures_lite::future::pending().await;
+        }
+        Woke::Read(reader.read(room).await)
+    };
+    let answered = async { Woke::Answered(answer.recv().await.is_some()) };
+    let timer = async {
+        match at {
+            Some(at) => {
+                let ms = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
+                glommio::timer::sleep(Duration::from_millis(ms)).await;
+                Woke::Deadline
+            }
+            None => futures_lite::future::pending().await,
+        }
+    };
+    futures_lite::future::or(read, futures_lite::future::or(answered, timer)).await
+}
+
+/// Waits until every answer owed on the link is written, or the link closes. Each comes by
+/// its Prepare's expiry at the latest (the engine answers R00 then), so the wait is bounded
+/// by the latest of them, not by a timeout of ours; [`OWED_SLACK_MS`] past it, it ends anyway.
+async fn write_owed(state: &State, id: LinkId, answer: &LocalReceiver<()>) {
+    loop {
+        let until = {
+            let st = state.borrow();
+            let Some(link) = st.link(id).filter(|l| !l.closing) else {
+                return;
+            };
+            if st.http_pending(id) == 0 {
+                return;
+            }
+            link.http.as_ref().map_or(0, HttpLink::owed_until_ms)
+        };
+        let left = until
+            .saturating_add(OWED_SLACK_MS)
+            .saturating_sub(unix_ms());
+        let Ok(left) = u64::try_from(left) else {
+            tracing::warn!(
+                owed = state.borrow().http_pending(id),
+                "HTTP answers owed past their expiry"
+            );
+            return;
+        };
+        let answered = glommio::timer::timeout(Duration::from_millis(left), async {
+            Ok(answer.recv().await.is_some())
+        })
+        .await;
+        if !matches!(answered, Ok(true)) {
+            return;
+        }
+    }
+}
+
 /// Hands every complete request at the front of `buf` to the core; returns how many bytes
 /// were consumed and whether the connection is finished (a refused request, or
-/// `Connection: close`).
+/// `Connection: close`). Each request is authenticated once, as soon as its head is in; the
+/// peer is kept in `front` while its body arrives.
 fn dispatch(
-    state: &Rc<RefCell<CoreState>>,
-    id: super::core::LinkId,
+    state: &State,
+    id: LinkId,
     buf: &mut [u8],
     body_len_max: usize,
+    pipeline_max: usize,
+    front: &mut Option<PeerId>,
+    now: i64,
 ) -> (usize, bool) {
-    let now = unix_ms();
     let mut start = 0;
-    while state.borrow().http_pending(id) < HTTP_PIPELINE_MAX {
+    while state.borrow().http_pending(id) < pipeline_max {
         let request = match parse_request(&buf[start..], body_len_max) {
             Ok(Some(request)) => request,
             Ok(None) => break,
@@ -115,19 +301,38 @@ fn dispatch(
         };
         let (head_len, body_len, keep_alive) =
             (request.head_len, request.body_len, request.keep_alive);
+        let authenticated = match *front {
+            Some(peer) => Some(peer),
+            None => state
+                .borrow()
+                .authenticate_http(request.account_from_path(), request.token),
+        };
+        let Some(peer) = authenticated else {
+            // No hint whether the name or the token was wrong: a plain 401, before the body.
+            state
+                .borrow_mut()
+                .on_http_request(now, id, None, &mut [], false, None);
+            return (buf.len(), true);
+        };
+        // Counted against links_max from its first authenticated request (see conn.rs).
+        if !state.borrow_mut().authenticate_link(id) {
+            let refuse = Some(503);
+            state
+                .borrow_mut()
+                .on_http_request(now, id, None, &mut [], false, refuse);
+            return (buf.len(), true);
+        }
         if start + head_len + body_len > buf.len() {
+            *front = Some(peer);
             break; // the body is still arriving
         }
-        // No hint whether the name or the token was wrong: a plain 401.
-        let peer = state
-            .borrow()
-            .authenticate_http(request.account_from_path(), request.token);
+        *front = None;
         let body = &mut buf[start + head_len..start + head_len + body_len];
         state
             .borrow_mut()
-            .on_http_request(now, id, peer, body, keep_alive, None);
+            .on_http_request(now, id, Some(peer), body, keep_alive, None);
         start += head_len + body_len;
-        if peer.is_none() || !keep_alive {
+        if !keep_alive {
             return (start, true);
         }
     }
@@ -136,10 +341,10 @@ fn dispatch(
 
 /// Opens one HTTP connection to a peer we POST to (`http_url`) and serves the core's
 /// requests on it, one at a time, until either side closes it.
-pub(crate) async fn dial_http(state: Rc<RefCell<CoreState>>, peer: crate::engine::PeerId) {
+pub(crate) async fn dial_http(state: State, peer: PeerId) {
     let (address, connect_ms, body_len_max) = {
         let st = state.borrow();
-        let dial = st.config.peer(peer).http.as_ref().expect("an HTTP peer");
+        let dial = st.config.peer(peer).http().expect("an HTTP peer");
         let limits = st.config.limits();
         (
             format!("{}:{}", dial.url.host, dial.url.port),
@@ -158,8 +363,11 @@ pub(crate) async fn dial_http(state: Rc<RefCell<CoreState>>, peer: crate::engine
         }
     };
     let _ = stream.set_nodelay(true);
+    limit_socket(&stream, state.borrow().config.limits().write_timeout_ms);
     let (wake, sleep) = local_channel::new_bounded(1);
-    let id = state.borrow_mut().add_link(None, None, false, None, wake);
+    let id = state
+        .borrow_mut()
+        .add_link(None, None, false, None, wake, Admission::Authenticated);
     let Some(id) = id else {
         state.borrow_mut().http_client_gone(unix_ms(), peer, None);
         return;

@@ -6,7 +6,7 @@
 //! stays on one core (peers open a connection per core and the router dials one per core), so
 //! this copy is paid only by peers that keep a single connection.
 
-use crate::engine::{LeaseMessage, PeerId, RejectReason, SlotId};
+use crate::engine::{LeaseMessage, PeerId, RateMessage, RejectReason, SlotId};
 
 /// One message from a core to another.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ pub(crate) enum CrossMsg {
     },
     /// Balance headroom traffic between shards.
     Lease(LeaseMessage),
+    /// Rate-limit token traffic between cores.
+    Rate(RateMessage),
     /// A link opened or closed on the sending core: refresh which peers are reachable
     /// (otherwise each core notices within a tick).
     LinksChanged,

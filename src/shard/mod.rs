@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     /// Per peer: open connections on all cores.
     pub(crate) connections: Vec<AtomicUsize>,
     pub(crate) shutdown: AtomicBool,
+    /// At shutdown: bit c is set while core c still has Prepares in flight or messages for
+    /// other cores waiting; links stay open until every bit is clear.
+    pub(crate) busy_cores: AtomicU64,
     /// Each core's index in the channel mesh.
     mesh_ids: Vec<AtomicUsize>,
     /// Cores that failed to start.
@@ -136,6 +139,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         link_cores: (0..peers).map(|_| AtomicU64::new(0)).collect(),
         connections: (0..peers).map(|_| AtomicUsize::new(0)).collect(),
         shutdown: AtomicBool::new(false),
+        busy_cores: AtomicU64::new(u64::MAX >> (64 - cores)),
         mesh_ids: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
         failed: AtomicUsize::new(0),
     });
@@ -421,8 +425,7 @@ async fn core_main(
         None => None,
     };
     let dials_here = |p: &crate::config::Peer| {
-        p.dial
-            .as_ref()
+        p.dial()
             .is_some_and(|d| d.per_core || config.home_core(p.id, cores).0 as usize == core)
     };
     for peer in config.peers().iter().filter(|p| dials_here(p)) {
@@ -485,31 +488,53 @@ async fn accept_loop<F, Fut>(
     }
 }
 
-/// Stop taking Prepares, let in-flight ones resolve until the grace period ends, answer the
-/// rest (R00), flush, close every link.
+/// Stop taking Prepares (T03), keep every link open while any core has Prepares in flight,
+/// so each resolves by its own expiry (a valid Fulfill that comes before it is committed and
+/// relayed, RFC 27: a Prepare is answered by its expiry), then flush for at most
+/// `shutdown_grace_ms` and close every link.
 async fn shutdown(state: &Rc<RefCell<CoreState>>, config: &Config) {
-    let tick = Duration::from_millis(u64::from(config.limits().tick_ms));
-    let deadline =
-        unix_ms() + i64::try_from(config.limits().shutdown_grace_ms).unwrap_or(i64::MAX / 4);
-    state.borrow_mut().draining = true;
-    while !state.borrow().engine.pending().is_empty() && unix_ms() < deadline {
+    let limits = config.limits();
+    let tick = Duration::from_millis(u64::from(limits.tick_ms));
+    // Every in-flight Prepare expires within max_hold_time_ms; the wheel fires a tick late.
+    let expiry_bound_ms = config.max_hold_time_ms() + 4 * u64::from(limits.tick_ms) + 1000;
+    let deadline = unix_ms() + i64::try_from(expiry_bound_ms).unwrap_or(i64::MAX / 4);
+    let (core, shared) = {
+        let mut st = state.borrow_mut();
+        st.draining = true;
+        (st.core, Arc::clone(&st.shared))
+    };
+    loop {
+        {
+            let mut st = state.borrow_mut();
+            st.on_tick(unix_ms());
+            let busy = !st.engine.pending().is_empty() || st.mesh_backlog_len() > 0;
+            if busy {
+                shared.busy_cores.fetch_or(1 << core, Ordering::Relaxed);
+            } else {
+                shared.busy_cores.fetch_and(!(1 << core), Ordering::Relaxed);
+            }
+        }
+        if shared.busy_cores.load(Ordering::Relaxed) == 0 || unix_ms() >= deadline {
+            break;
+        }
         glommio::timer::sleep(tick).await;
-        state.borrow_mut().on_tick(unix_ms());
     }
-    // Whatever is left is answered now: R00 as if it expired.
-    state.borrow_mut().on_tick(i64::MAX / 4);
-    let flush_deadline = unix_ms() + 1000;
+    let flush_deadline =
+        unix_ms() + i64::try_from(limits.shutdown_grace_ms).unwrap_or(i64::MAX / 4);
     while !state.borrow().all_flushed() && unix_ms() < flush_deadline {
         glommio::timer::sleep(tick).await;
     }
     {
         let mut st = state.borrow_mut();
         for id in st.open_links() {
-            st.push_control(
-                id,
-                crate::link::websocket::Opcode::Close,
-                &1001u16.to_be_bytes(),
-            );
+            // A WebSocket Close (1001, going away) on BTP links; HTTP connections just close.
+            if st.link(id).is_some_and(|l| l.session.is_some()) {
+                st.push_control(
+                    id,
+                    crate::link::websocket::Opcode::Close,
+                    &1001u16.to_be_bytes(),
+                );
+            }
             st.close_link(id);
         }
         st.flush();

@@ -81,7 +81,11 @@ impl Router {
             level.as_str(),
         ];
         args.extend_from_slice(extra);
-        let child = Command::new(env!("CARGO_BIN_EXE_ilp-router"))
+        // ILP_ROUTER_BIN runs the tests against another build (e.g. the last release, to show
+        // that a new test fails there).
+        let bin = std::env::var("ILP_ROUTER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ilp-router").to_owned());
+        let child = Command::new(bin)
             .args(&args)
             .stdin(Stdio::null())
             .spawn()
