@@ -113,7 +113,7 @@ fn packets(destination: &[u8]) -> Packets {
 #[inline(never)]
 fn round_trip(engine: &mut Engine, buf: &mut [u8], p: &Packets, reply: &[u8], i: u64) -> bool {
     buf.copy_from_slice(&p.prepare);
-    match engine.handle_prepare(NOW, PeerId(0), i, buf) {
+    match engine.handle_prepare(NOW, PeerId(0), u128::from(i), buf) {
         Decision::Forward { slot, .. } => {
             matches!(
                 engine.handle_reply(NOW + 1, slot, reply),

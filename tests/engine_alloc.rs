@@ -100,7 +100,7 @@ fn forwarding_path_never_allocates() {
                 other => black_box(matches!(other, Reply::Fulfill { .. }) as usize),
             };
         };
-        let waited = match engine.handle_prepare(now, PeerId(0), i, &mut packet) {
+        let waited = match engine.handle_prepare(now, PeerId(0), u128::from(i), &mut packet) {
             Decision::Forward { slot, .. } => {
                 answer(engine, slot);
                 false
@@ -135,7 +135,7 @@ fn forwarding_path_never_allocates() {
         // Expiries too: forward and never answer, then let the wheel fire.
         for i in 0..500u64 {
             unanswered.copy_from_slice(&template);
-            black_box(engine.handle_prepare(NOW + 200, PeerId(0), i, &mut unanswered));
+            black_box(engine.handle_prepare(NOW + 200, PeerId(0), u128::from(i), &mut unanswered));
         }
         engine.handle_timeout(NOW + 60_000);
         while let Some(expired) = engine.poll_expired() {

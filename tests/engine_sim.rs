@@ -422,8 +422,12 @@ impl Sim {
         let amount_in = Prepare::new_checked(&packet[..])
             .map(|p| p.amount())
             .unwrap_or(0);
-        let decision =
-            self.engines[core].handle_prepare(self.now, PeerId(from as u16), id, &mut packet);
+        let decision = self.engines[core].handle_prepare(
+            self.now,
+            PeerId(from as u16),
+            u128::from(id),
+            &mut packet,
+        );
         let seed = self.seed;
         match decision {
             Decision::Reject(reason) => {
@@ -544,7 +548,7 @@ impl Sim {
         for core in 0..self.engines.len() {
             let mut packet = Vec::new();
             while let Some(ready) = self.engines[core].poll_ready(&mut packet) {
-                let id = ready.tag;
+                let id = ready.tag as u64;
                 let waiting = self
                     .waits
                     .remove(&id)
@@ -628,7 +632,7 @@ impl Sim {
             Reply::Fulfill { to: back, tag, len } => {
                 assert_eq!(
                     (back.index(), tag, len),
-                    (from, id, bytes.len()),
+                    (from, u128::from(id), bytes.len()),
                     "seed {seed}"
                 );
                 assert!(
@@ -643,7 +647,7 @@ impl Sim {
             Reply::Relay { to: back, tag, len } => {
                 assert_eq!(
                     (back.index(), tag, len),
-                    (from, id, bytes.len()),
+                    (from, u128::from(id), bytes.len()),
                     "seed {seed}"
                 );
                 assert!(
@@ -658,7 +662,7 @@ impl Sim {
                 tag,
                 reason,
             } => {
-                assert_eq!((back.index(), tag), (from, id), "seed {seed}");
+                assert_eq!((back.index(), tag), (from, u128::from(id)), "seed {seed}");
                 let want = if !in_time {
                     RejectReason::TimedOut
                 } else {
@@ -683,7 +687,7 @@ impl Sim {
         for core in 0..self.engines.len() {
             self.engines[core].handle_timeout(self.now);
             while let Some(expired) = self.engines[core].poll_expired() {
-                let id = expired.tag;
+                let id = expired.tag as u64;
                 if let Some(waiting) = self.waits.remove(&id) {
                     // Expired while its hold waited: nothing was held or sent.
                     assert_eq!(expired.to.index(), waiting.from, "seed {seed}");

@@ -47,6 +47,10 @@ use route::RouteTable;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
+/// The runtime's handle for an incoming request, opaque to the engine (the runtime packs a
+/// link index, a 32-bit link generation and a request id into it).
+pub type Tag = u128;
+
 /// SHA-256 of 32 zero bytes: the condition of peer-protocol requests (ILDCP, CCP).
 pub const PEER_PROTOCOL_CONDITION: [u8; 32] = [
     0x66, 0x68, 0x7a, 0xad, 0xf8, 0x62, 0xbd, 0x77, 0x6c, 0x8f, 0xc1, 0x8b, 0x8e, 0x9f, 0x8e, 0x20,
@@ -189,7 +193,7 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ready {
     /// The runtime's handle for the incoming request.
-    pub tag: u64,
+    pub tag: Tag,
     /// [`Decision::Forward`] (send the first `len` bytes [`Engine::poll_ready`] wrote) or
     /// [`Decision::Reject`] (T04).
     pub decision: Decision,
@@ -204,7 +208,7 @@ pub enum Reply {
         /// The incoming peer.
         to: PeerId,
         /// The runtime's handle for the incoming request.
-        tag: u64,
+        tag: Tag,
         /// Bytes to relay.
         len: usize,
     },
@@ -213,7 +217,7 @@ pub enum Reply {
         /// The incoming peer.
         to: PeerId,
         /// The runtime's handle for the incoming request.
-        tag: u64,
+        tag: Tag,
         /// Bytes to relay.
         len: usize,
     },
@@ -222,7 +226,7 @@ pub enum Reply {
         /// The incoming peer.
         to: PeerId,
         /// The runtime's handle for the incoming request.
-        tag: u64,
+        tag: Tag,
         /// Why.
         reason: RejectReason,
     },
@@ -236,7 +240,7 @@ pub struct Expired {
     /// The incoming peer.
     pub to: PeerId,
     /// The runtime's handle for the incoming request.
-    pub tag: u64,
+    pub tag: Tag,
     /// Always [`RejectReason::TimedOut`].
     pub reason: RejectReason,
     /// The in-flight entry as it was.
@@ -434,7 +438,7 @@ impl Engine {
         &mut self,
         now: i64,
         from: PeerId,
-        tag: u64,
+        tag: Tag,
         packet: &mut [u8],
     ) -> Decision {
         self.counters.prepares += 1;
@@ -456,7 +460,7 @@ impl Engine {
         &mut self,
         now: i64,
         from: PeerId,
-        tag: u64,
+        tag: Tag,
         packet: &mut [u8],
     ) -> Result<Decision, RejectReason> {
         // (1) decode

@@ -59,7 +59,7 @@ pub struct InFlight {
     /// The next hop.
     pub to: PeerId,
     /// The runtime's handle for the incoming request (e.g. link and BTP request id).
-    pub tag: u64,
+    pub tag: super::Tag,
     /// The amount held on `from`, in its units.
     pub amount_in: u64,
     /// The amount sent to `to`, in its units.
@@ -326,7 +326,7 @@ impl Pending {
 mod test {
     use super::*;
 
-    fn entry(tag: u64, expires_at: i64) -> InFlight {
+    fn entry(tag: u128, expires_at: i64) -> InFlight {
         InFlight {
             from: PeerId(1),
             to: PeerId(2),

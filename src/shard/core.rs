@@ -2,15 +2,17 @@
 //! its links, its engine and the other cores. Synchronous: the I/O tasks in `conn.rs` hand it
 //! whole WebSocket messages and flush what it queued on each link.
 //!
-//! Tags. The engine's tag for an incoming Prepare is `link index << 48 | link generation << 32
-//! | BTP request id`, so a reply finds its link (or finds it gone). A BTP session's tag for an
+//! Tags. The engine's tag for an incoming Prepare is `link index << 64 | link generation << 32
+//! | request id` (a [`Tag`], 128 bits), so a reply finds its link (or finds it gone: a link's
+//! generation is 32 bits, so an index would have to be reused 2^32 times while one Prepare is
+//! in flight before a stale reply could reach the wrong connection). A BTP session's tag for an
 //! outgoing Prepare is the engine's [`SlotId`] when the Prepare came in on this core, or, with
 //! the top bit set, the origin core and the slot when another core handed it over.
 
 use super::mesh::CrossMsg;
 use super::Shared;
 use crate::config::Config;
-use crate::engine::{Decision, Engine, PeerId, RejectReason, Reply, SlotId, REJECT_LEN_MAX};
+use crate::engine::{Decision, Engine, PeerId, RejectReason, Reply, SlotId, Tag, REJECT_LEN_MAX};
 use crate::link::auth::PeerAuth;
 use crate::link::btp::{
     AuthEvent, BtpSession, Event, Role as BtpRole, SendError, State, CONTROL_LEN_MAX,
@@ -42,14 +44,14 @@ pub(crate) enum Admission {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LinkId {
     pub(crate) index: u16,
-    pub(crate) generation: u16,
+    pub(crate) generation: u32,
 }
 
 /// One connection: a WebSocket carrying BTP, or an HTTP/1.1 connection carrying ILP over HTTP
 /// (RFC 35) from a peer.
 #[derive(Debug)]
 pub(crate) struct Link {
-    generation: u16,
+    generation: u32,
     /// BTP links only.
     pub(crate) session: Option<BtpSession>,
     /// HTTP links a peer opened to us only.
@@ -224,7 +226,7 @@ pub(crate) struct CoreState {
     pub(crate) engine: Engine,
     auth: Rc<PeerAuth>,
     links: Vec<Option<Link>>,
-    generations: Vec<u16>,
+    generations: Vec<u32>,
     free: Vec<u16>,
     peer_links: Vec<Vec<u16>>,
     round_robin: Vec<usize>,
@@ -265,14 +267,14 @@ pub(crate) fn unix_ms() -> i64 {
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn incoming_tag(link: LinkId, request_id: u32) -> u64 {
-    u64::from(link.index) << 48 | u64::from(link.generation) << 32 | u64::from(request_id)
+fn incoming_tag(link: LinkId, request_id: u32) -> Tag {
+    u128::from(link.index) << 64 | u128::from(link.generation) << 32 | u128::from(request_id)
 }
 
-fn split_incoming_tag(tag: u64) -> (LinkId, u32) {
+fn split_incoming_tag(tag: Tag) -> (LinkId, u32) {
     let link = LinkId {
-        index: (tag >> 48) as u16,
-        generation: (tag >> 32) as u16,
+        index: (tag >> 64) as u16,
+        generation: (tag >> 32) as u32,
     };
     (link, tag as u32)
 }
@@ -880,13 +882,13 @@ impl CoreState {
         }
     }
 
-    fn reply_reject(&mut self, tag: u64, reason: RejectReason) {
+    fn reply_reject(&mut self, tag: Tag, reason: RejectReason) {
         let mut reject = [0u8; REJECT_LEN_MAX];
         let n = self.engine.emit_reject(reason, &mut reject);
         self.reply_bytes(tag, &reject[..n]);
     }
 
-    fn reply_bytes(&mut self, tag: u64, ilp: &[u8]) {
+    fn reply_bytes(&mut self, tag: Tag, ilp: &[u8]) {
         let (id, request_id) = split_incoming_tag(tag);
         let Some(link) = self.link(id).filter(|l| !l.closing) else {
             self.counters.replies_to_gone_links += 1;
@@ -1399,8 +1401,8 @@ mod test {
     #[test]
     fn tags_round_trip() {
         let link = LinkId {
-            index: 4095,
-            generation: 65535,
+            index: u16::MAX,
+            generation: u32::MAX,
         };
         assert_eq!(
             split_incoming_tag(incoming_tag(link, u32::MAX)),
