@@ -1,6 +1,7 @@
 //! `ilp-router`: an Interledger (ILPv4) router appliance.
 //!
 //! - [`wire`]: zero-copy views and emitters for ILPv4 and BTP packets.
+//! - [`id`]: [`id::PeerId`] and [`id::CoreId`], shared by every layer.
 //! - [`engine`]: the sans-IO forwarding engine (routing, amounts, balances, expiry).
 //! - [`link`]: WebSocket framing, BTP sessions and peer authentication (sans-IO).
 //! - [`shard`]: the running router: one pinned executor per core, sockets, cross-core mesh.
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod id;
 pub mod limits;
 pub mod link;
 pub mod shard;

@@ -450,7 +450,7 @@ impl Sim {
                     }
                 }
             }
-            Decision::Forward { to, slot, len } => {
+            Decision::Forward { to, slot, len, .. } => {
                 let packet = packet[..len].to_vec();
                 self.forwarded(id, from, core, amount_in, expected, to, slot, &packet);
             }
@@ -555,7 +555,7 @@ impl Sim {
                     .unwrap_or_else(|| panic!("seed {seed}: {id} ready but never waited"));
                 assert_eq!(waiting.core, core, "seed {seed}");
                 match ready.decision {
-                    Decision::Forward { to, slot, len } => {
+                    Decision::Forward { to, slot, len, .. } => {
                         let (from, amount_in, expected) =
                             (waiting.from, waiting.amount_in, waiting.expected);
                         self.forwarded(

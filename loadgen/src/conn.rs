@@ -6,13 +6,17 @@
 
 use crate::stats::Stats;
 use crate::Plan;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
-use ilp_router::engine::PeerId;
+use ilp_router::id::PeerId;
 use ilp_router::link::auth::PeerAuth;
 use ilp_router::link::btp::{AuthEvent, BtpSession, Event, State, CONTROL_LEN_MAX};
+use ilp_router::link::buf::{
+    write_binary_frame, write_control_frame, HeadReadError, MaskRng, ReadBuf,
+};
+use ilp_router::link::url::BtpUrl;
 use ilp_router::link::websocket::{self as ws, Message, MessageAssembler, Opcode};
 use ilp_router::wire::{
     Address, ErrorCode, FulfillRepr, Packet, Prepare, PrepareRepr, RejectRepr, BTP_HEADER_LEN_MAX,
@@ -200,12 +204,12 @@ pub(crate) enum Role {
 pub(crate) struct Conn {
     role: Role,
     session: BtpSession,
-    client: bool,
+    /// Masking keys for our frames: only when we dialled (RFC 6455 §5.3).
+    mask: Option<MaskRng>,
     out: Vec<u8>,
     wake: LocalSender<()>,
     woken: bool,
     pub(crate) closing: bool,
-    mask_state: u64,
     plan: Rc<Plan>,
     ring: Rc<Ring>,
     stats: Rc<RefCell<Stats>>,
@@ -253,28 +257,15 @@ impl Conn {
         (at_ns / 1_000_000_000) as usize
     }
 
-    fn next_mask(&mut self) -> Option<[u8; 4]> {
-        self.client.then(|| {
-            self.mask_state ^= self.mask_state << 13;
-            self.mask_state ^= self.mask_state >> 7;
-            self.mask_state ^= self.mask_state << 17;
-            (self.mask_state as u32).to_le_bytes()
-        })
+    /// Queues a binary frame made of `parts`.
+    fn push_frame(&mut self, parts: &[&[u8]]) {
+        write_binary_frame(&mut self.out, parts, self.mask.as_mut());
+        self.woken = true;
     }
 
-    fn push_frame(&mut self, opcode: Opcode, parts: &[&[u8]]) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mask = self.next_mask();
-        let mut header = [0u8; ws::FRAME_HEADER_LEN_MAX];
-        let n = ws::write_frame_header(opcode, true, len, mask, &mut header);
-        self.out.extend_from_slice(&header[..n]);
-        let start = self.out.len();
-        for p in parts {
-            self.out.extend_from_slice(p);
-        }
-        if let Some(mask) = mask {
-            ws::apply_mask(&mut self.out[start..], mask, 0);
-        }
+    /// Queues the answer to a ping.
+    fn push_pong(&mut self, payload: &[u8]) {
+        write_control_frame(&mut self.out, Opcode::Pong, payload, self.mask.as_mut());
         self.woken = true;
     }
 
@@ -317,7 +308,7 @@ impl Conn {
         {
             Ok(n) => {
                 self.next_seq += 1;
-                self.push_frame(Opcode::Binary, &[&header[..n], &packet[..len]]);
+                self.push_frame(&[&header[..n], &packet[..len]]);
                 self.stats.borrow_mut().on_sent(self.second(now_ns));
                 true
             }
@@ -382,11 +373,11 @@ impl Conn {
             {
                 AuthEvent::Accepted { len, .. } => {
                     self.opened = true;
-                    self.push_frame(Opcode::Binary, &[&control[..len]]);
+                    self.push_frame(&[&control[..len]]);
                 }
                 AuthEvent::Refused { len } => {
                     if len > 0 {
-                        self.push_frame(Opcode::Binary, &[&control[..len]]);
+                        self.push_frame(&[&control[..len]]);
                     }
                     self.closing = true;
                 }
@@ -398,7 +389,7 @@ impl Conn {
             Event::Prepare { request_id, ilp } => self.on_prepare(request_id, ilp),
             Event::Reply { tag, ilp } => self.on_reply(tag, ilp),
             Event::ReplyError { .. } => self.stats.borrow_mut().errors += 1,
-            Event::Respond(len) => self.push_frame(Opcode::Binary, &[&control[..len]]),
+            Event::Respond(len) => self.push_frame(&[&control[..len]]),
             Event::Ignored => {}
             Event::Close => {
                 self.failed = !self.opened;
@@ -449,7 +440,7 @@ impl Conn {
             self.delayed.push_back((due, bytes, fulfilled));
         } else {
             self.log_sent(fulfilled);
-            self.push_frame(Opcode::Binary, &[&header[..n], &reply[..len]]);
+            self.push_frame(&[&header[..n], &reply[..len]]);
         }
     }
 
@@ -465,7 +456,7 @@ impl Conn {
         while self.delayed.front().is_some_and(|(due, ..)| *due <= now_ms) {
             let (_, bytes, fulfilled) = self.delayed.pop_front().expect("front exists");
             self.log_sent(fulfilled);
-            self.push_frame(Opcode::Binary, &[&bytes]);
+            self.push_frame(&[&bytes]);
         }
         self.wake();
     }
@@ -504,57 +495,43 @@ fn read_buffer_len() -> usize {
     1 << 20
 }
 
-async fn read_headers<R: AsyncRead + Unpin, T>(
-    reader: &mut R,
-    buf: &mut [u8],
-    mut parse: impl FnMut(&[u8]) -> Result<Option<T>, ws::HandshakeError>,
-) -> io::Result<(T, usize)> {
-    let mut filled = 0;
-    loop {
-        let n = reader.read(&mut buf[filled..ws::HANDSHAKE_LEN_MAX]).await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "closed during the WebSocket handshake",
-            ));
-        }
-        filled += n;
-        match parse(&buf[..filled]) {
-            Ok(Some(done)) => return Ok((done, filled)),
-            Ok(None) if filled < ws::HANDSHAKE_LEN_MAX => {}
-            Ok(None) => return Err(io::Error::other("handshake too long")),
-            Err(e) => return Err(io::Error::other(e.to_string())),
-        }
+/// The handshake's end as the error a dial or an accept reports.
+fn handshake_failed(error: HeadReadError<ws::HandshakeError>) -> io::Error {
+    match error {
+        HeadReadError::Io(e) => e,
+        HeadReadError::Refused(e) => io::Error::other(e.to_string()),
+        HeadReadError::Full => io::Error::other("handshake too long"),
     }
 }
 
-/// Dials `host:port` as a WebSocket client and runs a BTP connection on it until the run ends
-/// or the peer closes. Returns the connection once it is open (authenticated), or an error.
+/// Dials `url` as a WebSocket client and runs a BTP connection on it until the run ends or the
+/// peer closes. Returns the connection once it is open (authenticated), or an error.
 pub(crate) async fn dial(
     plan: Rc<Plan>,
     ring: Rc<Ring>,
     stats: Rc<RefCell<Stats>>,
     setup: Setup,
-    host: String,
-    port: u16,
-    path: String,
+    url: &BtpUrl,
 ) -> io::Result<Shared> {
-    let mut stream = TcpStream::connect(format!("{host}:{port}"))
+    let hostport = url.host_port();
+    let mut stream = TcpStream::connect(hostport.as_str())
         .await
         .map_err(|e| io::Error::other(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     let nonce: [u8; ws::NONCE_LEN] =
         (setup.id as u128 ^ 0x5a5a_1234_9876_fedc_0123_4567_89ab_cdef).to_le_bytes();
-    let hostport = format!("{host}:{port}");
-    let mut request = vec![0u8; ws::upgrade_request_len(&hostport, &path)];
-    let n = ws::write_upgrade_request(&hostport, &path, &nonce, &mut request);
+    let mut request = vec![0u8; ws::upgrade_request_len(&hostport, &url.path)];
+    let n = ws::write_upgrade_request(&hostport, &url.path, &nonce, &mut request);
     stream.write_all(&request[..n]).await?;
-    let mut buf = vec![0u8; read_buffer_len()];
-    let (header_len, filled) = read_headers(&mut stream, &mut buf, |b| {
-        ws::parse_upgrade_response(b, &nonce)
-    })
-    .await?;
-    buf.copy_within(header_len..filled, 0);
+    let mut buf = ReadBuf::new(read_buffer_len());
+    let header_len = buf
+        .read_head(&mut stream, ws::HANDSHAKE_LEN_MAX, |b| {
+            ws::parse_upgrade_response(b, &nonce)
+        })
+        .await
+        .map_err(handshake_failed)?;
+    // Frames may follow the 101 in the same read.
+    buf.consume(header_len);
     let session = BtpSession::client(unix_ms(), PeerId(0), 10_000, plan.window.max(1), 16);
     let (conn, sleep) = new_conn(plan, ring, stats, &setup, session, true);
     {
@@ -564,17 +541,9 @@ pub(crate) async fn dial(
         let n = c
             .session
             .write_auth(setup.username.as_bytes(), setup.token.as_bytes(), &mut auth);
-        c.push_frame(Opcode::Binary, &[&auth[..n]]);
+        c.push_frame(&[&auth[..n]]);
     }
-    start_io(
-        Rc::clone(&conn),
-        sleep,
-        stream,
-        buf,
-        filled - header_len,
-        ws::Role::Client,
-        None,
-    );
+    start_io(Rc::clone(&conn), sleep, stream, buf, ws::Role::Client, None);
     Ok(conn)
 }
 
@@ -589,15 +558,18 @@ pub(crate) async fn accept(
     auth: Rc<PeerAuth>,
 ) -> io::Result<Shared> {
     let _ = stream.set_nodelay(true);
-    let mut buf = vec![0u8; read_buffer_len()];
-    let ((header_len, key), filled) = read_headers(&mut stream, &mut buf, |b| {
-        ws::parse_upgrade_request(b).map(|r| r.map(|r| (r.len(), *r.key())))
-    })
-    .await?;
+    let mut buf = ReadBuf::new(read_buffer_len());
+    let (header_len, key) = buf
+        .read_head(&mut stream, ws::HANDSHAKE_LEN_MAX, |b| {
+            ws::parse_upgrade_request(b).map(|r| r.map(|r| (r.len(), *r.key())))
+        })
+        .await
+        .map_err(handshake_failed)?;
     let mut response = [0u8; ws::UPGRADE_RESPONSE_LEN];
     let n = ws::write_upgrade_response(&key, &mut response);
     stream.write_all(&response[..n]).await?;
-    buf.copy_within(header_len..filled, 0);
+    // Frames may follow the request in the same read.
+    buf.consume(header_len);
     let session = BtpSession::server(unix_ms(), 10_000, 16, 16);
     let (conn, sleep) = new_conn(plan, ring, stats, &setup, session, false);
     start_io(
@@ -605,7 +577,6 @@ pub(crate) async fn accept(
         sleep,
         stream,
         buf,
-        filled - header_len,
         ws::Role::Server,
         Some(auth),
     );
@@ -625,12 +596,11 @@ fn new_conn(
     let conn = Rc::new(RefCell::new(Conn {
         role: setup.role,
         session,
-        client,
+        mask: client.then(|| MaskRng::new(setup.id.wrapping_mul(0x9e37_79b9_7f4a_7c15))),
         out: Vec::with_capacity(256 * 1024),
         wake,
         woken: false,
         closing: false,
-        mask_state: setup.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
         plan,
         ring,
         stats,
@@ -651,42 +621,39 @@ fn start_io(
     conn: Shared,
     sleep: LocalReceiver<()>,
     stream: TcpStream,
-    buf: Vec<u8>,
-    filled: usize,
+    buf: ReadBuf,
     role: ws::Role,
     auth: Option<Rc<PeerAuth>>,
 ) {
     let (reader, writer) = futures_lite::io::split(stream);
     glommio::spawn_local(write_loop(Rc::clone(&conn), writer, sleep)).detach();
-    glommio::spawn_local(read_loop(conn, reader, buf, filled, role, auth)).detach();
+    glommio::spawn_local(read_loop(conn, reader, buf, role, auth)).detach();
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
     conn: Shared,
     mut reader: R,
-    mut buf: Vec<u8>,
-    mut filled: usize,
+    mut buf: ReadBuf,
     role: ws::Role,
     auth: Option<Rc<PeerAuth>>,
 ) {
     let decoder = ws::FrameDecoder::new(role, 1 << 20);
     let mut assembler = MessageAssembler::new(1 << 20);
-    let mut start = 0;
     'read: loop {
         loop {
-            let frame = match decoder.decode(&mut buf[start..filled]) {
+            let frame = match decoder.decode(buf.data_mut()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(_) => break 'read,
             };
             let len = frame.len;
-            match assembler.handle_frame(&mut buf[start..filled], &frame) {
+            match assembler.handle_frame(buf.data_mut(), &frame) {
                 Ok(Message::Binary(bytes)) => conn.borrow_mut().on_message(bytes, auth.as_deref()),
-                Ok(Message::Ping(p)) => conn.borrow_mut().push_frame(Opcode::Pong, &[p]),
+                Ok(Message::Ping(p)) => conn.borrow_mut().push_pong(p),
                 Ok(Message::Close(_)) | Err(_) => break 'read,
                 Ok(_) => {}
             }
-            start += len;
+            buf.consume(len);
         }
         {
             let mut c = conn.borrow_mut();
@@ -698,17 +665,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 break;
             }
         }
-        if start == filled {
-            start = 0;
-            filled = 0;
-        } else if buf.len() - filled < ws::frame_len_hint(&buf[start..filled]).max(64 * 1024) {
-            buf.copy_within(start..filled, 0);
-            filled -= start;
-            start = 0;
-        }
-        match reader.read(&mut buf[filled..]).await {
+        // Room for the rest of a partial frame, and for a read worth making.
+        buf.compact_if_needed(ws::frame_len_hint(buf.data()).max(64 * 1024));
+        match buf.read_from(&mut reader).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
+            Ok(_) => {}
         }
     }
     let mut c = conn.borrow_mut();

@@ -16,14 +16,16 @@
 use crate::conn::{self, sender_reply, sink_answer, unix_ms, Ring, RING_LEN};
 use crate::stats::Stats;
 use crate::Plan;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
+use ilp_router::link::buf::ReadBuf;
 use ilp_router::link::http::{
     parse_request, parse_response, request_head_len, write_request_head, write_response,
     write_status, HEAD_LEN_MAX, RESPONSE_HEAD_LEN_MAX,
 };
+use ilp_router::link::url::{self, BtpUrl, Scheme};
 use ilp_router::wire::{Address, Prepare, PrepareRepr, DATA_LEN_MAX};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -38,43 +40,14 @@ const READ_BUFFER_LEN: usize = 1 << 20;
 /// Bytes a read needs free at the end of the buffer (a whole response or request fits).
 const READ_ROOM: usize = BODY_LEN_MAX + HEAD_LEN_MAX;
 
-/// Where the sender POSTs.
-#[derive(Debug, Clone)]
-pub(crate) struct HttpTarget {
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    /// The request target, verbatim (a query too); `/` when the URL has none.
-    pub(crate) path: String,
-}
+/// Where the sender POSTs: host, port and the request target (verbatim, a query too; `/`
+/// when the URL has none).
+pub(crate) type HttpTarget = BtpUrl;
 
-impl HttpTarget {
-    fn host_header(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
-
-/// Parses `http://host[:port][/path]` (port 80 by default).
-pub(crate) fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--router {url:?}: expected http://host:port[/path]"))?;
-    let (hostport, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((host, port)) => (
-            host,
-            port.parse()
-                .map_err(|_| format!("--router {url:?}: bad port"))?,
-        ),
-        None => (hostport, 80),
-    };
-    if host.is_empty() {
-        return Err(format!("--router {url:?}: no host"));
-    }
-    Ok(HttpTarget {
-        host: host.to_owned(),
-        port,
-        path: path.to_owned(),
-    })
+/// Parses `http://host[:port][/path]` (port 80 by default) with the router's URL parser.
+pub(crate) fn parse_http_url(text: &str) -> Result<HttpTarget, String> {
+    url::parse(text, Scheme::Http, Some(Scheme::Http.default_port()))
+        .map_err(|e| format!("--router {e}"))
 }
 
 /// One sender connection: requests written, answers matched in order.
@@ -242,7 +215,7 @@ pub(crate) async fn dial(
         plan,
         ring,
         stats,
-        host_header: target.host_header(),
+        host_header: target.host_port(),
         target,
         token,
         out: Vec::with_capacity(256 * 1024),
@@ -263,7 +236,7 @@ pub(crate) async fn dial(
 }
 
 async fn connect(target: &HttpTarget) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect(format!("{}:{}", target.host, target.port))
+    let stream = TcpStream::connect(target.host_port())
         .await
         .map_err(|e| io::Error::other(e.to_string()))?;
     let _ = stream.set_nodelay(true);
@@ -271,7 +244,7 @@ async fn connect(target: &HttpTarget) -> io::Result<TcpStream> {
 }
 
 async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalReceiver<()>) {
-    let mut buf = vec![0u8; READ_BUFFER_LEN];
+    let mut buf = ReadBuf::new(READ_BUFFER_LEN);
     loop {
         {
             let mut s = sender.borrow_mut();
@@ -320,16 +293,21 @@ async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalRec
 }
 
 /// Reads responses until the server closes, says `Connection: close`, or sends garbage.
-async fn sender_reads<R: AsyncRead + Unpin>(sender: &SenderShared, mut reader: R, buf: &mut [u8]) {
-    let (mut start, mut filled) = (0, 0);
+async fn sender_reads<R: AsyncRead + Unpin>(
+    sender: &SenderShared,
+    mut reader: R,
+    buf: &mut ReadBuf,
+) {
+    // What a closed connection left unread is no answer to anything on the next one.
+    buf.clear();
     'read: loop {
         let mut last = false;
         loop {
-            match parse_response(&buf[start..filled], BODY_LEN_MAX) {
-                Ok(Some(r)) if filled - start >= r.head_len + r.body_len => {
-                    let body = &buf[start + r.head_len..start + r.head_len + r.body_len];
+            match parse_response(buf.data(), BODY_LEN_MAX) {
+                Ok(Some(r)) if buf.len() >= r.head_len + r.body_len => {
+                    let body = &buf.data()[r.head_len..r.head_len + r.body_len];
                     sender.borrow_mut().on_response(r.status, body);
-                    start += r.head_len + r.body_len;
+                    buf.consume(r.head_len + r.body_len);
                     if !r.keep_alive {
                         last = true;
                         break;
@@ -352,16 +330,10 @@ async fn sender_reads<R: AsyncRead + Unpin>(sender: &SenderShared, mut reader: R
             // Answers freed window slots: fill them at once, once per batch.
             s.refill();
         }
-        if start == filled {
-            (start, filled) = (0, 0);
-        } else if buf.len() - filled < READ_ROOM {
-            buf.copy_within(start..filled, 0);
-            filled -= start;
-            start = 0;
-        }
-        match reader.read(&mut buf[filled..]).await {
+        buf.compact_if_needed(READ_ROOM);
+        match buf.read_from(&mut reader).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
+            Ok(_) => {}
         }
     }
     let mut s = sender.borrow_mut();
@@ -537,18 +509,17 @@ pub(crate) async fn serve(
 
 /// Reads requests until the client closes or a request ends the connection.
 async fn sink_reads<R: AsyncRead + Unpin>(sink: &SinkShared, mut reader: R) {
-    let mut buf = vec![0u8; 256 * 1024];
-    let (mut start, mut filled) = (0, 0);
+    let mut buf = ReadBuf::new(256 * 1024);
     loop {
         {
             let mut s = sink.borrow_mut();
             while !s.last_answer {
-                match parse_request(&buf[start..filled], BODY_LEN_MAX) {
+                match parse_request(buf.data(), BODY_LEN_MAX) {
                     Ok(Some(r)) if *r.token != *s.token => s.on_status(401),
-                    Ok(Some(r)) if filled - start >= r.head_len + r.body_len => {
-                        let body = &buf[start + r.head_len..start + r.head_len + r.body_len];
+                    Ok(Some(r)) if buf.len() >= r.head_len + r.body_len => {
+                        let body = &buf.data()[r.head_len..r.head_len + r.body_len];
                         s.on_prepare(body, r.keep_alive);
-                        start += r.head_len + r.body_len;
+                        buf.consume(r.head_len + r.body_len);
                     }
                     Ok(_) => break,
                     Err(e) => s.on_status(e.status()),
@@ -559,16 +530,10 @@ async fn sink_reads<R: AsyncRead + Unpin>(sink: &SinkShared, mut reader: R) {
                 return;
             }
         }
-        if start == filled {
-            (start, filled) = (0, 0);
-        } else if buf.len() - filled < READ_ROOM {
-            buf.copy_within(start..filled, 0);
-            filled -= start;
-            start = 0;
-        }
-        match reader.read(&mut buf[filled..]).await {
+        buf.compact_if_needed(READ_ROOM);
+        match buf.read_from(&mut reader).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
+            Ok(_) => {}
         }
     }
     // The client went away: nothing more to answer.

@@ -19,8 +19,9 @@ mod stats;
 use clap::{Parser, ValueEnum};
 use conn::{Ring, Role, Setup, Shared as Conn};
 use glommio::{LocalExecutorBuilder, Placement};
-use ilp_router::engine::PeerId;
+use ilp_router::id::PeerId;
 use ilp_router::link::auth::PeerAuth;
+use ilp_router::link::url::{self, BtpUrl, Scheme};
 use ilp_router::wire::{check_address, ErrorCode};
 use serde_json::{json, Value};
 use stats::Stats;
@@ -198,29 +199,10 @@ impl Plan {
     }
 }
 
-struct Target {
-    host: String,
-    port: u16,
-    path: String,
-}
-
-fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url.strip_prefix("btp+").unwrap_or(url);
-    let rest = rest
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("--router {url:?}: expected ws://host:port[/path]"))?;
-    let (hostport, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .ok_or_else(|| format!("--router {url:?}: no port"))?;
-    let port = port
-        .parse()
-        .map_err(|_| format!("--router {url:?}: bad port"))?;
-    Ok(Target {
-        host: host.to_owned(),
-        port,
-        path: path.to_owned(),
-    })
+/// `--router` for BTP: `ws://host:port[/path]` (also `btp+ws://`), with the router's URL
+/// parser.
+fn parse_url(text: &str) -> Result<BtpUrl, String> {
+    url::parse(text, Scheme::Ws, None).map_err(|e| format!("--router {e}"))
 }
 
 fn parse_credentials(flag: &str, text: &str) -> Result<(String, String), String> {
@@ -234,11 +216,7 @@ fn parse_credentials(flag: &str, text: &str) -> Result<(String, String), String>
 }
 
 fn parse_cpus(text: Option<&str>) -> Result<Vec<usize>, String> {
-    let allowed: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let allowed = ilp_router::shard::allowed_cpus();
     let Some(text) = text else {
         return allowed
             .last()
@@ -290,7 +268,7 @@ struct Common {
 
 /// The parts of the command line the threads need.
 struct CliShared {
-    target: Target,
+    target: BtpUrl,
     /// `--transport http`: where the sender POSTs (none with `--direct` or without senders).
     http_target: Option<http::HttpTarget>,
     /// `--transport http`: where the sink listens.
@@ -325,7 +303,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<std::process::ExitCode, String> {
     let http = cli.transport == Transport::Http;
     let target = if http {
-        Target {
+        BtpUrl {
             host: String::new(),
             port: 0,
             path: String::new(),
@@ -752,7 +730,7 @@ async fn connect_all(
     let cli = &common.cli;
     let mut conns = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let (sink_host, sink_port, sink_path) = if cli.direct {
+    let sink_target = if cli.direct {
         // The sink listens here; our senders dial it instead of a connector.
         let listener = glommio::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| format!("direct listener: {e}"))?;
@@ -799,7 +777,11 @@ async fn connect_all(
             .detach();
         }
         let ids = (0..spec.senders).map(|i| (spec.index * 64 + i) as u64);
-        let target = ("127.0.0.1", port, "/");
+        let target = BtpUrl {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/".into(),
+        };
         conns.extend(
             dial_many(
                 plan,
@@ -808,7 +790,7 @@ async fn connect_all(
                 Role::Sender,
                 ids,
                 &cli.sender,
-                target,
+                &target,
                 "direct sender",
             )
             .await?,
@@ -823,15 +805,10 @@ async fn connect_all(
         conns.extend(accepted.borrow().iter().cloned());
         return wait_open(conns, deadline).await;
     } else {
-        (
-            cli.target.host.clone(),
-            cli.target.port,
-            cli.target.path.clone(),
-        )
+        &cli.target
     };
     // Sinks first, so the connector knows where to send before Prepares arrive.
     let ids = (0..spec.sinks).map(|i| (spec.index * 64 + 32 + i) as u64);
-    let target = (sink_host.as_str(), sink_port, sink_path.as_str());
     let sinks = dial_many(
         plan,
         ring,
@@ -839,17 +816,12 @@ async fn connect_all(
         Role::Sink,
         ids,
         &cli.sink,
-        target,
+        sink_target,
         "sink connection",
     )
     .await?;
     let mut all = wait_open(sinks, deadline).await?;
     let ids = (0..spec.senders).map(|i| (spec.index * 64 + i) as u64);
-    let target = (
-        cli.target.host.as_str(),
-        cli.target.port,
-        cli.target.path.as_str(),
-    );
     let senders = dial_many(
         plan,
         ring,
@@ -857,7 +829,7 @@ async fn connect_all(
         Role::Sender,
         ids,
         &cli.sender,
-        target,
+        &cli.target,
         "sender connection",
     )
     .await?;
@@ -960,7 +932,7 @@ async fn connect_all_http(
     }
     let target = match (&cli.http_target, sink_port) {
         (Some(target), _) => target.clone(),
-        (None, Some(port)) if cli.direct => http::HttpTarget {
+        (None, Some(port)) if cli.direct => BtpUrl {
             host: "127.0.0.1".into(),
             port,
             path: "/".into(),
@@ -980,13 +952,13 @@ async fn connect_all_http(
             Rc::clone(&token),
         )
         .await
-        .map_err(|e| format!("sender connection to {}:{}: {e}", target.host, target.port))?;
+        .map_err(|e| format!("sender connection to {}: {e}", target.host_port()))?;
         senders.push(Link::HttpSender(sender));
     }
     Ok(senders)
 }
 
-/// Dials one BTP connection per id to `target` (host, port, path) with `credentials`.
+/// Dials one BTP connection per id to `target` with `credentials`.
 #[allow(clippy::too_many_arguments)]
 async fn dial_many(
     plan: &Rc<Plan>,
@@ -995,7 +967,7 @@ async fn dial_many(
     role: Role,
     ids: impl Iterator<Item = u64>,
     credentials: &(String, String),
-    (host, port, path): (&str, u16, &str),
+    target: &BtpUrl,
     what: &str,
 ) -> Result<Vec<Conn>, String> {
     let mut conns = Vec::new();
@@ -1011,12 +983,10 @@ async fn dial_many(
             Rc::clone(ring),
             Rc::clone(stats),
             setup,
-            host.into(),
-            port,
-            path.into(),
+            target,
         )
         .await
-        .map_err(|e| format!("{what} to {host}:{port}: {e}"))?;
+        .map_err(|e| format!("{what} to {}: {e}", target.host_port()))?;
         conns.push(c);
     }
     Ok(conns)

@@ -66,7 +66,7 @@
 //! store with memory-mapped rows (`crate::state`); tests and benches use [`MemoryStore`].
 //! Holds are never stored: after a crash they are simply gone, i.e. released.
 
-use super::PeerId;
+use crate::id::{CoreId, PeerId};
 use core::fmt;
 use std::collections::VecDeque;
 
@@ -130,10 +130,6 @@ impl PostedStore for MemoryStore {
         self.0[peer.index()] = value;
     }
 }
-
-/// A core's index among the router's cores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CoreId(pub u16);
 
 /// A message between the shards of one peer's balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

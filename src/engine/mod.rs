@@ -24,22 +24,23 @@
 
 mod ledger;
 mod limiter;
-mod peer;
 mod pending;
 pub mod rate;
 mod reject;
 pub mod route;
 
 pub use ledger::{
-    Account, AccountConfig, CoreId, HoldResult, LeaseKind, LeaseMessage, Ledger, MemoryStore,
-    PostedStore, Resolved, IDLE_TICKS, WAITERS_MAX,
+    Account, AccountConfig, HoldResult, LeaseKind, LeaseMessage, Ledger, MemoryStore, PostedStore,
+    Resolved, IDLE_TICKS, WAITERS_MAX,
 };
 pub use limiter::{
     Limiter, RateConfig, RateKind, RateMessage, Tokens, Verdict, CHUNKS_PER_SECOND, IDLE_RETURN_MS,
 };
-pub use peer::PeerId;
 pub use pending::{InFlight, Pending, SlotId, PENDING_MAX};
 pub use reject::{RejectReason, REJECT_LEN_MAX};
+
+/// Re-exported from [`crate::id`], where they live.
+pub use crate::id::{CoreId, PeerId};
 
 use crate::wire::{Address, AmountTooLarge, Packet, Prepare};
 use rate::{ConvertError, Decimal, Rate};
@@ -178,6 +179,9 @@ pub enum Decision {
         slot: SlotId,
         /// Bytes to send.
         len: usize,
+        /// The outgoing expiry written into the packet (Unix ms): the link purges its request
+        /// after it.
+        expires_at: i64,
     },
     /// Answer the incoming peer with this local Reject ([`Engine::emit_reject`]).
     Reject(RejectReason),
@@ -557,7 +561,12 @@ impl Engine {
             self.parked.insert(slot.to_u64(), copy);
             return Ok(Decision::Wait { slot });
         }
-        Ok(Decision::Forward { to, slot, len })
+        Ok(Decision::Forward {
+            to,
+            slot,
+            len,
+            expires_at: expires_out,
+        })
     }
 
     /// The next Prepare whose waiting hold ended: forward it (its rewritten bytes are copied
@@ -589,6 +598,7 @@ impl Engine {
                         to: entry.to,
                         slot,
                         len: packet.len(),
+                        expires_at: entry.expires_at,
                     },
                 });
             }

@@ -40,6 +40,29 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// What a BTP Error answering our Prepare means upstream (RFC 23 error codes, as the
+    /// connector rules map them): T00 UnreachableError is T01 Peer Unreachable, any other
+    /// code F02 Unreachable.
+    pub fn from_btp_error(code: &[u8; 3]) -> RejectReason {
+        match code {
+            b"T00" => RejectReason::PeerUnreachable,
+            _ => RejectReason::Unreachable,
+        }
+    }
+
+    /// What an HTTP status answering our ILP-over-HTTP POST means (RFC 35 client mapping):
+    /// `None` for 200, whose body is the ILP reply; 429 T05; 400 and 413 F01 (our request was
+    /// refused as malformed or too large); 5xx T00; any other status (401, 403, 404, …) F02.
+    pub fn from_http_status(status: u16) -> Option<RejectReason> {
+        match status {
+            200 => None,
+            429 => Some(RejectReason::RateLimited),
+            400 | 413 => Some(RejectReason::InvalidPacket),
+            500..=599 => Some(RejectReason::Internal),
+            _ => Some(RejectReason::Unreachable),
+        }
+    }
+
     /// The ILP error code.
     pub fn code(self) -> ErrorCode {
         match self {
@@ -160,6 +183,41 @@ mod test {
                     _ => assert!(r.data().is_empty()),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod transport_mappings {
+    use super::*;
+
+    #[test]
+    fn btp_errors() {
+        assert_eq!(
+            RejectReason::from_btp_error(b"T00"),
+            RejectReason::PeerUnreachable
+        );
+        assert_eq!(
+            RejectReason::from_btp_error(b"F00"),
+            RejectReason::Unreachable
+        );
+        assert_eq!(
+            RejectReason::from_btp_error(b"T99"),
+            RejectReason::Unreachable
+        );
+    }
+
+    #[test]
+    fn http_statuses() {
+        let code = |status| RejectReason::from_http_status(status).map(|r| r.code());
+        assert_eq!(code(200), None);
+        assert_eq!(code(429), Some(ErrorCode::T05_RATE_LIMITED));
+        assert_eq!(code(400), Some(ErrorCode::F01_INVALID_PACKET));
+        assert_eq!(code(413), Some(ErrorCode::F01_INVALID_PACKET));
+        assert_eq!(code(500), Some(ErrorCode::T00_INTERNAL_ERROR));
+        assert_eq!(code(503), Some(ErrorCode::T00_INTERNAL_ERROR));
+        for status in [401, 403, 404, 302] {
+            assert_eq!(code(status), Some(ErrorCode::F02_UNREACHABLE), "{status}");
         }
     }
 }

@@ -127,7 +127,7 @@ fn rejected(engine: &mut Engine, from: PeerId, mut packet: Vec<u8>) -> RejectRea
 
 fn forwarded(engine: &mut Engine, from: PeerId, packet: &mut [u8]) -> (PeerId, SlotId, usize) {
     match engine.handle_prepare(NOW, from, 7, packet) {
-        Decision::Forward { to, slot, len } => (to, slot, len),
+        Decision::Forward { to, slot, len, .. } => (to, slot, len),
         other => panic!("expected a forward, got {other:?}"),
     }
 }

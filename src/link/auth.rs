@@ -34,7 +34,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::engine::PeerId;
+use crate::id::PeerId;
 
 /// Compares two byte strings in time that depends only on their lengths.
 ///

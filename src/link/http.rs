@@ -15,6 +15,7 @@
 //! says `Connection: close`. Non-goals: chunked request bodies (refused with
 //! 411: ILP clients always send `Content-Length`), HTTP/2, TLS, asynchronous mode.
 
+use super::http1::{self, HeadError, HeadWriter, LengthError, LineEnds};
 use crate::engine::RejectReason;
 
 /// The most headers a request or response may carry.
@@ -78,83 +79,21 @@ impl Request<'_> {
     }
 }
 
-fn header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
-}
-
-fn has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-}
-
-fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<usize>, HttpError> {
-    let mut found = None;
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-    {
-        let text = std::str::from_utf8(h.value)
-            .map_err(|_| HttpError::Malformed)?
-            .trim();
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(HttpError::Malformed);
-        }
-        let value: usize = text.parse().map_err(|_| HttpError::BodyTooLarge)?;
-        if found.is_some_and(|f| f != value) {
-            return Err(HttpError::Malformed);
-        }
-        found = Some(value);
-    }
-    Ok(found)
-}
-
-fn keep_alive(version: u8, headers: &[httparse::Header<'_>]) -> bool {
-    match header(headers, "connection") {
-        Some(v) if has_token(v, "close") => false,
-        Some(v) if has_token(v, "keep-alive") => true,
-        _ => version == 1,
-    }
-}
-
 /// Parses a request head from the front of `buf`: `Ok(None)` until it is complete. The body
 /// (`body_len` bytes at `head_len`) may still be arriving. Checks, in order: well-formed,
 /// POST, `Content-Length` present and at most `body_len_max` (so a 413 goes out before the body
 /// is read), a bearer token present.
 pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'_>>, HttpError> {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut request = httparse::Request::new(&mut headers);
-    let head_len = match request.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= HEAD_LEN_MAX => {
-            return Err(HttpError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
-        Err(_) => return Err(HttpError::Malformed),
+    let mut headers = http1::headers::<HEADERS_MAX>();
+    let parsed = http1::parse_request(buf, &mut headers, HEAD_LEN_MAX, LineEnds::Lenient);
+    let Some(head) = parsed.map_err(head_error)? else {
+        return Ok(None);
     };
-    if head_len > HEAD_LEN_MAX {
-        return Err(HttpError::HeadTooLarge);
-    }
-    let (Some(method), Some(path), Some(version)) = (request.method, request.path, request.version)
-    else {
-        return Err(HttpError::Malformed);
-    };
-    if method != "POST" {
+    if head.method != "POST" {
         return Err(HttpError::MethodNotAllowed);
     }
-    let headers = request.headers;
-    if header(headers, "transfer-encoding").is_some() {
-        return Err(HttpError::LengthRequired);
-    }
-    let body_len = content_length(headers)?.ok_or(HttpError::LengthRequired)?;
-    if body_len > body_len_max {
-        return Err(HttpError::BodyTooLarge);
-    }
-    let authorization = header(headers, "authorization")
+    let body_len = body_len(head.headers, body_len_max)?;
+    let authorization = http1::header(head.headers, "authorization")
         .ok_or(HttpError::Unauthorized)?
         .trim_ascii();
     let token = match authorization.split_at_checked(6) {
@@ -169,12 +108,38 @@ pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'
         return Err(HttpError::Unauthorized);
     }
     Ok(Some(Request {
-        path,
+        path: head.target,
         token,
-        head_len,
+        head_len: head.len,
         body_len,
-        keep_alive: keep_alive(version, headers),
+        keep_alive: http1::keep_alive(head.version, head.headers),
     }))
+}
+
+/// A head the HTTP layer refused, as the status to answer.
+fn head_error(error: HeadError) -> HttpError {
+    match error {
+        HeadError::TooLarge | HeadError::TooManyHeaders => HttpError::HeadTooLarge,
+        HeadError::StartLine(_) | HeadError::HeaderLine(_) => HttpError::Malformed,
+    }
+}
+
+/// The body length of a request or response: `Content-Length`, present, without
+/// `Transfer-Encoding` (no chunked bodies: 411), and at most `body_len_max` (413).
+fn body_len(headers: &[http1::Header<'_>], body_len_max: usize) -> Result<usize, HttpError> {
+    if http1::header(headers, "transfer-encoding").is_some() {
+        return Err(HttpError::LengthRequired);
+    }
+    let body_len = match http1::content_length(headers) {
+        Ok(Some(len)) => len,
+        Ok(None) => return Err(HttpError::LengthRequired),
+        Err(LengthError::Malformed) => return Err(HttpError::Malformed),
+        Err(LengthError::Overflow) => return Err(HttpError::BodyTooLarge),
+    };
+    if body_len > body_len_max {
+        return Err(HttpError::BodyTooLarge);
+    }
+    Ok(body_len)
 }
 
 fn reason(status: u16) -> &'static str {
@@ -196,46 +161,20 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-struct Out<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Out<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
-    fn put_number(&mut self, mut n: usize) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
-    }
-}
-
 /// Bytes of the longest head [`write_response`] or [`write_status`] writes.
 pub const RESPONSE_HEAD_LEN_MAX: usize = 160;
 
 /// Writes a `200 OK` head for an ILP reply of `body_len` bytes (the caller appends the body).
 pub fn write_response(body_len: usize, keep_alive: bool, out: &mut [u8]) -> usize {
-    let mut w = Out { buf: out, len: 0 };
+    let mut w = HeadWriter::new(out);
     w.put(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ");
-    w.put_number(body_len);
+    w.put_decimal(body_len);
     w.put(if keep_alive {
         b"\r\n\r\n" as &[u8]
     } else {
         b"\r\nConnection: close\r\n\r\n"
     });
-    w.len
+    w.len()
 }
 
 /// Whether a response with `status` ends the connection whatever the request asked: the
@@ -248,18 +187,19 @@ pub fn status_closes(status: u16) -> bool {
 
 /// Writes a complete bodyless error response (`Content-Length: 0`), with `Connection: close`
 /// when `keep_alive` is false or the status always closes ([`status_closes`]).
+///
+/// # Panics
+///
+/// If `status` is not three digits, or `out` is shorter than [`RESPONSE_HEAD_LEN_MAX`].
 pub fn write_status(status: u16, keep_alive: bool, out: &mut [u8]) -> usize {
-    let mut w = Out { buf: out, len: 0 };
-    w.put(b"HTTP/1.1 ");
-    w.put_number(usize::from(status));
-    w.put(b" ");
-    w.put(reason(status).as_bytes());
-    w.put(b"\r\nContent-Length: 0\r\n");
+    let mut w = HeadWriter::new(out);
+    w.put_status_line(status, reason(status));
+    w.put(b"Content-Length: 0\r\n");
     if !keep_alive || status_closes(status) {
         w.put(b"Connection: close\r\n");
     }
     w.put(b"\r\n");
-    w.len
+    w.len()
 }
 
 /// Bytes [`write_request_head`] writes.
@@ -281,7 +221,7 @@ pub fn write_request_head(
     body_len: usize,
     out: &mut [u8],
 ) -> usize {
-    let mut w = Out { buf: out, len: 0 };
+    let mut w = HeadWriter::new(out);
     w.put(b"POST ");
     w.put(path.as_bytes());
     w.put(b" HTTP/1.1\r\nHost: ");
@@ -289,9 +229,9 @@ pub fn write_request_head(
     w.put(b"\r\nAuthorization: Bearer ");
     w.put(token.as_bytes());
     w.put(b"\r\nContent-Type: application/octet-stream\r\nAccept: application/octet-stream\r\nContent-Length: ");
-    w.put_number(body_len);
+    w.put_decimal(body_len);
     w.put(b"\r\n\r\n");
-    w.len
+    w.len()
 }
 
 /// The part of [`write_request_head`]'s head that does not change between requests to one
@@ -308,10 +248,10 @@ pub fn request_head_prefix(path: &str, host: &str, token: &str) -> Vec<u8> {
 /// Writes the `Content-Length` value and the end of the head after a
 /// [`request_head_prefix`]; returns its length (at most 24 bytes).
 pub fn write_content_length(body_len: usize, out: &mut [u8; 24]) -> usize {
-    let mut w = Out { buf: out, len: 0 };
-    w.put_number(body_len);
+    let mut w = HeadWriter::new(out);
+    w.put_decimal(body_len);
     w.put(b"\r\n\r\n");
-    w.len
+    w.len()
 }
 
 /// A parsed response head.
@@ -330,33 +270,16 @@ pub struct Response {
 /// Parses a response head from the front of `buf`: `Ok(None)` until it is complete. A
 /// response without `Content-Length` (or chunked) is refused: ILP servers always send one.
 pub fn parse_response(buf: &[u8], body_len_max: usize) -> Result<Option<Response>, HttpError> {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut response = httparse::Response::new(&mut headers);
-    let head_len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= HEAD_LEN_MAX => {
-            return Err(HttpError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
-        Err(_) => return Err(HttpError::Malformed),
+    let mut headers = http1::headers::<HEADERS_MAX>();
+    let parsed = http1::parse_response(buf, &mut headers, HEAD_LEN_MAX, LineEnds::Lenient);
+    let Some(head) = parsed.map_err(head_error)? else {
+        return Ok(None);
     };
-    let (Some(status), Some(version)) = (response.code, response.version) else {
-        return Err(HttpError::Malformed);
-    };
-    let headers = response.headers;
-    if header(headers, "transfer-encoding").is_some() {
-        return Err(HttpError::LengthRequired);
-    }
-    let body_len = content_length(headers)?.ok_or(HttpError::LengthRequired)?;
-    if body_len > body_len_max {
-        return Err(HttpError::BodyTooLarge);
-    }
     Ok(Some(Response {
-        status,
-        head_len,
-        body_len,
-        keep_alive: keep_alive(version, headers),
+        status: head.status,
+        head_len: head.len,
+        body_len: body_len(head.headers, body_len_max)?,
+        keep_alive: http1::keep_alive(head.version, head.headers),
     }))
 }
 
@@ -457,6 +380,21 @@ mod test {
             parse_request(&huge, 65536).unwrap_err(),
             HttpError::HeadTooLarge
         );
+    }
+
+    /// One head limit for both directions: a response head over [`HEAD_LEN_MAX`] is refused
+    /// whether it arrived whole or in pieces (it used to be taken when whole).
+    #[test]
+    fn response_heads_over_the_limit_are_refused_however_split() {
+        let mut head = b"HTTP/1.1 200 OK\r\nX-Padding: ".to_vec();
+        head.resize(HEAD_LEN_MAX + 50, b'a');
+        head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(parse_response(&head, 10), Err(HttpError::HeadTooLarge));
+        assert_eq!(
+            parse_response(&head[..HEAD_LEN_MAX], 10),
+            Err(HttpError::HeadTooLarge)
+        );
+        assert_eq!(parse_response(&head[..HEAD_LEN_MAX - 1], 10), Ok(None));
     }
 
     #[test]

@@ -1,6 +1,13 @@
-//! Transports: WebSocket framing and the BTP session.
+//! Transports: WebSocket framing, the BTP session, ILP over HTTP, and what they share.
+//!
+//! - [`buf`]: the read buffer with compaction, the head reader, the frame writer (masking).
+//! - [`http1`]: HTTP/1.1 heads on httparse, for the WebSocket handshake and ILP over HTTP.
+//! - [`url`]: the URLs of peers we dial (`ws://`, `btp+ws://`, `http://`).
 
 pub mod auth;
 pub mod btp;
+pub mod buf;
 pub mod http;
+pub mod http1;
+pub mod url;
 pub mod websocket;

@@ -15,13 +15,13 @@
 //! | nothing received on a BTP link for `btp_ping_interval_ms` | a Ping (masked when we dialled), again each interval |
 //! | nothing at all received for `btp_pings_missed_max` more intervals | link taken down; its requests fail T01 |
 
-use super::core::{unix_ms, Admission, CoreState, LinkId};
+use super::core::{unix_ms, Admission, CoreState, LinkId, Transport};
 use super::flush::{write_queued_within, WriteEnd};
 use crate::engine::PeerId;
 use crate::link::btp::BtpSession;
+use crate::link::buf::{HeadReadError, ReadBuf};
 use crate::link::websocket::{self as ws, Message, MessageAssembler, Opcode};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use futures_lite::AsyncRead;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
 use std::cell::RefCell;
@@ -70,49 +70,6 @@ pub(crate) fn limit_socket(stream: &TcpStream, write_timeout_ms: u64) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(write_timeout_ms.max(1))));
 }
 
-/// Why a handshake ended without a connection.
-enum HandshakeFailure {
-    /// The socket failed or closed.
-    Io(io::Error),
-    /// The bytes are not an acceptable handshake (a server answers `error.status()`).
-    Refused(ws::HandshakeError),
-}
-
-/// Reads until `parse` accepts a complete header block; returns the block's length and the
-/// bytes read so far.
-async fn read_handshake<R, T>(
-    reader: &mut R,
-    buf: &mut [u8],
-    mut parse: impl FnMut(&[u8]) -> Result<Option<T>, ws::HandshakeError>,
-) -> Result<(T, usize), HandshakeFailure>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            // `parse` reports a full buffer as `TooLarge`; this is only a backstop.
-            return Err(HandshakeFailure::Refused(ws::HandshakeError::TooLarge));
-        }
-        let n = reader
-            .read(&mut buf[filled..])
-            .await
-            .map_err(HandshakeFailure::Io)?;
-        if n == 0 {
-            return Err(HandshakeFailure::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "closed during handshake",
-            )));
-        }
-        filled += n;
-        match parse(&buf[..filled]) {
-            Ok(Some(done)) => return Ok((done, filled)),
-            Ok(None) => {}
-            Err(e) => return Err(HandshakeFailure::Refused(e)),
-        }
-    }
-}
-
 /// Serves a connection a peer opened: WebSocket upgrade, then BTP (auth first). It is counted
 /// as unauthenticated from the accept (`unauthenticated_max`), and must finish the handshake
 /// and its auth within `auth_timeout_ms` of it.
@@ -133,38 +90,45 @@ pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
     let (wake, sleep) = local_channel::new_bounded(1);
     let added = state
         .borrow_mut()
-        .add_link(None, None, false, None, wake, Admission::Pending);
+        .add_link(Transport::Handshake, None, wake, Admission::Pending);
     let Some(id) = added else {
         // Counted (`unauthenticated_refused`); dropping the stream closes it.
         tracing::debug!("unauthenticated_max reached: connection closed");
         return;
     };
     limit_socket(&stream, write_timeout_ms);
-    let mut buf = vec![0u8; read_buffer_len(frame_len_max)];
+    let mut buf = ReadBuf::new(read_buffer_len(frame_len_max));
     let handshake = glommio::timer::timeout(Duration::from_millis(auth_timeout_ms), async {
-        let parsed = read_handshake(&mut stream, &mut buf[..ws::HANDSHAKE_LEN_MAX], |b| {
+        let parsed = buf.read_head(&mut stream, ws::HANDSHAKE_LEN_MAX, |b| {
             ws::parse_upgrade_request(b)
                 .map(|r| r.map(|r| (r.len(), *r.key(), r.account_from_path().map(str::to_owned))))
-        })
-        .await;
-        Ok(parsed)
+        });
+        Ok(parsed.await)
     })
     .await;
-    let ((header_len, key, account), filled) = match handshake {
-        Ok(Ok(done)) => done,
-        Ok(Err(HandshakeFailure::Refused(e))) => {
+    let refused = match handshake {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(HeadReadError::Refused(e))) => Err(Some(e)),
+        // The parser refuses a head over HANDSHAKE_LEN_MAX itself: only a backstop.
+        Ok(Err(HeadReadError::Full)) => Err(Some(ws::HandshakeError::TooLarge)),
+        Ok(Err(HeadReadError::Io(_))) | Err(_) => Err(None),
+    };
+    let (header_len, key, account) = match refused {
+        Ok(done) => done,
+        Err(Some(e)) => {
             tracing::debug!("WebSocket handshake refused: {e}");
             let mut response = [0u8; ws::HANDSHAKE_ANSWER_LEN_MAX];
             let n = e.write_answer(&mut response);
             // Bounded by the socket's write timeout; the answer fits its buffer anyway.
             if stream.write_all(&response[..n]).await.is_ok() {
                 let until = accepted_at.saturating_add(auth_timeout_ms as i64);
-                linger(&mut stream, &mut buf, until).await;
+                buf.clear();
+                linger(&mut stream, buf.spare_mut(), until).await;
             }
             remove(&state, id);
             return;
         }
-        Ok(Err(HandshakeFailure::Io(_))) | Err(_) => {
+        Err(None) => {
             remove(&state, id);
             return;
         }
@@ -176,15 +140,12 @@ pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
         remove(&state, id);
         return;
     }
-    buf.copy_within(header_len..filled, 0);
-    let leftover = filled - header_len;
+    // Frames may follow the head in the same read.
+    buf.consume(header_len);
     // The auth deadline counts from the accept: the handshake was part of the wait.
     let session = BtpSession::server(accepted_at, auth_timeout_ms as i64, in_flight, bad_frames);
-    if let Some(link) = state.borrow_mut().link_mut(id) {
-        link.session = Some(session);
-        link.path_account = account;
-    }
-    run_link(state, stream, id, sleep, ws::Role::Server, buf, leftover).await;
+    state.borrow_mut().start_btp(id, session, account);
+    run_link(state, stream, id, sleep, ws::Role::Server, buf).await;
 }
 
 /// After a refusal: ends our side (a FIN behind the answer), then discards what the peer
@@ -242,7 +203,7 @@ async fn dial_once(
     dial: &crate::config::Dial,
     limits: &crate::config::Limits,
 ) -> io::Result<()> {
-    let address = format!("{}:{}", dial.url.host, dial.url.port);
+    let address = dial.url.host_port();
     let connect = TcpStream::connect_timeout(
         address.as_str(),
         Duration::from_millis(limits.auth_timeout_ms),
@@ -251,27 +212,28 @@ async fn dial_once(
     let _ = stream.set_nodelay(true);
     limit_socket(&stream, limits.write_timeout_ms);
     let nonce = nonce();
-    let host = format!("{}:{}", dial.url.host, dial.url.port);
+    let host = dial.url.host_port();
     let mut request = vec![0u8; ws::upgrade_request_len(&host, &dial.url.path)];
     let n = ws::write_upgrade_request(&host, &dial.url.path, &nonce, &mut request);
     stream.write_all(&request[..n]).await?;
-    let mut buf = vec![0u8; read_buffer_len(limits.frame_len_max)];
+    let mut buf = ReadBuf::new(read_buffer_len(limits.frame_len_max));
     let handshake = glommio::timer::timeout(Duration::from_millis(limits.auth_timeout_ms), async {
-        Ok(
-            read_handshake(&mut stream, &mut buf[..ws::HANDSHAKE_LEN_MAX], |b| {
-                ws::parse_upgrade_response(b, &nonce)
-            })
-            .await,
-        )
+        let parsed = buf.read_head(&mut stream, ws::HANDSHAKE_LEN_MAX, |b| {
+            ws::parse_upgrade_response(b, &nonce)
+        });
+        Ok(parsed.await)
     });
-    let (header_len, filled) = match handshake.await {
+    let header_len = match handshake.await {
         Ok(Ok(done)) => done,
-        Ok(Err(HandshakeFailure::Io(e))) => return Err(e),
-        Ok(Err(HandshakeFailure::Refused(e))) => return Err(io::Error::other(e.to_string())),
+        Ok(Err(HeadReadError::Io(e))) => return Err(e),
+        Ok(Err(HeadReadError::Refused(e))) => return Err(io::Error::other(e.to_string())),
+        Ok(Err(HeadReadError::Full)) => {
+            return Err(io::Error::other(ws::HandshakeError::TooLarge.to_string()))
+        }
         Err(e) => return Err(io::Error::other(e.to_string())),
     };
-    buf.copy_within(header_len..filled, 0);
-    let leftover = filled - header_len;
+    // Frames may follow the 101 in the same read.
+    buf.consume(header_len);
     let now = unix_ms();
     let session = BtpSession::client(
         now,
@@ -282,30 +244,18 @@ async fn dial_once(
     );
     let (wake, sleep) = local_channel::new_bounded(1);
     // Ours: counted against links_max from the start, never against unauthenticated_max.
-    let id = state.borrow_mut().add_link(
-        Some(session),
-        None,
-        true,
-        None,
-        wake,
-        Admission::Authenticated,
-    );
+    let id = {
+        let mut st = state.borrow_mut();
+        let transport = st.btp_transport(session, true);
+        st.add_link(transport, None, wake, Admission::Authenticated)
+    };
     let Some(id) = id else {
         return Err(io::Error::other("links_max reached"));
     };
     state
         .borrow_mut()
         .send_auth(id, dial.username.as_bytes(), dial.token.as_bytes());
-    run_link(
-        Rc::clone(state),
-        stream,
-        id,
-        sleep,
-        ws::Role::Client,
-        buf,
-        leftover,
-    )
-    .await;
+    run_link(Rc::clone(state), stream, id, sleep, ws::Role::Client, buf).await;
     Ok(())
 }
 
@@ -330,8 +280,7 @@ async fn run_link(
     id: LinkId,
     sleep: LocalReceiver<()>,
     role: ws::Role,
-    mut buf: Vec<u8>,
-    mut filled: usize,
+    mut buf: ReadBuf,
 ) {
     let fd = Fd(stream.as_raw_fd());
     let (resume, resumed) = local_channel::new_bounded(1);
@@ -347,13 +296,12 @@ async fn run_link(
     };
     let decoder = ws::FrameDecoder::new(role, frame_len_max);
     let mut assembler = MessageAssembler::new(frame_len_max);
-    let mut start = 0;
     'read: loop {
         let now = unix_ms();
         // Set when the queue passed half the cap with frames still in `buf`.
         let mut held = false;
         loop {
-            let frame = match decoder.decode(&mut buf[start..filled]) {
+            let frame = match decoder.decode(buf.data_mut()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
@@ -362,7 +310,7 @@ async fn run_link(
                 }
             };
             let frame_len = frame.len;
-            let message = assembler.handle_frame(&mut buf[start..filled], &frame);
+            let message = assembler.handle_frame(buf.data_mut(), &frame);
             match message {
                 Ok(Message::Binary(bytes)) => state.borrow_mut().on_message(now, id, bytes),
                 Ok(Message::Ping(payload)) => {
@@ -382,7 +330,7 @@ async fn run_link(
                     break 'read;
                 }
             }
-            start += frame_len;
+            buf.consume(frame_len);
             // Each message may queue an answer (a Pong, a local Reject): past half the cap,
             // the frames still in `buf` wait, as do those in the socket.
             if state.borrow().link(id).is_some_and(|l| l.queued() > half) {
@@ -404,15 +352,9 @@ async fn run_link(
         if held {
             continue;
         }
-        if start == filled {
-            start = 0;
-            filled = 0;
-        } else if buf.len() - filled < ws::frame_len_hint(&buf[start..filled]).max(4096) {
-            buf.copy_within(start..filled, 0);
-            filled -= start;
-            start = 0;
-        }
-        match reader.read(&mut buf[filled..]).await {
+        // Room for the rest of a partial frame, and for a read worth making.
+        buf.compact_if_needed(ws::frame_len_hint(buf.data()).max(4096));
+        match buf.read_from(&mut reader).await {
             Ok(0) => break,
             Err(e) => {
                 // ETIMEDOUT: the kernel's TCP_USER_TIMEOUT (`limit_socket`) ended a connection
@@ -423,7 +365,7 @@ async fn run_link(
                 tracing::debug!("link read failed: {e}");
                 break;
             }
-            Ok(n) => filled += n,
+            Ok(_) => {}
         }
     }
     {

@@ -33,9 +33,10 @@
 //! after its 401 may get a reset, which some stacks let destroy the 401 before it is read.
 
 use super::conn::{limit_socket, write_link, Fd};
-use super::core::{unix_ms, Admission, CoreState, HttpLink, LinkId};
+use super::core::{unix_ms, Admission, CoreState, HttpClientLink, HttpLink, LinkId, Transport};
 use crate::engine::PeerId;
-use crate::link::http::{parse_request, HEAD_LEN_MAX};
+use crate::link::buf::ReadBuf;
+use crate::link::http::{parse_request, parse_response, HEAD_LEN_MAX};
 use futures_lite::io::AsyncReadExt;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
@@ -89,7 +90,7 @@ pub(crate) async fn serve_http(state: State, stream: TcpStream) {
     let pending = Admission::Pending;
     let added = state
         .borrow_mut()
-        .add_link(None, Some(http), false, None, wake, pending);
+        .add_link(Transport::HttpServer(http), None, wake, pending);
     let Some(id) = added else {
         tracing::debug!("unauthenticated_max reached: HTTP connection refused");
         return;
@@ -98,7 +99,7 @@ pub(crate) async fn serve_http(state: State, stream: TcpStream) {
     let fd = Fd(stream.as_raw_fd());
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
-    let mut buf = vec![0u8; HEAD_LEN_MAX + body_len_max];
+    let mut buf = ReadBuf::new(HEAD_LEN_MAX + body_len_max);
     let limits = Timeouts {
         body_len_max,
         request_ms,
@@ -133,11 +134,10 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     state: &State,
     id: LinkId,
     reader: &mut R,
-    buf: &mut [u8],
+    buf: &mut ReadBuf,
     answer: &LocalReceiver<()>,
     limits: Timeouts,
 ) {
-    let mut filled = 0;
     // The peer the request at the front of `buf` authenticated as, while its body arrives.
     let mut front = None;
     // When the first byte of the request at the front of `buf` arrived; `None`: none did.
@@ -149,7 +149,7 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
         let (consumed, finished) = dispatch(
             state,
             id,
-            &mut buf[..filled],
+            buf.data_mut(),
             limits.body_len_max,
             limits.pipeline_max,
             &mut front,
@@ -157,10 +157,11 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
         );
         state.borrow_mut().flush();
         if consumed > 0 {
-            buf.copy_within(consumed..filled, 0);
-            filled -= consumed;
+            buf.consume(consumed);
+            // The buffer holds one largest request: what is left goes to the front.
+            buf.compact();
             // What is left began arriving with the read that finished the last request.
-            request_since = (filled > 0).then_some(now);
+            request_since = (!buf.is_empty()).then_some(now);
         }
         if finished || state.borrow().link(id).is_none_or(|l| l.closing) {
             return;
@@ -175,20 +176,20 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
             None => None,
         };
         let at = deadline.map(|(Deadline::Request(at) | Deadline::Idle(at))| at);
-        let woke = wait(reader, &mut buf[filled..], answer, full, at, now).await;
+        let woke = wait(reader, buf.spare_mut(), answer, full, at, now).await;
         let now = unix_ms();
         match woke {
             Woke::Read(Ok(0) | Err(_)) | Woke::Answered(false) => return,
             Woke::Read(Ok(n)) => {
-                if filled == 0 {
+                if buf.is_empty() {
                     request_since = Some(now);
                 }
-                filled += n;
+                buf.advance(n);
                 idle_since = now;
             }
             Woke::Answered(true) => {
                 idle_since = now;
-                if full && filled > 0 {
+                if full && !buf.is_empty() {
                     request_since = Some(now);
                 }
             }
@@ -251,7 +252,7 @@ async fn write_owed(state: &State, id: LinkId, answer: &LocalReceiver<()>) {
             if st.http_pending(id) == 0 {
                 return;
             }
-            link.http.as_ref().map_or(0, HttpLink::owed_until_ms)
+            link.http().map_or(0, HttpLink::owed_until_ms)
         };
         let left = until
             .saturating_add(OWED_SLACK_MS)
@@ -347,7 +348,7 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
         let dial = st.config.peer(peer).http().expect("an HTTP peer");
         let limits = st.config.limits();
         (
-            format!("{}:{}", dial.url.host, dial.url.port),
+            dial.url.host_port(),
             limits.auth_timeout_ms,
             limits.frame_len_max,
         )
@@ -365,42 +366,39 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
     let _ = stream.set_nodelay(true);
     limit_socket(&stream, state.borrow().config.limits().write_timeout_ms);
     let (wake, sleep) = local_channel::new_bounded(1);
+    let client = Transport::HttpClient(HttpClientLink {
+        peer,
+        busy: Default::default(),
+    });
     let id = state
         .borrow_mut()
-        .add_link(None, None, false, None, wake, Admission::Authenticated);
+        .add_link(client, None, wake, Admission::Authenticated);
     let Some(id) = id else {
         state.borrow_mut().http_client_gone(unix_ms(), peer, None);
         return;
     };
-    if let Some(link) = state.borrow_mut().link_mut(id) {
-        link.http_client = Some(super::core::HttpClientLink {
-            peer,
-            busy: Default::default(),
-        });
-    }
     let fd = Fd(stream.as_raw_fd());
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
     state.borrow_mut().http_client_ready(id, peer);
-    let mut buf = vec![0u8; HEAD_LEN_MAX + body_len_max];
-    let mut filled = 0;
+    let mut buf = ReadBuf::new(HEAD_LEN_MAX + body_len_max);
     'read: loop {
         let response = loop {
-            match crate::link::http::parse_response(&buf[..filled], body_len_max) {
+            match parse_response(buf.data(), body_len_max) {
                 Ok(Some(response)) => break response,
-                Ok(None) if filled < buf.len() => {}
+                Ok(None) if buf.spare_len() > 0 => {}
                 _ => break 'read,
             }
-            match reader.read(&mut buf[filled..]).await {
+            match buf.read_from(&mut reader).await {
                 Ok(0) | Err(_) => break 'read,
-                Ok(n) => filled += n,
+                Ok(_) => {}
             }
         };
         let end = response.head_len + response.body_len;
-        while filled < end {
-            match reader.read(&mut buf[filled..]).await {
+        while buf.len() < end {
+            match buf.read_from(&mut reader).await {
                 Ok(0) | Err(_) => break 'read,
-                Ok(n) => filled += n,
+                Ok(_) => {}
             }
         }
         {
@@ -409,12 +407,13 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
                 unix_ms(),
                 id,
                 response.status,
-                &buf[response.head_len..end],
+                &buf.data()[response.head_len..end],
             );
             st.flush();
         }
-        buf.copy_within(end..filled, 0);
-        filled -= end;
+        buf.consume(end);
+        // The buffer holds one largest response: what is left goes to the front.
+        buf.compact();
         if !response.keep_alive || state.borrow().link(id).is_none_or(|l| l.closing) {
             break;
         }

@@ -9,7 +9,10 @@ mod conn;
 mod core;
 mod flush;
 mod http;
+mod http_pool;
+mod links;
 mod mesh;
+mod tag;
 
 pub use flush::write_queued;
 
@@ -74,6 +77,34 @@ pub(crate) struct Shared {
     mesh_ids: Vec<AtomicUsize>,
     /// Cores that failed to start.
     failed: AtomicUsize,
+}
+
+/// Tallies of the runtime (the engine keeps its own).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RuntimeCounters {
+    pub(crate) replies_to_gone_links: u64,
+    /// Messages to another core that must arrive but found no ring (the other core stopped).
+    pub(crate) cross_core_dropped: u64,
+    /// Messages to another core that found its ring full and waited in the backlog.
+    pub(crate) cross_core_deferred: u64,
+    /// Links refused because this core already had `links_max` authenticated links (at
+    /// auth, or when dialling).
+    pub(crate) links_refused: u64,
+    pub(crate) ws_errors: u64,
+    /// Connections closed at once because `unauthenticated_max` were already waiting.
+    pub(crate) unauthenticated_refused: u64,
+    /// Times a link's reader stopped because its queue was over half the cap.
+    pub(crate) reads_paused: u64,
+    /// Links closed because what we wrote made no progress for `write_timeout_ms`: our
+    /// writer's deadline, or the kernel's `TCP_USER_TIMEOUT` (the reader sees `ETIMEDOUT`).
+    pub(crate) write_timeouts: u64,
+    /// Keepalive Pings sent on silent BTP links.
+    pub(crate) keepalive_pings: u64,
+    /// BTP links taken down after `btp_pings_missed_max` silent ping intervals.
+    pub(crate) keepalive_closed: u64,
+    /// ILP-over-HTTP requests answered with an HTTP error instead of an ILP reply (400, 401,
+    /// 405, 408 for a request that missed its deadline, 411, 413, 431).
+    pub(crate) http_refused: u64,
 }
 
 /// The CPUs the process may run on (its affinity mask, so `taskset` and cgroups count).
@@ -443,7 +474,7 @@ async fn core_main(
     shutdown(&state, &config).await;
     drop(tasks);
     let st = state.borrow();
-    tracing::info!(core, counters = ?st.engine.counters(), runtime = ?st.counters, "core stopped");
+    tracing::info!(core, counters = ?st.engine.counters(), runtime = ?st.counters, links = ?st.links.counters, "core stopped");
     Ok(())
 }
 
@@ -528,7 +559,7 @@ async fn shutdown(state: &Rc<RefCell<CoreState>>, config: &Config) {
         let mut st = state.borrow_mut();
         for id in st.open_links() {
             // A WebSocket Close (1001, going away) on BTP links; HTTP connections just close.
-            if st.link(id).is_some_and(|l| l.session.is_some()) {
+            if st.link(id).is_some_and(|l| l.session().is_some()) {
                 st.push_control(
                     id,
                     crate::link::websocket::Opcode::Close,

@@ -1,4 +1,5 @@
-//! Peer identities and the per-peer settings the engine needs.
+//! Identifiers shared by every layer: peers and cores. Nothing here depends on the rest of the
+//! crate, so the links, the engine and the runtime can all name them.
 
 use core::fmt;
 
@@ -19,3 +20,7 @@ impl fmt::Debug for PeerId {
         write!(f, "PeerId({})", self.0)
     }
 }
+
+/// A core's index among the router's cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CoreId(pub u16);

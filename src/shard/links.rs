@@ -1,0 +1,761 @@
+//! The link table of one core: every connection, what it carries ([`Transport`]), its output
+//! queue with its cap, and the two admission counts. It decides nothing about packets: it
+//! queues bytes, closes links and reports what happened (an overflow, a refusal) to the core,
+//! which counts and dispatches.
+//!
+//! | transport | opened by | carries |
+//! | --- | --- | --- |
+//! | [`Transport::Handshake`] | a peer, on the BTP port | nothing yet: the WebSocket upgrade is being read |
+//! | [`Transport::Btp`] | a peer (after the upgrade) or us (`btp_url`) | BTP over WebSocket (RFC 23) |
+//! | [`Transport::HttpServer`] | a peer, on the HTTP port | its ILP-over-HTTP requests (RFC 35), answered in order |
+//! | [`Transport::HttpClient`] | us (`http_url`) | our ILP-over-HTTP requests, pipelined |
+//!
+//! Output queue: bytes wait in `out` until the link's writer task takes them. Past half of
+//! `link_queue_bytes_max` the reader stops reading (and forwarding to the link is T03); past
+//! all of it the peer is not reading what we send, the queue is dropped and the link closes.
+
+use crate::engine::PeerId;
+use crate::link::btp::BtpSession;
+use crate::link::websocket::{self as ws, Opcode};
+use glommio::channels::local_channel::LocalSender;
+use std::collections::VecDeque;
+
+/// Identifies a link on this core across reuse of its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkId {
+    pub(crate) index: u16,
+    pub(crate) generation: u32,
+}
+
+/// Whether a new link has authenticated yet. The two kinds are counted apart, each with its
+/// own cap (`unauthenticated_max` and `links_max`, per core), so a flood of connections that
+/// never authenticate cannot lock out peers that do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Accepted from someone: WebSocket handshake or BTP auth pending, or (HTTP) no
+    /// authenticated request yet. Past `unauthenticated_max` it is refused at once.
+    Pending,
+    /// One we opened ourselves, or already authenticated. Past `links_max` it is refused.
+    Authenticated,
+}
+
+/// What a connection carries; each step of the core branches on it once.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    /// Accepted on the BTP port, WebSocket upgrade not yet read.
+    Handshake,
+    /// BTP over WebSocket.
+    Btp(BtpLink),
+    /// ILP over HTTP from a peer.
+    HttpServer(HttpLink),
+    /// ILP over HTTP to a peer.
+    HttpClient(HttpClientLink),
+}
+
+/// A BTP link: its session and its WebSocket role.
+#[derive(Debug)]
+pub(crate) struct BtpLink {
+    pub(crate) session: BtpSession,
+    /// We dialled: every frame we send is masked (RFC 6455 §5.3).
+    client: bool,
+    mask_state: u64,
+}
+
+impl BtpLink {
+    /// A link that `client` (we dialled) or a peer opened; `seed` starts the mask sequence.
+    pub(crate) fn new(session: BtpSession, client: bool, seed: u64) -> Self {
+        BtpLink {
+            session,
+            client,
+            mask_state: seed | 1,
+        }
+    }
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        self.client.then(|| next_mask(&mut self.mask_state))
+    }
+}
+
+/// The state of an HTTP link a peer opened: pipelined requests, answered in request order.
+#[derive(Debug)]
+pub(crate) struct HttpLink {
+    /// The sequence number the next request gets (its tag's request id).
+    pub(crate) next: u32,
+    /// Requests not yet answered on the wire, oldest first.
+    pub(crate) pending: VecDeque<HttpOwed>,
+    /// By when every Prepare handed to the engine on this link is answered at the latest
+    /// (Unix ms): its expiry, or our longest hold if sooner (the engine answers R00 then).
+    pub(crate) owed_until_ms: i64,
+    /// Wakes the connection's reader when answers free room in the pipeline.
+    pub(crate) answered: LocalSender<()>,
+}
+
+/// One request of an HTTP link not yet answered on the wire.
+#[derive(Debug)]
+pub(crate) struct HttpOwed {
+    pub(crate) seq: u32,
+    /// The connection stays open after its answer.
+    pub(crate) keep_alive: bool,
+    /// Its answer (whole response bytes) once it came before those ahead of it.
+    pub(crate) answer: Option<Vec<u8>>,
+}
+
+impl HttpLink {
+    /// A link whose reader waits at `pipeline_max` requests in flight (`http_pipeline_max`).
+    pub(crate) fn new(answered: LocalSender<()>, pipeline_max: usize) -> Self {
+        HttpLink {
+            next: 0,
+            pending: VecDeque::with_capacity(pipeline_max),
+            owed_until_ms: 0,
+            answered,
+        }
+    }
+
+    /// By when the answers still owed come at the latest (Unix ms; meaningless when none is).
+    pub(crate) fn owed_until_ms(&self) -> i64 {
+        self.owed_until_ms
+    }
+
+    /// A Prepare handed to the engine is answered by `at` (its outgoing expiry) at the latest.
+    pub(crate) fn owe_until(&mut self, at: i64) {
+        self.owed_until_ms = self.owed_until_ms.max(at);
+    }
+
+    /// A new request: its sequence number (the request id in its tag).
+    pub(crate) fn begin(&mut self, keep_alive: bool) -> u32 {
+        let seq = self.next;
+        self.next = self.next.wrapping_add(1);
+        self.pending.push_back(HttpOwed {
+            seq,
+            keep_alive,
+            answer: None,
+        });
+        seq
+    }
+
+    /// The answer to request `seq`: a `200` with `ilp`, or a bodyless `status`. Answers leave
+    /// in request order: one ready before those ahead of it waits (copied) for them. Returns
+    /// what can be written now, in order, and whether the connection then ends (a request's
+    /// `Connection: close`, or a status that always closes: its head says so too); `None`
+    /// for an unknown `seq`.
+    pub(crate) fn respond(&mut self, seq: u32, ilp: Option<&[u8]>, status: u16) -> Option<Respond> {
+        let position = self.pending.iter().position(|p| p.seq == seq)?;
+        let closes = ilp.is_none() && crate::link::http::status_closes(status);
+        let keep_alive = self.pending[position].keep_alive && !closes;
+        self.pending[position].keep_alive = keep_alive;
+        let mut head = [0u8; crate::link::http::RESPONSE_HEAD_LEN_MAX];
+        let n = match ilp {
+            Some(ilp) => crate::link::http::write_response(ilp.len(), keep_alive, &mut head),
+            None => crate::link::http::write_status(status, keep_alive, &mut head),
+        };
+        if position > 0 {
+            // Cold path: pipelined answers out of order wait, copied.
+            self.pending[position].answer = Some([&head[..n], ilp.unwrap_or_default()].concat());
+            return Some(Respond {
+                head: None,
+                ready: Vec::new(),
+                closing: false,
+            });
+        }
+        self.pending.pop_front();
+        let mut out = Respond {
+            head: Some((head, n)),
+            ready: Vec::new(),
+            closing: !keep_alive,
+        };
+        while self.pending.front().is_some_and(|p| p.answer.is_some()) {
+            let owed = self.pending.pop_front().expect("front exists");
+            out.closing |= !owed.keep_alive;
+            out.ready.push(owed.answer.expect("checked"));
+        }
+        let _ = self.answered.try_send(());
+        Some(out)
+    }
+}
+
+/// What [`HttpLink::respond`] lets the core write, in this order.
+#[derive(Debug)]
+pub(crate) struct Respond {
+    /// The head of this answer when it can go now (its body is the caller's `ilp`).
+    pub(crate) head: Option<([u8; crate::link::http::RESPONSE_HEAD_LEN_MAX], usize)>,
+    /// Whole responses that waited for it, in request order.
+    pub(crate) ready: Vec<Vec<u8>>,
+    /// The connection ends after them.
+    pub(crate) closing: bool,
+}
+
+/// An HTTP connection we opened to a peer (`http_url`), pipelining up to
+/// `http_requests_per_connection_max` requests; the answers come back in order.
+#[derive(Debug)]
+pub(crate) struct HttpClientLink {
+    pub(crate) peer: PeerId,
+    /// The requests in flight, oldest first: out tag and the Prepare's outgoing expiry.
+    pub(crate) busy: VecDeque<(u64, i64)>,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub(crate) struct Link {
+    generation: u32,
+    pub(crate) transport: Transport,
+    /// The account named by the WebSocket path, if any.
+    pub(crate) path_account: Option<String>,
+    /// The peer, once authenticated (BTP) or dialled.
+    pub(crate) peer: Option<PeerId>,
+    /// Bytes queued for the writer task.
+    pub(crate) out: Vec<u8>,
+    wake: LocalSender<()>,
+    woken: bool,
+    /// The link is finished: the writer sends what is queued, then closes the socket.
+    pub(crate) closing: bool,
+    /// Counted among the authenticated links (`links_max`), else among the unauthenticated
+    /// ones (`unauthenticated_max`).
+    authenticated: bool,
+    /// Bytes the writer took out of `out` and has not finished writing.
+    pub(crate) writing: usize,
+    /// The reader stopped reading until the queue drains to half of `link_queue_bytes_max`.
+    pub(crate) reader_paused: bool,
+    /// Wakes the paused reader (the queue drained, or the link is closing).
+    pub(crate) resume: Option<LocalSender<()>>,
+    /// When the reader last got bytes (Unix ms; the link's creation before that).
+    pub(crate) received_at: i64,
+    /// When we last sent a keepalive Ping (Unix ms; 0: never).
+    pub(crate) pinged_at: i64,
+    /// The queue went over `link_queue_bytes_max`: it was dropped, nothing more is queued,
+    /// and the link is closing.
+    overflowed: bool,
+    /// The write deadline ended the link (counted once in `write_timeouts`).
+    pub(crate) write_timed_out: bool,
+}
+
+impl Link {
+    /// Bytes owed to the peer: queued, and taken by the writer but not yet written.
+    pub(crate) fn queued(&self) -> usize {
+        self.out.len() + self.writing
+    }
+
+    /// The BTP session, on a BTP link.
+    pub(crate) fn session(&self) -> Option<&BtpSession> {
+        match &self.transport {
+            Transport::Btp(btp) => Some(&btp.session),
+            _ => None,
+        }
+    }
+
+    /// The BTP session, on a BTP link.
+    pub(crate) fn session_mut(&mut self) -> Option<&mut BtpSession> {
+        match &mut self.transport {
+            Transport::Btp(btp) => Some(&mut btp.session),
+            _ => None,
+        }
+    }
+
+    /// The server state, on an HTTP link a peer opened.
+    pub(crate) fn http(&self) -> Option<&HttpLink> {
+        match &self.transport {
+            Transport::HttpServer(http) => Some(http),
+            _ => None,
+        }
+    }
+
+    /// The server state, on an HTTP link a peer opened.
+    pub(crate) fn http_mut(&mut self) -> Option<&mut HttpLink> {
+        match &mut self.transport {
+            Transport::HttpServer(http) => Some(http),
+            _ => None,
+        }
+    }
+
+    /// The client state, on an HTTP link we opened.
+    pub(crate) fn http_client(&self) -> Option<&HttpClientLink> {
+        match &self.transport {
+            Transport::HttpClient(client) => Some(client),
+            _ => None,
+        }
+    }
+
+    /// The client state, on an HTTP link we opened.
+    pub(crate) fn http_client_mut(&mut self) -> Option<&mut HttpClientLink> {
+        match &mut self.transport {
+            Transport::HttpClient(client) => Some(client),
+            _ => None,
+        }
+    }
+
+    /// Wakes the reader if it stopped for the queue to drain.
+    pub(crate) fn resume_reader(&mut self) {
+        if self.reader_paused {
+            self.reader_paused = false;
+            if let Some(resume) = &self.resume {
+                let _ = resume.try_send(());
+            }
+        }
+    }
+
+    /// Past `max` queued bytes the peer does not read what we send (its reader stopped at half
+    /// of it, yet replies kept coming): the queue is dropped, since it would never be read,
+    /// and the link closes. True when that happened now.
+    fn overflow_if_over(&mut self, max: usize) -> bool {
+        if self.overflowed || self.queued() <= max {
+            return false;
+        }
+        self.overflowed = true;
+        self.closing = true;
+        self.out = Vec::new();
+        self.resume_reader();
+        true
+    }
+}
+
+/// Links whose timers are due ([`Links::timers`]).
+#[derive(Debug, Default)]
+pub(crate) struct Due {
+    /// BTP links that did not authenticate in time.
+    pub(crate) auth_expired: Vec<LinkId>,
+    /// Silent BTP links to ping now.
+    pub(crate) ping: Vec<LinkId>,
+    /// BTP links silent for too long: half-open, to take down.
+    pub(crate) silent: Vec<LinkId>,
+    /// HTTP connections of ours whose oldest request is past its Prepare's expiry: a request
+    /// cannot be cancelled on its connection, so the connection closes (the engine answered
+    /// R00 by now).
+    pub(crate) stale: Vec<LinkId>,
+}
+
+/// Why [`Links::add`] refused a connection (the caller closes it at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `unauthenticated_max` links are already pending.
+    Unauthenticated,
+    /// `links_max` links are already authenticated (or the table is full).
+    Links,
+}
+
+/// Gauges and tallies of the link table.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LinkCounters {
+    /// Gauge: links counted against `links_max` (authenticated, or opened by us).
+    pub(crate) links_authenticated: usize,
+    /// Gauge: links counted against `unauthenticated_max` (handshake or auth pending).
+    pub(crate) links_unauthenticated: usize,
+    /// Links closed because their queue went over `link_queue_bytes_max`.
+    pub(crate) queue_overflows: u64,
+}
+
+/// Every link of one core, by index; an index is reused under a new generation.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    slots: Vec<Option<Link>>,
+    generations: Vec<u32>,
+    free: Vec<u16>,
+    /// Links with output (or a close) since the last [`take_touched`](Self::take_touched).
+    touched: Vec<u16>,
+    pub(crate) counters: LinkCounters,
+}
+
+/// The caps [`Links::add`] checks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    pub(crate) links_max: usize,
+    pub(crate) unauthenticated_max: usize,
+}
+
+impl Links {
+    /// Registers a new connection carrying `transport`, counted as `admission` says.
+    pub(crate) fn add(
+        &mut self,
+        transport: Transport,
+        path_account: Option<String>,
+        wake: LocalSender<()>,
+        admission: Admission,
+        caps: Caps,
+        now: i64,
+    ) -> Result<LinkId, Refused> {
+        let counters = &self.counters;
+        match admission {
+            Admission::Pending if counters.links_unauthenticated >= caps.unauthenticated_max => {
+                return Err(Refused::Unauthenticated)
+            }
+            Admission::Authenticated if counters.links_authenticated >= caps.links_max => {
+                return Err(Refused::Links)
+            }
+            Admission::Pending | Admission::Authenticated => {}
+        }
+        // The table holds both kinds, each within its own cap.
+        let capacity = caps
+            .links_max
+            .saturating_add(caps.unauthenticated_max)
+            .min(usize::from(u16::MAX));
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None if self.slots.len() >= capacity => return Err(Refused::Links),
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                (self.slots.len() - 1) as u16
+            }
+        };
+        let generation = self.generations[usize::from(index)].wrapping_add(1);
+        self.generations[usize::from(index)] = generation;
+        let authenticated = admission == Admission::Authenticated;
+        if authenticated {
+            self.counters.links_authenticated += 1;
+        } else {
+            self.counters.links_unauthenticated += 1;
+        }
+        self.slots[usize::from(index)] = Some(Link {
+            generation,
+            transport,
+            path_account,
+            peer: None,
+            out: Vec::with_capacity(64 * 1024),
+            wake,
+            woken: false,
+            closing: false,
+            authenticated,
+            writing: 0,
+            reader_paused: false,
+            resume: None,
+            received_at: now,
+            pinged_at: 0,
+            overflowed: false,
+            write_timed_out: false,
+        });
+        Ok(LinkId { index, generation })
+    }
+
+    pub(crate) fn get(&self, id: LinkId) -> Option<&Link> {
+        self.slots
+            .get(usize::from(id.index))?
+            .as_ref()
+            .filter(|l| l.generation == id.generation)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: LinkId) -> Option<&mut Link> {
+        self.slots
+            .get_mut(usize::from(id.index))?
+            .as_mut()
+            .filter(|l| l.generation == id.generation)
+    }
+
+    /// The link at `index`, whatever its generation (for lists of indices kept per peer).
+    pub(crate) fn at(&self, index: u16) -> Option<&Link> {
+        self.slots.get(usize::from(index))?.as_ref()
+    }
+
+    /// The id of the link at `index`, if one is there.
+    pub(crate) fn id_at(&self, index: u16) -> Option<LinkId> {
+        let link = self.at(index)?;
+        Some(LinkId {
+            index,
+            generation: link.generation,
+        })
+    }
+
+    /// Every link, with its id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (LinkId, &Link)> {
+        self.slots.iter().enumerate().filter_map(|(i, l)| {
+            let l = l.as_ref()?;
+            let id = LinkId {
+                index: i as u16,
+                generation: l.generation,
+            };
+            Some((id, l))
+        })
+    }
+
+    /// Every link, with its id, to change.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (LinkId, &mut Link)> {
+        self.slots.iter_mut().enumerate().filter_map(|(i, l)| {
+            let l = l.as_mut()?;
+            let id = LinkId {
+                index: i as u16,
+                generation: l.generation,
+            };
+            Some((id, l))
+        })
+    }
+
+    /// Moves a link from the unauthenticated count to the authenticated one; `false` when
+    /// `links_max` are already authenticated (the caller closes it). A link already counted
+    /// as authenticated stays so.
+    pub(crate) fn authenticate(&mut self, id: LinkId, links_max: usize) -> bool {
+        let authenticated = self.counters.links_authenticated;
+        let Some(link) = self.get_mut(id) else {
+            return false;
+        };
+        if link.authenticated {
+            return true;
+        }
+        if authenticated >= links_max {
+            return false;
+        }
+        link.authenticated = true;
+        let counters = &mut self.counters;
+        debug_assert!(counters.links_unauthenticated > 0);
+        counters.links_unauthenticated = counters.links_unauthenticated.saturating_sub(1);
+        counters.links_authenticated += 1;
+        true
+    }
+
+    /// Takes a finished link out of the table; its index is free again.
+    pub(crate) fn remove(&mut self, id: LinkId) -> Option<Link> {
+        self.get(id)?;
+        let link = self.slots[usize::from(id.index)].take()?;
+        self.free.push(id.index);
+        let count = if link.authenticated {
+            &mut self.counters.links_authenticated
+        } else {
+            &mut self.counters.links_unauthenticated
+        };
+        debug_assert!(*count > 0);
+        *count = count.saturating_sub(1);
+        Some(link)
+    }
+
+    /// Queues a binary WebSocket frame made of `parts` (masked on a link we dialled) on the
+    /// BTP link at `index`. Nothing is queued on a link whose queue overflowed.
+    pub(crate) fn push_frame(&mut self, index: u16, parts: &[&[u8]], queue_max: usize) {
+        let Some(link) = self.live(index) else {
+            return;
+        };
+        let Transport::Btp(btp) = &mut link.transport else {
+            return;
+        };
+        let mask = btp.next_mask();
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut header = [0u8; ws::FRAME_HEADER_LEN_MAX];
+        let header_len = ws::write_frame_header(Opcode::Binary, true, len, mask, &mut header);
+        link.out.extend_from_slice(&header[..header_len]);
+        let start = link.out.len();
+        for part in parts {
+            link.out.extend_from_slice(part);
+        }
+        if let Some(mask) = mask {
+            ws::apply_mask(&mut link.out[start..], mask, 0);
+        }
+        self.queued(index, queue_max);
+    }
+
+    /// Queues a control frame (a Pong, a Ping, a Close) on a BTP link.
+    pub(crate) fn push_control(
+        &mut self,
+        id: LinkId,
+        opcode: Opcode,
+        payload: &[u8],
+        queue_max: usize,
+    ) {
+        if self.get(id).is_none() {
+            return;
+        }
+        let Some(link) = self.live(id.index) else {
+            return;
+        };
+        let Transport::Btp(btp) = &mut link.transport else {
+            return;
+        };
+        let mask = btp.next_mask();
+        let mut frame = [0u8; ws::FRAME_HEADER_LEN_MAX + ws::CONTROL_PAYLOAD_LEN_MAX];
+        let payload = &payload[..payload.len().min(ws::CONTROL_PAYLOAD_LEN_MAX)];
+        let n = ws::write_frame(opcode, true, payload, mask, &mut frame);
+        link.out.extend_from_slice(&frame[..n]);
+        self.queued(id.index, queue_max);
+    }
+
+    /// Queues raw bytes (an HTTP head and body) on a link.
+    pub(crate) fn push_raw(&mut self, index: u16, parts: &[&[u8]], queue_max: usize) {
+        let Some(link) = self.live(index) else {
+            return;
+        };
+        for part in parts {
+            link.out.extend_from_slice(part);
+        }
+        self.queued(index, queue_max);
+    }
+
+    /// Marks a link finished: its writer flushes and closes the socket.
+    pub(crate) fn close(&mut self, id: LinkId) {
+        if let Some(link) = self.get_mut(id) {
+            link.closing = true;
+            link.resume_reader();
+            self.touch(id.index);
+        }
+    }
+
+    /// Wakes the writers of every link that got output (or a close) since the last call.
+    pub(crate) fn wake_touched(&mut self) {
+        for index in std::mem::take(&mut self.touched) {
+            if let Some(link) = self.slots[usize::from(index)].as_mut() {
+                link.woken = false;
+                let _ = link.wake.try_send(());
+            }
+        }
+    }
+
+    /// Which links' timers are due at `now`. BTP keepalive: a link silent for one interval
+    /// gets a Ping, one more each interval; silent for `missed_max` intervals after the first
+    /// Ping (every Ping had a whole interval to be answered) it is half-open. A paused reader
+    /// is not silence: its link has over half its cap queued, and the writer's deadline
+    /// decides whether the peer is alive. Marks the links it pings.
+    pub(crate) fn timers(&mut self, now: i64, interval_ms: i64, missed_max: u32) -> Due {
+        let down_ms = interval_ms.saturating_mul(i64::from(missed_max) + 1);
+        let mut due = Due::default();
+        for (id, link) in self.iter_mut() {
+            if let Transport::HttpClient(client) = &link.transport {
+                let late = client.busy.front().is_some_and(|&(_, at)| at < now);
+                if late && !link.closing {
+                    due.stale.push(id);
+                }
+                continue;
+            }
+            let Transport::Btp(btp) = &mut link.transport else {
+                continue;
+            };
+            if btp.session.handle_timeout(now).auth_expired {
+                due.auth_expired.push(id);
+                continue;
+            }
+            if link.closing || link.reader_paused {
+                continue;
+            }
+            let quiet_ms = now.saturating_sub(link.received_at);
+            if quiet_ms >= down_ms {
+                due.silent.push(id);
+            } else if quiet_ms >= interval_ms && now - link.pinged_at >= interval_ms {
+                link.pinged_at = now;
+                due.ping.push(id);
+            }
+        }
+        due
+    }
+
+    /// True when no link has output waiting.
+    pub(crate) fn all_flushed(&self) -> bool {
+        self.slots.iter().flatten().all(|l| l.out.is_empty())
+    }
+
+    /// The link at `index` if it still takes output.
+    fn live(&mut self, index: u16) -> Option<&mut Link> {
+        self.slots
+            .get_mut(usize::from(index))?
+            .as_mut()
+            .filter(|l| !l.overflowed)
+    }
+
+    /// After output was queued at `index`: the cap, then the writer's wake-up.
+    fn queued(&mut self, index: u16, queue_max: usize) {
+        let Some(link) = self.slots[usize::from(index)].as_mut() else {
+            return;
+        };
+        if link.overflow_if_over(queue_max) {
+            self.counters.queue_overflows += 1;
+            tracing::debug!("queue over link_queue_bytes_max: closed");
+        }
+        self.touch(index);
+    }
+
+    fn touch(&mut self, index: u16) {
+        if let Some(link) = self.slots[usize::from(index)].as_mut() {
+            if !link.woken {
+                link.woken = true;
+                self.touched.push(index);
+            }
+        }
+    }
+}
+
+/// A fresh masking key per client frame (xorshift64*; RFC 6455 wants keys a third party cannot
+/// predict, which matters for browsers behind proxies, not for router-to-router links).
+fn next_mask(state: &mut u64) -> [u8; 4] {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    let value = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    (value >> 32).to_le_bytes()[..4]
+        .try_into()
+        .expect("4 bytes")
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use glommio::channels::local_channel;
+
+    const CAPS: Caps = Caps {
+        links_max: 2,
+        unauthenticated_max: 1,
+    };
+
+    fn add(
+        links: &mut Links,
+        transport: Transport,
+        admission: Admission,
+    ) -> Result<LinkId, Refused> {
+        let (wake, _sleep) = local_channel::new_bounded(1);
+        links.add(transport, None, wake, admission, CAPS, 0)
+    }
+
+    #[test]
+    fn pending_and_authenticated_links_have_their_own_caps() {
+        let mut links = Links::default();
+        let pending = add(&mut links, Transport::Handshake, Admission::Pending).unwrap();
+        assert_eq!(
+            add(&mut links, Transport::Handshake, Admission::Pending),
+            Err(Refused::Unauthenticated)
+        );
+        let a = add(&mut links, Transport::Handshake, Admission::Authenticated).unwrap();
+        add(&mut links, Transport::Handshake, Admission::Authenticated).unwrap();
+        assert!(
+            !links.authenticate(pending, CAPS.links_max),
+            "links_max is full"
+        );
+        links.remove(a).unwrap();
+        assert!(links.authenticate(pending, CAPS.links_max));
+        assert_eq!(links.counters.links_authenticated, 2);
+        assert_eq!(links.counters.links_unauthenticated, 0);
+        // The freed index comes back under a new generation: the old id finds nothing.
+        let again = add(&mut links, Transport::Handshake, Admission::Pending).unwrap();
+        assert_eq!(again.index, a.index);
+        assert_ne!(again.generation, a.generation);
+        assert!(links.get(a).is_none());
+    }
+
+    #[test]
+    fn a_queue_past_its_cap_is_dropped_and_the_link_closes() {
+        let mut links = Links::default();
+        let id = add(&mut links, Transport::Handshake, Admission::Authenticated).unwrap();
+        links.push_raw(id.index, &[&[0u8; 60]], 100);
+        assert!(!links.get(id).unwrap().closing);
+        links.push_raw(id.index, &[&[0u8; 60]], 100);
+        let link = links.get(id).unwrap();
+        assert!(link.closing && link.out.is_empty());
+        assert_eq!(links.counters.queue_overflows, 1);
+        links.push_raw(id.index, &[&[0u8; 1]], 100);
+        assert!(
+            links.get(id).unwrap().out.is_empty(),
+            "nothing more is queued"
+        );
+    }
+
+    #[test]
+    fn http_answers_leave_in_request_order() {
+        let (answered, _answer) = local_channel::new_bounded(1);
+        let mut http = HttpLink::new(answered, 4);
+        let first = http.begin(true);
+        let second = http.begin(false);
+        http.owe_until(20);
+        http.owe_until(10);
+        assert_eq!(http.owed_until_ms(), 20);
+        // The second is ready first: it waits for the first.
+        let out = http.respond(second, Some(b"two"), 200).unwrap();
+        assert!(out.head.is_none() && out.ready.is_empty());
+        let out = http.respond(first, Some(b"one"), 200).unwrap();
+        let (head, n) = out.head.unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+        assert_eq!(out.ready.len(), 1);
+        assert!(out.ready[0].ends_with(b"two"));
+        assert!(out.closing, "the second asked for Connection: close");
+        assert!(http.pending.is_empty());
+        assert!(http.respond(first, None, 500).is_none(), "answered once");
+    }
+}
