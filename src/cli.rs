@@ -167,6 +167,9 @@ pub struct LimitArgs {
     /// Default per-peer packet rate limit, Prepares per second (0: none).
     #[arg(long)]
     pub peer_packets_per_second: Option<u64>,
+    /// Default per-peer amount rate limit, in the peer's units per second (0: none).
+    #[arg(long)]
+    pub peer_amount_per_second: Option<u64>,
 }
 
 impl LimitArgs {
@@ -205,6 +208,7 @@ impl LimitArgs {
             ("btp_pings_missed_max", self.btp_pings_missed_max),
             ("pending_per_peer_percent", self.pending_per_peer_percent),
             ("peer_packets_per_second", self.peer_packets_per_second),
+            ("peer_amount_per_second", self.peer_amount_per_second),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))

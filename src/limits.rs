@@ -120,6 +120,9 @@ pub const PENDING_PER_PEER_PERCENT_MAX: u64 = 100;
 /// `peer_packets_per_second`: Prepares per second of one peer, all cores together.
 pub const PEER_PACKETS_PER_SECOND_MAX: u64 = 1_000_000_000;
 
+/// `peer_amount_per_second`: amount per second of one peer, in its units (any u64).
+pub const PEER_AMOUNT_PER_SECOND_MAX: u64 = u64::MAX;
+
 // ---------------------------------------------------------------------------------------------
 // How they relate
 // ---------------------------------------------------------------------------------------------

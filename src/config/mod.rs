@@ -353,7 +353,9 @@ impl Config {
                 packets_per_second: p
                     .max_packets_per_second
                     .unwrap_or(self.limits.peer_packets_per_second),
-                amount_per_second: p.max_amount_per_second.unwrap_or(0),
+                amount_per_second: p
+                    .max_amount_per_second
+                    .unwrap_or(self.limits.peer_amount_per_second),
             })
             .collect();
         EngineConfig {

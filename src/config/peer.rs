@@ -115,7 +115,7 @@ pub struct Peer {
     /// `limits.peer_packets_per_second` (0 there: no limit).
     pub max_packets_per_second: Option<u64>,
     /// Amount per second (in its units) its Prepares may carry, all cores together; over it
-    /// is T05. `None`: no limit.
+    /// is T04. `None`: `limits.peer_amount_per_second` (0 there: no limit).
     pub max_amount_per_second: Option<u64>,
     /// How we reach it ourselves, if we do.
     pub outgoing: Outgoing,
