@@ -297,18 +297,25 @@ pub enum Outcome {
 /// F02; 429 → T05 (the next hop limits our rate: a Temporary code, so the sender may retry
 /// later); 400/413 → F01; 5xx → T00; other codes → F02.
 pub fn map_response(status: u16) -> Outcome {
-    match status {
-        200 => Outcome::Reply,
-        429 => Outcome::Fail(RejectReason::RateLimited),
-        400 | 413 => Outcome::Fail(RejectReason::InvalidPacket),
-        500..=599 => Outcome::Fail(RejectReason::Internal),
-        _ => Outcome::Fail(RejectReason::Unreachable),
+    match RejectReason::from_http_status(status) {
+        None => Outcome::Reply,
+        Some(reason) => Outcome::Fail(reason),
     }
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
+
+    /// Found by the `http_response` fuzz target: a complete head longer than `HEAD_LEN_MAX`
+    /// was accepted when it arrived whole (a request head that long is refused with 431).
+    #[test]
+    fn a_response_head_over_the_limit_is_refused_even_when_complete() {
+        let mut head = b"HTTP/1.1 200 OK\r\nX-Long: ".to_vec();
+        head.resize(HEAD_LEN_MAX + 100, b'a');
+        head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        assert!(parse_response(&head, 65536).is_err());
+    }
 
     const JS_REQUEST: &[u8] = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:7770\r\nAuthorization: Bearer alice-secret\r\nContent-Type: application/ilp+octet-stream\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello";
     const RS_REQUEST: &[u8] = b"POST /accounts/alice/ilp HTTP/1.1\r\nhost: router\r\nauthorization: Bearer alice:secret:with:colons\r\ncontent-type: application/octet-stream\r\ncontent-length: 3\r\n\r\nabc";

@@ -106,7 +106,14 @@ impl MessageAssembler {
         match frame.opcode {
             Opcode::Ping => Ok(Message::Ping(payload)),
             Opcode::Pong => Ok(Message::Pong(payload)),
-            Opcode::Close => parse_close(payload).map(Message::Close),
+            Opcode::Close => match parse_close(payload) {
+                Ok(close) => Ok(Message::Close(close)),
+                Err(e) => {
+                    // An error leaves the assembler idle, a message in progress included.
+                    self.reset();
+                    Err(e)
+                }
+            },
             Opcode::Binary | Opcode::Text => self.start(frame.opcode, frame.fin, payload),
             Opcode::Continuation => self.continue_(frame.fin, payload),
         }
@@ -232,6 +239,25 @@ mod test {
                 Event::Close(Some(1000), b"ok".to_vec()),
             ]
         );
+    }
+
+    /// Found by the `ws_frame` fuzz target: a refused close frame in the middle of a
+    /// fragmented message left the message in progress (input `01 00 88 01 ff`).
+    #[test]
+    fn a_refused_close_inside_a_fragmented_message_leaves_the_assembler_idle() {
+        let mut assembler = MessageAssembler::new(1024);
+        let decoder = FrameDecoder::new(Role::Client, 1024);
+        let mut input = [0x01, 0x00, 0x88, 0x01, 0xff];
+        let first = decoder.decode(&mut input).unwrap().unwrap();
+        assert!(assembler.handle_frame(&mut input, &first).is_ok());
+        assert!(assembler.is_fragmented());
+        let mut rest = [0x88, 0x01, 0xff];
+        let close = decoder.decode(&mut rest).unwrap().unwrap();
+        assert_eq!(
+            assembler.handle_frame(&mut rest, &close).err(),
+            Some(WsError::InvalidClosePayload)
+        );
+        assert!(!assembler.is_fragmented());
     }
 
     #[test]
