@@ -16,6 +16,7 @@
 
 use crate::engine::PeerId;
 use crate::link::btp::BtpSession;
+use crate::link::buf::{write_binary_frame, write_control_frame, MaskRng};
 use crate::link::websocket::{self as ws, Opcode};
 use glommio::channels::local_channel::LocalSender;
 use std::collections::VecDeque;
@@ -52,13 +53,12 @@ pub(crate) enum Transport {
     HttpClient(HttpClientLink),
 }
 
-/// A BTP link: its session and its WebSocket role.
+/// A BTP link: its session and, when we dialled, the masking keys of the frames we send
+/// (RFC 6455 §5.3).
 #[derive(Debug)]
 pub(crate) struct BtpLink {
     pub(crate) session: BtpSession,
-    /// We dialled: every frame we send is masked (RFC 6455 §5.3).
-    client: bool,
-    mask_state: u64,
+    mask: Option<MaskRng>,
 }
 
 impl BtpLink {
@@ -66,13 +66,8 @@ impl BtpLink {
     pub(crate) fn new(session: BtpSession, client: bool, seed: u64) -> Self {
         BtpLink {
             session,
-            client,
-            mask_state: seed | 1,
+            mask: client.then(|| MaskRng::new(seed)),
         }
-    }
-
-    fn next_mask(&mut self) -> Option<[u8; 4]> {
-        self.client.then(|| next_mask(&mut self.mask_state))
     }
 }
 
@@ -522,18 +517,7 @@ impl Links {
         let Transport::Btp(btp) = &mut link.transport else {
             return;
         };
-        let mask = btp.next_mask();
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut header = [0u8; ws::FRAME_HEADER_LEN_MAX];
-        let header_len = ws::write_frame_header(Opcode::Binary, true, len, mask, &mut header);
-        link.out.extend_from_slice(&header[..header_len]);
-        let start = link.out.len();
-        for part in parts {
-            link.out.extend_from_slice(part);
-        }
-        if let Some(mask) = mask {
-            ws::apply_mask(&mut link.out[start..], mask, 0);
-        }
+        write_binary_frame(&mut link.out, parts, btp.mask.as_mut());
         self.queued(index, queue_max);
     }
 
@@ -554,11 +538,8 @@ impl Links {
         let Transport::Btp(btp) = &mut link.transport else {
             return;
         };
-        let mask = btp.next_mask();
-        let mut frame = [0u8; ws::FRAME_HEADER_LEN_MAX + ws::CONTROL_PAYLOAD_LEN_MAX];
         let payload = &payload[..payload.len().min(ws::CONTROL_PAYLOAD_LEN_MAX)];
-        let n = ws::write_frame(opcode, true, payload, mask, &mut frame);
-        link.out.extend_from_slice(&frame[..n]);
+        write_control_frame(&mut link.out, opcode, payload, btp.mask.as_mut());
         self.queued(id.index, queue_max);
     }
 
@@ -662,18 +643,6 @@ impl Links {
             }
         }
     }
-}
-
-/// A fresh masking key per client frame (xorshift64*; RFC 6455 wants keys a third party cannot
-/// predict, which matters for browsers behind proxies, not for router-to-router links).
-fn next_mask(state: &mut u64) -> [u8; 4] {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    let value = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
-    (value >> 32).to_le_bytes()[..4]
-        .try_into()
-        .expect("4 bytes")
 }
 
 #[cfg(test)]

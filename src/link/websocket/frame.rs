@@ -328,7 +328,7 @@ pub fn apply_mask(payload: &mut [u8], mask: [u8; 4], offset: usize) {
 // ---------------------------------------------------------------------------------------------
 
 /// Length of the header [`write_frame_header`] writes: minimal length encoding, plus 4 if
-/// masked. At most [`FRAME_HEADER_LEN_MAX`].
+/// masked. At most [`FRAME_HEADER_LEN_MAX`](super::FRAME_HEADER_LEN_MAX).
 pub const fn frame_header_len(payload_len: usize, masked: bool) -> usize {
     let length_len = if payload_len < 126 {
         0
@@ -447,7 +447,8 @@ pub fn write_ping(payload: &[u8], mask: Option<[u8; 4]>, out: &mut [u8]) -> usiz
     write_frame(Opcode::Ping, true, payload, mask, out)
 }
 
-/// Writes a pong frame, e.g. echoing a [`Message::Ping`] payload; returns its length.
+/// Writes a pong frame, e.g. echoing a [`Message::Ping`](super::Message::Ping) payload; returns
+/// its length.
 ///
 /// # Panics
 ///

@@ -19,12 +19,13 @@ pub enum Message<'a> {
     Text,
     /// A fragment was taken in; no message is complete yet.
     Fragment,
-    /// A ping: answer with [`write_pong`] and this payload (RFC 6455 §5.5.3).
+    /// A ping: answer with [`write_pong`](super::write_pong) and this payload (RFC 6455 §5.5.3).
     Ping(&'a [u8]),
     /// A pong: nothing to do (it may refresh a liveness timer).
     Pong(&'a [u8]),
-    /// The peer is closing: answer with [`write_close`] (with [`Close::reply_code`]) unless we
-    /// sent a close first, then stop reading and shut the connection down.
+    /// The peer is closing: answer with [`write_close`](super::write_close) (with
+    /// [`Close::reply_code`]) unless we sent a close first, then stop reading and shut the
+    /// connection down.
     Close(Close<'a>),
 }
 
