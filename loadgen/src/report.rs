@@ -7,6 +7,9 @@
 //! missing or mistyped optional field renders as "n/a", and the output is a
 //! pure function of the input (no render timestamps), so the same report
 //! always yields the same bytes.
+//!
+//! Over 800 lines because the HTML report's page template and its tests live here (one concern: the
+//! report).
 
 use serde_json::Value;
 use std::fmt::Write as _;

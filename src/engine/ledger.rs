@@ -65,6 +65,9 @@
 //! which needs no message between cores before a Fulfill is relayed. The runtime backs the
 //! store with memory-mapped rows (`crate::state`); tests and benches use [`MemoryStore`].
 //! Holds are never stored: after a crash they are simply gone, i.e. released.
+//!
+//! Over 800 lines because its tests (among them the seeded multi-core invariant test) live beside
+//! the code (the code is under 800).
 
 use crate::id::{CoreId, PeerId};
 use core::fmt;

@@ -107,6 +107,9 @@
 //!   burst.
 //! - Changing limits in place: a new configuration means a new [`Limiter`].
 //! - Sub-millisecond precision; reject codes and messages (the engine's).
+//!
+//! Over 800 lines because its tests (among them the seeded multi-core rate-bound test) live beside
+//! the code (the code is about 700).
 
 use super::{CoreId, PeerId};
 use std::collections::VecDeque;

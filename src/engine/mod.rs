@@ -21,6 +21,9 @@
 //! can fail.
 //!
 //! Non-goals here: rate limits, ILDCP/CCP answers (the control plane's), settlement, and I/O.
+//!
+//! Just over 800 lines: the engine's whole decision path is kept in one place on purpose, so the
+//! check order reads top to bottom; its tests are in `tests.rs`.
 
 mod ledger;
 mod limiter;

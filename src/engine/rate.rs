@@ -60,6 +60,8 @@
 //!   and the engine's job; this module only turns two prices, two scales and a spread into a
 //!   fraction, and applies it.
 //! - No rounding modes other than floor.
+//!
+//! Over 800 lines because its unit and property tests live beside the code (the code is under 700).
 
 use core::fmt;
 use core::str::FromStr;
