@@ -22,8 +22,7 @@
 //!    - `handle_frame` does what a small model of RFC 6455 §5.4/§5.5 says (zero-copy
 //!      unfragmented binary, reassembled fragments, text counted but not kept, ping/pong
 //!      payloads, close code and reason, each error), `is_fragmented` agrees with it, and
-//!      after an error the assembler is idle (except after a refused close frame: see
-//!      `CLOSE_ERRORS_LEAVE_IDLE`).
+//!      after an error the assembler is idle.
 //!
 //!    `Ok(None)` and errors leave the buffer unchanged; `Ok(None)` comes with a hint over the
 //!    bytes given; an error stays the same error when bytes are appended (it is decided from
@@ -212,18 +211,13 @@ fn assemble(
     let ok = !matches!(got, Expected::Error(_));
     if !ok {
         // handle_frame's doc: "An error fails the connection ...; the assembler is left idle."
-        // Known exception (found by this target, 2026-12-01, input `01 00 88 01 ff`): a close
-        // frame refused in the middle of a fragmented message (InvalidClosePayload,
-        // InvalidCloseCode) leaves that message in progress. The link drops the connection and
-        // its assembler on any error, so nothing reads the state; set this to true once
-        // handle_frame resets on every error.
-        const CLOSE_ERRORS_LEAVE_IDLE: bool = false;
-        if CLOSE_ERRORS_LEAVE_IDLE || frame.opcode != Opcode::Close {
-            assert!(
-                !assembler.is_fragmented(),
-                "assembler not idle after {got:?} (model: {model:?})"
-            );
-        }
+        // This target found (2026-12-01, input `01 00 88 01 ff`, kept as
+        // corpus/ws_frame/seed-crash-close_mid_fragment) that a close frame refused in the
+        // middle of a fragmented message left that message in progress; fixed since.
+        assert!(
+            !assembler.is_fragmented(),
+            "assembler not idle after {got:?} (model: {model:?})"
+        );
         return false;
     }
     assert_eq!(
