@@ -5,7 +5,7 @@
 //!
 //! An auditor keeps its own model and checks after every step:
 //! - every Prepare gets exactly one answer, and at quiescence every Prepare has one;
-//! - a local Reject has the code the spec's check order gives (an independent oracle);
+//! - a local Reject has the code the engine's check order (ARCHITECTURE.md, the path of a Prepare) gives (an independent oracle);
 //! - a forwarded Prepare carries floor(amount × rate) and the expiry
 //!   min(in − window, now + max_hold);
 //! - a Fulfill is credited only if it hashes to the condition and came before the outgoing
@@ -131,7 +131,7 @@ fn route_of(destination: &[u8]) -> Option<usize> {
         .or_else(|| destination.starts_with(b"g.").then_some(DEFAULT_ROUTE))
 }
 
-/// floor(amount × rate), or the reject the spec gives.
+/// floor(amount × rate), or the reject the engine gives.
 fn convert(amount: u64, from: usize, to: usize) -> Result<u64, ErrorCode> {
     // The same asset code needs no price: only the scales (and the spread) apply.
     let same = PEERS[from].code == PEERS[to].code;

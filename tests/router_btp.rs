@@ -506,7 +506,7 @@ fn btp_error_from_the_next_hop_becomes_an_ilp_reject() {
     let router = Router::start(&config(port, ""), port, &["--cores", "1"]);
     let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
     let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
-    // spec/btp.md §4: BTP T00 UnreachableError → ILP T01; any other BTP error → F02.
+    // Our rule (JS answers F02 for all): BTP T00 UnreachableError → ILP T01; others → F02.
     for (btp_code, name, ilp_code) in [
         (
             *b"T00",

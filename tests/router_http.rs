@@ -344,7 +344,7 @@ fn prepares_to_an_http_peer_are_posted_and_answered() {
         assert_eq!(reply_id, id);
         assert_eq!(reply, fulfill(n), "Fulfill {n} relayed");
     }
-    // spec/ilp-over-http.md §1 Policy: 5xx → T00; a 200 that is not ILP → T01.
+    // RFC 35: 5xx → T00; ours (as interledger-rs): a 200 that is not ILP → T01.
     for (destination, code) in [
         ("g.router.bob.fail", ErrorCode::T00_INTERNAL_ERROR),
         ("g.router.bob.garbage", ErrorCode::T01_PEER_UNREACHABLE),

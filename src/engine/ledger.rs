@@ -1,5 +1,5 @@
-//! Per-peer balances, two-phase (TigerBeetle's pending/posted; `spec/connector-rules.md` §7
-//! Adopt), sharded over cores without locks.
+//! Per-peer balances, two-phase (TigerBeetle's pending/posted, over RFC 32's balance and
+//! maximum balance), sharded over cores without locks.
 //!
 //! # Sign and phases
 //!
@@ -516,13 +516,7 @@ impl Ledger {
     pub fn post_hold(&mut self, peer: PeerId, amount: u64) {
         let core = self.core;
         let account = &mut self.accounts[peer.index()];
-        let a = i128::from(amount);
-        assert!(
-            account.pending_in >= a,
-            "post of {a} with only {} held",
-            account.pending_in
-        );
-        account.pending_in -= a;
+        let a = account.end_hold(amount, "post");
         if account.home == core {
             account.posted = account
                 .posted
@@ -540,20 +534,15 @@ impl Ledger {
     pub fn void_hold(&mut self, peer: PeerId, amount: u64) {
         let core = self.core;
         let account = &mut self.accounts[peer.index()];
-        let a = i128::from(amount);
-        assert!(
-            account.pending_in >= a,
-            "void of {a} with only {} held",
-            account.pending_in
-        );
-        account.pending_in -= a;
+        let a = account.end_hold(amount, "void");
         if account.home != core {
             account.headroom += a;
         }
     }
 
     /// Posts an outgoing payment of `amount` to `peer` after its valid, timely Fulfill:
-    /// `posted -= amount`. Never refused (`spec` §7: no limit is checked at Fulfill time).
+    /// `posted -= amount`. Never refused: no limit is checked at Fulfill time (neither
+    /// reference connector can refuse there).
     #[inline]
     pub fn post_outgoing(&mut self, peer: PeerId, amount: u64) {
         let core = self.core;
@@ -767,11 +756,26 @@ impl Account {
     pub fn max_balance(&self) -> i128 {
         self.max_balance
     }
+
+    /// Takes a hold of `amount` placed on this shard out of `pending_in`, for a post or a void
+    /// (`action`, named in the panic); returns it as `i128`. Ending more than is held is a bug.
+    #[inline]
+    fn end_hold(&mut self, amount: u64, action: &str) -> i128 {
+        let a = i128::from(amount);
+        assert!(
+            self.pending_in >= a,
+            "{action} of {a} with only {} held",
+            self.pending_in
+        );
+        self.pending_in -= a;
+        a
+    }
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::engine::test_rng::Rng;
 
     const PEER: PeerId = PeerId(0);
 
@@ -838,20 +842,27 @@ mod test {
         assert!(!l.hold(PEER, u64::MAX));
     }
 
-    /// A fixed xorshift stream, so a failing seed reproduces.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
+    /// Collects what the shards send: lease messages into `in_flight`, the holds their ended
+    /// waits placed into `holds`. Returns how many of those holds are on a core other than the
+    /// home (core 0).
+    fn drain(
+        shards: &mut [Ledger],
+        in_flight: &mut Vec<LeaseMessage>,
+        holds: &mut [Vec<u64>],
+    ) -> u64 {
+        let mut granted = 0;
+        for (c, shard) in shards.iter_mut().enumerate() {
+            while let Some(m) = shard.poll_lease() {
+                in_flight.push(m);
+            }
+            while let Some(r) = shard.poll_resolved() {
+                if r.held {
+                    holds[c].push(r.amount);
+                    granted += u64::from(c != 0);
+                }
+            }
         }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
+        granted
     }
 
     /// Shards on several cores, messages delivered in random order with random delays, random
@@ -913,33 +924,14 @@ mod test {
                 }
                 _ => {}
             }
-            for (c, shard) in shards.iter_mut().enumerate() {
-                while let Some(m) = shard.poll_lease() {
-                    in_flight.push(m);
-                }
-                while let Some(r) = shard.poll_resolved() {
-                    if r.held {
-                        holds[c].push(r.amount);
-                        granted_holds += u64::from(c != 0);
-                    }
-                }
-            }
+            granted_holds += drain(&mut shards, &mut in_flight, &mut holds);
             check(&shards, &in_flight, max_balance, seed, step);
         }
         // Quiescence: every message delivered, every wait ended.
         while !in_flight.is_empty() {
             let m = in_flight.swap_remove(0);
             shards[usize::from(m.to.0)].handle_lease(m);
-            for (c, shard) in shards.iter_mut().enumerate() {
-                while let Some(m) = shard.poll_lease() {
-                    in_flight.push(m);
-                }
-                while let Some(r) = shard.poll_resolved() {
-                    if r.held {
-                        holds[c].push(r.amount);
-                    }
-                }
-            }
+            drain(&mut shards, &mut in_flight, &mut holds);
             check(&shards, &in_flight, max_balance, seed, steps);
         }
         for (c, shard) in shards.iter().enumerate() {

@@ -704,6 +704,7 @@ impl Limiter {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::engine::test_rng::Rng;
 
     const PEER: PeerId = PeerId(0);
     const T: i64 = 1_700_000_000_000;
@@ -722,6 +723,13 @@ mod test {
             Limiter::new(CoreId(0), 2, &configs, T),
             Limiter::new(CoreId(1), 2, &configs, T),
         )
+    }
+
+    /// The `Request` a remote core sends for `packets` and `amount` tokens.
+    fn request(packets: u64, amount: u64) -> RateKind {
+        RateKind::Request {
+            want: Tokens { packets, amount },
+        }
     }
 
     /// Delivers every queued message both ways until both outboxes are empty.
@@ -809,15 +817,7 @@ mod test {
     fn amount_over_one_second_is_refused_at_once() {
         let (mut home, mut remote) = pair(10, 1000);
         let ask = remote.poll_message().expect("asks for its reserve at once");
-        assert_eq!(
-            ask.kind,
-            RateKind::Request {
-                want: Tokens {
-                    packets: 1,
-                    amount: 62
-                }
-            }
-        );
+        assert_eq!(ask.kind, request(1, 62));
         assert_eq!(home.admit(PEER, 1001, T), Verdict::TooMuchAmount);
         assert_eq!(
             home.admit(PEER, u64::MAX, T + 60_000),
@@ -843,15 +843,7 @@ mod test {
     fn remote_asks_when_it_has_nothing_and_spends_without_messages() {
         let (mut home, mut remote) = pair(160, 0);
         let m = remote.poll_message().expect("asks for a chunk at once");
-        assert_eq!(
-            m.kind,
-            RateKind::Request {
-                want: Tokens {
-                    packets: 10,
-                    amount: 0
-                }
-            }
-        );
+        assert_eq!(m.kind, request(10, 0));
         assert_eq!(
             remote.admit(PEER, 0, T),
             Verdict::TooManyPackets,
@@ -884,15 +876,7 @@ mod test {
         assert_eq!(remote.available(PEER).amount, 100, "a chunk to start with");
         assert_eq!(remote.admit(PEER, 700, T), Verdict::TooMuchAmount);
         let ask = remote.poll_message().expect("asks for the shortfall");
-        assert_eq!(
-            ask.kind,
-            RateKind::Request {
-                want: Tokens {
-                    packets: 0,
-                    amount: 600
-                }
-            }
-        );
+        assert_eq!(ask.kind, request(0, 600));
         home.handle_message(ask, T);
         settle(&mut home, &mut remote, T);
         assert_eq!(remote.available(PEER).amount, 700);
@@ -1320,22 +1304,6 @@ mod test {
         assert_eq!(b.leased(q), q_reserve);
         assert_eq!(b.available(p), p_reserve, "idle: keeps one chunk");
         assert_eq!(a.available(q), q_reserve, "idle: keeps one chunk");
-    }
-
-    /// A fixed xorshift stream, so a failing seed reproduces.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     /// Checks `admitted in [t0, t] <= rate + rate × (t − t0) / 1000` for every window, as

@@ -15,22 +15,25 @@
 //! [`Reply`] or expiry for its [`SlotId`]. Nothing reaches a balance unless a Fulfill whose
 //! SHA-256 matches the condition came back before the outgoing expiry.
 //!
-//! The checks run in the order of `spec/connector-rules.md` §1 (Adopt): decode, incoming
-//! expiry, special destinations, max packet amount, route, link, rate, outgoing expiry, table
-//! space, balance hold. Every check that can fail runs before the hold; after the hold nothing
-//! can fail.
+//! The checks run in our order (RFC 27 leaves it open, and the reference connectors differ):
+//! decode, rate limits, incoming expiry, special destinations, max packet amount, route, link,
+//! exchange rate, outgoing expiry, table space, balance hold. Every check that can fail runs
+//! before the hold; after the hold nothing can fail.
 //!
-//! Non-goals here: rate limits, ILDCP/CCP answers (the control plane's), settlement, and I/O.
+//! Non-goals here: ILDCP/CCP answers (the control plane's), settlement, and I/O.
 //!
-//! Just over 800 lines: the engine's whole decision path is kept in one place on purpose, so the
-//! check order reads top to bottom; its tests are in `tests.rs`.
+//! This file holds the Prepare path (`check_and_hold`, in check order, top to bottom);
+//! `reply.rs` the answer path (replies, failures, expiries); the tests are in `tests.rs`.
 
 mod ledger;
 mod limiter;
 mod pending;
 pub mod rate;
 mod reject;
+mod reply;
 pub mod route;
+#[cfg(test)]
+mod test_rng;
 
 pub use ledger::{
     Account, AccountConfig, HoldResult, LeaseKind, LeaseMessage, Ledger, MemoryStore, PostedStore,
@@ -41,14 +44,14 @@ pub use limiter::{
 };
 pub use pending::{InFlight, Pending, SlotId, PENDING_MAX};
 pub use reject::{RejectReason, REJECT_LEN_MAX};
+pub use reply::{Expired, Reply};
 
 /// Re-exported from [`crate::id`], where they live.
 pub use crate::id::{CoreId, PeerId};
 
-use crate::wire::{Address, AmountTooLarge, Packet, Prepare};
+use crate::wire::{Address, AmountTooLarge, Prepare};
 use rate::{ConvertError, Decimal, Rate};
 use route::RouteTable;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 /// The runtime's handle for an incoming request, opaque to the engine (the runtime packs a
@@ -204,54 +207,6 @@ pub struct Ready {
     /// [`Decision::Forward`] (send the first `len` bytes [`Engine::poll_ready`] wrote) or
     /// [`Decision::Reject`] (T04).
     pub decision: Decision,
-}
-
-/// What to send back to the incoming peer once a forwarded Prepare is resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    /// Relay the next hop's Fulfill: the first `len` bytes of the reply, unchanged. Balances
-    /// are already committed.
-    Fulfill {
-        /// The incoming peer.
-        to: PeerId,
-        /// The runtime's handle for the incoming request.
-        tag: Tag,
-        /// Bytes to relay.
-        len: usize,
-    },
-    /// Relay the next hop's Reject: the first `len` bytes of the reply, unchanged.
-    Relay {
-        /// The incoming peer.
-        to: PeerId,
-        /// The runtime's handle for the incoming request.
-        tag: Tag,
-        /// Bytes to relay.
-        len: usize,
-    },
-    /// Answer with a local Reject.
-    Reject {
-        /// The incoming peer.
-        to: PeerId,
-        /// The runtime's handle for the incoming request.
-        tag: Tag,
-        /// Why.
-        reason: RejectReason,
-    },
-    /// Nothing to send: the slot is unknown, stale or already answered (a late reply).
-    Drop,
-}
-
-/// A Prepare whose next hop did not answer in time: answer `to` with R00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expired {
-    /// The incoming peer.
-    pub to: PeerId,
-    /// The runtime's handle for the incoming request.
-    pub tag: Tag,
-    /// Always [`RejectReason::TimedOut`].
-    pub reason: RejectReason,
-    /// The in-flight entry as it was.
-    pub entry: InFlight,
 }
 
 /// Counters, read by the control plane for metrics.
@@ -473,9 +428,9 @@ impl Engine {
         // (1) decode
         let mut prepare =
             Prepare::new_checked(&mut *packet).map_err(|_| RejectReason::InvalidPacket)?;
-        // (2) payment bandwidth (RFC 18): packets over the rate T05, amount over it T04 (the
-        // throughput limit of `connector-rules` §9). Tokens spent here stay spent whatever a
-        // later check decides, as in both reference connectors.
+        // (2) payment bandwidth (RFC 18): packets over the rate T05, amount over it T04 (in
+        // RFC 27, T04 is too little balance or bandwidth). Tokens spent here stay spent whatever
+        // a later check decides, as in both reference connectors.
         if self.limiter.is_limited(from) {
             match self.limiter.admit(from, prepare.amount(), now) {
                 Verdict::Admit => {}
@@ -618,7 +573,8 @@ impl Engine {
     }
 
     /// `peer.*`, `self.*`, our own address and the other network family are never forwarded
-    /// (`spec/connector-rules.md` §3–4).
+    /// (RFC 15; RFC 34 "Special Addresses"). F01 for `peer.config`/`peer.route` without the
+    /// peer-protocol condition, as the JS connector; F02 for the rest.
     #[inline]
     fn check_destination<T: AsRef<[u8]>>(&self, prepare: &Prepare<T>) -> Result<(), RejectReason> {
         let destination = prepare.destination();
@@ -646,102 +602,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Takes the next hop's reply (an ILP Fulfill or Reject) for `slot`.
-    #[inline]
-    pub fn handle_reply(&mut self, now: i64, slot: SlotId, packet: &[u8]) -> Reply {
-        let Some(entry) = self.pending.get(slot).copied() else {
-            self.counters.late_replies += 1;
-            return Reply::Drop;
-        };
-        if entry.waiting {
-            // Never sent: no reply can be for it.
-            self.counters.late_replies += 1;
-            return Reply::Drop;
-        }
-        self.pending_by_peer[entry.from.index()] -= 1;
-        if now >= entry.expires_at {
-            // Late, though the wheel has not fired yet: expire now, never credit.
-            self.pending.remove(slot);
-            self.counters.late_replies += 1;
-            return self.resolve_failed(entry, RejectReason::TimedOut);
-        }
-        match Packet::new_checked(packet) {
-            Ok(Packet::Fulfill(fulfill)) => {
-                let digest: [u8; 32] = Sha256::digest(fulfill.fulfillment()).into();
-                if digest != entry.condition {
-                    self.pending.remove(slot);
-                    self.counters.wrong_fulfillments += 1;
-                    return self.resolve_failed(entry, RejectReason::WrongCondition);
-                }
-                self.pending.remove(slot);
-                // The outgoing peer's row first: a crash between the two stores then leaves
-                // what the upstream believes (it has no Fulfill yet), at our expense.
-                if entry.amount_out > 0 {
-                    self.ledger.post_outgoing(entry.to, entry.amount_out);
-                }
-                if entry.amount_in > 0 {
-                    self.ledger.post_hold(entry.from, entry.amount_in);
-                }
-                self.counters.fulfilled += 1;
-                Reply::Fulfill {
-                    to: entry.from,
-                    tag: entry.tag,
-                    len: fulfill.as_bytes().len(),
-                }
-            }
-            Ok(Packet::Reject(reject)) => {
-                self.pending.remove(slot);
-                self.void(entry);
-                self.counters.relayed_rejects += 1;
-                Reply::Relay {
-                    to: entry.from,
-                    tag: entry.tag,
-                    len: reject.as_bytes().len(),
-                }
-            }
-            Ok(Packet::Prepare(_)) | Err(_) => {
-                self.pending.remove(slot);
-                self.counters.invalid_replies += 1;
-                self.resolve_failed(entry, RejectReason::Internal)
-            }
-        }
-    }
-
-    /// The next hop could not take or answer the Prepare in `slot` (its link went down, or it
-    /// answered with a BTP Error): answer upstream with `reason` and void the hold.
-    pub fn handle_failure(&mut self, slot: SlotId, reason: RejectReason) -> Reply {
-        if self.pending.get(slot).is_some_and(|e| e.waiting) {
-            self.counters.late_replies += 1;
-            return Reply::Drop;
-        }
-        match self.pending.remove(slot) {
-            Some(entry) => {
-                self.pending_by_peer[entry.from.index()] -= 1;
-                self.resolve_failed(entry, reason)
-            }
-            None => {
-                self.counters.late_replies += 1;
-                Reply::Drop
-            }
-        }
-    }
-
-    fn resolve_failed(&mut self, entry: InFlight, reason: RejectReason) -> Reply {
-        self.void(entry);
-        self.counters.local_rejects[Counters::reject_index(reason)] += 1;
-        Reply::Reject {
-            to: entry.from,
-            tag: entry.tag,
-            reason,
-        }
-    }
-
-    fn void(&mut self, entry: InFlight) {
-        if entry.amount_in > 0 {
-            self.ledger.void_hold(entry.from, entry.amount_in);
-        }
-    }
-
     /// Advances the clock: files expired Prepares for [`poll_expired`](Self::poll_expired)
     /// and lets the balance shards report to their home cores. Call it at least once per tick.
     pub fn handle_timeout(&mut self, now: i64) {
@@ -758,42 +618,6 @@ impl Engine {
     /// The next rate-limit message for another core.
     pub fn poll_rate(&mut self) -> Option<RateMessage> {
         self.limiter.poll_message()
-    }
-
-    /// The next Prepare that expired; its hold is voided and the caller answers R00.
-    pub fn poll_expired(&mut self) -> Option<Expired> {
-        let entry = self.pending.pop_expired()?;
-        self.pending_by_peer[entry.from.index()] -= 1;
-        if entry.waiting {
-            // Nothing was held or sent; the ledger's wait ends later and is dropped then.
-            self.forget_parked();
-        } else {
-            self.void(entry);
-        }
-        self.counters.expired += 1;
-        let reason = RejectReason::TimedOut;
-        self.counters.local_rejects[Counters::reject_index(reason)] += 1;
-        Some(Expired {
-            to: entry.from,
-            tag: entry.tag,
-            reason,
-            entry,
-        })
-    }
-
-    /// Drops the parked copies of waiting Prepares that expired.
-    fn forget_parked(&mut self) {
-        let pending = &self.pending;
-        let spare = &mut self.spare;
-        self.parked.retain(|&slot, buffer| {
-            let keep = pending
-                .get(SlotId::from_u64(slot))
-                .is_some_and(|e| e.waiting);
-            if !keep && spare.len() < WAITERS_MAX {
-                spare.push(std::mem::take(buffer));
-            }
-            keep
-        });
     }
 
     /// In-flight Prepares from `peer` on this core.
@@ -821,6 +645,7 @@ impl Engine {
 #[cfg(test)]
 #[test]
 fn peer_protocol_condition_is_sha256_of_zeros() {
+    use sha2::{Digest, Sha256};
     let digest: [u8; 32] = Sha256::digest([0u8; 32]).into();
     assert_eq!(digest, PEER_PROTOCOL_CONDITION);
 }

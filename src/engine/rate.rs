@@ -11,7 +11,7 @@
 //!
 //! computed exactly for every `u64` amount and every representable rate. The fraction is built
 //! once, off the packet path, by [`Rate::new`] from the config's prices, the two asset scales and
-//! the connector's spread (spec `connector-rules.md` §6, "Adopt" column):
+//! the connector's spread (interledger-rs's formula, here exact; RFC 27 leaves the rate to us):
 //!
 //! ```text
 //! out = amount × (price_in / price_out) × (1 − spread) × 10^(scale_out − scale_in)
@@ -692,9 +692,9 @@ mod test {
         .unwrap()
     }
 
-    // --- spec §6 rules ------------------------------------------------------------------------
+    // --- the conversion rules (module docs, "Rounding and outcomes") ---------------------------
 
-    /// §6 worked example (RS test `exchange_rate_ok`): 1 000 000 units at scale 1, price 3.0,
+    /// Worked example (RS test `exchange_rate_ok`): 1 000 000 units at scale 1, price 3.0,
     /// to price 2.0 at scale 1, spread 0 → 1 500 000.
     #[test]
     fn spec_rs_worked_example_exchange_rate_ok() {
@@ -703,7 +703,7 @@ mod test {
         assert_eq!(r.convert(1_000_000), Ok(1_500_000));
     }
 
-    /// §6 scale example: 1 unit at scale 1 to scale 2 ⇒ 10.
+    /// Scale example: 1 unit at scale 1 to scale 2 ⇒ 10.
     #[test]
     fn spec_scale_up_one_unit_scale_1_to_2_is_10() {
         let r = rate("1", 1, "1", 2, "0");
@@ -711,7 +711,7 @@ mod test {
         assert_eq!(r.convert(1), Ok(10));
     }
 
-    /// §6: 1 unit at scale 2 to scale 1 ⇒ 0.1, floors to 0 ⇒ R01 (TooSmall).
+    /// 1 unit at scale 2 to scale 1 ⇒ 0.1, floors to 0 ⇒ R01 (TooSmall).
     #[test]
     fn spec_scale_down_below_one_unit_is_too_small_r01() {
         let r = rate("1", 2, "1", 1, "0");
@@ -722,7 +722,7 @@ mod test {
         assert_eq!(r.convert(19), Ok(1), "floor, not round");
     }
 
-    /// §6 rate formula with the JS default spread 0.002: 1000 × 0.998 = 998.
+    /// The rate formula with the JS default spread 0.002: 1000 × 0.998 = 998.
     #[test]
     fn spec_spread_0_002_on_1000_is_998() {
         let r = rate("1", 9, "1", 9, "0.002");
@@ -734,7 +734,7 @@ mod test {
         assert_eq!(r.convert(1), Err(ConvertError::TooSmall));
     }
 
-    /// §6: result > 2^64 − 1 ⇒ F08 (Overflow), on both the u128 path and the wide path.
+    /// A result > 2^64 − 1 ⇒ F08 (Overflow), on both the u128 path and the wide path.
     #[test]
     fn spec_result_above_u64_max_is_overflow_f08() {
         let up = rate("1", 0, "1", 1, "0");
@@ -757,7 +757,7 @@ mod test {
         assert_eq!(over.convert(u64::MAX - 2), Ok(u64::MAX - 1));
     }
 
-    /// §6: amount 0 is forwarded as 0, whatever the rate.
+    /// Amount 0 is forwarded as 0, whatever the rate.
     #[test]
     fn spec_zero_amount_forwards_zero() {
         assert_eq!(Rate::ONE.convert(0), Ok(0));
@@ -765,7 +765,7 @@ mod test {
         assert_eq!(Rate::from_ratio(u128::MAX, 1).unwrap().convert(0), Ok(0));
     }
 
-    /// §6: a zero price (invalid or missing rate) is no rate (T00), never a 0-amount forward.
+    /// A zero price (invalid or missing rate) is no rate (T00), never a 0-amount forward.
     #[test]
     fn spec_zero_price_is_no_rate_t00() {
         let one = Decimal::ONE;

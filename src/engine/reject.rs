@@ -1,7 +1,7 @@
-//! Why the engine refuses a Prepare: one small `Copy` enum, mapped to an ILP error code and a
-//! static message (`spec/connector-rules.md` §9). These are *local* Rejects: we create them and
-//! name ourselves in `triggeredBy`. Rejects that come back from a next hop are *relayed*
-//! byte for byte and never pass through this type.
+//! Why the engine refuses a Prepare: one small `Copy` enum, mapped to an ILP error code (RFC 27
+//! "Error Codes"; each variant says when we use it) and a static message. These are *local*
+//! Rejects: we create them and name ourselves in `triggeredBy`. Rejects that come back from a
+//! next hop are *relayed* byte for byte and never pass through this type.
 
 use crate::wire::{Address, AmountTooLarge, ErrorCode, RejectRepr};
 
@@ -40,9 +40,9 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    /// What a BTP Error answering our Prepare means upstream (RFC 23 error codes, as the
-    /// connector rules map them): T00 UnreachableError is T01 Peer Unreachable, any other
-    /// code F02 Unreachable.
+    /// What a BTP Error answering our Prepare means upstream (RFC 23 error codes, our
+    /// mapping; the JS connector answers F02 for any): T00 UnreachableError is T01 Peer
+    /// Unreachable, any other code F02 Unreachable.
     pub fn from_btp_error(code: &[u8; 3]) -> RejectReason {
         match code {
             b"T00" => RejectReason::PeerUnreachable,

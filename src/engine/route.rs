@@ -11,9 +11,10 @@
 //!   JS connector installs its default route under the global prefix `g`, and an operator
 //!   migrating that config should be able to say the same thing. Prefixes are unique: two
 //!   routes for the same prefix are an error, never "last one wins".
-//! - [`RouteTable::lookup`] is a longest-prefix match **on segment boundaries** (RFC 15 and
-//!   `connector-rules.md` §3): a key matches when the destination equals it or starts with it
-//!   followed by `.`, so `g.alice` catches `g.alice` and `g.alice.wallet` but not `g.alicebob`.
+//! - [`RouteTable::lookup`] is a longest-prefix match (RFC 15 "Routing") **on segment
+//!   boundaries**, as the JS connector does (interledger-rs matches any byte prefix): a key
+//!   matches when the destination equals it or starts with it followed by `.`, so `g.alice`
+//!   catches `g.alice` and `g.alice.wallet` but not `g.alicebob`.
 //!   The longest matching key wins. When no key matches, the default route applies only to a
 //!   destination in the node's own scheme (the first segment of its own address); anything
 //!   else is `None`, which the engine answers with F02.
@@ -29,7 +30,7 @@
 //!   for one prefix (configured > local > learned, relation, path length): that comes later
 //!   and will feed this same snapshot.
 //! - No special destinations: `peer.*`, `self.*` and the node's own address are handled by the
-//!   engine before it asks for a route (`connector-rules.md` §4). A route under them is
+//!   engine before it asks for a route (RFC 34 "Special Addresses"). A route under them is
 //!   accepted but can never be used.
 //! - No link state (T01 for a known but disconnected peer), no "refuse to route back to the
 //!   sender" rule and no test-versus-live family check (RFC 34): those are the engine's.
@@ -484,6 +485,7 @@ fn read_u32(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::engine::test_rng::Rng;
 
     const OWN: &[u8] = b"g.router";
 
@@ -758,26 +760,6 @@ mod test {
         assert!(t.probe_len_max <= 16, "{t:?}");
     }
 
-    /// xorshift64: enough randomness for a reproducible sweep, no extra crate.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
-        }
-    }
-
     /// The reference: scan every route, keep the longest segment-boundary match, then apply
     /// the default rule by comparing first segments.
     fn naive_lookup(
@@ -812,28 +794,28 @@ mod test {
         // boundaries matter.
         const SCHEMES: [&str; 4] = ["g", "test", "test1", "private"];
         const SEGMENTS: [&str; 6] = ["a", "ab", "aab", "b", "ba", "a-b"];
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut checked = 0;
         for _ in 0..100 {
-            let random_address = |rng: &mut XorShift, depth_max: usize| {
+            let random_address = |rng: &mut Rng, depth_max: usize| {
                 let mut s = rng.pick(&SCHEMES).to_owned();
-                for _ in 0..1 + rng.below(depth_max) {
+                for _ in 0..1 + rng.index(depth_max) {
                     s.push('.');
                     s.push_str(rng.pick(&SEGMENTS));
                 }
                 s
             };
             let own = random_address(&mut rng, 2);
-            let default_route = (rng.below(3) != 0).then(|| rng.below(1000) as u16);
+            let default_route = (rng.index(3) != 0).then(|| rng.index(1000) as u16);
             let mut routes: Vec<(String, u16)> = Vec::new();
-            for _ in 0..rng.below(40) {
-                let key = if rng.below(10) == 0 {
+            for _ in 0..rng.index(40) {
+                let key = if rng.index(10) == 0 {
                     rng.pick(&SCHEMES).to_owned()
                 } else {
                     random_address(&mut rng, 4)
                 };
                 if routes.iter().all(|(k, _)| *k != key) {
-                    routes.push((key, rng.below(1000) as u16));
+                    routes.push((key, rng.index(1000) as u16));
                 }
             }
             let t = RouteTable::build(

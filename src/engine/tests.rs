@@ -1,8 +1,9 @@
 //! Unit tests of the engine: every local reject path, named after the rule it follows
-//! (`spec/connector-rules.md`), and the reply paths.
+//! (RFC 27's codes, in the check order of `mod.rs`), and the reply paths.
 
 use super::*;
 use crate::wire::{ErrorCode, FulfillRepr, PrepareRepr, Reject, RejectRepr};
+use sha2::{Digest, Sha256};
 
 const NOW: i64 = 1_900_000_000_000;
 const ALICE: PeerId = PeerId(0);
@@ -148,7 +149,7 @@ fn forward_rewrites_amount_and_expiry_in_place() {
     assert_eq!(to, BOB);
     let out = Prepare::new_checked(&packet[..len]).unwrap();
     assert_eq!(out.amount(), 5000);
-    // §2: out = min(in − window, now + max_hold) = NOW + 10 000 − 1000.
+    // RFC 27 step 6, as the JS connector: min(in − window, now + max_hold) = NOW + 10 000 − 1000.
     assert_eq!(out.expires_at(), NOW + 9000);
     assert_eq!(out.destination().as_bytes(), b"g.bob.wallet");
     assert_eq!(held(&e, ALICE), 5000);
@@ -455,8 +456,8 @@ fn rule_9_a_peer_over_its_share_of_the_table_is_t03() {
     forwarded(&mut e, ALICE, &mut prepare(0));
 }
 
-/// RFC 18 payment bandwidth: over the packet rate is T05, over the amount rate T04 (the
-/// throughput limit of the spec's quick reference); one second later the peer may send again.
+/// RFC 18 payment bandwidth: over the packet rate is T05, over the amount rate T04 (RFC 27's
+/// T04 is too little balance or bandwidth); one second later the peer may send again.
 #[test]
 fn rule_2_rate_limits_are_t05_for_packets_and_t04_for_amount() {
     let mut c = config(64);

@@ -1,4 +1,4 @@
-//! Peer authentication for incoming BTP connections (`spec/btp.md` §7).
+//! Peer authentication for incoming BTP connections (RFC 23 "Authentication").
 //!
 //! [`PeerAuth`] is built once from the config and then only read. It answers one question per
 //! connection: which peer do this username, listener path and token belong to?
@@ -12,7 +12,8 @@
 //! 3. Otherwise the token alone identifies the peer. The config keeps tokens unique across
 //!    peers; should two peers still share a token, it identifies nobody.
 //!
-//! `spec/btp.md` §7 lists the path before `auth_username`; this module puts the username first.
+//! RFC 23 no longer defines `auth_username` (the JS client still sends it; interledger-rs
+//! ignores it and takes the account from the path); this module puts the username first.
 //! Either way the token must belong to the peer returned, so the order only matters when a
 //! client names two different accounts, and then the one it names inside BTP wins.
 //!

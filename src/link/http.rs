@@ -1,5 +1,6 @@
 //! ILP over HTTP (RFC 35, synchronous mode), sans-IO: parse and write HTTP/1.1 requests and
-//! responses around one OER ILP packet per POST (`spec/ilp-over-http.md`).
+//! responses around one OER ILP packet per POST (RFC 35 "Request" and "Response", as written
+//! before asynchronous mode replaced them: the Fulfill or Reject is the body of the 200).
 //!
 //! Server: [`parse_request`] reads a request head from the front of a buffer (via `httparse`),
 //! checks what can be checked before the body arrives (method, `Content-Length` against the
@@ -7,7 +8,7 @@
 //! answers with [`write_response`] (200 with the Fulfill or Reject) or [`write_status`]
 //! (400/401/404/405/411/413/431/…). Client: [`write_request_head`] for a POST carrying a
 //! Prepare, [`parse_response`] for the answer, and [`map_response`] to turn an HTTP outcome
-//! into what the engine should hear (the spec's Policy column).
+//! into what the engine should hear (RFC 35 for 5xx, our choices for the rest).
 //!
 //! Keep-alive is HTTP/1.1's default; `Connection: close` (or HTTP/1.0 without keep-alive)
 //! ends the connection after the response. A refusal that leaves the request unread (401
@@ -178,8 +179,8 @@ pub fn write_response(body_len: usize, keep_alive: bool, out: &mut [u8]) -> usiz
 }
 
 /// Whether a response with `status` ends the connection whatever the request asked: the
-/// request was not read whole (401 is sent from the head, before the body: spec server rule
-/// 1; 405, 408, 411, 413, 431), so the next request cannot be found. A 400 closes only when
+/// request was not read whole (401 is sent from the head: we authenticate before reading the
+/// body; 405, 408, 411, 413, 431), so the next request cannot be found. A 400 closes only when
 /// the head was malformed, which the caller knows (`keep_alive` false).
 pub fn status_closes(status: u16) -> bool {
     matches!(status, 401 | 405 | 408 | 411 | 413 | 431)
@@ -283,7 +284,8 @@ pub fn parse_response(buf: &[u8], body_len_max: usize) -> Result<Option<Response
     }))
 }
 
-/// What an HTTP answer to our POST means for the engine (`spec/ilp-over-http.md` §1, Policy).
+/// What an HTTP answer to our POST means for the engine (RFC 35 "Response": 5xx is T00; the
+/// other statuses are our mapping, see [`map_response`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// 200: the body is the ILP reply; hand it to the engine (which checks it, and answers

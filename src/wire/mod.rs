@@ -14,9 +14,10 @@
 //!
 //! # Decoder policy
 //!
-//! `../spec/ilp-packets.md` §11 and `btp.md` §2: canonical lengths only; bytes after the last
-//! field, inside or after the envelope, are accepted and ignored (and never emitted); addresses
-//! and timestamps are checked strictly; `data` is at most 32 767 bytes.
+//! Ours, stricter than RFC 27 requires (it lets decoders accept non-canonical OER): canonical
+//! lengths only (RFC 30); bytes after the last field, inside or after the envelope, are
+//! accepted and ignored (RFC 30 "Extensibility"), and never emitted; addresses (RFC 15) and
+//! timestamps (RFC 30) are checked strictly; `data` is at most 32 767 bytes (the ASN.1 bound).
 //!
 //! # Non-goals
 //!

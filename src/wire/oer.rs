@@ -77,7 +77,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Takes a length determinant and returns its value. Canonical forms only
-    /// (`spec/ilp-packets.md` §1.1). The value is not yet checked against what remains.
+    /// (RFC 30 "Length determinant": the short form up to 127, no leading zero byte in the
+    /// long form). The value is not yet checked against what remains.
     #[inline]
     pub fn length(&mut self) -> Result<u64, Error> {
         let first = self.u8()?;

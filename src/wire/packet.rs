@@ -9,7 +9,7 @@ pub const DATA_LEN_MAX: usize = 32_767;
 /// The longest Reject `message` an encoder may emit (ASN.1).
 pub const MESSAGE_LEN_MAX: usize = 8_191;
 /// The longest legal ILP packet: a Reject with a 1023-byte `triggeredBy`, an 8191-byte
-/// `message` and 32 767 bytes of `data` (`spec/ilp-packets.md` §2).
+/// `message` and 32 767 bytes of `data` (the ASN.1 bounds of RFC 27; RFC 15 for addresses).
 pub const ILP_PACKET_LEN_MAX: usize = 41_997;
 
 const _: () = {

@@ -148,7 +148,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Prepare<T> {
 
     /// Drops bytes after `data` inside the envelope by rewriting the envelope length and
     /// moving the body (no allocation), so the packet is canonical again before it is relayed
-    /// (`spec/ilp-packets.md` §2). Returns the new packet length.
+    /// (RFC 30 lets parsers ignore such bytes; strict interledger-rs peers refuse them).
+    /// Returns the new packet length.
     pub fn drop_inner_trailing_bytes(mut self) -> usize {
         let body_len = self.data.1 - self.body;
         let new_body = 1 + oer::length_prefix_len(body_len);

@@ -78,8 +78,9 @@
 //! ilp-plugin-btp, `/accounts/{name}/ilp/btp` for interledger-rs, see
 //! [`UpgradeRequest::account_from_path`]); binary and text data frames, fragmentation, ping, pong
 //! and close; both roles with the RFC's masking rules. BTP puts every packet in exactly one binary
-//! message (`spec/btp.md` §8); text messages are reported as [`Message::Text`] without their
-//! content, so that the link can ignore them as interledger-rs does.
+//! message (as ilp-plugin-btp and interledger-rs do); text messages are reported as
+//! [`Message::Text`] without their content, so that the link can ignore them as interledger-rs
+//! does.
 //!
 //! # Parsing choices
 //!
@@ -149,7 +150,8 @@ pub const CONTROL_PAYLOAD_LEN_MAX: usize = 125;
 /// The longest close reason: a control payload less the 2-byte code.
 pub const CLOSE_REASON_LEN_MAX: usize = CONTROL_PAYLOAD_LEN_MAX - 2;
 
-/// Default cap on a reassembled message (`spec/btp.md` §8: 64 KiB, configurable).
+/// Default cap on a reassembled message: 64 KiB, configurable (BTP sets none; the largest legal
+/// ILP packet is 41 997 bytes).
 pub const MESSAGE_LEN_MAX_DEFAULT: usize = 65_536;
 
 /// Default cap on one frame's payload. Same as the message cap: BTP sends one frame per packet.
