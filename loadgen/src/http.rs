@@ -14,8 +14,8 @@
 //! required (401 and close otherwise); each Prepare is answered as the BTP sink answers it.
 
 use crate::conn::{self, sender_reply, sink_answer, unix_ms, Ring, RING_LEN};
+use crate::plan::Plan;
 use crate::stats::Stats;
-use crate::Plan;
 use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};

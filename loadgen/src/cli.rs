@@ -1,0 +1,335 @@
+//! The command line: the `clap` types, the parsers of single flags, and `Cli::validate`, which
+//! checks the flags against each other and turns them into what the run needs (`CliShared`
+//! for the threads, one `ThreadSpec` per CPU). Every error here names its flag; `run` prints
+//! it and exits with status 2. Nothing here opens a socket or starts a thread.
+
+use crate::http;
+use crate::plan::SinkOptions;
+use crate::worker::ThreadSpec;
+use clap::{Parser, ValueEnum};
+use ilp_router::link::url::{self, BtpUrl, Scheme};
+use ilp_router::wire::{check_address, ErrorCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Load generator for ILP connectors: BTP or HTTP sender and sink peers, packets/s and
+/// latency.
+#[derive(Debug, Parser)]
+#[command(name = "ilp-loadgen", version, about)]
+pub(crate) struct Cli {
+    /// How the peers speak to the connector: BTP over WebSocket, or ILP over HTTP (RFC 35,
+    /// synchronous: one POST per Prepare, the Fulfill or Reject in the 200 response).
+    #[arg(long, value_enum, default_value_t = Transport::Btp)]
+    transport: Transport,
+    /// The connector's URL. BTP: its WebSocket URL, e.g. ws://127.0.0.1:7768 (a path is
+    /// allowed). HTTP: where the sender POSTs, http://host:port/path (path used verbatim,
+    /// default `/`).
+    #[arg(long, default_value = "ws://127.0.0.1:7768")]
+    router: String,
+    /// The sender's credentials, NAME:TOKEN (NAME may be empty). Over HTTP only the token is
+    /// sent, as `Authorization: Bearer TOKEN`: everything after the first `:` (so it may
+    /// contain `:`).
+    #[arg(long, default_value = "alice:alice-secret")]
+    sender: String,
+    /// The sink's credentials, NAME:TOKEN. Over HTTP the sink requires `Bearer TOKEN` from
+    /// whoever POSTs to it (the connector dialling it); with `--direct`, the sender's token.
+    #[arg(long, default_value = "bob:bob-secret")]
+    sink: String,
+    /// HTTP: the address the sink serves ILP over HTTP on (any path, either content type),
+    /// e.g. 127.0.0.1:7771; every thread listens on it. Required with `--transport http`
+    /// when this process runs the sink, except with `--direct` (a free port then).
+    #[arg(long)]
+    sink_listen: Option<std::net::SocketAddr>,
+    /// Where the Prepares go: an ILP address the connector routes to the sink.
+    #[arg(long, default_value = "g.router.bob")]
+    destination: String,
+    /// How long to send: 10s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// Open loop at this many Prepares per second in all; without it, closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Prepares in flight per sender connection (the cap in open loop too). HTTP: requests
+    /// pipelined on each keep-alive connection, answers matched in order. Our sink answers a
+    /// pipelined batch at once (`--direct`), but a server that serves a connection's requests
+    /// one at a time (the router does) gains nothing from depth: against it use `--window 1`
+    /// (or a few) and as many `--connections` as Prepares should be in flight.
+    #[arg(long, default_value_t = 512)]
+    window: usize,
+    /// Sender connections, shared out among the threads; BTP: as many sink connections (over
+    /// HTTP the connector opens the sink's connections).
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// CPUs to run on, e.g. `1` or `2-3` (one pinned thread each). Default: the last CPU.
+    #[arg(long)]
+    cpu_list: Option<String>,
+    /// The amount of every Prepare.
+    #[arg(long, default_value_t = 1)]
+    amount: u64,
+    /// Bytes of data in every Prepare (at least 8: a unique sequence number comes first).
+    #[arg(long, default_value_t = 64)]
+    data_bytes: usize,
+    /// Every Prepare expires this long after it is sent.
+    #[arg(long, default_value_t = 30_000)]
+    expiry_ms: u64,
+    /// Connect the sender straight to the sink, with no connector between: the harness's
+    /// ceiling.
+    #[arg(long)]
+    direct: bool,
+    /// Which roles this process plays.
+    #[arg(long, value_enum, default_value_t = RoleArg::Both)]
+    role: RoleArg,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub(crate) json: Option<std::path::PathBuf>,
+    /// Write a self-contained HTML report (charts) here.
+    #[arg(long)]
+    pub(crate) report: Option<std::path::PathBuf>,
+    /// The connector's process id: its CPU time during the run is reported per packet.
+    #[arg(long)]
+    pub(crate) router_pid: Option<u32>,
+    /// Sink: reject this fraction of Prepares (0..1) with `--sink-reject-code`.
+    #[arg(long, default_value_t = 0.0)]
+    sink_reject_fraction: f64,
+    /// Sink: the ILP code of those Rejects.
+    #[arg(long, default_value = "F99")]
+    sink_reject_code: String,
+    /// Sink: answer this fraction (0..1) with a wrong fulfillment.
+    #[arg(long, default_value_t = 0.0)]
+    sink_wrong_fraction: f64,
+    /// Sink: hold every answer this long.
+    #[arg(long, default_value_t = 0)]
+    sink_delay_ms: u64,
+    /// Sender: append the amount (8 bytes, little endian) of every valid Fulfill received to
+    /// this file.
+    #[arg(long)]
+    sender_log: Option<std::path::PathBuf>,
+    /// Sink: append the amount (8 bytes, little endian) of every Fulfill sent (with the
+    /// right fulfillment) to this file.
+    #[arg(long)]
+    sink_log: Option<std::path::PathBuf>,
+    /// Seed of the fulfillments (sender and sink must agree when run apart).
+    #[arg(long, default_value_t = 0x1f2e_3d4c)]
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Transport {
+    Btp,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RoleArg {
+    Both,
+    Send,
+    Sink,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and ms, s or m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    if !(seconds > 0.0 && seconds < 86_400.0) {
+        return Err(format!("{text:?}: must be between 0 and a day"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `--router` for BTP: `ws://host:port[/path]` (also `btp+ws://`), with the router's URL
+/// parser.
+fn parse_url(text: &str) -> Result<BtpUrl, String> {
+    url::parse(text, Scheme::Ws, None).map_err(|e| format!("--router {e}"))
+}
+
+fn parse_credentials(flag: &str, text: &str) -> Result<(String, String), String> {
+    let (name, token) = text
+        .split_once(':')
+        .ok_or_else(|| format!("--{flag} {text:?}: expected NAME:TOKEN"))?;
+    if token.is_empty() {
+        return Err(format!("--{flag}: the token is empty"));
+    }
+    Ok((name.to_owned(), token.to_owned()))
+}
+
+fn parse_cpus(text: Option<&str>) -> Result<Vec<usize>, String> {
+    let allowed = ilp_router::shard::allowed_cpus();
+    let Some(text) = text else {
+        return allowed
+            .last()
+            .map(|&c| vec![c])
+            .ok_or_else(|| "cannot read the CPU affinity".to_string());
+    };
+    let cpus = ilp_router::cli::parse_cpu_list(text)?;
+    if let Some(cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+        return Err(format!(
+            "--cpu-list: CPU {cpu} is not in the allowed set {allowed:?}"
+        ));
+    }
+    Ok(cpus)
+}
+
+/// The parts of the command line the threads need.
+pub(crate) struct CliShared {
+    pub(crate) target: BtpUrl,
+    /// `--transport http`: where the sender POSTs (none with `--direct` or without senders).
+    pub(crate) http_target: Option<http::HttpTarget>,
+    /// `--transport http`: where the sink listens.
+    pub(crate) http: bool,
+    pub(crate) sink_listen: Option<std::net::SocketAddr>,
+    pub(crate) sender: (String, String),
+    pub(crate) sink: (String, String),
+    pub(crate) destination: String,
+    pub(crate) rate_per_conn: Option<f64>,
+    pub(crate) window: usize,
+    pub(crate) amount: u64,
+    pub(crate) data_bytes: usize,
+    pub(crate) expiry_ms: u64,
+    pub(crate) direct: bool,
+    pub(crate) seed: u64,
+    pub(crate) sink_options: SinkOptions,
+    pub(crate) sender_log: Option<std::path::PathBuf>,
+    pub(crate) sink_log: Option<std::path::PathBuf>,
+}
+
+/// A command line whose flags agree with each other.
+pub(crate) struct Validated {
+    pub(crate) shared: CliShared,
+    /// One a thread: its CPU and its share of the connections.
+    pub(crate) specs: Vec<ThreadSpec>,
+    /// `--cpu-list`, or its default.
+    pub(crate) cpus: Vec<usize>,
+}
+
+impl Cli {
+    /// Checks every flag, in the order the errors were always reported, and shares the
+    /// connections out among the threads.
+    pub(crate) fn validate(&self) -> Result<Validated, String> {
+        let http = self.transport == Transport::Http;
+        let target = if http {
+            BtpUrl {
+                host: String::new(),
+                port: 0,
+                path: String::new(),
+            }
+        } else {
+            parse_url(&self.router)?
+        };
+        let sender = parse_credentials("sender", &self.sender)?;
+        let sink = parse_credentials("sink", &self.sink)?;
+        check_address(self.destination.as_bytes())
+            .map_err(|_| format!("--destination {:?} is not an ILP address", self.destination))?;
+        let cpus = parse_cpus(self.cpu_list.as_deref())?;
+        if self.connections == 0 || self.window == 0 {
+            return Err("--connections and --window must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.sink_reject_fraction)
+            || !(0.0..=1.0).contains(&self.sink_wrong_fraction)
+        {
+            return Err(
+                "--sink-reject-fraction and --sink-wrong-fraction are fractions between 0 and 1"
+                    .into(),
+            );
+        }
+        let code = self.sink_reject_code.as_bytes();
+        if code.len() != 3 || !code.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(format!(
+                "--sink-reject-code {:?}: three ASCII letters or digits, like F99",
+                self.sink_reject_code
+            ));
+        }
+        if let Some(rate) = self.rate {
+            if !(rate > 0.0 && rate.is_finite()) {
+                return Err("--rate must be positive".into());
+            }
+        }
+        let (with_senders, with_sinks) = match self.role {
+            RoleArg::Both => (true, true),
+            RoleArg::Send => (true, false),
+            RoleArg::Sink => (false, true),
+        };
+        if self.direct && !(with_senders && with_sinks) {
+            return Err("--direct runs both roles in this process".into());
+        }
+        let http_target = if http && with_senders && !self.direct {
+            Some(http::parse_http_url(&self.router)?)
+        } else {
+            None
+        };
+        if http && with_sinks && !self.direct && self.sink_listen.is_none() {
+            return Err("--transport http: the sink needs --sink-listen ADDRESS:PORT".into());
+        }
+        if !http && self.sink_listen.is_some() {
+            return Err(
+                "--sink-listen is for --transport http (a BTP sink dials the connector)".into(),
+            );
+        }
+        let threads = cpus.len().min(self.connections.max(1));
+        let specs: Vec<ThreadSpec> = (0..threads)
+            .map(|i| {
+                let share =
+                    self.connections / threads + usize::from(i < self.connections % threads);
+                ThreadSpec {
+                    index: i,
+                    cpu: cpus[i],
+                    senders: if with_senders { share } else { 0 },
+                    sinks: if with_sinks { share } else { 0 },
+                }
+            })
+            .collect();
+        let senders_total: usize = specs.iter().map(|s| s.senders).sum();
+        let shared = CliShared {
+            target,
+            http_target,
+            http,
+            sink_listen: self.sink_listen,
+            sender,
+            sink,
+            destination: self.destination.clone(),
+            rate_per_conn: self.rate.map(|r| r / senders_total.max(1) as f64),
+            window: self.window,
+            amount: self.amount,
+            data_bytes: self.data_bytes,
+            expiry_ms: self.expiry_ms,
+            direct: self.direct,
+            seed: self.seed,
+            sink_options: SinkOptions {
+                reject_fraction: self.sink_reject_fraction,
+                reject_code: ErrorCode([code[0], code[1], code[2]]),
+                wrong_fraction: self.sink_wrong_fraction,
+                delay_ms: self.sink_delay_ms,
+            },
+            sender_log: self.sender_log.clone(),
+            sink_log: self.sink_log.clone(),
+        };
+        Ok(Validated {
+            shared,
+            specs,
+            cpus,
+        })
+    }
+
+    /// The command line as the JSON report records it (`config`), with the CPUs it ran on.
+    pub(crate) fn config_json(&self, cpus: &[usize]) -> Value {
+        json!({
+            "transport": format!("{:?}", self.transport).to_lowercase(),
+            "sink_listen": self.sink_listen.map(|a| a.to_string()),
+            "router": self.router, "destination": self.destination, "duration_s": self.duration.as_secs_f64(),
+            "rate": self.rate, "window": self.window, "connections": self.connections, "amount": self.amount,
+            "data_bytes": self.data_bytes, "expiry_ms": self.expiry_ms, "direct": self.direct,
+            "mode": if self.rate.is_some() { "open-loop" } else { "closed-loop" },
+            "role": format!("{:?}", self.role).to_lowercase(), "cpu_list": cpus,
+            "sink_reject_fraction": self.sink_reject_fraction, "sink_reject_code": self.sink_reject_code,
+            "sink_wrong_fraction": self.sink_wrong_fraction, "sink_delay_ms": self.sink_delay_ms,
+        })
+    }
+}

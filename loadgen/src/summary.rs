@@ -1,0 +1,85 @@
+//! The end of a run on paper: `report_json` assembles the JSON report (the merged counters
+//! and histograms, the command line, whether the run ended early, the connector's CPU time)
+//! and `print_summary` prints its few lines on stdout. `--json` writes the same object;
+//! `report::render_html` draws it.
+
+use crate::stats::Stats;
+use serde_json::{json, Value};
+
+/// The JSON report of a run of `duration_s` seconds; `config` is the command line
+/// (`Cli::config_json`), `router_cpu_s` the connector's CPU time over the run, when
+/// `--router-pid` was given and readable.
+pub(crate) fn report_json(
+    total: &Stats,
+    duration_s: f64,
+    config: Value,
+    ended_early: bool,
+    router_cpu_s: Option<f64>,
+) -> Value {
+    let mut report = total.to_json(duration_s);
+    let object = report.as_object_mut().expect("an object");
+    object.insert("tool".into(), json!("ilp-loadgen"));
+    object.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+    object.insert("config".into(), config);
+    object.insert("ended_early".into(), json!(ended_early));
+    if let Some(cpu) = router_cpu_s {
+        object.insert("router_cpu_s".into(), json!(cpu));
+        if total.fulfilled > 0 {
+            object.insert(
+                "router_cpu_us_per_packet".into(),
+                json!(cpu * 1e6 / total.fulfilled as f64),
+            );
+        }
+    }
+    report
+}
+
+/// Prints the report's summary on stdout: counts, rate, latency percentiles, router CPU.
+pub(crate) fn print_summary(r: &Value) {
+    let f = |v: &Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.0}"));
+    println!(
+        "ilp-loadgen: {} for {:.2} s",
+        r["config"]["mode"].as_str().unwrap_or(""),
+        r["duration_s"].as_f64().unwrap_or(0.0)
+    );
+    println!("  sent        {:>12}", r["sent"]);
+    println!(
+        "  fulfilled   {:>12}   {:.0} /s",
+        r["fulfilled"],
+        r["pps"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "  rejected    {:>12}   {}",
+        r["rejected"]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum::<u64>()),
+        r["rejected"]
+    );
+    println!("  timeouts    {:>12}", r["timeouts"]);
+    println!(
+        "  errors      {:>12}   (bad fulfillments {})",
+        r["errors"], r["bad_fulfillments"]
+    );
+    if r["http_errors"].as_object().is_some_and(|m| !m.is_empty()) {
+        println!("  HTTP errors              {}", r["http_errors"]);
+    }
+    let l = &r["latency_us"];
+    println!(
+        "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        f(&l["p50"]),
+        f(&l["p90"]),
+        f(&l["p99"]),
+        f(&l["p999"]),
+        f(&l["max"])
+    );
+    if let Some(cpu) = r["router_cpu_us_per_packet"].as_f64() {
+        println!(
+            "  router CPU  {:.3} µs per packet ({:.2} s in all)",
+            cpu,
+            r["router_cpu_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if r["ended_early"] == Value::Bool(true) {
+        println!("  the peer closed a connection: the run ended early");
+    }
+}

@@ -1,0 +1,215 @@
+//! One load thread: a pinned glommio executor with its share of the connections. It opens
+//! them (`connect`), reports in, waits for the main thread's clock, then keeps its senders
+//! fed (open loop) and its delayed sink answers flowing until told to stop, drains what is
+//! still in flight, and returns its own `Stats` to be merged. Threads share only the atomics
+//! in `Common`; nothing on the packet path is shared.
+
+use crate::cli::CliShared;
+use crate::conn::{self, Ring, Role, Shared as Conn};
+use crate::connect::{connect_all, connect_all_http, Opener};
+use crate::http;
+use crate::plan::Plan;
+use crate::stats::Stats;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A thread's place: its index, its CPU and its share of the connections.
+pub(crate) struct ThreadSpec {
+    pub(crate) index: usize,
+    pub(crate) cpu: usize,
+    pub(crate) senders: usize,
+    pub(crate) sinks: usize,
+}
+
+/// What the threads and the main thread share.
+#[derive(Clone)]
+pub(crate) struct Common {
+    pub(crate) cli: Arc<CliShared>,
+    /// Threads that finished connecting (or failed to).
+    pub(crate) ready: Arc<AtomicUsize>,
+    pub(crate) start: Instant,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) broken: Arc<AtomicBool>,
+    pub(crate) progress: Arc<Vec<[AtomicU64; 2]>>,
+    pub(crate) send_start: Arc<AtomicU64>,
+    pub(crate) failed: Arc<AtomicBool>,
+}
+
+/// The body of one load thread; returns its counters, or why it could not run.
+pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stats, String> {
+    let cli = &common.cli;
+    let open_log = |path: &Option<std::path::PathBuf>, role: usize| {
+        path.as_deref()
+            .filter(|_| role > 0)
+            .map(|p| conn::FulfillLog::open(p).map(Rc::new))
+            .transpose()
+    };
+    let sender_log = open_log(&cli.sender_log, spec.senders)?;
+    let sink_log = open_log(&cli.sink_log, spec.sinks)?;
+    let plan = Rc::new(Plan {
+        start: common.start,
+        send_start_ns: 0,
+        stop: Arc::clone(&common.stop),
+        broken: Arc::clone(&common.broken),
+        window: cli.window,
+        rate_per_conn: cli.rate_per_conn,
+        amount: cli.amount,
+        data_bytes: cli.data_bytes,
+        expiry_ms: cli.expiry_ms,
+        destination: cli.destination.clone(),
+        sink: cli.sink_options.clone(),
+        sender_log: sender_log.clone(),
+        sink_log: sink_log.clone(),
+    });
+    let stats = Rc::new(RefCell::new(Stats::new()));
+    let opener = Opener {
+        plan: Rc::clone(&plan),
+        ring: Rc::new(Ring::new(cli.seed)),
+        stats: Rc::clone(&stats),
+    };
+    // HTTP: the connections clients opened to our sink.
+    let http_sinks: Rc<RefCell<Vec<http::SinkShared>>> = Rc::new(RefCell::new(Vec::new()));
+    let connected = if cli.http {
+        connect_all_http(&spec, &common, &opener, &http_sinks).await
+    } else {
+        connect_all(&spec, &common, &opener)
+            .await
+            .map(|conns| conns.into_iter().map(Link::Btp).collect())
+    };
+    // Report in whether or not we connected, so the main thread can start the clock.
+    if let Err(e) = &connected {
+        common.failed.store(true, Ordering::Relaxed);
+        eprintln!("ilp-loadgen: {e}");
+    }
+    common.ready.fetch_add(1, Ordering::Relaxed);
+    let conns = connected.unwrap_or_default();
+    // The clock starts for every thread when the main thread has heard from all of them and
+    // stored the start time.
+    while common.send_start.load(Ordering::Relaxed) == 0 && !common.stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_micros(100)).await;
+    }
+    let send_start_ns = common.send_start.load(Ordering::Relaxed);
+    let plan = Rc::new(Plan {
+        send_start_ns,
+        ..Plan::clone(&plan)
+    });
+    for c in &conns {
+        c.set_plan(Rc::clone(&plan));
+    }
+    for c in &conns {
+        c.refill();
+    }
+    let tick = if plan.rate_per_conn.is_some() {
+        Duration::from_micros(200)
+    } else {
+        Duration::from_millis(5)
+    };
+    while !common.stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(tick).await;
+        for c in &conns {
+            match c.role() {
+                Role::Sender if plan.rate_per_conn.is_some() => c.refill(),
+                Role::Sink if plan.sink.delay_ms > 0 => c.release_delayed(),
+                _ => {}
+            }
+        }
+        if plan.sink.delay_ms > 0 {
+            for s in http_sinks.borrow().iter() {
+                s.borrow_mut().release_delayed();
+            }
+        }
+        let s = stats.borrow();
+        common.progress[spec.index][0].store(s.sent, Ordering::Relaxed);
+        common.progress[spec.index][1].store(s.fulfilled, Ordering::Relaxed);
+    }
+    // Drain: answers still in flight get a bounded grace, then count as timeouts.
+    let grace = Duration::from_millis(cli.expiry_ms.min(3_000) + plan.sink.delay_ms);
+    let deadline = Instant::now() + grace;
+    let senders: Vec<&Link> = conns.iter().filter(|c| c.role() == Role::Sender).collect();
+    conn::wait_until(deadline, || {
+        for c in &conns {
+            if c.role() == Role::Sink {
+                c.release_delayed();
+            }
+        }
+        for s in http_sinks.borrow().iter() {
+            s.borrow_mut().release_delayed();
+        }
+        senders.iter().all(|c| c.outstanding() == 0 || c.closing())
+    })
+    .await;
+    let unanswered: usize = senders.iter().map(|c| c.outstanding()).sum();
+    stats.borrow_mut().timeouts += unanswered as u64;
+    for c in &conns {
+        c.shut();
+    }
+    for s in http_sinks.borrow().iter() {
+        s.borrow_mut().shut();
+    }
+    glommio::timer::sleep(Duration::from_millis(20)).await;
+    for log in sender_log.iter().chain(&sink_log) {
+        log.flush()?;
+    }
+    let stats = stats.borrow().clone();
+    Ok(stats)
+}
+
+/// A connection of either transport, as the thread's loop sees it.
+#[derive(Clone)]
+pub(crate) enum Link {
+    Btp(Conn),
+    HttpSender(http::SenderShared),
+}
+
+impl Link {
+    fn role(&self) -> Role {
+        match self {
+            Link::Btp(c) => c.borrow().role(),
+            Link::HttpSender(_) => Role::Sender,
+        }
+    }
+
+    fn set_plan(&self, plan: Rc<Plan>) {
+        match self {
+            Link::Btp(c) => c.borrow_mut().set_plan(plan),
+            Link::HttpSender(c) => c.borrow_mut().set_plan(plan),
+        }
+    }
+
+    fn refill(&self) {
+        match self {
+            Link::Btp(c) => c.borrow_mut().refill(),
+            Link::HttpSender(c) => c.borrow_mut().refill(),
+        }
+    }
+
+    fn release_delayed(&self) {
+        if let Link::Btp(c) = self {
+            c.borrow_mut().release_delayed();
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        match self {
+            Link::Btp(c) => c.borrow().outstanding(),
+            Link::HttpSender(c) => c.borrow().outstanding(),
+        }
+    }
+
+    fn closing(&self) -> bool {
+        match self {
+            Link::Btp(c) => c.borrow().closing,
+            Link::HttpSender(c) => c.borrow().closing,
+        }
+    }
+
+    fn shut(&self) {
+        match self {
+            Link::Btp(c) => c.borrow_mut().shut(),
+            Link::HttpSender(c) => c.borrow_mut().shut(),
+        }
+    }
+}
