@@ -4,8 +4,8 @@
 //! Each connection has a reader task (a batch of frames per read) and a writer task (one write
 //! per wake-up of everything queued), like the router's links.
 
+use crate::plan::Plan;
 use crate::stats::Stats;
-use crate::Plan;
 use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -386,8 +386,8 @@ impl Conn {
         }
         match self.session.handle_message(now_ms, message, &mut control) {
             Event::Opened(_) => self.opened = true,
-            Event::Prepare { request_id, ilp } => self.on_prepare(request_id, ilp),
-            Event::Reply { tag, ilp } => self.on_reply(tag, ilp),
+            Event::Prepare { request_id, ilp } => self.on_prepare(request_id, &message[ilp]),
+            Event::Reply { tag, ilp } => self.on_reply(tag, &message[ilp]),
             Event::ReplyError { .. } => self.stats.borrow_mut().errors += 1,
             Event::Respond(len) => self.push_frame(&[&control[..len]]),
             Event::Ignored => {}

@@ -1,4 +1,4 @@
-//! A sans-IO BTP 2.0 session (RFC 23, `spec/btp.md`) for one WebSocket connection.
+//! A sans-IO BTP 2.0 session (RFC 23) for one WebSocket connection.
 //!
 //! [`BtpSession`] owns no socket and reads no clock: the driver hands it each binary WebSocket
 //! message with `now` (Unix milliseconds) and a buffer to answer into, and gets back what to
@@ -18,7 +18,7 @@
 //!
 //! After auth the two roles are symmetric: either side sends Prepares and answers them.
 //!
-//! # Auth flow (`spec/btp.md` §7)
+//! # Auth flow (RFC 23 "Authentication")
 //!
 //! The client sends a Message whose entries are `auth` (content type 0, empty),
 //! `auth_username` (1, possibly empty) and `auth_token` (1), and waits for the Response
@@ -46,7 +46,7 @@
 //! lookup is one index and one compare; an id whose slot is still busy is skipped. A full
 //! table is [`SendError::Busy`] (the engine answers T03).
 //!
-//! # Receiving (`spec/btp.md` §4)
+//! # Receiving (RFC 23 "Flow" and "Message")
 //!
 //! Type-agnostic, because interledger-rs swaps Message and Response: the `ilp` entry of a
 //! Message or a Response is dispatched on its ILP type byte.
@@ -84,6 +84,7 @@
 //! [`handle_timeout`]: BtpSession::handle_timeout
 
 use std::fmt;
+use std::ops::Range;
 
 use super::auth::PeerAuth;
 use crate::id::PeerId;
@@ -145,8 +146,8 @@ pub enum AuthEvent {
 }
 
 /// What one received WebSocket message means ([`BtpSession::handle_message`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
     /// Client: the server accepted our auth; the session is open for this peer.
     Opened(PeerId),
     /// An incoming ILP request: hand `ilp` to the engine and answer with a Fulfill or Reject
@@ -154,19 +155,21 @@ pub enum Event<'a> {
     Prepare {
         /// The peer's BTP request id, to echo in the reply.
         request_id: u32,
-        /// The ILP packet (a Prepare, or bytes the engine will refuse with F01).
-        ilp: &'a [u8],
+        /// Where the ILP packet (a Prepare, or bytes the engine will refuse with F01) lies in
+        /// the message given to [`BtpSession::handle_message`].
+        ilp: Range<usize>,
     },
     /// The answer to one of our Prepares: hand `ilp` to the engine for `tag`.
     Reply {
         /// The tag given to [`BtpSession::write_prepare_header`].
         tag: u64,
-        /// The ILP Fulfill or Reject (checked by the engine, not here).
-        ilp: &'a [u8],
+        /// Where the ILP Fulfill or Reject (checked by the engine, not here) lies in the
+        /// message.
+        ilp: Range<usize>,
     },
     /// One of our Prepares failed at the BTP level: a BTP Error (with its code), or a
-    /// Response with no `ilp` entry (`F00`). Per `spec/btp.md` §4 answer upstream with ILP
-    /// T01 for `T00`, F02 otherwise.
+    /// Response with no `ilp` entry (`F00`). We answer upstream with ILP T01 for `T00`
+    /// (UnreachableError), F02 otherwise; the JS connector answers F02 for any.
     ReplyError {
         /// The tag given to [`BtpSession::write_prepare_header`].
         tag: u64,
@@ -537,7 +540,7 @@ impl BtpSession {
     ///
     /// # Panics
     /// If `out` is shorter than [`CONTROL_LEN_MAX`] (a programmer error). Never on `bytes`.
-    pub fn handle_message<'a>(&mut self, now: i64, bytes: &'a [u8], out: &mut [u8]) -> Event<'a> {
+    pub fn handle_message(&mut self, now: i64, bytes: &[u8], out: &mut [u8]) -> Event {
         assert!(
             out.len() >= CONTROL_LEN_MAX,
             "out shorter than CONTROL_LEN_MAX"
@@ -563,7 +566,7 @@ impl BtpSession {
             },
             BtpBody::Message | BtpBody::Response => {
                 let is_message = btp_type == BtpType::Message;
-                let Some(ilp) = packet.ilp().map(|ilp| within(bytes, ilp)) else {
+                let Some(ilp) = packet.ilp_range() else {
                     if is_message {
                         return self.refuse(now, request_id, Refusal::Unsupported, out);
                     }
@@ -578,7 +581,10 @@ impl BtpSession {
                         None => self.ignored(),
                     };
                 };
-                let ilp_type = ilp.first().copied().and_then(PacketType::from_byte);
+                let ilp_type = bytes
+                    .get(ilp.start)
+                    .copied()
+                    .and_then(PacketType::from_byte);
                 match ilp_type {
                     Some(PacketType::Prepare) => self.prepare(request_id, ilp),
                     Some(PacketType::Fulfill | PacketType::Reject) => self.reply(request_id, ilp),
@@ -682,7 +688,7 @@ impl BtpSession {
     // ---- receive helpers --------------------------------------------------------------
 
     /// Any message while awaiting auth (client: the auth Response; server: misuse).
-    fn handle_auth_reply(&mut self, bytes: &[u8]) -> Event<'static> {
+    fn handle_auth_reply(&mut self, bytes: &[u8]) -> Event {
         let accepted = match (self.role, self.auth_request_id, Btp::new_checked(bytes)) {
             (Role::Client, Some(auth_id), Ok(packet)) => {
                 packet.btp_type() == BtpType::Response && packet.request_id() == auth_id
@@ -699,12 +705,12 @@ impl BtpSession {
         Event::Close
     }
 
-    fn prepare<'a>(&mut self, request_id: u32, ilp: &'a [u8]) -> Event<'a> {
+    fn prepare(&mut self, request_id: u32, ilp: Range<usize>) -> Event {
         self.counters.prepares += 1;
         Event::Prepare { request_id, ilp }
     }
 
-    fn reply<'a>(&mut self, request_id: u32, ilp: &'a [u8]) -> Event<'a> {
+    fn reply(&mut self, request_id: u32, ilp: Range<usize>) -> Event {
         match self.take(request_id) {
             Some(tag) => {
                 self.counters.replies += 1;
@@ -714,12 +720,12 @@ impl BtpSession {
         }
     }
 
-    fn ignored(&mut self) -> Event<'static> {
+    fn ignored(&mut self) -> Event {
         self.counters.ignored += 1;
         Event::Ignored
     }
 
-    fn unreadable(&mut self) -> Event<'static> {
+    fn unreadable(&mut self) -> Event {
         self.counters.unreadable += 1;
         self.bad_frames = self.bad_frames.saturating_add(1);
         if self.bad_frames >= self.bad_frames_max {
@@ -729,13 +735,7 @@ impl BtpSession {
         Event::Ignored
     }
 
-    fn refuse(
-        &mut self,
-        now: i64,
-        request_id: u32,
-        refusal: Refusal,
-        out: &mut [u8],
-    ) -> Event<'static> {
+    fn refuse(&mut self, now: i64, request_id: u32, refusal: Refusal, out: &mut [u8]) -> Event {
         self.counters.refused += 1;
         Event::Respond(write_error(now, request_id, refusal, out))
     }
@@ -885,13 +885,5 @@ fn write_error(now: i64, request_id: u32, refusal: Refusal, out: &mut [u8]) -> u
 
 /// `inner`, a subslice of `outer` borrowed through a shorter-lived view, re-borrowed from
 /// `outer` so it outlives the view (the wire view's accessors borrow the view itself).
-fn within<'a>(outer: &'a [u8], inner: &[u8]) -> &'a [u8] {
-    let start = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
-    let range = start.checked_add(inner.len()).map(|end| start..end);
-    let found = range.and_then(|range| outer.get(range));
-    debug_assert!(found.is_some(), "ilp entry outside the message");
-    found.unwrap_or(&[])
-}
-
 #[cfg(test)]
 mod tests;

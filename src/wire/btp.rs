@@ -12,8 +12,9 @@
 //! protocolData: var-uint count, then count × (name var-octets, contentType UInt8, data var-octets)
 //! ```
 //!
-//! Policy (`spec/btp.md` §2): a count with a redundant leading zero and bytes after the last
-//! entry or after the envelope are accepted and ignored, never emitted.
+//! Policy (ours, as the JS codec; interledger-rs refuses trailing bytes): a count with a
+//! redundant leading zero and bytes after the last entry or after the envelope are accepted
+//! and ignored, never emitted.
 
 use super::oer::{self, Reader, Writer};
 use super::timestamp;
@@ -257,6 +258,19 @@ impl<T: AsRef<[u8]>> Btp<T> {
         self.find(b"ilp").map(|entry| entry.data)
     }
 
+    /// Where the `ilp` entry's data lies in the packet's bytes, if there is one: the range a
+    /// caller holding the bytes mutably can rewrite in place.
+    pub fn ilp_range(&self) -> Option<core::ops::Range<usize>> {
+        let mut entries = self.protocol_data();
+        let bytes = &self.buffer.as_ref()[..self.body_end];
+        while let Some((name, _, data)) = entries.next_ranges() {
+            if &bytes[name] == b"ilp" {
+                return Some(data);
+            }
+        }
+        None
+    }
+
     /// The whole packet, without any bytes that followed it.
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
@@ -287,21 +301,34 @@ pub struct ProtocolDataIter<'a> {
     left: usize,
 }
 
-impl<'a> Iterator for ProtocolDataIter<'a> {
-    type Item = ProtocolData<'a>;
-
-    #[inline]
-    fn next(&mut self) -> Option<ProtocolData<'a>> {
+impl ProtocolDataIter<'_> {
+    /// The next entry's name and data as ranges of the packet's bytes.
+    fn next_ranges(
+        &mut self,
+    ) -> Option<(
+        core::ops::Range<usize>,
+        ContentType,
+        core::ops::Range<usize>,
+    )> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
         // The view checked every entry, so these reads succeed; `?` only ends the iteration.
-        let buf = self.reader.clone();
         let name = self.reader.var_octets().ok()?;
         let content_type = ContentType(self.reader.u8().ok()?);
         let data = self.reader.var_octets().ok()?;
-        let bytes = buf.into_slice();
+        Some((name, content_type, data))
+    }
+}
+
+impl<'a> Iterator for ProtocolDataIter<'a> {
+    type Item = ProtocolData<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<ProtocolData<'a>> {
+        let bytes = self.reader.clone().into_slice();
+        let (name, content_type, data) = self.next_ranges()?;
         Some(ProtocolData {
             name: &bytes[name],
             content_type,

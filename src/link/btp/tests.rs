@@ -385,7 +385,7 @@ fn full_exchange() {
     let Event::Prepare { request_id, ilp } = client.handle_message(NOW, &wire, &mut buf) else {
         panic!("no prepare")
     };
-    assert_eq!(ilp, &prepare[..]);
+    assert_eq!(&wire[ilp], &prepare[..]);
     let mut reply = vec![0u8; BTP_HEADER_LEN_MAX + fulfill.len()];
     let head = client.write_reply_header(request_id, fulfill.len(), &mut reply);
     reply[head..head + fulfill.len()].copy_from_slice(&fulfill);
@@ -395,7 +395,7 @@ fn full_exchange() {
         server.handle_message(NOW, &reply, &mut buf),
         Event::Reply {
             tag: 0xfeed,
-            ilp: &fulfill[..]
+            ilp: tail(&reply, fulfill.len())
         }
     );
     assert_eq!(server.outstanding(), 0);
@@ -408,7 +408,7 @@ fn full_exchange() {
     let Event::Prepare { request_id, ilp } = server.handle_message(NOW, &wire, &mut buf) else {
         panic!("no prepare")
     };
-    assert_eq!(ilp, &prepare[..]);
+    assert_eq!(&wire[ilp], &prepare[..]);
     let mut reply = vec![0u8; BTP_HEADER_LEN_MAX + reject.len()];
     let head = server.write_reply_header(request_id, reject.len(), &mut reply);
     reply[head..head + reject.len()].copy_from_slice(&reject);
@@ -417,7 +417,7 @@ fn full_exchange() {
         client.handle_message(NOW, &reply, &mut buf),
         Event::Reply {
             tag: 42,
-            ilp: &reject[..]
+            ilp: tail(&reply, reject.len())
         }
     );
     assert_eq!(client.counters().replies, 1);
@@ -466,7 +466,7 @@ fn rs_swapped_types() {
         server.handle_message(NOW, &wire, &mut buf),
         Event::Prepare {
             request_id: 0xdead_beef,
-            ilp: &prepare[..]
+            ilp: tail(&wire, prepare.len())
         }
     );
     // ...and its Fulfill in a Message.
@@ -476,7 +476,7 @@ fn rs_swapped_types() {
         server.handle_message(NOW, &wire, &mut buf),
         Event::Reply {
             tag: 5,
-            ilp: &fulfill[..]
+            ilp: tail(&wire, fulfill.len())
         }
     );
     // A Prepare whose id collides with one of ours is still a new request.
@@ -498,7 +498,10 @@ fn not_ilp_in_an_ilp_entry() {
         let wire = frame(BtpType::Message, 3, ilp);
         assert_eq!(
             s.handle_message(NOW, &wire, &mut buf),
-            Event::Prepare { request_id: 3, ilp }
+            Event::Prepare {
+                request_id: 3,
+                ilp: tail(&wire, ilp.len())
+            }
         );
     }
     // Garbage in a Response to one of ours: a reply the engine refuses.
@@ -508,7 +511,7 @@ fn not_ilp_in_an_ilp_entry() {
         s.handle_message(NOW, &wire, &mut buf),
         Event::Reply {
             tag: 11,
-            ilp: &[0x99]
+            ilp: tail(&wire, 1)
         }
     );
     // ... and to an unknown id: ignored.
@@ -771,4 +774,9 @@ fn error_lengths() {
         assert!(serde_json::from_slice::<serde_json::Value>(refusal.data()).is_ok());
         Btp::new_checked(&out[..len]).unwrap();
     }
+}
+
+/// The range of the last `len` bytes of `message`: where a frame built here carries its ILP.
+fn tail(message: &[u8], len: usize) -> Range<usize> {
+    message.len() - len..message.len()
 }
