@@ -137,6 +137,13 @@ pub struct LimitArgs {
     /// Requests pipelined on each of those connections (1: one at a time).
     #[arg(long)]
     pub http_requests_per_connection_max: Option<u64>,
+    /// HTTP connections per core opened ahead of need to each peer we POST to.
+    #[arg(long)]
+    pub http_connections_min: Option<u64>,
+    /// One of those connections idle this long is closed (before the server's keep-alive
+    /// timeout), in ms.
+    #[arg(long)]
+    pub http_client_idle_timeout_ms: Option<u64>,
     /// Bytes queued for one connection before it stops being read (closed at twice that).
     #[arg(long)]
     pub link_queue_bytes_max: Option<u64>,
@@ -197,6 +204,11 @@ impl LimitArgs {
             (
                 "http_requests_per_connection_max",
                 self.http_requests_per_connection_max,
+            ),
+            ("http_connections_min", self.http_connections_min),
+            (
+                "http_client_idle_timeout_ms",
+                self.http_client_idle_timeout_ms,
             ),
             ("link_queue_bytes_max", self.link_queue_bytes_max),
             ("write_timeout_ms", self.write_timeout_ms),

@@ -230,6 +230,15 @@ limits! {
     /// one request at a time, for servers that do not take pipelined requests). Default 16;
     /// 1..=1024.
     http_requests_per_connection_max: usize = 16, 1, HTTP_REQUESTS_PER_CONNECTION_MAX;
+    /// HTTP connections each core opens ahead of need to each `http_url` peer and keeps open
+    /// (redialling with the `reconnect_*` backoff), so the first Prepare after a quiet spell
+    /// finds one. Default 1; 0..=4096, and at most `http_connections_per_peer_max`.
+    http_connections_min: usize = 1, 0, HTTP_CONNECTIONS_PER_PEER_MAX;
+    /// Milliseconds a connection of ours to an `http_url` peer may sit with no request in
+    /// flight before we close it: below the keep-alive timeout of the peer's server (Node's
+    /// is 5 s), so that we close an idle connection before the server does, never while a
+    /// request is on its way. Default 4000; 100..=86400000.
+    http_client_idle_timeout_ms: u64 = 4_000, 100, HTTP_IDLE_TIMEOUT_MS_MAX;
     /// Bytes queued for one connection's writer (replies, pongs, forwarded Prepares) past
     /// which its reader stops reading until the queue halves; a queue that still grows past
     /// this is a peer that does not read, and the connection is closed. Forwarding to a link
@@ -285,23 +294,35 @@ pub(super) fn check_limits(limits: &Limits, min_message_window_ms: u64) -> Resul
             ),
         ));
     }
-    if limits.reconnect_min_ms > limits.reconnect_max_ms {
-        return Err(ConfigError::invalid(
-            "limits.reconnect_min_ms",
-            format!(
-                "{} is over limits.reconnect_max_ms ({})",
-                limits.reconnect_min_ms, limits.reconnect_max_ms
-            ),
-        ));
-    }
-    if limits.connections_per_peer_max > limits.links_max {
-        return Err(ConfigError::invalid(
-            "limits.connections_per_peer_max",
-            format!(
-                "{} is over limits.links_max ({})",
-                limits.connections_per_peer_max, limits.links_max
-            ),
-        ));
+    let (l, to_u64) = (limits, |v: usize| v as u64);
+    let pairs = [
+        (
+            "reconnect_min_ms",
+            l.reconnect_min_ms,
+            "reconnect_max_ms",
+            l.reconnect_max_ms,
+        ),
+        (
+            "http_connections_min",
+            to_u64(l.http_connections_min),
+            "http_connections_per_peer_max",
+            to_u64(l.http_connections_per_peer_max),
+        ),
+        (
+            "connections_per_peer_max",
+            to_u64(l.connections_per_peer_max),
+            "links_max",
+            to_u64(l.links_max),
+        ),
+    ];
+    // Each first limit is at most its second.
+    for (key, value, bound_key, bound) in pairs {
+        if value > bound {
+            return Err(ConfigError::invalid(
+                format!("limits.{key}"),
+                format!("{value} is over limits.{bound_key} ({bound})"),
+            ));
+        }
     }
     Ok(())
 }

@@ -141,7 +141,7 @@ fn defaults() {
     assert!(alice.dial().is_none());
     assert!(matches!(alice.outgoing, Outgoing::None));
     let limits = Limits::default();
-    let expected: [(&str, u64); 27] = [
+    let expected: [(&str, u64); 29] = [
         ("pending_per_core_max", 65_536),
         ("in_flight_per_link_max", 4096),
         ("ring_capacity", 8192),
@@ -158,6 +158,8 @@ fn defaults() {
         ("lease_chunk_divisor", 16),
         ("http_connections_per_peer_max", 64),
         ("http_requests_per_connection_max", 16),
+        ("http_connections_min", 1),
+        ("http_client_idle_timeout_ms", 4000),
         ("link_queue_bytes_max", 8 << 20),
         ("write_timeout_ms", 10_000),
         ("unauthenticated_max", 1024),
@@ -605,6 +607,10 @@ fn limit_errors() {
     error(
         &limits("links_max = 10"),
         "limits.connections_per_peer_max: 64 is over limits.links_max (10)",
+    );
+    error(
+        &limits("http_connections_per_peer_max = 2\nhttp_connections_min = 3"),
+        "limits.http_connections_min: 3 is over limits.http_connections_per_peer_max (2)",
     );
     // spin_us may be 0: park at once.
     let config = parse(&limits("spin_us = 0\ntick_ms = 1")).unwrap();

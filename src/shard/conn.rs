@@ -15,8 +15,9 @@
 //! | nothing received on a BTP link for `btp_ping_interval_ms` | a Ping (masked when we dialled), again each interval |
 //! | nothing at all received for `btp_pings_missed_max` more intervals | link taken down; its requests fail T01 |
 
-use super::core::{unix_ms, Admission, CoreState, LinkId, Transport};
+use super::core::{Admission, CoreState, LinkId, Transport};
 use super::flush::{write_queued_within, WriteEnd};
+use super::io::{unix_ms, Core};
 use crate::engine::PeerId;
 use crate::link::btp::BtpSession;
 use crate::link::buf::{HeadReadError, ReadBuf};
@@ -31,7 +32,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-type State = Rc<RefCell<CoreState>>;
+type State = Rc<RefCell<Core>>;
 
 /// A socket's descriptor, to shut it down from the writer while the reader owns its half.
 pub(crate) struct Fd(pub(crate) RawFd);
@@ -144,7 +145,9 @@ pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
     buf.consume(header_len);
     // The auth deadline counts from the accept: the handshake was part of the wait.
     let session = BtpSession::server(accepted_at, auth_timeout_ms as i64, in_flight, bad_frames);
-    state.borrow_mut().start_btp(id, session, account);
+    state
+        .borrow_mut()
+        .start_btp(unix_ms(), id, session, account);
     run_link(state, stream, id, sleep, ws::Role::Server, buf).await;
 }
 
@@ -246,7 +249,7 @@ async fn dial_once(
     // Ours: counted against links_max from the start, never against unauthenticated_max.
     let id = {
         let mut st = state.borrow_mut();
-        let transport = st.btp_transport(session, true);
+        let transport = st.btp_transport(session, true, now);
         st.add_link(transport, None, wake, Admission::Authenticated)
     };
     let Some(id) = id else {
@@ -284,9 +287,7 @@ async fn run_link(
 ) {
     let fd = Fd(stream.as_raw_fd());
     let (resume, resumed) = local_channel::new_bounded(1);
-    if let Some(link) = state.borrow_mut().link_mut(id) {
-        link.resume = Some(resume);
-    }
+    state.borrow_mut().set_reader(id, resume);
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
     let (frame_len_max, half) = {
@@ -368,6 +369,18 @@ async fn run_link(
             Ok(_) => {}
         }
     }
+    finish_link(&state, id, writer_task, |_| {}).await;
+}
+
+/// Ends a link whose reader stopped: the writer flushes what is queued and closes the socket,
+/// then `before_remove` runs on the core and the link leaves the table (its outstanding
+/// requests fail with T01).
+pub(crate) async fn finish_link(
+    state: &State,
+    id: LinkId,
+    writer_task: glommio::Task<()>,
+    before_remove: impl FnOnce(&mut Core),
+) {
     {
         let mut st = state.borrow_mut();
         st.close_link(id);
@@ -375,6 +388,7 @@ async fn run_link(
     }
     writer_task.await;
     let mut st = state.borrow_mut();
+    before_remove(&mut st);
     st.remove_link(id);
     st.flush();
 }
@@ -441,19 +455,11 @@ pub(crate) async fn write_link<W: futures_lite::AsyncWrite + Unpin>(
         )
     };
     let end = write_queued_within(&mut writer, &sleep, Some(deadline), |batch| {
+        // Everything taken before is written: the queue is what is taken now.
         let mut st = state.borrow_mut();
-        match st.link_mut(id) {
-            Some(link) => {
-                // Everything taken before is written: the queue is what is taken now.
-                std::mem::swap(&mut link.out, batch);
-                link.writing = batch.len();
-                if link.writing <= half {
-                    link.resume_reader();
-                }
-                link.closing
-            }
-            None => true,
-        }
+        let closing = st.links.take(id, batch, half);
+        st.flush();
+        closing
     })
     .await;
     {

@@ -8,18 +8,16 @@
 //! | `mesh.rs` | messages to other cores, and the backlog of those that must arrive |
 //! | `tag.rs` | the handles a request carries: [`InTag`] for the engine, [`OutTag`] for a link |
 //!
-//! Synchronous: the I/O tasks in `conn.rs` and `http.rs` hand it whole WebSocket messages and
-//! HTTP requests, and their writers flush what it queued on each link.
-//!
-//! Just over 800 lines: dispatch for every event kind of one core. The next step (see
-//! ARCHITECTURE.md, "Not yet") moves the HTTP server glue out with the outboxes.
+//! Sans I/O: it holds no socket, channel or executor handle and reads no clock. The I/O tasks
+//! in `conn.rs` and `http.rs` hand it whole WebSocket messages and HTTP requests with `now`;
+//! what it wants done outside waits in outboxes (link signals, the mesh, `http_dials`) that
+//! `io.rs` drains after each batch. The unit tests in `core_tests.rs` drive it with a virtual
+//! clock.
 
 use super::http_pool::{self, HttpPools};
-pub(crate) use super::links::{
-    Admission, BtpLink, HttpClientLink, HttpLink, Link, LinkId, Transport,
-};
-use super::links::{Caps, Links, Refused};
-use super::mesh::{self, CrossMsg, MeshOut};
+pub(crate) use super::links::{Admission, BtpLink, HttpLink, Link, LinkId, Transport};
+use super::links::{Caps, Links, Refused, Signal};
+use super::mesh::{CrossMsg, MeshOut};
 use super::tag::{InTag, OutTag};
 pub(crate) use super::RuntimeCounters;
 use super::Shared;
@@ -31,8 +29,6 @@ use crate::link::btp::{
 };
 use crate::link::websocket::Opcode;
 use crate::wire::BTP_HEADER_LEN_MAX;
-use glommio::channels::channel_mesh::Senders;
-use glommio::channels::local_channel::LocalSender;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -48,15 +44,13 @@ pub(crate) struct CoreState {
     /// Per peer: the indices of its open links on this core, and the round-robin cursor.
     peer_links: Vec<Vec<u16>>,
     round_robin: Vec<usize>,
-    mesh: MeshOut,
+    pub(crate) mesh: MeshOut,
     pools: HttpPools,
     /// Where the engine copies a Prepare whose hold waited (reused).
     ready_packet: Vec<u8>,
     pub(crate) draining: bool,
-    /// HTTP connections to open, for the core's dialler task (packet handling runs inside a
-    /// borrow of this state, so it cannot start tasks that use it).
+    /// Outbox: HTTP connections to open, for the core's dialler task.
     pub(crate) http_dials: Vec<PeerId>,
-    pub(crate) http_dialler: Option<LocalSender<()>>,
     pub(crate) counters: RuntimeCounters,
 }
 
@@ -68,14 +62,6 @@ impl std::fmt::Debug for CoreState {
     }
 }
 
-/// Current Unix time in milliseconds: read once per batch, never per packet.
-pub(crate) fn unix_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
-
 impl CoreState {
     pub(crate) fn new(
         core: usize,
@@ -83,11 +69,10 @@ impl CoreState {
         config: Arc<Config>,
         engine: Engine,
         auth: Rc<PeerAuth>,
-        mesh: Option<Senders<CrossMsg>>,
-        mesh_index: Vec<usize>,
     ) -> Self {
         let peers = config.peers().len();
-        CoreState {
+        let mesh = MeshOut::new(shared.cores, config.limits().ring_capacity);
+        let mut state = CoreState {
             core,
             shared,
             engine,
@@ -95,24 +80,27 @@ impl CoreState {
             links: Links::default(),
             peer_links: vec![Vec::new(); peers],
             round_robin: vec![0; peers],
-            mesh: MeshOut::new(mesh, mesh_index),
+            mesh,
             pools: HttpPools::new(&config),
             ready_packet: Vec::new(),
             draining: false,
             http_dials: Vec::new(),
-            http_dialler: None,
             counters: RuntimeCounters::default(),
             config,
-        }
+        };
+        // A peer we POST to is reachable from the start, before the first tick.
+        state.refresh_link_state();
+        state
     }
 
     fn queue_max(&self) -> usize {
         self.config.limits().link_queue_bytes_max
     }
 
-    /// A BTP transport for `session`; `client` when we dialled (our frames are masked).
-    pub(crate) fn btp_transport(&self, session: BtpSession, client: bool) -> Transport {
-        let seed = unix_ms() as u64 ^ (self.core as u64) << 56 ^ 0x9e37_79b9_7f4a_7c15;
+    /// A BTP transport for `session`; `client` when we dialled (our frames are masked, the
+    /// keys seeded from `now`).
+    pub(crate) fn btp_transport(&self, session: BtpSession, client: bool, now: i64) -> Transport {
+        let seed = now as u64 ^ (self.core as u64) << 56 ^ 0x9e37_79b9_7f4a_7c15;
         Transport::Btp(BtpLink::new(session, client, seed))
     }
 
@@ -123,8 +111,8 @@ impl CoreState {
         &mut self,
         transport: Transport,
         path_account: Option<String>,
-        wake: LocalSender<()>,
         admission: Admission,
+        now: i64,
     ) -> Option<LinkId> {
         let limits = self.config.limits();
         let caps = Caps {
@@ -133,7 +121,7 @@ impl CoreState {
         };
         match self
             .links
-            .add(transport, path_account, wake, admission, caps, unix_ms())
+            .add(transport, path_account, admission, caps, now)
         {
             Ok(id) => Some(id),
             Err(Refused::Unauthenticated) => {
@@ -148,8 +136,14 @@ impl CoreState {
     }
 
     /// The WebSocket upgrade of an accepted link is done: it carries BTP from now on.
-    pub(crate) fn start_btp(&mut self, id: LinkId, session: BtpSession, account: Option<String>) {
-        let transport = self.btp_transport(session, false);
+    pub(crate) fn start_btp(
+        &mut self,
+        now: i64,
+        id: LinkId,
+        session: BtpSession,
+        account: Option<String>,
+    ) {
+        let transport = self.btp_transport(session, false, now);
         if let Some(link) = self.links.get_mut(id) {
             link.transport = transport;
             link.path_account = account;
@@ -198,7 +192,7 @@ impl CoreState {
     }
 
     /// Removes a finished link: its outstanding requests fail with T01 at once.
-    pub(crate) fn remove_link(&mut self, id: LinkId) {
+    pub(crate) fn remove_link(&mut self, now: i64, id: LinkId) {
         let Some(mut link) = self.links.remove(id) else {
             return;
         };
@@ -222,7 +216,6 @@ impl CoreState {
         }
         self.refresh_link_state();
         self.announce_links();
-        let now = unix_ms();
         for tag in abandoned {
             self.fail_outgoing(now, tag, RejectReason::PeerUnreachable);
         }
@@ -271,14 +264,6 @@ impl CoreState {
         self.links.close(id);
     }
 
-    /// Retries the mesh backlog and wakes the writers of every link that got output.
-    pub(crate) fn flush(&mut self) {
-        if self.mesh.backlog_len() > 0 {
-            self.counters.cross_core_dropped += self.mesh.retry();
-        }
-        self.links.wake_touched();
-    }
-
     /// Client links: sends our auth as the first message.
     pub(crate) fn send_auth(&mut self, id: LinkId, username: &[u8], token: &[u8]) {
         let Some(session) = self.link_mut(id).and_then(|l| l.session_mut()) else {
@@ -323,7 +308,6 @@ impl CoreState {
             return;
         }
         let event = session.handle_message(now, message, &mut control);
-        let base = message.as_ptr() as usize;
         match event {
             Event::Opened(peer) => {
                 if !self.open_link(id, peer) {
@@ -331,15 +315,9 @@ impl CoreState {
                 }
             }
             Event::Prepare { request_id, ilp } => {
-                let start = ilp.as_ptr() as usize - base;
-                let end = start + ilp.len();
-                self.on_prepare(now, id, request_id, &mut message[start..end]);
+                self.on_prepare(now, id, request_id, &mut message[ilp]);
             }
-            Event::Reply { tag, ilp } => {
-                let start = ilp.as_ptr() as usize - base;
-                let end = start + ilp.len();
-                self.on_reply(now, tag, &message[start..end]);
-            }
+            Event::Reply { tag, ilp } => self.on_reply(now, tag, &message[ilp]),
             Event::ReplyError { tag, code } => {
                 self.fail_outgoing(now, tag, RejectReason::from_btp_error(&code));
             }
@@ -439,7 +417,7 @@ impl CoreState {
     /// that has one; whatever cannot be sent is answered at once.
     fn forward(&mut self, now: i64, slot: SlotId, to: PeerId, expires_at: i64, packet: &[u8]) {
         let result = if self.pools.has(to) {
-            self.send_http(to, OutTag::Local(slot), expires_at, packet)
+            self.send_http(now, to, OutTag::Local(slot), expires_at, packet)
         } else if let Some(index) = self.pick_link(to) {
             self.send_prepare(index, OutTag::Local(slot), expires_at, packet)
         } else {
@@ -611,17 +589,18 @@ impl CoreState {
         for bytes in &out.ready {
             self.push_raw(id.index, &[bytes]);
         }
+        self.links.raise(id.index, Signal::ANSWERED);
         if out.closing {
             self.close_link(id);
         }
     }
 
     /// Takes one ILP-over-HTTP request from `peer`; `None` is a refused token (401, decided
-    /// from the head: the body is never read, spec server rule 1). `refuse` is a request
-    /// refused before that (a status: 400, 405, 408, 411, 413, 431). Either way the connection
+    /// from the head: the body is never read, so an unauthenticated peer costs no body
+    /// buffer). `refuse` is a request refused before that (a status: 400, 405, 408, 411, 413, 431). Either way the connection
     /// closes once the answer is written, after the answers owed to earlier requests. A body
     /// that is not a Prepare gets a 400 and the connection stays (what interledger-rs peers
-    /// expect, `spec/ilp-over-http.md` §1); else the engine decides and the answer is written
+    /// expect; RFC 35 also allows 200 with F01); else the engine decides and the answer is written
     /// now (a local Reject) or when the reply comes back (by the Prepare's expiry).
     pub(crate) fn on_http_request(
         &mut self,
@@ -667,36 +646,48 @@ impl CoreState {
     /// more connection when the pool wants it.
     fn send_http(
         &mut self,
+        now: i64,
         to: PeerId,
         tag: OutTag,
         expires_at: i64,
         packet: &[u8],
     ) -> Result<(), RejectReason> {
+        let links = &mut self.links;
         let sent = self
             .pools
-            .send(&mut self.links, to, tag.encode(), expires_at, packet)?;
+            .send(links, now, to, tag.encode(), expires_at, packet)?;
         if sent == http_pool::Sent::QueuedDial {
             self.http_dials.push(to);
-            if let Some(dialler) = &self.http_dialler {
-                let _ = dialler.try_send(());
-            }
         }
         Ok(())
     }
 
     /// A client connection is open, or answered: fill its pipeline from the queue.
-    pub(crate) fn http_client_ready(&mut self, id: LinkId, peer: PeerId) {
-        self.pools.ready(&mut self.links, id, peer);
-        self.flush();
+    pub(crate) fn http_client_ready(&mut self, now: i64, id: LinkId, peer: PeerId) {
+        self.pools.ready(&mut self.links, now, id, peer);
     }
 
-    /// A client connection could not be opened, or closed: fail its requests and, when no
-    /// connection is left to take them, the waiting ones (T01).
-    pub(crate) fn http_client_gone(&mut self, now: i64, peer: PeerId, id: Option<LinkId>) {
-        for tag in self.pools.gone(&mut self.links, peer, id) {
+    /// A client connection ends (the server said `Connection: close`, its reader ended, or
+    /// it is stale or idle): it takes no more requests, and those it never wrote go to
+    /// another connection (see [`HttpPools::retract`]).
+    pub(crate) fn http_client_closing(&mut self, now: i64, id: LinkId) {
+        for tag in self.pools.retract(&mut self.links, now, id) {
             self.fail_outgoing(now, tag, RejectReason::PeerUnreachable);
         }
-        self.flush();
+        self.close_link(id);
+    }
+
+    /// A client connection could not be opened, or closed: its requests in flight fail (T01)
+    /// and, when the peer cannot be reached, the waiting ones; or a new connection is asked
+    /// for them.
+    pub(crate) fn http_client_gone(&mut self, now: i64, peer: PeerId, id: Option<LinkId>) {
+        let gone = self.pools.gone(&mut self.links, now, peer, id);
+        if gone.dial {
+            self.http_dials.push(peer);
+        }
+        for tag in gone.failed {
+            self.fail_outgoing(now, tag, RejectReason::PeerUnreachable);
+        }
     }
 
     /// The peer answered the oldest of our POSTs on `id`.
@@ -707,7 +698,7 @@ impl CoreState {
         status: u16,
         body: &[u8],
     ) {
-        let Some(tag) = HttpPools::answered(&mut self.links, id) else {
+        let Some(tag) = self.pools.answered(&mut self.links, now, id) else {
             return;
         };
         match RejectReason::from_http_status(status) {
@@ -763,11 +754,7 @@ impl CoreState {
     /// Sends a message that must arrive (a reply, a failure, a lease): if the ring is full it
     /// waits in the backlog.
     fn send_reliably(&mut self, core: usize, message: CrossMsg) {
-        match self.mesh.send_reliably(core, message) {
-            mesh::Sent::Now => {}
-            mesh::Sent::Deferred => self.counters.cross_core_deferred += 1,
-            mesh::Sent::Dropped => self.counters.cross_core_dropped += 1,
-        }
+        self.mesh.send_reliably(core, message);
     }
 
     /// Messages to other cores still waiting for room.
@@ -783,20 +770,22 @@ impl CoreState {
             self.reply_reject(expired.tag, expired.reason);
         }
         self.tick_links(now);
+        self.pools.tick(now, &mut self.http_dials);
         self.send_leases();
         self.drain_ready(now);
-        self.counters.cross_core_dropped += self.mesh.retry();
         self.refresh_link_state();
-        self.flush();
     }
 
     /// The links' timers ([`Links::timers`]): auth deadlines, keepalive, stale requests.
     fn tick_links(&mut self, now: i64) {
         let limits = self.config.limits();
         let interval_ms = i64::try_from(limits.btp_ping_interval_ms).unwrap_or(i64::MAX / 4);
+        let http_idle_ms =
+            i64::try_from(limits.http_client_idle_timeout_ms).unwrap_or(i64::MAX / 4);
+        let missed_max = limits.btp_pings_missed_max;
         let due = self
             .links
-            .timers(now, interval_ms, limits.btp_pings_missed_max);
+            .timers(now, interval_ms, missed_max, http_idle_ms);
         for id in due.auth_expired {
             tracing::info!(core = self.core, "auth timeout");
             self.close_link(id);
@@ -810,8 +799,8 @@ impl CoreState {
             self.counters.keepalive_closed += 1;
             self.close_link(id);
         }
-        for id in due.stale {
-            self.close_link(id);
+        for id in due.stale.into_iter().chain(due.idle) {
+            self.http_client_closing(now, id);
         }
     }
 

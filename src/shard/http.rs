@@ -16,7 +16,7 @@
 //!
 //! | situation | answer | then |
 //! | --- | --- | --- |
-//! | head in, token (or path account) refused | 401, `Connection: close` | close; the body is never read (spec server rule 1) |
+//! | head in, token (or path account) refused | 401, `Connection: close` | close; the body is never read (an unauthenticated peer costs no body buffer) |
 //! | head in, `Content-Length` over `frame_len_max` | 413, `Connection: close` | close, body unread |
 //! | head malformed, too large, not a POST, no length | 400 / 431 / 405 / 411, `Connection: close` | close |
 //! | head in, token good, body still arriving | nothing yet | the body completes the request (no second authentication) |
@@ -32,8 +32,10 @@
 //! still sends, then close). The writer shuts down both sides, so a peer still sending a body
 //! after its 401 may get a reset, which some stacks let destroy the 401 before it is read.
 
-use super::conn::{limit_socket, write_link, Fd};
-use super::core::{unix_ms, Admission, CoreState, HttpClientLink, HttpLink, LinkId, Transport};
+use super::conn::{finish_link, limit_socket, write_link, Fd};
+use super::core::{Admission, HttpLink, LinkId, Transport};
+use super::http_pool::client_transport;
+use super::io::{unix_ms, Core};
 use crate::engine::PeerId;
 use crate::link::buf::ReadBuf;
 use crate::link::http::{parse_request, parse_response, HEAD_LEN_MAX};
@@ -46,7 +48,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-type State = Rc<RefCell<CoreState>>;
+type State = Rc<RefCell<Core>>;
 
 /// After the last Prepare owed is due (`HttpLink::owed_until_ms`), how long the close path
 /// still waits for its answer: the expiry wheel answers within a tick or two, and the core may
@@ -86,7 +88,7 @@ pub(crate) async fn serve_http(state: State, stream: TcpStream) {
     };
     let (wake, sleep) = local_channel::new_bounded(1);
     let (answered, answer) = local_channel::new_bounded(1);
-    let http = HttpLink::new(answered, pipeline_max);
+    let http = HttpLink::new(pipeline_max);
     let pending = Admission::Pending;
     let added = state
         .borrow_mut()
@@ -95,6 +97,7 @@ pub(crate) async fn serve_http(state: State, stream: TcpStream) {
         tracing::debug!("unauthenticated_max reached: HTTP connection refused");
         return;
     };
+    state.borrow_mut().set_reader(id, answered);
     limit_socket(&stream, state.borrow().config.limits().write_timeout_ms);
     let fd = Fd(stream.as_raw_fd());
     let (mut reader, writer) = futures_lite::io::split(stream);
@@ -108,15 +111,7 @@ pub(crate) async fn serve_http(state: State, stream: TcpStream) {
     };
     read_requests(&state, id, &mut reader, &mut buf, &answer, limits).await;
     write_owed(&state, id, &answer).await;
-    {
-        let mut st = state.borrow_mut();
-        st.close_link(id);
-        st.flush();
-    }
-    writer_task.await;
-    let mut st = state.borrow_mut();
-    st.remove_link(id);
-    st.flush();
+    finish_link(&state, id, writer_task, |_| {}).await;
 }
 
 /// The limits one connection's reader works under.
@@ -340,8 +335,9 @@ fn dispatch(
     (start, false)
 }
 
-/// Opens one HTTP connection to a peer we POST to (`http_url`) and serves the core's
-/// requests on it, one at a time, until either side closes it.
+/// Opens one HTTP connection to a peer we POST to (`http_url`) and carries the core's
+/// requests on it, up to `http_requests_per_connection_max` pipelined (the answers come back
+/// in order), until either side closes it.
 pub(crate) async fn dial_http(state: State, peer: PeerId) {
     let (address, connect_ms, body_len_max) = {
         let st = state.borrow();
@@ -359,28 +355,33 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
         Ok(stream) => stream,
         Err(e) => {
             tracing::debug!(%address, "HTTP connection failed: {e}");
-            state.borrow_mut().http_client_gone(unix_ms(), peer, None);
+            let mut st = state.borrow_mut();
+            st.http_client_gone(unix_ms(), peer, None);
+            st.flush();
             return;
         }
     };
     let _ = stream.set_nodelay(true);
     limit_socket(&stream, state.borrow().config.limits().write_timeout_ms);
     let (wake, sleep) = local_channel::new_bounded(1);
-    let client = Transport::HttpClient(HttpClientLink {
-        peer,
-        busy: Default::default(),
-    });
+    let client = client_transport(peer, unix_ms());
     let id = state
         .borrow_mut()
         .add_link(client, None, wake, Admission::Authenticated);
     let Some(id) = id else {
-        state.borrow_mut().http_client_gone(unix_ms(), peer, None);
+        let mut st = state.borrow_mut();
+        st.http_client_gone(unix_ms(), peer, None);
+        st.flush();
         return;
     };
     let fd = Fd(stream.as_raw_fd());
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
-    state.borrow_mut().http_client_ready(id, peer);
+    {
+        let mut st = state.borrow_mut();
+        st.http_client_ready(unix_ms(), id, peer);
+        st.flush();
+    }
     let mut buf = ReadBuf::new(HEAD_LEN_MAX + body_len_max);
     'read: loop {
         let response = loop {
@@ -403,12 +404,14 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
         }
         {
             let mut st = state.borrow_mut();
-            st.on_http_client_response(
-                unix_ms(),
-                id,
-                response.status,
-                &buf.data()[response.head_len..end],
-            );
+            let now = unix_ms();
+            if !response.keep_alive {
+                // Seen closing: no request goes on it from now on, not even one this answer
+                // lets through.
+                st.http_client_closing(now, id);
+            }
+            let body = &buf.data()[response.head_len..end];
+            st.on_http_client_response(now, id, response.status, body);
             st.flush();
         }
         buf.consume(end);
@@ -417,16 +420,16 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
         if !response.keep_alive || state.borrow().link(id).is_none_or(|l| l.closing) {
             break;
         }
-        state.borrow_mut().http_client_ready(id, peer);
-    }
-    {
         let mut st = state.borrow_mut();
-        st.close_link(id);
+        st.http_client_ready(unix_ms(), id, peer);
         st.flush();
     }
-    writer_task.await;
-    let mut st = state.borrow_mut();
-    st.http_client_gone(unix_ms(), peer, Some(id));
-    st.remove_link(id);
-    st.flush();
+    {
+        // The requests its writer never took go to another connection.
+        let mut st = state.borrow_mut();
+        st.http_client_closing(unix_ms(), id);
+        st.flush();
+    }
+    let gone = |st: &mut Core| st.http_client_gone(unix_ms(), peer, Some(id));
+    finish_link(&state, id, writer_task, gone).await;
 }

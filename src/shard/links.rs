@@ -18,7 +18,6 @@ use crate::engine::PeerId;
 use crate::link::btp::BtpSession;
 use crate::link::buf::{write_binary_frame, write_control_frame, MaskRng};
 use crate::link::websocket::{self as ws, Opcode};
-use glommio::channels::local_channel::LocalSender;
 use std::collections::VecDeque;
 
 /// Identifies a link on this core across reuse of its index.
@@ -81,8 +80,6 @@ pub(crate) struct HttpLink {
     /// By when every Prepare handed to the engine on this link is answered at the latest
     /// (Unix ms): its expiry, or our longest hold if sooner (the engine answers R00 then).
     pub(crate) owed_until_ms: i64,
-    /// Wakes the connection's reader when answers free room in the pipeline.
-    pub(crate) answered: LocalSender<()>,
 }
 
 /// One request of an HTTP link not yet answered on the wire.
@@ -97,12 +94,11 @@ pub(crate) struct HttpOwed {
 
 impl HttpLink {
     /// A link whose reader waits at `pipeline_max` requests in flight (`http_pipeline_max`).
-    pub(crate) fn new(answered: LocalSender<()>, pipeline_max: usize) -> Self {
+    pub(crate) fn new(pipeline_max: usize) -> Self {
         HttpLink {
             next: 0,
             pending: VecDeque::with_capacity(pipeline_max),
             owed_until_ms: 0,
-            answered,
         }
     }
 
@@ -132,7 +128,8 @@ impl HttpLink {
     /// in request order: one ready before those ahead of it waits (copied) for them. Returns
     /// what can be written now, in order, and whether the connection then ends (a request's
     /// `Connection: close`, or a status that always closes: its head says so too); `None`
-    /// for an unknown `seq`.
+    /// for an unknown `seq`. When something can be written, room freed in the pipeline: the
+    /// caller raises [`Signal::ANSWERED`] for the reader.
     pub(crate) fn respond(&mut self, seq: u32, ilp: Option<&[u8]>, status: u16) -> Option<Respond> {
         let position = self.pending.iter().position(|p| p.seq == seq)?;
         let closes = ilp.is_none() && crate::link::http::status_closes(status);
@@ -163,7 +160,6 @@ impl HttpLink {
             out.closing |= !owed.keep_alive;
             out.ready.push(owed.answer.expect("checked"));
         }
-        let _ = self.answered.try_send(());
         Some(out)
     }
 }
@@ -184,8 +180,42 @@ pub(crate) struct Respond {
 #[derive(Debug)]
 pub(crate) struct HttpClientLink {
     pub(crate) peer: PeerId,
-    /// The requests in flight, oldest first: out tag and the Prepare's outgoing expiry.
-    pub(crate) busy: VecDeque<(u64, i64)>,
+    /// The requests in flight, oldest first.
+    pub(crate) busy: VecDeque<Posted>,
+    /// When a request last went out or an answer last came (Unix ms): with nothing in flight
+    /// the connection has been idle since then.
+    pub(crate) active_at: i64,
+    /// Requests written, and answers received: a connection that closes having answered
+    /// none of its requests counts as a failed connect for the pool's backoff.
+    pub(crate) posted: u64,
+    pub(crate) answered: u64,
+}
+
+impl HttpClientLink {
+    /// A connection to `peer`, opened at `now`.
+    pub(crate) fn new(peer: PeerId, now: i64) -> Self {
+        HttpClientLink {
+            peer,
+            busy: VecDeque::new(),
+            active_at: now,
+            posted: 0,
+            answered: 0,
+        }
+    }
+}
+
+/// One request on an HTTP connection of ours. Its bytes are `[start, end)` of the link's
+/// output stream (see [`Link::stream_at`]): while `start` is at or past what the writer took,
+/// they are still in `out`, never written, and can go on another connection instead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Posted {
+    pub(crate) tag: u64,
+    /// The Prepare's outgoing expiry (Unix ms).
+    pub(crate) expires_at: i64,
+    pub(crate) start: u64,
+    /// Where the body (the ILP Prepare) starts.
+    pub(crate) body: u64,
+    pub(crate) end: u64,
 }
 
 /// One connection.
@@ -199,8 +229,8 @@ pub(crate) struct Link {
     pub(crate) peer: Option<PeerId>,
     /// Bytes queued for the writer task.
     pub(crate) out: Vec<u8>,
-    wake: LocalSender<()>,
-    woken: bool,
+    /// [`Signal`] bits raised and not yet taken by the runtime.
+    signals: u8,
     /// The link is finished: the writer sends what is queued, then closes the socket.
     pub(crate) closing: bool,
     /// Counted among the authenticated links (`links_max`), else among the unauthenticated
@@ -208,10 +238,11 @@ pub(crate) struct Link {
     authenticated: bool,
     /// Bytes the writer took out of `out` and has not finished writing.
     pub(crate) writing: usize,
-    /// The reader stopped reading until the queue drains to half of `link_queue_bytes_max`.
+    /// Bytes the writer took out of `out` since the link opened.
+    taken: u64,
+    /// The reader stopped reading until the queue drains to half of `link_queue_bytes_max`;
+    /// [`Signal::RESUME`] wakes it (the queue drained, or the link is closing).
     pub(crate) reader_paused: bool,
-    /// Wakes the paused reader (the queue drained, or the link is closing).
-    pub(crate) resume: Option<LocalSender<()>>,
     /// When the reader last got bytes (Unix ms; the link's creation before that).
     pub(crate) received_at: i64,
     /// When we last sent a keepalive Ping (Unix ms; 0: never).
@@ -227,6 +258,18 @@ impl Link {
     /// Bytes owed to the peer: queued, and taken by the writer but not yet written.
     pub(crate) fn queued(&self) -> usize {
         self.out.len() + self.writing
+    }
+
+    /// The position in the link's output stream (bytes ever queued) where the next queued
+    /// byte goes.
+    pub(crate) fn stream_at(&self) -> u64 {
+        self.taken + self.out.len() as u64
+    }
+
+    /// Bytes the writer took since the link opened: every byte of the output stream before
+    /// this position may be on the wire, none after it is.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// The BTP session, on a BTP link.
@@ -277,14 +320,10 @@ impl Link {
         }
     }
 
-    /// Wakes the reader if it stopped for the queue to drain.
-    pub(crate) fn resume_reader(&mut self) {
-        if self.reader_paused {
-            self.reader_paused = false;
-            if let Some(resume) = &self.resume {
-                let _ = resume.try_send(());
-            }
-        }
+    /// Unpauses the reader if it stopped for the queue to drain: true when it did (the
+    /// caller raises [`Signal::RESUME`]).
+    fn resume_reader(&mut self) -> bool {
+        std::mem::take(&mut self.reader_paused)
     }
 
     /// Past `max` queued bytes the peer does not read what we send (its reader stopped at half
@@ -297,7 +336,6 @@ impl Link {
         self.overflowed = true;
         self.closing = true;
         self.out = Vec::new();
-        self.resume_reader();
         true
     }
 }
@@ -315,6 +353,9 @@ pub(crate) struct Due {
     /// cannot be cancelled on its connection, so the connection closes (the engine answered
     /// R00 by now).
     pub(crate) stale: Vec<LinkId>,
+    /// HTTP connections of ours with nothing in flight for `http_client_idle_timeout_ms`: we
+    /// close them before the server's keep-alive timeout does.
+    pub(crate) idle: Vec<LinkId>,
 }
 
 /// Why [`Links::add`] refused a connection (the caller closes it at once).
@@ -343,7 +384,7 @@ pub(crate) struct Links {
     slots: Vec<Option<Link>>,
     generations: Vec<u32>,
     free: Vec<u16>,
-    /// Links with output (or a close) since the last [`take_touched`](Self::take_touched).
+    /// Links with a [`Signal`] raised since the last [`take_signals`](Self::take_signals).
     touched: Vec<u16>,
     pub(crate) counters: LinkCounters,
 }
@@ -361,7 +402,6 @@ impl Links {
         &mut self,
         transport: Transport,
         path_account: Option<String>,
-        wake: LocalSender<()>,
         admission: Admission,
         caps: Caps,
         now: i64,
@@ -404,13 +444,12 @@ impl Links {
             path_account,
             peer: None,
             out: Vec::with_capacity(64 * 1024),
-            wake,
-            woken: false,
+            signals: 0,
             closing: false,
             authenticated,
             writing: 0,
+            taken: 0,
             reader_paused: false,
-            resume: None,
             received_at: now,
             pinged_at: 0,
             overflowed: false,
@@ -558,17 +597,52 @@ impl Links {
     pub(crate) fn close(&mut self, id: LinkId) {
         if let Some(link) = self.get_mut(id) {
             link.closing = true;
-            link.resume_reader();
-            self.touch(id.index);
+            let resume = link.resume_reader();
+            self.raise(id.index, Signal::WRITER | resume_bit(resume));
         }
     }
 
-    /// Wakes the writers of every link that got output (or a close) since the last call.
-    pub(crate) fn wake_touched(&mut self) {
-        for index in std::mem::take(&mut self.touched) {
+    /// The writer finished writing what it took last and takes the queue into `batch` (whose
+    /// old bytes are all written); a reader paused for room is woken if at most `half` is
+    /// still owed. Returns whether the link is closing (`true` when it is gone).
+    pub(crate) fn take(&mut self, id: LinkId, batch: &mut Vec<u8>, half: usize) -> bool {
+        let Some(link) = self.get_mut(id) else {
+            return true;
+        };
+        std::mem::swap(&mut link.out, batch);
+        link.writing = batch.len();
+        link.taken += batch.len() as u64;
+        let closing = link.closing;
+        if link.queued() <= half && link.resume_reader() {
+            self.raise(id.index, Signal::RESUME);
+        }
+        closing
+    }
+
+    /// Raises `signal` on a link for its I/O tasks (see [`take_signals`](Self::take_signals)).
+    pub(crate) fn raise(&mut self, index: u16, signal: u8) {
+        if let Some(link) = self
+            .slots
+            .get_mut(usize::from(index))
+            .and_then(|l| l.as_mut())
+        {
+            if link.signals == 0 {
+                self.touched.push(index);
+            }
+            link.signals |= signal;
+        }
+    }
+
+    /// The outbox of wake-ups: each link with signals raised since the last call, once, with
+    /// its bits (cleared). The runtime wakes the matching tasks; `out` is cleared first.
+    pub(crate) fn take_signals(&mut self, out: &mut Vec<(u16, u8)>) {
+        out.clear();
+        for index in self.touched.drain(..) {
             if let Some(link) = self.slots[usize::from(index)].as_mut() {
-                link.woken = false;
-                let _ = link.wake.try_send(());
+                let bits = std::mem::take(&mut link.signals);
+                if bits != 0 {
+                    out.push((index, bits));
+                }
             }
         }
     }
@@ -578,14 +652,26 @@ impl Links {
     /// Ping (every Ping had a whole interval to be answered) it is half-open. A paused reader
     /// is not silence: its link has over half its cap queued, and the writer's deadline
     /// decides whether the peer is alive. Marks the links it pings.
-    pub(crate) fn timers(&mut self, now: i64, interval_ms: i64, missed_max: u32) -> Due {
+    /// HTTP connections of ours: one whose oldest request is past its expiry is stale, one
+    /// with nothing in flight for `http_idle_ms` is idle.
+    pub(crate) fn timers(
+        &mut self,
+        now: i64,
+        interval_ms: i64,
+        missed_max: u32,
+        http_idle_ms: i64,
+    ) -> Due {
         let down_ms = interval_ms.saturating_mul(i64::from(missed_max) + 1);
         let mut due = Due::default();
         for (id, link) in self.iter_mut() {
             if let Transport::HttpClient(client) = &link.transport {
-                let late = client.busy.front().is_some_and(|&(_, at)| at < now);
+                let late = client.busy.front().is_some_and(|p| p.expires_at < now);
+                let idle =
+                    client.busy.is_empty() && now.saturating_sub(client.active_at) >= http_idle_ms;
                 if late && !link.closing {
                     due.stale.push(id);
+                } else if idle && !link.closing {
+                    due.idle.push(id);
                 }
                 continue;
             }
@@ -628,27 +714,40 @@ impl Links {
         let Some(link) = self.slots[usize::from(index)].as_mut() else {
             return;
         };
+        let mut signal = Signal::WRITER;
         if link.overflow_if_over(queue_max) {
             self.counters.queue_overflows += 1;
             tracing::debug!("queue over link_queue_bytes_max: closed");
+            signal |= resume_bit(link.resume_reader());
         }
-        self.touch(index);
+        self.raise(index, signal);
     }
+}
 
-    fn touch(&mut self, index: u16) {
-        if let Some(link) = self.slots[usize::from(index)].as_mut() {
-            if !link.woken {
-                link.woken = true;
-                self.touched.push(index);
-            }
-        }
+/// What a link's I/O tasks are woken for: bits of [`Links::take_signals`].
+#[derive(Debug)]
+pub(crate) struct Signal;
+
+impl Signal {
+    /// Output was queued, or the link is closing: the writer has work.
+    pub(crate) const WRITER: u8 = 1;
+    /// The reader paused for room may read again.
+    pub(crate) const RESUME: u8 = 2;
+    /// HTTP answers were written: the reader waiting for pipeline room may go on.
+    pub(crate) const ANSWERED: u8 = 4;
+}
+
+fn resume_bit(resumed: bool) -> u8 {
+    if resumed {
+        Signal::RESUME
+    } else {
+        0
     }
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
-    use glommio::channels::local_channel;
 
     const CAPS: Caps = Caps {
         links_max: 2,
@@ -660,8 +759,7 @@ mod test {
         transport: Transport,
         admission: Admission,
     ) -> Result<LinkId, Refused> {
-        let (wake, _sleep) = local_channel::new_bounded(1);
-        links.add(transport, None, wake, admission, CAPS, 0)
+        links.add(transport, None, admission, CAPS, 0)
     }
 
     #[test]
@@ -708,8 +806,7 @@ mod test {
 
     #[test]
     fn http_answers_leave_in_request_order() {
-        let (answered, _answer) = local_channel::new_bounded(1);
-        let mut http = HttpLink::new(answered, 4);
+        let mut http = HttpLink::new(4);
         let first = http.begin(true);
         let second = http.begin(false);
         http.owe_until(20);

@@ -7,16 +7,20 @@
 
 mod conn;
 mod core;
+#[cfg(test)]
+mod core_tests;
 mod flush;
 mod http;
 mod http_pool;
+mod io;
 mod links;
 mod mesh;
 mod tag;
 
 pub use flush::write_queued;
 
-use self::core::{unix_ms, CoreState};
+use self::core::CoreState;
+use self::io::{unix_ms, Core};
 use crate::config::Config;
 use crate::engine::{CoreId, Engine, PeerId};
 use crate::link::auth::PeerAuth;
@@ -77,6 +81,21 @@ pub(crate) struct Shared {
     mesh_ids: Vec<AtomicUsize>,
     /// Cores that failed to start.
     failed: AtomicUsize,
+}
+
+impl Shared {
+    /// The state of `cores` cores (1..=64) serving `peers` peers, before any link.
+    fn new(cores: usize, peers: usize) -> Self {
+        Shared {
+            cores,
+            link_cores: (0..peers).map(|_| AtomicU64::new(0)).collect(),
+            connections: (0..peers).map(|_| AtomicUsize::new(0)).collect(),
+            shutdown: AtomicBool::new(false),
+            busy_cores: AtomicU64::new(u64::MAX >> (64 - cores)),
+            mesh_ids: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+            failed: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// Tallies of the runtime (the engine keeps its own).
@@ -165,15 +184,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         "select_cpus bounds the core count"
     );
     let peers = config.peers().len();
-    let shared = Arc::new(Shared {
-        cores,
-        link_cores: (0..peers).map(|_| AtomicU64::new(0)).collect(),
-        connections: (0..peers).map(|_| AtomicUsize::new(0)).collect(),
-        shutdown: AtomicBool::new(false),
-        busy_cores: AtomicU64::new(u64::MAX >> (64 - cores)),
-        mesh_ids: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
-        failed: AtomicUsize::new(0),
-    });
+    let shared = Arc::new(Shared::new(cores, peers));
     let mut state = open_state(&config, cores)?;
     let posted = Arc::new(std::mem::take(&mut state.posted));
     let config = Arc::new(config);
@@ -377,38 +388,15 @@ async fn core_main(
         Some(file) => Engine::with_store(engine_config, now, Box::new(file)),
         None => Engine::new(engine_config, now),
     };
-    let tokens: Vec<Vec<String>> = config
-        .peers()
-        .iter()
-        .map(|p| {
-            p.auth_tokens
-                .iter()
-                .map(|t| t.expose().to_owned())
-                .collect()
-        })
-        .collect();
-    let entries: Vec<(PeerId, &str, &[String])> = config
-        .peers()
-        .iter()
-        .zip(&tokens)
-        .map(|(p, t)| (p.id, p.name.as_str(), t.as_slice()))
-        .collect();
-    let auth = Rc::new(PeerAuth::new(&entries));
-    let state = Rc::new(RefCell::new(CoreState::new(
-        core,
-        Arc::clone(&shared),
-        Arc::clone(&config),
-        engine,
-        auth,
-        senders,
-        mesh_index,
-    )));
+    let auth = Rc::new(peer_auth(&config));
+    let state = CoreState::new(core, Arc::clone(&shared), Arc::clone(&config), engine, auth);
+    let state = Rc::new(RefCell::new(Core::new(state, senders, mesh_index)));
 
     let mut tasks = Vec::new();
     {
         // Opens the HTTP connections packet handling asks for.
         let (wake, woken) = glommio::channels::local_channel::new_bounded(1);
-        state.borrow_mut().http_dialler = Some(wake);
+        state.borrow_mut().set_dialler(wake);
         let state = Rc::clone(&state);
         tasks.push(glommio::spawn_local(async move {
             while woken.recv().await.is_some() {
@@ -467,7 +455,7 @@ async fn core_main(
     let tick = Duration::from_millis(u64::from(config.limits().tick_ms));
     while !shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(tick).await;
-        state.borrow_mut().on_tick(unix_ms());
+        state.borrow_mut().tick();
     }
     drop(listener);
     drop(http_listener);
@@ -476,6 +464,27 @@ async fn core_main(
     let st = state.borrow();
     tracing::info!(core, counters = ?st.engine.counters(), runtime = ?st.counters, links = ?st.links.counters, "core stopped");
     Ok(())
+}
+
+/// Every peer's names and tokens, for authenticating BTP links and HTTP requests.
+fn peer_auth(config: &Config) -> PeerAuth {
+    let tokens: Vec<Vec<String>> = config
+        .peers()
+        .iter()
+        .map(|p| {
+            p.auth_tokens
+                .iter()
+                .map(|t| t.expose().to_owned())
+                .collect()
+        })
+        .collect();
+    let entries: Vec<(PeerId, &str, &[String])> = config
+        .peers()
+        .iter()
+        .zip(&tokens)
+        .map(|(p, t)| (p.id, p.name.as_str(), t.as_slice()))
+        .collect();
+    PeerAuth::new(&entries)
 }
 
 /// Binds a listener for `core` (SO_REUSEPORT, or port + core with `--btp-port-per-core`).
@@ -498,12 +507,12 @@ fn bind(
 
 /// Accepts connections and serves each with `serve` on this core.
 async fn accept_loop<F, Fut>(
-    state: Rc<RefCell<CoreState>>,
+    state: Rc<RefCell<Core>>,
     listener: glommio::net::TcpListener,
     address: SocketAddr,
     serve: F,
 ) where
-    F: Fn(Rc<RefCell<CoreState>>, glommio::net::TcpStream) -> Fut,
+    F: Fn(Rc<RefCell<Core>>, glommio::net::TcpStream) -> Fut,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     loop {
@@ -523,7 +532,7 @@ async fn accept_loop<F, Fut>(
 /// so each resolves by its own expiry (a valid Fulfill that comes before it is committed and
 /// relayed, RFC 27: a Prepare is answered by its expiry), then flush for at most
 /// `shutdown_grace_ms` and close every link.
-async fn shutdown(state: &Rc<RefCell<CoreState>>, config: &Config) {
+async fn shutdown(state: &Rc<RefCell<Core>>, config: &Config) {
     let limits = config.limits();
     let tick = Duration::from_millis(u64::from(limits.tick_ms));
     // Every in-flight Prepare expires within max_hold_time_ms; the wheel fires a tick late.
@@ -537,7 +546,7 @@ async fn shutdown(state: &Rc<RefCell<CoreState>>, config: &Config) {
     loop {
         {
             let mut st = state.borrow_mut();
-            st.on_tick(unix_ms());
+            st.tick();
             let busy = !st.engine.pending().is_empty() || st.mesh_backlog_len() > 0;
             if busy {
                 shared.busy_cores.fetch_or(1 << core, Ordering::Relaxed);

@@ -1,0 +1,186 @@
+//! The runtime side of one core: the glommio handles and the clock that [`CoreState`] does
+//! not hold. `CoreState` is sans I/O (quinn-proto's `Connection` is the model): every call
+//! takes `now`, and what it wants done outside (wake a link's writer or reader, send to
+//! another core, open an HTTP connection) waits in its outboxes. [`Core`] pairs the state with
+//! the handles and drains those outboxes in [`Core::flush`], which the I/O tasks call after
+//! each batch.
+//!
+//! | outbox | drained into |
+//! | --- | --- |
+//! | `Links::take_signals` | each link's writer wake-up, and its reader's (room freed, HTTP answers written) |
+//! | `MeshOut::drain` | the rings of the channel mesh; what finds a ring full waits for the next flush |
+//! | `CoreState::http_dials` | the core's dialler task |
+
+use super::core::{Admission, CoreState, LinkId, Transport};
+use super::links::Signal;
+use super::mesh::{CrossMsg, Full};
+use glommio::channels::channel_mesh::Senders;
+use glommio::channels::local_channel::LocalSender;
+use glommio::{GlommioError, ResourceType};
+use std::ops::{Deref, DerefMut};
+
+/// Current Unix time in milliseconds: read once per batch, never per packet.
+pub(crate) fn unix_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One core: its sans-IO state and the handles its outboxes drain into. Derefs to the state.
+#[derive(Debug)]
+pub(crate) struct Core {
+    state: CoreState,
+    io: CoreIo,
+}
+
+struct CoreIo {
+    mesh: Option<Senders<CrossMsg>>,
+    /// Mesh index of each core.
+    mesh_index: Vec<usize>,
+    /// By link index: the tasks to wake. Cleared when the link is removed, which ends a
+    /// writer waiting for work.
+    links: Vec<LinkIo>,
+    dialler: Option<LocalSender<()>>,
+    /// Reused by `flush`.
+    signals: Vec<(u16, u8)>,
+}
+
+impl std::fmt::Debug for CoreIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreIo")
+            .field("links", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct LinkIo {
+    writer: Option<LocalSender<()>>,
+    /// A BTP reader paused for room, or an HTTP reader waiting for its pipeline.
+    reader: Option<LocalSender<()>>,
+}
+
+impl Deref for Core {
+    type Target = CoreState;
+    fn deref(&self) -> &CoreState {
+        &self.state
+    }
+}
+
+impl DerefMut for Core {
+    fn deref_mut(&mut self) -> &mut CoreState {
+        &mut self.state
+    }
+}
+
+impl Core {
+    pub(crate) fn new(
+        state: CoreState,
+        mesh: Option<Senders<CrossMsg>>,
+        mesh_index: Vec<usize>,
+    ) -> Self {
+        Core {
+            state,
+            io: CoreIo {
+                mesh,
+                mesh_index,
+                links: Vec::new(),
+                dialler: None,
+                signals: Vec::new(),
+            },
+        }
+    }
+
+    /// Registers a new connection ([`CoreState::add_link`]) whose writer waits on `writer`.
+    pub(crate) fn add_link(
+        &mut self,
+        transport: Transport,
+        path_account: Option<String>,
+        writer: LocalSender<()>,
+        admission: Admission,
+    ) -> Option<LinkId> {
+        let id = self
+            .state
+            .add_link(transport, path_account, admission, unix_ms())?;
+        let index = usize::from(id.index);
+        if self.io.links.len() <= index {
+            self.io.links.resize_with(index + 1, LinkIo::default);
+        }
+        self.io.links[index] = LinkIo {
+            writer: Some(writer),
+            reader: None,
+        };
+        Some(id)
+    }
+
+    /// The link's reader waits on `reader` for room (BTP) or for answers (HTTP).
+    pub(crate) fn set_reader(&mut self, id: LinkId, reader: LocalSender<()>) {
+        if self.state.link(id).is_some() {
+            self.io.links[usize::from(id.index)].reader = Some(reader);
+        }
+    }
+
+    /// The task that opens the HTTP connections packet handling asks for.
+    pub(crate) fn set_dialler(&mut self, dialler: LocalSender<()>) {
+        self.io.dialler = Some(dialler);
+    }
+
+    /// Removes a finished link ([`CoreState::remove_link`]) and drops its wake-ups.
+    pub(crate) fn remove_link(&mut self, id: LinkId) {
+        if self.state.link(id).is_none() {
+            return;
+        }
+        self.state.remove_link(unix_ms(), id);
+        self.io.links[usize::from(id.index)] = LinkIo::default();
+    }
+
+    /// Periodic work ([`CoreState::on_tick`]) at the current time, then a flush.
+    pub(crate) fn tick(&mut self) {
+        self.state.on_tick(unix_ms());
+        self.flush();
+    }
+
+    /// Drains the state's outboxes: wakes the tasks of every link signalled, sends what waits
+    /// for other cores (what finds a ring full waits for the next flush), and wakes the
+    /// dialler when connections are wanted.
+    pub(crate) fn flush(&mut self) {
+        let io = &mut self.io;
+        self.state.links.take_signals(&mut io.signals);
+        for &(index, bits) in &io.signals {
+            let Some(link) = io.links.get(usize::from(index)) else {
+                continue;
+            };
+            if bits & Signal::WRITER != 0 {
+                if let Some(writer) = &link.writer {
+                    let _ = writer.try_send(());
+                }
+            }
+            if bits & (Signal::RESUME | Signal::ANSWERED) != 0 {
+                if let Some(reader) = &link.reader {
+                    let _ = reader.try_send(());
+                }
+            }
+        }
+        let (senders, mesh_index) = (&io.mesh, &io.mesh_index);
+        let drained = self.state.mesh.drain(|core, message| {
+            let Some(senders) = senders else {
+                return Err(Full::Gone);
+            };
+            match senders.try_send_to(mesh_index[core], message) {
+                Ok(()) => Ok(()),
+                Err(GlommioError::WouldBlock(ResourceType::Channel(message))) => {
+                    Err(Full::Ring(message))
+                }
+                Err(_) => Err(Full::Gone),
+            }
+        });
+        self.state.counters.cross_core_deferred += drained.deferred;
+        self.state.counters.cross_core_dropped += drained.dropped;
+        if !self.state.http_dials.is_empty() {
+            if let Some(dialler) = &io.dialler {
+                let _ = dialler.try_send(());
+            }
+        }
+    }
+}
