@@ -196,6 +196,26 @@ fn a_posted_prepare_is_forwarded_and_answered_on_a_keep_alive_connection() {
 }
 
 #[test]
+fn a_connection_authenticated_once_still_checks_every_request() {
+    if common::peer::io_uring_missing("a_connection_authenticated_once_still_checks_every_request")
+    {
+        return;
+    }
+    let (btp, http) = (free_port(), free_port());
+    let router = Router::start(&config(btp, http), btp, &["--cores", "1"]);
+    for (path, token) in [("/", "alice:wrong"), ("/accounts/bob/ilp", "alice:secret")] {
+        let mut alice = connect(http);
+        post(&mut alice, "/", "alice:secret", &prepare("private.nowhere", 1));
+        assert_eq!(response(&mut alice).0, 200, "authenticated");
+        // The same connection, other credentials: the token is checked again, and a token
+        // is only good for the account it belongs to.
+        post(&mut alice, path, token, &prepare("private.nowhere", 2));
+        assert_eq!(response(&mut alice).0, 401, "{path} {token}");
+    }
+    drop(router);
+}
+
+#[test]
 fn bad_requests_get_their_status_and_others_carry_on() {
     if common::peer::io_uring_missing("bad_requests_get_their_status_and_others_carry_on") {
         return;

@@ -93,8 +93,10 @@ pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'
     if head.method != "POST" {
         return Err(HttpError::MethodNotAllowed);
     }
-    let body_len = body_len(head.headers, body_len_max)?;
-    let authorization = http1::header(head.headers, "authorization")
+    let framing = http1::framing(head.headers);
+    let body_len = body_len(&framing, body_len_max)?;
+    let authorization = framing
+        .authorization
         .ok_or(HttpError::Unauthorized)?
         .trim_ascii();
     let token = match authorization.split_at_checked(6) {
@@ -113,7 +115,7 @@ pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'
         token,
         head_len: head.len,
         body_len,
-        keep_alive: http1::keep_alive(head.version, head.headers),
+        keep_alive: framing.keep_alive(head.version),
     }))
 }
 
@@ -127,11 +129,11 @@ fn head_error(error: HeadError) -> HttpError {
 
 /// The body length of a request or response: `Content-Length`, present, without
 /// `Transfer-Encoding` (no chunked bodies: 411), and at most `body_len_max` (413).
-fn body_len(headers: &[http1::Header<'_>], body_len_max: usize) -> Result<usize, HttpError> {
-    if http1::header(headers, "transfer-encoding").is_some() {
+fn body_len(framing: &http1::Framing<'_>, body_len_max: usize) -> Result<usize, HttpError> {
+    if framing.transfer_encoding {
         return Err(HttpError::LengthRequired);
     }
-    let body_len = match http1::content_length(headers) {
+    let body_len = match framing.content_length {
         Ok(Some(len)) => len,
         Ok(None) => return Err(HttpError::LengthRequired),
         Err(LengthError::Malformed) => return Err(HttpError::Malformed),
@@ -276,11 +278,12 @@ pub fn parse_response(buf: &[u8], body_len_max: usize) -> Result<Option<Response
     let Some(head) = parsed.map_err(head_error)? else {
         return Ok(None);
     };
+    let framing = http1::framing(head.headers);
     Ok(Some(Response {
         status: head.status,
         head_len: head.len,
-        body_len: body_len(head.headers, body_len_max)?,
-        keep_alive: http1::keep_alive(head.version, head.headers),
+        body_len: body_len(&framing, body_len_max)?,
+        keep_alive: framing.keep_alive(head.version),
     }))
 }
 

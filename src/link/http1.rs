@@ -351,39 +351,84 @@ pub enum LengthError {
 /// The body length `Content-Length` says: `None` without one. Every copy must be digits only
 /// and all must agree.
 pub fn content_length(headers: &[Header<'_>]) -> Result<Option<usize>, LengthError> {
-    let mut found = None;
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-    {
-        let digits = h.value.trim_ascii();
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(LengthError::Malformed);
-        }
-        let mut value: usize = 0;
-        for &d in digits {
-            value = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(usize::from(d - b'0')))
-                .ok_or(LengthError::Overflow)?;
-        }
-        if found.is_some_and(|f| f != value) {
-            return Err(LengthError::Malformed);
-        }
-        found = Some(value);
-    }
-    Ok(found)
+    framing(headers).content_length
 }
 
 /// Whether the connection stays open after this message (RFC 9112 §9.3): `Connection: close`
 /// ends it, `Connection: keep-alive` keeps it, otherwise HTTP/1.1 keeps it and 1.0 ends it.
 /// Only the first `Connection` header is read.
 pub fn keep_alive(version: u8, headers: &[Header<'_>]) -> bool {
-    match header(headers, "connection") {
-        Some(v) if has_token(v, "close") => false,
-        Some(v) if has_token(v, "keep-alive") => true,
-        _ => version == 1,
+    framing(headers).keep_alive(version)
+}
+
+/// The headers that frame a message (and carry ILP over HTTP's token), found in one pass
+/// over the head: each header name is compared once, and only with the field of its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing<'b> {
+    /// `Content-Length` (every copy digits only, all agreeing); `None` without one.
+    pub content_length: Result<Option<usize>, LengthError>,
+    /// A `Transfer-Encoding` header is present.
+    pub transfer_encoding: bool,
+    /// The first `Authorization` value.
+    pub authorization: Option<&'b [u8]>,
+    /// The first `Connection` value.
+    pub connection: Option<&'b [u8]>,
+}
+
+impl Framing<'_> {
+    /// Whether the connection stays open after this message (see [`keep_alive`]).
+    pub fn keep_alive(&self, version: u8) -> bool {
+        match self.connection {
+            Some(v) if has_token(v, "close") => false,
+            Some(v) if has_token(v, "keep-alive") => true,
+            _ => version == 1,
+        }
     }
+}
+
+/// Reads [`Framing`] from `headers` in one pass.
+pub fn framing<'b>(headers: &[Header<'b>]) -> Framing<'b> {
+    let mut found = Framing {
+        content_length: Ok(None),
+        transfer_encoding: false,
+        authorization: None,
+        connection: None,
+    };
+    for h in headers {
+        let name = h.name.as_bytes();
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                found.content_length = match (found.content_length, parse_length(h.value)) {
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                    (Ok(Some(a)), Ok(b)) if a != b => Err(LengthError::Malformed),
+                    (Ok(_), Ok(b)) => Ok(Some(b)),
+                };
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => found.transfer_encoding = true,
+            13 if found.authorization.is_none() && name.eq_ignore_ascii_case(b"authorization") => {
+                found.authorization = Some(h.value)
+            }
+            10 if found.connection.is_none() && name.eq_ignore_ascii_case(b"connection") => {
+                found.connection = Some(h.value)
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// One `Content-Length` value: digits only (after trimming blanks), within `usize`.
+fn parse_length(value: &[u8]) -> Result<usize, LengthError> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(LengthError::Malformed);
+    }
+    digits.iter().try_fold(0usize, |value, &d| {
+        value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(usize::from(d - b'0')))
+            .ok_or(LengthError::Overflow)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -666,6 +711,33 @@ mod test {
             value: b"close",
         }];
         assert!(!keep_alive(1, &close));
+    }
+
+    #[test]
+    fn framing_reads_each_header_once_and_keeps_the_first_of_each() {
+        let h = |name, value: &'static [u8]| Header { name, value };
+        let headers = [
+            h("Host", b"x"),
+            h("AUTHORIZATION", b"Bearer one"),
+            h("Authorization", b"Bearer two"),
+            h("content-length", b"7"),
+            h("Content-Length", b" 7 "),
+            h("Connection", b"close"),
+            h("Connection", b"keep-alive"),
+            // Same lengths as the names it looks for, other names.
+            h("content-lengtx", b"9"),
+            h("authorizatiox", b"Bearer three"),
+        ];
+        let found = framing(&headers);
+        assert_eq!(found.content_length, Ok(Some(7)), "copies that agree");
+        assert_eq!(found.authorization, Some(&b"Bearer one"[..]));
+        assert!(!found.keep_alive(1), "the first Connection header decides");
+        assert!(!found.transfer_encoding);
+        let chunked = framing(&[h("Transfer-Encoding", b"chunked")]);
+        assert!(chunked.transfer_encoding);
+        assert_eq!(chunked.content_length, Ok(None));
+        let bad_then_good = framing(&[h("Content-Length", b"x"), h("Content-Length", b"1")]);
+        assert_eq!(bad_then_good.content_length, Err(LengthError::Malformed));
     }
 
     #[test]

@@ -33,10 +33,11 @@
 //! after its 401 may get a reset, which some stacks let destroy the 401 before it is read.
 
 use super::conn::{finish_link, limit_socket, write_link, Fd};
-use super::core::{Admission, HttpLink, LinkId, Transport};
+use super::core::{Admission, CoreState, HttpLink, LinkId, Transport};
 use super::http_pool::client_transport;
 use super::io::{unix_ms, Core};
 use crate::engine::PeerId;
+use crate::link::auth::constant_time_eq;
 use crate::link::buf::ReadBuf;
 use crate::link::http::{parse_request, parse_response, HEAD_LEN_MAX};
 use futures_lite::io::AsyncReadExt;
@@ -133,8 +134,7 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     answer: &LocalReceiver<()>,
     limits: Timeouts,
 ) {
-    // The peer the request at the front of `buf` authenticated as, while its body arrives.
-    let mut front = None;
+    let mut auth = Authenticated::default();
     // When the first byte of the request at the front of `buf` arrived; `None`: none did.
     let mut request_since: Option<i64> = None;
     // When the connection last did something: a read, or an answer written.
@@ -147,7 +147,7 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
             buf.data_mut(),
             limits.body_len_max,
             limits.pipeline_max,
-            &mut front,
+            &mut auth,
             now,
         );
         state.borrow_mut().flush();
@@ -269,64 +269,89 @@ async fn write_owed(state: &State, id: LinkId, answer: &LocalReceiver<()>) {
     }
 }
 
+/// Who the requests on one connection authenticated as. A connection carries one peer's
+/// requests, so the path account and token that authenticated last are kept and compared (in
+/// constant time) before the table of every peer's tokens is searched; `front` is the peer of
+/// the request whose body is still arriving.
+#[derive(Default)]
+struct Authenticated {
+    front: Option<PeerId>,
+    last: Option<Credentials>,
+}
+
+/// A path account and token that authenticated, and the peer they name.
+struct Credentials {
+    account: Option<Box<str>>,
+    token: Box<[u8]>,
+    peer: PeerId,
+}
+
+impl Authenticated {
+    /// The peer `token` (with the path's `account`) authenticates, if any.
+    fn peer(&mut self, st: &CoreState, account: Option<&str>, token: &[u8]) -> Option<PeerId> {
+        if let Some(last) = &self.last {
+            if last.account.as_deref() == account && constant_time_eq(&last.token, token) {
+                return Some(last.peer);
+            }
+        }
+        let peer = st.authenticate_http(account, token)?;
+        self.last = Some(Credentials {
+            account: account.map(Box::from),
+            token: Box::from(token),
+            peer,
+        });
+        Some(peer)
+    }
+}
+
 /// Hands every complete request at the front of `buf` to the core; returns how many bytes
 /// were consumed and whether the connection is finished (a refused request, or
 /// `Connection: close`). Each request is authenticated once, as soon as its head is in; the
-/// peer is kept in `front` while its body arrives.
+/// peer is kept in `auth.front` while its body arrives.
 fn dispatch(
     state: &State,
     id: LinkId,
     buf: &mut [u8],
     body_len_max: usize,
     pipeline_max: usize,
-    front: &mut Option<PeerId>,
+    auth: &mut Authenticated,
     now: i64,
 ) -> (usize, bool) {
+    let mut st = state.borrow_mut();
     let mut start = 0;
-    while state.borrow().http_pending(id) < pipeline_max {
+    while st.http_pending(id) < pipeline_max {
         let request = match parse_request(&buf[start..], body_len_max) {
             Ok(Some(request)) => request,
             Ok(None) => break,
             Err(error) => {
                 let refuse = Some(error.status());
-                state
-                    .borrow_mut()
-                    .on_http_request(now, id, None, &mut [], false, refuse);
+                st.on_http_request(now, id, None, &mut [], false, refuse);
                 return (buf.len(), true);
             }
         };
         let (head_len, body_len, keep_alive) =
             (request.head_len, request.body_len, request.keep_alive);
-        let authenticated = match *front {
+        let authenticated = match auth.front {
             Some(peer) => Some(peer),
-            None => state
-                .borrow()
-                .authenticate_http(request.account_from_path(), request.token),
+            None => auth.peer(&st, request.account_from_path(), request.token),
         };
         let Some(peer) = authenticated else {
             // No hint whether the name or the token was wrong: a plain 401, before the body.
-            state
-                .borrow_mut()
-                .on_http_request(now, id, None, &mut [], false, None);
+            st.on_http_request(now, id, None, &mut [], false, None);
             return (buf.len(), true);
         };
         // Counted against links_max from its first authenticated request (see conn.rs).
-        if !state.borrow_mut().authenticate_link(id) {
-            let refuse = Some(503);
-            state
-                .borrow_mut()
-                .on_http_request(now, id, None, &mut [], false, refuse);
+        if !st.authenticate_link(id) {
+            st.on_http_request(now, id, None, &mut [], false, Some(503));
             return (buf.len(), true);
         }
         if start + head_len + body_len > buf.len() {
-            *front = Some(peer);
+            auth.front = Some(peer);
             break; // the body is still arriving
         }
-        *front = None;
+        auth.front = None;
         let body = &mut buf[start + head_len..start + head_len + body_len];
-        state
-            .borrow_mut()
-            .on_http_request(now, id, Some(peer), body, keep_alive, None);
+        st.on_http_request(now, id, Some(peer), body, keep_alive, None);
         start += head_len + body_len;
         if !keep_alive {
             return (start, true);
@@ -383,46 +408,17 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
         st.flush();
     }
     let mut buf = ReadBuf::new(HEAD_LEN_MAX + body_len_max);
-    'read: loop {
-        let response = loop {
-            match parse_response(buf.data(), body_len_max) {
-                Ok(Some(response)) => break response,
-                Ok(None) if buf.spare_len() > 0 => {}
-                _ => break 'read,
-            }
-            match buf.read_from(&mut reader).await {
-                Ok(0) | Err(_) => break 'read,
-                Ok(_) => {}
-            }
-        };
-        let end = response.head_len + response.body_len;
-        while buf.len() < end {
-            match buf.read_from(&mut reader).await {
-                Ok(0) | Err(_) => break 'read,
-                Ok(_) => {}
-            }
-        }
-        {
-            let mut st = state.borrow_mut();
-            let now = unix_ms();
-            if !response.keep_alive {
-                // Seen closing: no request goes on it from now on, not even one this answer
-                // lets through.
-                st.http_client_closing(now, id);
-            }
-            let body = &buf.data()[response.head_len..end];
-            st.on_http_client_response(now, id, response.status, body);
-            st.flush();
-        }
-        buf.consume(end);
-        // The buffer holds one largest response: what is left goes to the front.
-        buf.compact();
-        if !response.keep_alive || state.borrow().link(id).is_none_or(|l| l.closing) {
+    loop {
+        if !answer_batch(&state, id, peer, &mut buf, body_len_max) {
             break;
         }
-        let mut st = state.borrow_mut();
-        st.http_client_ready(unix_ms(), id, peer);
-        st.flush();
+        // Room for the rest of a partial response, and for a read worth making: only the
+        // partial response moves, once per read, never the whole batch.
+        buf.compact_if_needed(READ_ROOM_MIN);
+        match buf.read_from(&mut reader).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
     }
     {
         // The requests its writer never took go to another connection.
@@ -432,4 +428,56 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
     }
     let gone = |st: &mut Core| st.http_client_gone(unix_ms(), peer, Some(id));
     finish_link(&state, id, writer_task, gone).await;
+}
+
+/// Bytes of room a read of responses gets at least (less only while a partial response
+/// fills the buffer).
+const READ_ROOM_MIN: usize = 4096;
+
+/// Hands every whole response at the front of `buf` to the core in one batch (one clock
+/// read, one flush), then refills the connection's pipeline. `false` when the connection is
+/// finished: `Connection: close`, a response that cannot be read, or the link closing.
+fn answer_batch(
+    state: &State,
+    id: LinkId,
+    peer: PeerId,
+    buf: &mut ReadBuf,
+    body_len_max: usize,
+) -> bool {
+    let mut st = state.borrow_mut();
+    let now = unix_ms();
+    let mut open = true;
+    loop {
+        let response = match parse_response(buf.data(), body_len_max) {
+            Ok(Some(response)) => response,
+            // A head longer than the buffer could ever hold is refused by the parser.
+            Ok(None) => break,
+            Err(_) => {
+                open = false;
+                break;
+            }
+        };
+        let end = response.head_len + response.body_len;
+        if buf.len() < end {
+            break; // the body is still arriving
+        }
+        if !response.keep_alive {
+            // Seen closing: no request goes on it from now on, not even one this answer
+            // lets through.
+            st.http_client_closing(now, id);
+        }
+        let body = &buf.data()[response.head_len..end];
+        st.on_http_client_response(now, id, response.status, body);
+        buf.consume(end);
+        if !response.keep_alive {
+            open = false;
+            break;
+        }
+    }
+    open &= st.link(id).is_some_and(|l| !l.closing);
+    if open {
+        st.http_client_ready(now, id, peer);
+    }
+    st.flush();
+    open
 }
