@@ -6,8 +6,10 @@
 //! `--window` are written on a connection before their answers come back, and answers are
 //! matched to requests in order (HTTP/1.1 servers answer in order). `--window 1` is the
 //! classic one-request-at-a-time client. A connection the server closes (`Connection: close`,
-//! say after a 401) is dialled again; its unanswered requests count as errors. A server that
-//! cannot be dialled any more ends the run, like a BTP peer that goes away.
+//! say after a 401) is dialled again: the requests it had written and not seen answered count
+//! as errors (they may have reached the server, so they are never sent twice); those still
+//! queued, never written, go out again on the new connection. A server that cannot be dialled
+//! any more ends the run, like a BTP peer that goes away.
 //!
 //! The sink is an HTTP/1.1 server on `--sink-listen` (every thread listens on the same
 //! address: glommio sets `SO_REUSEPORT`): any path, any content type, `Bearer <token>`
@@ -61,8 +63,14 @@ pub(crate) struct Sender {
     out: Vec<u8>,
     wake: LocalSender<()>,
     woken: bool,
-    /// Requests written and not yet answered, oldest first: (intended send time, ring index).
-    in_flight: VecDeque<(u64, usize)>,
+    /// Requests sent and not yet answered, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Requests queued on a connection that closed before they were written: sent again
+    /// first, with their sequence numbers and intended times.
+    resend: VecDeque<InFlight>,
+    /// Bytes the writer took from `out` on this connection: a request whose bytes start at
+    /// or after this position was never written.
+    taken: u64,
     id: u64,
     next_seq: u64,
     data: Vec<u8>,
@@ -76,6 +84,25 @@ pub(crate) struct Sender {
 }
 
 pub(crate) type SenderShared = Rc<RefCell<Sender>>;
+
+/// Takes out of `in_flight` (oldest first) the requests whose bytes start at or after
+/// `taken`, the bytes the writer took: they were never written. Requests go out in order, so
+/// those are the newest.
+fn unwritten(in_flight: &mut VecDeque<InFlight>, taken: u64) -> Vec<InFlight> {
+    let written = in_flight.iter().take_while(|r| r.start < taken).count();
+    in_flight.drain(written..).collect()
+}
+
+/// One request of a sender connection.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// When it was meant to go (ns since the start): its latency counts from there.
+    intended_ns: u64,
+    /// Its sequence number (the ring index and the data carry it).
+    seq: u64,
+    /// Where its bytes start in the connection's output stream.
+    start: u64,
+}
 
 impl Sender {
     fn since_start_ns(&self) -> u64 {
@@ -96,6 +123,16 @@ impl Sender {
             return false;
         }
         let seq = self.id << 40 | self.next_seq;
+        self.write_post(intended_ns, seq, now_ms);
+        self.next_seq += 1;
+        self.stats
+            .borrow_mut()
+            .on_sent((now_ns / 1_000_000_000) as usize);
+        true
+    }
+
+    /// Queues the POST of request `seq`.
+    fn write_post(&mut self, intended_ns: u64, seq: u64, now_ms: i64) {
         let index = (seq as usize) % RING_LEN;
         self.data[..8].copy_from_slice(&seq.to_be_bytes());
         let repr = PrepareRepr {
@@ -119,15 +156,28 @@ impl Sender {
             len,
             &mut self.head,
         );
+        let start = self.taken + self.out.len() as u64;
         self.out.extend_from_slice(&self.head[..n]);
         self.out.extend_from_slice(&self.packet[..len]);
         self.woken = true;
-        self.next_seq += 1;
-        self.in_flight.push_back((intended_ns, index));
-        self.stats
-            .borrow_mut()
-            .on_sent((now_ns / 1_000_000_000) as usize);
-        true
+        self.in_flight.push_back(InFlight {
+            intended_ns,
+            seq,
+            start,
+        });
+    }
+
+    /// The connection closed: requests never written wait to go again, the others are lost
+    /// (counted as errors unless the run is ending). Returns how many were lost.
+    fn connection_closed(&mut self) -> u64 {
+        for request in unwritten(&mut self.in_flight, self.taken).into_iter().rev() {
+            self.resend.push_front(request);
+        }
+        let lost = self.in_flight.len() as u64;
+        self.in_flight.clear();
+        self.out.clear();
+        self.taken = 0;
+        lost
     }
 
     /// Keeps the window full (closed loop) or sends what is due (open loop).
@@ -138,6 +188,13 @@ impl Sender {
         }
         let now = self.since_start_ns();
         let now_ms = unix_ms();
+        // Requests a closed connection never wrote go first, as they were.
+        while self.in_flight.len() < self.plan.window {
+            let Some(again) = self.resend.pop_front() else {
+                break;
+            };
+            self.write_post(again.intended_ns, again.seq, now_ms);
+        }
         match self.plan.rate_per_conn {
             None => while self.send_prepare(now, now, now_ms) {},
             Some(rate) => {
@@ -163,10 +220,11 @@ impl Sender {
 
     /// One response, for the oldest request in flight.
     fn on_response(&mut self, status: u16, body: &[u8]) {
-        let Some((intended, index)) = self.in_flight.pop_front() else {
+        let Some(request) = self.in_flight.pop_front() else {
             self.stats.borrow_mut().errors += 1;
             return;
         };
+        let (intended, index) = (request.intended_ns, (request.seq as usize) % RING_LEN);
         if status == 200 {
             let now = self.since_start_ns();
             sender_reply(
@@ -222,6 +280,8 @@ pub(crate) async fn dial(
         wake,
         woken: false,
         in_flight: VecDeque::new(),
+        resend: VecDeque::new(),
+        taken: 0,
         id,
         next_seq: 0,
         data: vec![0; data_len],
@@ -258,7 +318,10 @@ async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalRec
                 &sender,
                 writer,
                 &sleep,
-                |s| &mut s.out,
+                |s, batch| {
+                    std::mem::swap(&mut s.out, batch);
+                    s.taken += batch.len() as u64;
+                },
                 |s| !s.connected || s.closing,
             ),
         )
@@ -266,9 +329,7 @@ async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalRec
         let (plan, target) = {
             let mut s = sender.borrow_mut();
             s.connected = false;
-            s.out.clear();
-            let lost = s.in_flight.len() as u64;
-            s.in_flight.clear();
+            let lost = s.connection_closed();
             if !s.closing {
                 // Written but never answered: the connection went away under them.
                 s.stats.borrow_mut().errors += lost;
@@ -348,12 +409,12 @@ async fn write_loop<T, W: AsyncWrite + Unpin>(
     conn: &Rc<RefCell<T>>,
     mut writer: W,
     sleep: &LocalReceiver<()>,
-    out: impl Fn(&mut T) -> &mut Vec<u8>,
+    take: impl Fn(&mut T, &mut Vec<u8>),
     done: impl Fn(&T) -> bool,
 ) {
     ilp_router::shard::write_queued(&mut writer, sleep, |batch| {
         let mut c = conn.borrow_mut();
-        std::mem::swap(out(&mut c), batch);
+        take(&mut c, batch);
         done(&c)
     })
     .await;
@@ -499,7 +560,13 @@ pub(crate) async fn serve(
             let (reader, writer) = futures_lite::io::split(stream);
             futures_lite::future::zip(
                 sink_reads(&sink, reader),
-                write_loop(&sink, writer, &sleep, |s| &mut s.out, |s| s.closing),
+                write_loop(
+                    &sink,
+                    writer,
+                    &sleep,
+                    |s, batch| std::mem::swap(&mut s.out, batch),
+                    |s| s.closing,
+                ),
             )
             .await;
         })
@@ -538,4 +605,28 @@ async fn sink_reads<R: AsyncRead + Unpin>(sink: &SinkShared, mut reader: R) {
     }
     // The client went away: nothing more to answer.
     sink.borrow_mut().shut();
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn requests_never_written_are_told_apart_from_those_that_may_have_arrived() {
+        let request = |seq, start| InFlight {
+            intended_ns: seq * 10,
+            seq,
+            start,
+        };
+        // Three POSTs of 100 bytes; the writer took the first two (200 bytes).
+        let mut in_flight: VecDeque<InFlight> =
+            [request(1, 0), request(2, 100), request(3, 200)].into();
+        let again = unwritten(&mut in_flight, 200);
+        assert_eq!(again.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(in_flight.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        // The writer took part of the third request's batch: it may be on the wire.
+        let mut in_flight: VecDeque<InFlight> = [request(1, 0), request(2, 100)].into();
+        assert!(unwritten(&mut in_flight, 101).is_empty());
+        assert_eq!(in_flight.len(), 2);
+    }
 }
