@@ -52,7 +52,7 @@ pub(crate) struct Cli {
     /// Prepares in flight per sender connection (the cap in open loop too). HTTP: requests
     /// pipelined on each keep-alive connection, answers matched in order. Our sink and the
     /// router answer a pipelined batch at once (the router reads up to its
-    /// `http_pipeline_max`, 64 by default, per connection), but a server that serves a
+    /// `http_pipeline_max`, 256 by default, per connection), but a server that serves a
     /// connection's requests one at a time gains nothing from depth: against it use
     /// `--window 1` (or a few) and as many `--connections` as Prepares should be in flight.
     #[arg(long, default_value_t = 512)]

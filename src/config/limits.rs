@@ -227,9 +227,9 @@ limits! {
     /// (`http_url`). Default 64; 1..=4096.
     http_connections_per_peer_max: usize = 64, 1, HTTP_CONNECTIONS_PER_PEER_MAX;
     /// Requests pipelined on each of those connections (answers come back in order; 1 sends
-    /// one request at a time, for servers that do not take pipelined requests). Default 16;
-    /// 1..=1024.
-    http_requests_per_connection_max: usize = 16, 1, HTTP_REQUESTS_PER_CONNECTION_MAX;
+    /// one request at a time, for servers that do not take pipelined requests). Default 64
+    /// (deep pipelines mean fewer, larger writes: see BENCHMARKS.md); 1..=1024.
+    http_requests_per_connection_max: usize = 64, 1, HTTP_REQUESTS_PER_CONNECTION_MAX;
     /// HTTP connections each core opens ahead of need to each `http_url` peer and keeps open
     /// (redialling with the `reconnect_*` backoff), so the first Prepare after a quiet spell
     /// finds one. Default 1; 0..=4096, and at most `http_connections_per_peer_max`.
@@ -260,8 +260,9 @@ limits! {
     http_idle_timeout_ms: u64 = 30_000, 1, HTTP_IDLE_TIMEOUT_MS_MAX;
     /// Requests one ILP-over-HTTP connection from a peer may have in flight (pipelined;
     /// answered in request order); past it the connection is not read until an answer frees
-    /// room. Default 64; 1..=1024.
-    http_pipeline_max: usize = 64, 1, HTTP_PIPELINE_MAX;
+    /// room. Answers ready out of order wait, copied, so a connection holds at most this many
+    /// replies (as `link_queue_bytes_max` bounds its queue). Default 256; 1..=1024.
+    http_pipeline_max: usize = 256, 1, HTTP_PIPELINE_MAX;
     /// Milliseconds of silence on a BTP link after which we send a WebSocket Ping. Default
     /// 5000; 100..=3600000.
     btp_ping_interval_ms: u64 = 5000, 100, BTP_PING_INTERVAL_MS_MAX;

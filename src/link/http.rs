@@ -119,6 +119,107 @@ pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'
     }))
 }
 
+/// The last head parsed on one connection, kept so that a byte-identical head is not parsed
+/// again: a client sends the same head request after request (only the body changes, and
+/// often not even its length), and equal bytes parse alike. A head that differs is parsed and
+/// kept instead. Its memory is one head (at most [`HEAD_LEN_MAX`] bytes).
+#[derive(Debug)]
+pub struct HeadMemo<T> {
+    head: Vec<u8>,
+    parsed: Option<T>,
+}
+
+impl<T> Default for HeadMemo<T> {
+    fn default() -> Self {
+        HeadMemo {
+            head: Vec::new(),
+            parsed: None,
+        }
+    }
+}
+
+impl<T: Copy> HeadMemo<T> {
+    /// What the kept head parsed to, if `buf` starts with the same bytes.
+    fn recall(&self, buf: &[u8]) -> Option<T> {
+        let parsed = self.parsed?;
+        buf.starts_with(&self.head).then_some(parsed)
+    }
+
+    fn keep(&mut self, head: &[u8], parsed: T) {
+        self.head.clear();
+        self.head.extend_from_slice(head);
+        self.parsed = Some(parsed);
+    }
+}
+
+/// A [`Request`] with its borrowed fields as ranges of the head, for [`HeadMemo`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestShape {
+    path: (usize, usize),
+    token: (usize, usize),
+    body_len: usize,
+    keep_alive: bool,
+}
+
+/// Where `inner` (a part of `outer`) lies in it.
+fn span(outer: &[u8], inner: &[u8]) -> (usize, usize) {
+    let start = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
+    debug_assert!(
+        start.saturating_add(inner.len()) <= outer.len(),
+        "not a part of it"
+    );
+    (start, start + inner.len())
+}
+
+/// [`parse_request`], skipping the parse when the head is byte-identical to the last one
+/// parsed on this connection (`memo`).
+pub fn parse_request_memo<'a>(
+    buf: &'a [u8],
+    body_len_max: usize,
+    memo: &mut HeadMemo<RequestShape>,
+) -> Result<Option<Request<'a>>, HttpError> {
+    if let Some(shape) = memo.recall(buf) {
+        let path = &buf[shape.path.0..shape.path.1];
+        // The same bytes were UTF-8 when they were parsed.
+        let path = std::str::from_utf8(path).unwrap_or_default();
+        return Ok(Some(Request {
+            path,
+            token: &buf[shape.token.0..shape.token.1],
+            head_len: memo.head.len(),
+            body_len: shape.body_len,
+            keep_alive: shape.keep_alive,
+        }));
+    }
+    let parsed = parse_request(buf, body_len_max)?;
+    if let Some(request) = parsed {
+        let shape = RequestShape {
+            path: span(buf, request.path.as_bytes()),
+            token: span(buf, request.token),
+            body_len: request.body_len,
+            keep_alive: request.keep_alive,
+        };
+        memo.keep(&buf[..request.head_len], shape);
+    }
+    Ok(parsed)
+}
+
+/// [`parse_response`], skipping the parse when the head is byte-identical to the last one
+/// parsed on this connection (`memo`).
+pub fn parse_response_memo(
+    buf: &[u8],
+    body_len_max: usize,
+    memo: &mut HeadMemo<Response>,
+) -> Result<Option<Response>, HttpError> {
+    if let Some(response) = memo.recall(buf) {
+        return Ok(Some(response));
+    }
+    let parsed = parse_response(buf, body_len_max)?;
+    if let Some(response) = parsed {
+        memo.keep(&buf[..response.head_len], response);
+    }
+    Ok(parsed)
+}
+
 /// A head the HTTP layer refused, as the status to answer.
 fn head_error(error: HeadError) -> HttpError {
     match error {
@@ -311,6 +412,46 @@ pub fn map_response(status: u16) -> Outcome {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn a_memo_answers_for_an_identical_head_and_parses_any_other() {
+        let head = |len: usize, token: &str| {
+            format!(
+                "POST /accounts/alice/ilp HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Length: {len}\r\n\r\n"
+            )
+        };
+        let mut memo = HeadMemo::default();
+        for (text, body) in [
+            (head(3, "t1"), "abc"),
+            (head(3, "t1"), "xyz"),
+            (head(4, "t1"), "wxyz"),
+            (head(4, "t2"), "wxyz"),
+            (head(4, "t2"), "wxyz"),
+        ] {
+            let buf = [text.as_bytes(), body.as_bytes()].concat();
+            let remembered = parse_request_memo(&buf, 64, &mut memo).unwrap().unwrap();
+            let parsed = parse_request(&buf, 64).unwrap().unwrap();
+            assert_eq!(remembered, parsed, "{text}");
+            assert_eq!(&buf[parsed.head_len..], body.as_bytes());
+        }
+        // A partial head is parsed (and is not complete yet), whatever the memo holds.
+        let partial = head(4, "t2");
+        let partial = &partial.as_bytes()[..20];
+        assert_eq!(parse_request_memo(partial, 64, &mut memo), Ok(None));
+        // A refusal is not remembered: the same head is refused again.
+        let big = head(65, "t2");
+        for _ in 0..2 {
+            let refused = parse_request_memo(big.as_bytes(), 64, &mut memo);
+            assert_eq!(refused, Err(HttpError::BodyTooLarge));
+        }
+        let mut memo = HeadMemo::default();
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        for _ in 0..2 {
+            let remembered = parse_response_memo(response, 64, &mut memo).unwrap();
+            assert_eq!(remembered, parse_response(response, 64).unwrap());
+        }
+    }
 
     /// Found by the `http_response` fuzz target: a complete head longer than `HEAD_LEN_MAX`
     /// was accepted when it arrived whole (a request head that long is refused with 431).

@@ -396,19 +396,27 @@ pub fn framing<'b>(headers: &[Header<'b>]) -> Framing<'b> {
     };
     for h in headers {
         let name = h.name.as_bytes();
-        match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+        // Length and first letter first: most headers (Host, Content-Type, Accept, Date)
+        // are passed over without a byte-by-byte comparison.
+        match (name.len(), name.first().map_or(0, u8::to_ascii_lowercase)) {
+            (14, b'c') if name.eq_ignore_ascii_case(b"content-length") => {
                 found.content_length = match (found.content_length, parse_length(h.value)) {
                     (Err(e), _) | (_, Err(e)) => Err(e),
                     (Ok(Some(a)), Ok(b)) if a != b => Err(LengthError::Malformed),
                     (Ok(_), Ok(b)) => Ok(Some(b)),
                 };
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => found.transfer_encoding = true,
-            13 if found.authorization.is_none() && name.eq_ignore_ascii_case(b"authorization") => {
+            (17, b't') if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                found.transfer_encoding = true
+            }
+            (13, b'a')
+                if found.authorization.is_none() && name.eq_ignore_ascii_case(b"authorization") =>
+            {
                 found.authorization = Some(h.value)
             }
-            10 if found.connection.is_none() && name.eq_ignore_ascii_case(b"connection") => {
+            (10, b'c')
+                if found.connection.is_none() && name.eq_ignore_ascii_case(b"connection") =>
+            {
                 found.connection = Some(h.value)
             }
             _ => {}

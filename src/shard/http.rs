@@ -39,7 +39,9 @@ use super::io::{unix_ms, Core};
 use crate::engine::PeerId;
 use crate::link::auth::constant_time_eq;
 use crate::link::buf::ReadBuf;
-use crate::link::http::{parse_request, parse_response, HEAD_LEN_MAX};
+use crate::link::http::{
+    parse_request_memo, parse_response_memo, HeadMemo, RequestShape, Response, HEAD_LEN_MAX,
+};
 use futures_lite::io::AsyncReadExt;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
@@ -89,7 +91,7 @@ pub(crate) async fn serve_http(state: State, stream: TcpStream) {
     };
     let (wake, sleep) = local_channel::new_bounded(1);
     let (answered, answer) = local_channel::new_bounded(1);
-    let http = HttpLink::new(pipeline_max);
+    let http = HttpLink::new();
     let pending = Admission::Pending;
     let added = state
         .borrow_mut()
@@ -269,13 +271,17 @@ async fn write_owed(state: &State, id: LinkId, answer: &LocalReceiver<()>) {
     }
 }
 
-/// Who the requests on one connection authenticated as. A connection carries one peer's
+/// What the reader of one connection keeps between requests. A connection carries one peer's
 /// requests, so the path account and token that authenticated last are kept and compared (in
-/// constant time) before the table of every peer's tokens is searched; `front` is the peer of
-/// the request whose body is still arriving.
+/// constant time) before the table of every peer's tokens is searched, and the last head is
+/// kept so that an identical one is not parsed again; `front` is the peer of the request
+/// whose body is still arriving.
 #[derive(Default)]
 struct Authenticated {
     front: Option<PeerId>,
+    memo: HeadMemo<RequestShape>,
+    /// The connection is counted among the authenticated links.
+    counted: bool,
     last: Option<Credentials>,
 }
 
@@ -320,7 +326,7 @@ fn dispatch(
     let mut st = state.borrow_mut();
     let mut start = 0;
     while st.http_pending(id) < pipeline_max {
-        let request = match parse_request(&buf[start..], body_len_max) {
+        let request = match parse_request_memo(&buf[start..], body_len_max, &mut auth.memo) {
             Ok(Some(request)) => request,
             Ok(None) => break,
             Err(error) => {
@@ -341,10 +347,11 @@ fn dispatch(
             return (buf.len(), true);
         };
         // Counted against links_max from its first authenticated request (see conn.rs).
-        if !st.authenticate_link(id) {
+        if !auth.counted && !st.authenticate_link(id) {
             st.on_http_request(now, id, None, &mut [], false, Some(503));
             return (buf.len(), true);
         }
+        auth.counted = true;
         if start + head_len + body_len > buf.len() {
             auth.front = Some(peer);
             break; // the body is still arriving
@@ -408,8 +415,9 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
         st.flush();
     }
     let mut buf = ReadBuf::new(HEAD_LEN_MAX + body_len_max);
+    let mut memo = HeadMemo::default();
     loop {
-        if !answer_batch(&state, id, peer, &mut buf, body_len_max) {
+        if !answer_batch(&state, id, peer, &mut buf, body_len_max, &mut memo) {
             break;
         }
         // Room for the rest of a partial response, and for a read worth making: only the
@@ -435,7 +443,8 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
 const READ_ROOM_MIN: usize = 4096;
 
 /// Hands every whole response at the front of `buf` to the core in one batch (one clock
-/// read, one flush), then refills the connection's pipeline. `false` when the connection is
+/// read, one flush; a head identical to the last is not parsed again), then refills the
+/// connection's pipeline. `false` when the connection is
 /// finished: `Connection: close`, a response that cannot be read, or the link closing.
 fn answer_batch(
     state: &State,
@@ -443,12 +452,13 @@ fn answer_batch(
     peer: PeerId,
     buf: &mut ReadBuf,
     body_len_max: usize,
+    memo: &mut HeadMemo<Response>,
 ) -> bool {
     let mut st = state.borrow_mut();
     let now = unix_ms();
     let mut open = true;
     loop {
-        let response = match parse_response(buf.data(), body_len_max) {
+        let response = match parse_response_memo(buf.data(), body_len_max, memo) {
             Ok(Some(response)) => response,
             // A head longer than the buffer could ever hold is refused by the parser.
             Ok(None) => break,

@@ -93,11 +93,13 @@ pub(crate) struct HttpOwed {
 }
 
 impl HttpLink {
-    /// A link whose reader waits at `pipeline_max` requests in flight (`http_pipeline_max`).
-    pub(crate) fn new(pipeline_max: usize) -> Self {
+    /// A new link; its reader waits at `http_pipeline_max` requests in flight.
+    pub(crate) fn new() -> Self {
         HttpLink {
             next: 0,
-            pending: VecDeque::with_capacity(pipeline_max),
+            // Grows with what the peer pipelines (at most `http_pipeline_max`): most peers
+            // send one request at a time.
+            pending: VecDeque::new(),
             owed_until_ms: 0,
         }
     }
@@ -806,7 +808,7 @@ mod test {
 
     #[test]
     fn http_answers_leave_in_request_order() {
-        let mut http = HttpLink::new(4);
+        let mut http = HttpLink::new();
         let first = http.begin(true);
         let second = http.begin(false);
         http.owe_until(20);
