@@ -1,9 +1,10 @@
 //! Interop with real peers: STREAM payments through the JavaScript reference connector
 //! (`ilp-connector` 23) and this router, in both orders, over BTP and over ILP-over-HTTP
 //! (`ilp-plugin-http` 1.6) between the two, driven by the Node scripts in
-//! `tests/interop/` (see its README). Each script gets the router binary built for this test,
-//! runs for at most `SCRIPT_TIMEOUT` and prints `PASS …` last when the amounts arrived as the
-//! rates say.
+//! `tests/interop/` (see its README); and a mixed topology (one JS connector over ILP over
+//! HTTP, one over BTP) paying both ways for 20 rounds with idle gaps. Each script gets the
+//! router binary built for this test, runs for at most its limit and prints `PASS …` last when
+//! the amounts arrived as the rates say.
 //!
 //! They need `node` and `tests/interop/node_modules` (`npm ci --prefix tests/interop`). When
 //! either is missing a test prints `SKIPPED interop: <reason>` and returns, except under CI
@@ -15,7 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The limit of one `stream-payment.js` run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The limit of the `mixed-topology.js` run: 20 rounds with ten idle gaps of about 6 s take
+/// about 70 s, and the script starts no round after 130 s.
+const MIXED_TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -39,9 +45,9 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// Runs one script to completion (killed after `SCRIPT_TIMEOUT`) and returns its exit success
-/// and everything it printed.
-fn run_script(args: &[&str]) -> Option<(bool, String)> {
+/// Runs one script to completion (killed after `limit`) and returns its exit success and
+/// everything it printed.
+fn run_script(args: &[&str], limit: Duration) -> Option<(bool, String)> {
     if let Some(reason) = missing_prerequisite() {
         if std::env::var_os("CI").is_some() {
             panic!("interop: {reason} (CI installs it: see .ci/run)");
@@ -71,7 +77,7 @@ fn run_script(args: &[&str]) -> Option<(bool, String)> {
         if let Some(status) = child.try_wait().expect("wait for node") {
             break Some(status);
         }
-        if started.elapsed() > SCRIPT_TIMEOUT {
+        if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -83,7 +89,7 @@ fn run_script(args: &[&str]) -> Option<(bool, String)> {
     match status {
         Some(status) => Some((status.success(), output)),
         None => panic!(
-            "interop: `node {}` did not finish within {SCRIPT_TIMEOUT:?}; its output:\n{output}",
+            "interop: `node {}` did not finish within {limit:?}; its output:\n{output}",
             args.join(" ")
         ),
     }
@@ -97,7 +103,12 @@ fn stream_payment(topology: &str, transport: &str) {
         "--transport",
         transport,
     ];
-    let Some((success, output)) = run_script(&args) else {
+    assert_passes(&args, SCRIPT_TIMEOUT);
+}
+
+/// Runs a script and asserts that it exited 0 with a last line `PASS …`, which it prints.
+fn assert_passes(args: &[&str], limit: Duration) {
+    let Some((success, output)) = run_script(args, limit) else {
         return;
     };
     let pass = output
@@ -138,4 +149,15 @@ fn js_first_http() {
 #[test]
 fn router_first_http() {
     stream_payment("router-first", "http");
+}
+
+/// JS connector A ═(ILP over HTTP, both directions)═ router (2 cores) ═(BTP, B dials)═ JS
+/// connector B, STREAM payments B→A and A→B in 20 rounds, every 2nd after an idle gap of
+/// about 6 s, timed so that the round's first POST to A meets A's server closing our pooled
+/// keep-alive connection (Node 20 closes it 5 s + 1 s after its last answer). Each payment
+/// gets one STREAM connect attempt; a failed or late one, or a T-class Reject on the way
+/// (which STREAM would retry unseen), fails its round.
+#[test]
+fn mixed_topology_http_and_btp_20_rounds() {
+    assert_passes(&["mixed-topology.js"], MIXED_TOPOLOGY_TIMEOUT);
 }

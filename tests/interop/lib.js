@@ -60,6 +60,8 @@ async function startRouter ({ config, btpPort, cores = Number(process.env.INTERO
   const file = path.join(dir, 'router.toml')
   fs.writeFileSync(file, config)
   const args = ['run', '--config', file, '--cores', String(cores)]
+  // The router's log level (its default is info): INTEROP_ROUTER_LOG_LEVEL=debug.
+  if (process.env.INTEROP_ROUTER_LOG_LEVEL) args.push('--log-level', process.env.INTEROP_ROUTER_LOG_LEVEL)
   log('starting router:', args.join(' '))
   const child = spawn(routerBinary(), args, { stdio: ['ignore', 'inherit', 'inherit'] })
   let exited = null
@@ -117,7 +119,7 @@ class RecordingPlugin extends EventEmitter {
     super()
     this.inner = inner
     this.ildcp = ildcp
-    this.sent = [] // { amount, destination, fulfilled }
+    this.sent = [] // { amount, destination, fulfilled, code, triggeredBy, message }
     this.received = [] // { amount, destination, fulfilled }
     this.dataHandler = null
     inner.on('connect', () => this.emit('connect'))
@@ -140,14 +142,18 @@ class RecordingPlugin extends EventEmitter {
     }
     const reply = await this.inner.sendData(data)
     if (!prepare.destination.startsWith('peer.')) {
+      const r = reply[0] === IlpPacket.Type.TYPE_ILP_REJECT ? IlpPacket.deserializeIlpReject(reply) : { code: 'fulfill' }
       if (process.env.INTEROP_DEBUG) {
-        const r = reply[0] === IlpPacket.Type.TYPE_ILP_REJECT ? IlpPacket.deserializeIlpReject(reply) : { code: 'fulfill' }
         log(`sent ${prepare.amount} to ${prepare.destination.slice(0, 40)}: ${r.code} ${r.triggeredBy || ''} ${r.message || ''}`)
       }
       this.sent.push({
         amount: BigInt(prepare.amount),
         destination: prepare.destination,
-        fulfilled: reply[0] === IlpPacket.Type.TYPE_ILP_FULFILL
+        fulfilled: reply[0] === IlpPacket.Type.TYPE_ILP_FULFILL,
+        // For a Reject: its code, who triggered it and its message.
+        code: r.code === 'fulfill' ? null : r.code,
+        triggeredBy: r.triggeredBy || null,
+        message: r.message || null
       })
     }
     return reply
