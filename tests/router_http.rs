@@ -11,6 +11,8 @@ use ilp_router::wire::{Address, BtpType, ErrorCode, FulfillRepr, Packet, Prepare
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn config(btp: u16, http: u16) -> String {
@@ -49,6 +51,11 @@ frame_len_max = 65536
 }
 
 fn prepare(destination: &str, n: u8) -> Vec<u8> {
+    prepare_within(destination, n, 10_000)
+}
+
+/// A Prepare of condition SHA-256([n; 32]) that expires `expiry_ms` from now.
+fn prepare_within(destination: &str, n: u8, expiry_ms: i64) -> Vec<u8> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -56,7 +63,7 @@ fn prepare(destination: &str, n: u8) -> Vec<u8> {
     let condition: [u8; 32] = Sha256::digest([n; 32]).into();
     let repr = PrepareRepr {
         amount: 100,
-        expires_at: now + 10_000,
+        expires_at: now + expiry_ms,
         execution_condition: &condition,
         destination: Address::new_checked(destination.as_bytes()).unwrap(),
         data: b"over http",
@@ -205,7 +212,12 @@ fn a_connection_authenticated_once_still_checks_every_request() {
     let router = Router::start(&config(btp, http), btp, &["--cores", "1"]);
     for (path, token) in [("/", "alice:wrong"), ("/accounts/bob/ilp", "alice:secret")] {
         let mut alice = connect(http);
-        post(&mut alice, "/", "alice:secret", &prepare("private.nowhere", 1));
+        post(
+            &mut alice,
+            "/",
+            "alice:secret",
+            &prepare("private.nowhere", 1),
+        );
         assert_eq!(response(&mut alice).0, 200, "authenticated");
         // The same connection, other credentials: the token is checked again, and a token
         // is only good for the account it belongs to.
@@ -262,11 +274,22 @@ fn bad_requests_get_their_status_and_others_carry_on() {
 /// A tiny HTTP/1.1 server on loopback standing in for a peer we POST to: it checks the bearer
 /// token, then answers each request with `answer(body)` = (status, body), keep-alive.
 fn http_peer(token: &'static str, answer: fn(&[u8]) -> (u16, Vec<u8>)) -> u16 {
+    http_peer_counted(token, answer).0
+}
+
+/// [`http_peer`], and the count of connections it accepted.
+fn http_peer_counted(
+    token: &'static str,
+    answer: fn(&[u8]) -> (u16, Vec<u8>),
+) -> (u16, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
     std::thread::spawn(move || {
         for stream in listener.incoming().take(64) {
             let Ok(mut stream) = stream else { return };
+            counter.fetch_add(1, Ordering::Relaxed);
             std::thread::spawn(move || {
                 stream.set_read_timeout(Some(WAIT)).unwrap();
                 let mut buf = Vec::new();
@@ -301,7 +324,7 @@ fn http_peer(token: &'static str, answer: fn(&[u8]) -> (u16, Vec<u8>)) -> u16 {
             });
         }
     });
-    port
+    (port, accepted)
 }
 
 fn config_posting_to(btp: u16, bob_http: u16) -> String {
@@ -351,7 +374,7 @@ fn prepares_to_an_http_peer_are_posted_and_answered() {
             _ => (200, fulfill(*p.data().last().unwrap())),
         }
     }
-    let bob_port = http_peer("router:token", bob);
+    let (bob_port, connections) = http_peer_counted("router:token", bob);
     let btp = free_port();
     let router = Router::start(&config_posting_to(btp, bob_port), btp, &["--cores", "1"]);
     let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
@@ -364,7 +387,9 @@ fn prepares_to_an_http_peer_are_posted_and_answered() {
         assert_eq!(reply_id, id);
         assert_eq!(reply, fulfill(n), "Fulfill {n} relayed");
     }
-    // RFC 35: 5xx → T00; ours (as interledger-rs): a 200 that is not ILP → T01.
+    // RFC 35: 5xx → T00; ours (as interledger-rs): a 200 that is not ILP → T01. Either way
+    // the server kept the connection, and so do we: no new connection after them.
+    let opened = connections.load(Ordering::Relaxed);
     for (destination, code) in [
         ("g.router.bob.fail", ErrorCode::T00_INTERNAL_ERROR),
         ("g.router.bob.garbage", ErrorCode::T01_PEER_UNREACHABLE),
@@ -374,6 +399,55 @@ fn prepares_to_an_http_peer_are_posted_and_answered() {
         assert_eq!(reply_id, id);
         assert_eq!(ilp_code(&reply), code, "{destination}");
     }
+    let mut packet = prepare("g.router.bob.x", 21);
+    let last = packet.len() - 1;
+    packet[last] = 21;
+    alice.send_ilp(&packet);
+    assert_eq!(alice.recv_ilp().unwrap().2, fulfill(21));
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        opened,
+        "the same connections"
+    );
+}
+
+#[test]
+fn an_answer_after_the_expiry_is_never_taken_for_the_next_request() {
+    if common::peer::io_uring_missing(
+        "an_answer_after_the_expiry_is_never_taken_for_the_next_request",
+    ) {
+        return;
+    }
+    // Bob answers g.router.bob.slow only after its Prepare expired, then the rest at once.
+    fn bob(body: &[u8]) -> (u16, Vec<u8>) {
+        let Ok(Packet::Prepare(p)) = Packet::new_checked(body) else {
+            return (400, Vec::new());
+        };
+        let n = *p.data().last().unwrap();
+        if p.destination().as_bytes() == b"g.router.bob.slow" {
+            std::thread::sleep(Duration::from_millis(3500));
+        }
+        (200, fulfill(n))
+    }
+    let bob_port = http_peer("router:token", bob);
+    let btp = free_port();
+    let router = Router::start(&config_posting_to(btp, bob_port), btp, &["--cores", "1"]);
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    let with_n = |mut packet: Vec<u8>, n: u8| {
+        let last = packet.len() - 1;
+        packet[last] = n;
+        packet
+    };
+    // Expires in 3 s, so 2 s on the way out (min_message_window_ms = 1000).
+    alice.send_ilp(&with_n(prepare_within("g.router.bob.slow", 1, 3000), 1));
+    let (_, _, reply) = alice.recv_ilp().expect("an answer by the expiry");
+    assert_eq!(ilp_code(&reply), ErrorCode::R00_TRANSFER_TIMED_OUT);
+    // The connection that owes the late answer is not used again: the next request gets its
+    // own answer, never the late Fulfill of the first.
+    alice.send_ilp(&with_n(prepare("g.router.bob.x", 2), 2));
+    let (_, _, reply) = alice.recv_ilp().expect("an answer");
+    assert_eq!(reply, fulfill(2));
+    drop(router);
 }
 
 #[test]
