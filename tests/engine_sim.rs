@@ -5,7 +5,8 @@
 //!
 //! An auditor keeps its own model and checks after every step:
 //! - every Prepare gets exactly one answer, and at quiescence every Prepare has one;
-//! - a local Reject has the code the engine's check order (ARCHITECTURE.md, the path of a Prepare) gives (an independent oracle);
+//! - a local Reject has the code the engine's check order (ARCHITECTURE.md, the path of a
+//!   Prepare) gives (an independent oracle);
 //! - a forwarded Prepare carries floor(amount × rate) and the expiry
 //!   min(in − window, now + max_hold);
 //! - a Fulfill is credited only if it hashes to the condition and came before the outgoing
@@ -16,6 +17,9 @@
 //!
 //! A failing seed prints itself; rerun it alone with `ENGINE_SIM_SEED=<seed>`.
 //! `ENGINE_SIM_SEEDS=<n>` sets how many seeds run (default 2000).
+//!
+//! Over 800 lines: the simulated world, its oracle and its auditor belong together; the
+//! oracle is deliberately written apart from the engine, not shared with it.
 
 use ilp_router::engine::rate::Decimal;
 use ilp_router::engine::route::RouteTable;

@@ -5,6 +5,9 @@
 //! keeps its traffic flowing and the router's memory stays bounded; afterwards every slot
 //! comes back. Every client runs in its own thread with bounded counts and times; every wait
 //! has a deadline.
+//!
+//! Over 800 lines: each hostile client is its own test with its own router, and the shared
+//! fixture (the good pair, the counters read from the log) comes first.
 
 mod common {
     pub(crate) mod peer;

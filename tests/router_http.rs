@@ -1,6 +1,9 @@
 //! ILP over HTTP into the built router (RFC 35 synchronous mode): a POSTed Prepare reaches a
 //! BTP next hop and its Fulfill comes back as the 200 body, on a keep-alive connection; bad
 //! requests get their status and never disturb others. Loopback only, bounded waits.
+//!
+//! Over 800 lines: one test per rule of the HTTP side (server and client), each starting the
+//! router and its peers itself; the helpers they share are the first 150 lines.
 
 mod common {
     pub(crate) mod peer;

@@ -10,6 +10,8 @@
 //! | [`Transport::HttpServer`] | a peer, on the HTTP port | its ILP-over-HTTP requests (RFC 35), answered in order |
 //! | [`Transport::HttpClient`] | us (`http_url`) | our ILP-over-HTTP requests, pipelined |
 //!
+//! About 830 lines, its unit tests beside it (the code is about 750).
+//!
 //! Output queue: bytes wait in `out` until the link's writer task takes them. Past half of
 //! `link_queue_bytes_max` the reader stops reading (and forwarding to the link is T03); past
 //! all of it the peer is not reading what we send, the queue is dropped and the link closes.
