@@ -25,6 +25,7 @@
 //! This file holds the Prepare path (`check_and_hold`, in check order, top to bottom);
 //! `reply.rs` the answer path (replies, failures, expiries); the tests are in `tests.rs`.
 
+pub mod group;
 mod ledger;
 mod limiter;
 mod pending;
