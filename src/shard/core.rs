@@ -787,9 +787,11 @@ impl CoreState {
         let http_idle_ms =
             i64::try_from(limits.http_client_idle_timeout_ms).unwrap_or(i64::MAX / 4);
         let missed_max = limits.btp_pings_missed_max;
+        // The wheel answers an expired Prepare at most a tick late (engine/pending.rs).
+        let expiry_late_ms = 2 * i64::from(limits.tick_ms);
         let due = self
             .links
-            .timers(now, interval_ms, missed_max, http_idle_ms);
+            .timers(now, interval_ms, missed_max, http_idle_ms, expiry_late_ms);
         for id in due.auth_expired {
             tracing::info!(core = self.core, "auth timeout");
             self.close_link(id);

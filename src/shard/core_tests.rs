@@ -540,3 +540,35 @@ fn a_prepare_fails_t01_only_when_the_peer_cannot_be_reached() {
     core.on_tick(now + 100);
     assert_eq!(core.http_dials, [BOB]);
 }
+
+#[test]
+fn a_prepare_late_on_an_http_connection_is_answered_r00_not_t01() {
+    let mut core = http_core();
+    let mut alice = TestPeer::connect(&mut core, T0, ALICE, "alice");
+    core.on_tick(T0);
+    let id = open_http(&mut core, T0)[0];
+    // Off the wheel's 5 ms grid: the wheel answers it up to a tick after its expiry.
+    let expires_at = T0 + 3_003;
+    let what = Send::Prepare { tag: 7, expires_at };
+    alice.send(&mut core, T0, what, &prepare(3, expires_at));
+    assert!(holds(&write_out(&mut core, id), b"POST "));
+    // The peer never answers. The clock walks past the outgoing expiry (2 s on: the message
+    // window is 1 s) a millisecond at a time; the connection closes once its oldest request
+    // is stale, and its reader and writer end at once.
+    let mut gone = false;
+    for now in T0 + 1_990..T0 + 2_100 {
+        core.on_tick(now);
+        if !gone && core.link(id).is_some_and(|l| l.closing) {
+            core.http_client_gone(now, BOB, Some(id));
+            core.remove_link(now, id);
+            gone = true;
+        }
+    }
+    assert!(gone, "a stale connection closes");
+    let answers = alice.receive(&mut core, T0 + 2_100);
+    assert!(
+        matches!(&answers[..], [Received::Reply { tag: 7, ilp }]
+            if reject_code(ilp) == Some(ErrorCode::R00_TRANSFER_TIMED_OUT)),
+        "one answer, R00: {answers:?}"
+    );
+}

@@ -656,20 +656,27 @@ impl Links {
     /// Ping (every Ping had a whole interval to be answered) it is half-open. A paused reader
     /// is not silence: its link has over half its cap queued, and the writer's deadline
     /// decides whether the peer is alive. Marks the links it pings.
-    /// HTTP connections of ours: one whose oldest request is past its expiry is stale, one
-    /// with nothing in flight for `http_idle_ms` is idle.
+    /// HTTP connections of ours: one whose oldest request is past its expiry by more than
+    /// `expiry_late_ms` (how late the engine's wheel may answer R00) is stale, one with
+    /// nothing in flight for `http_idle_ms` is idle.
     pub(crate) fn timers(
         &mut self,
         now: i64,
         interval_ms: i64,
         missed_max: u32,
         http_idle_ms: i64,
+        expiry_late_ms: i64,
     ) -> Due {
         let down_ms = interval_ms.saturating_mul(i64::from(missed_max) + 1);
         let mut due = Due::default();
         for (id, link) in self.iter_mut() {
             if let Transport::HttpClient(client) = &link.transport {
-                let late = client.busy.front().is_some_and(|p| p.expires_at < now);
+                // After the engine's wheel answered it (R00), never before: a request that
+                // fails here first would be answered T01.
+                let late = client
+                    .busy
+                    .front()
+                    .is_some_and(|p| p.expires_at.saturating_add(expiry_late_ms) < now);
                 let idle =
                     client.busy.is_empty() && now.saturating_sub(client.active_at) >= http_idle_ms;
                 if late && !link.closing {
