@@ -572,3 +572,32 @@ fn a_prepare_late_on_an_http_connection_is_answered_r00_not_t01() {
         "one answer, R00: {answers:?}"
     );
 }
+
+#[test]
+fn no_request_goes_behind_one_past_its_expiry() {
+    let mut core = http_core();
+    let mut alice = TestPeer::connect(&mut core, T0, ALICE, "alice");
+    core.on_tick(T0);
+    let id = open_http(&mut core, T0)[0];
+    let expires_at = T0 + 3_003;
+    let what = Send::Prepare { tag: 1, expires_at };
+    alice.send(&mut core, T0, what, &prepare(1, expires_at));
+    write_out(&mut core, id);
+    // Past the first one's outgoing expiry, before its connection is stale: its answer would
+    // come first and nobody needs it, so the next Prepare waits for a fresh connection.
+    let now = T0 + 2_006;
+    core.on_tick(now);
+    let later = now + 30_000;
+    let what = Send::Prepare {
+        tag: 2,
+        expires_at: later,
+    };
+    alice.send(&mut core, now, what, &prepare(2, later));
+    assert!(
+        core.link(id).unwrap().out.is_empty(),
+        "not behind the late one"
+    );
+    assert_eq!(core.http_dials, [BOB]);
+    let fresh = open_http(&mut core, now)[0];
+    assert!(holds(&write_out(&mut core, fresh), &prepare(2, later)[..8]));
+}

@@ -119,7 +119,7 @@ impl HttpPools {
         expires_at: i64,
         packet: &[u8],
     ) -> Result<Sent, RejectReason> {
-        if let Some(id) = self.with_room(links, to, None) {
+        if let Some(id) = self.with_room(links, now, to, None) {
             self.write(links, now, id, tag, expires_at, packet);
             return Ok(Sent::Written);
         }
@@ -135,17 +135,33 @@ impl HttpPools {
         Ok(Sent::Queued)
     }
 
-    /// The first open connection to `peer` (other than `except`) with room in its pipeline.
-    fn with_room(&self, links: &Links, peer: PeerId, except: Option<LinkId>) -> Option<LinkId> {
+    /// The first open connection to `peer` (other than `except`) that takes a request now.
+    fn with_room(
+        &self,
+        links: &Links,
+        now: i64,
+        peer: PeerId,
+        except: Option<LinkId>,
+    ) -> Option<LinkId> {
         let pool = self.pools[peer.index()].as_ref()?;
-        pool.ready.iter().copied().find(|&id| {
-            Some(id) != except
-                && links
-                    .get(id)
-                    .filter(|l| !l.closing)
-                    .and_then(|l| l.http_client())
-                    .is_some_and(|c| c.busy.len() < self.depth)
-        })
+        pool.ready
+            .iter()
+            .copied()
+            .find(|&id| Some(id) != except && self.takes_request(links, now, id))
+    }
+
+    /// Whether connection `id` takes another request at `now`: open, not closing, with room in
+    /// its pipeline, and not waiting on a request past its expiry (the answers come in order,
+    /// so everything behind that one would wait for an answer nobody needs, and the
+    /// connection is about to close as stale).
+    fn takes_request(&self, links: &Links, now: i64, id: LinkId) -> bool {
+        links
+            .get(id)
+            .filter(|l| !l.closing)
+            .and_then(|l| l.http_client())
+            .is_some_and(|c| {
+                c.busy.len() < self.depth && c.busy.front().is_none_or(|p| p.expires_at >= now)
+            })
     }
 
     /// Writes one POST on a client connection.
@@ -201,12 +217,7 @@ impl HttpPools {
     /// Writes waiting requests on `id` while its pipeline has room.
     fn fill(&mut self, links: &mut Links, now: i64, id: LinkId, peer: PeerId) {
         loop {
-            let room = links
-                .get(id)
-                .filter(|l| !l.closing)
-                .and_then(|l| l.http_client())
-                .is_some_and(|c| c.busy.len() < self.depth);
-            if !room {
+            if !self.takes_request(links, now, id) {
                 break;
             }
             let pool = self.pools[peer.index()].as_mut().expect("checked");
@@ -250,7 +261,7 @@ impl HttpPools {
         for request in moved.into_iter().rev() {
             pool.backlog.push_front(request);
         }
-        while let Some(other) = self.with_room(links, peer, Some(id)) {
+        while let Some(other) = self.with_room(links, now, peer, Some(id)) {
             self.fill(links, now, other, peer);
             let pool = self.pools[peer.index()].as_ref().expect("an HTTP peer");
             if pool.backlog.is_empty() {
