@@ -9,7 +9,12 @@
 //! They need `node` and `tests/interop/node_modules` (`npm ci --prefix tests/interop`). When
 //! either is missing a test prints `SKIPPED interop: <reason>` and returns, except under CI
 //! (`CI` set), where `.ci/run` installs them and a missing piece is a failure.
+//!
+//! `ilp_node_over_http` (STREAM payments both ways with interledger-rs's `ilp-node`, over ILP
+//! over HTTP) is opt-in: it runs only when `ILP_NODE_BIN` names an `ilp-node` binary, which
+//! CI does not build (see tests/interop/README.md), and is skipped otherwise, under CI too.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,10 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The limit of the `mixed-topology.js` run: 20 rounds with ten idle gaps of about 6 s take
 /// about 70 s, and the script starts no round after 130 s.
 const MIXED_TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The limit of the `ilp-node.js` run: Redis, ilp-node and the router start in about a second,
+/// and the two payments take a few more.
+const ILP_NODE_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -47,7 +56,7 @@ fn missing_prerequisite() -> Option<String> {
 
 /// Runs one script to completion (killed after `limit`) and returns its exit success and
 /// everything it printed.
-fn run_script(args: &[&str], limit: Duration) -> Option<(bool, String)> {
+fn run_script(args: &[&str], limit: Duration, envs: &[(&str, &OsStr)]) -> Option<(bool, String)> {
     if let Some(reason) = missing_prerequisite() {
         if std::env::var_os("CI").is_some() {
             panic!("interop: {reason} (CI installs it: see .ci/run)");
@@ -67,6 +76,7 @@ fn run_script(args: &[&str], limit: Duration) -> Option<(bool, String)> {
         .current_dir(interop_dir())
         .env("ILP_ROUTER_BIN", env!("CARGO_BIN_EXE_ilp-router"))
         .env("RUST_LOG", "info")
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone the log file"))
         .stderr(log)
@@ -108,7 +118,12 @@ fn stream_payment(topology: &str, transport: &str) {
 
 /// Runs a script and asserts that it exited 0 with a last line `PASS …`, which it prints.
 fn assert_passes(args: &[&str], limit: Duration) {
-    let Some((success, output)) = run_script(args, limit) else {
+    assert_passes_with_env(args, limit, &[]);
+}
+
+/// `assert_passes` with more environment variables for the script.
+fn assert_passes_with_env(args: &[&str], limit: Duration, envs: &[(&str, &OsStr)]) {
+    let Some((success, output)) = run_script(args, limit, envs) else {
         return;
     };
     let pass = output
@@ -160,4 +175,38 @@ fn router_first_http() {
 #[test]
 fn mixed_topology_http_and_btp_20_rounds() {
     assert_passes(&["mixed-topology.js"], MIXED_TOPOLOGY_TIMEOUT);
+}
+
+/// STREAM sender → router → (ILP over HTTP: we POST to ilp-node's `/accounts/router/ilp`) →
+/// interledger-rs `ilp-node` (its STREAM receiver), and ilp-node paying (its SPSP + STREAM
+/// client) → (ILP over HTTP: it POSTs to our `[listen] http`) → router → STREAM receiver.
+/// Opt-in: it runs only with `ILP_NODE_BIN` naming an `ilp-node` binary (which takes long to
+/// build: see tests/interop/README.md) and needs `redis-server` on PATH; without
+/// `ILP_NODE_BIN` it is skipped, under CI too.
+#[test]
+fn ilp_node_over_http() {
+    let Some(bin) = std::env::var_os("ILP_NODE_BIN") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED ilp-node interop: set ILP_NODE_BIN (see tests/interop/README.md)"
+        );
+        return;
+    };
+    // The script runs in tests/interop: a relative path is taken from here.
+    let bin = std::fs::canonicalize(&bin)
+        .unwrap_or_else(|e| panic!("ILP_NODE_BIN={}: {e}", Path::new(&bin).display()));
+    let redis = std::env::var_os("REDIS_SERVER").unwrap_or_else(|| "redis-server".into());
+    match Command::new(&redis).arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        other => panic!(
+            "ilp-node interop: `{} --version` failed ({other:?}): install redis-server \
+             (apt-get install redis-server) or set REDIS_SERVER",
+            Path::new(&redis).display()
+        ),
+    }
+    assert_passes_with_env(
+        &["ilp-node.js"],
+        ILP_NODE_TIMEOUT,
+        &[("ILP_NODE_BIN", bin.as_os_str())],
+    );
 }
