@@ -9,7 +9,9 @@
 //! say after a 401) is dialled again: the requests it had written and not seen answered count
 //! as errors (they may have reached the server, so they are never sent twice); those still
 //! queued, never written, go out again on the new connection. A server that cannot be dialled
-//! any more ends the run, like a BTP peer that goes away.
+//! any more ends the run, like a BTP peer that goes away. A connection with nothing in flight
+//! for 4 s is closed and dialled again, before a server's keep-alive timeout can close it
+//! under a request.
 //!
 //! The sink is an HTTP/1.1 server on `--sink-listen` (every thread listens on the same
 //! address: glommio sets `SO_REUSEPORT`): any path, any content type, `Bearer <token>`
@@ -392,15 +394,47 @@ async fn sender_reads<R: AsyncRead + Unpin>(
             s.refill();
         }
         buf.compact_if_needed(READ_ROOM);
-        match buf.read_from(&mut reader).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        match read_unless_idle(sender, &mut reader, buf).await {
+            None | Some(Ok(0) | Err(_)) => break,
+            Some(Ok(_)) => {}
         }
     }
     let mut s = sender.borrow_mut();
     s.connected = false;
     s.woken = true;
     s.wake();
+}
+
+/// How long a sender connection may sit with nothing in flight before we close it (and dial a
+/// new one): below a server's keep-alive timeout (Node's is 5 s), so that no request is ever
+/// written onto a connection the server is just closing. The router does the same
+/// (`http_client_idle_timeout_ms`).
+const IDLE_CLOSE: Duration = Duration::from_secs(4);
+
+/// One read; `None` when the connection sat with nothing in flight for [`IDLE_CLOSE`].
+async fn read_unless_idle<R: AsyncRead + Unpin>(
+    sender: &SenderShared,
+    reader: &mut R,
+    buf: &mut ReadBuf,
+) -> Option<io::Result<usize>> {
+    let mut read = std::pin::pin!(buf.read_from(reader));
+    loop {
+        if !sender.borrow().in_flight.is_empty() {
+            return Some(read.as_mut().await);
+        }
+        let idle = async {
+            glommio::timer::sleep(IDLE_CLOSE).await;
+            None
+        };
+        let done = futures_lite::future::or(async { Some(read.as_mut().await) }, idle).await;
+        match done {
+            Some(result) => return Some(result),
+            // Still nothing in flight: close it. Else a request went out meanwhile: its
+            // answer is what the read waits for.
+            None if sender.borrow().in_flight.is_empty() => return None,
+            None => {}
+        }
+    }
 }
 
 /// Writes whatever is queued, one write per wake-up, until `done`; then closes the write

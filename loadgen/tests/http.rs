@@ -131,6 +131,36 @@ fn direct_over_http_fulfills_with_no_errors() {
     }
 }
 
+/// Open loop at one Prepare per 5 s on one connection: the sender closes its idle
+/// connection after 4 s (before a server's keep-alive timeout could) and dials again for the
+/// next one, losing nothing.
+#[test]
+fn an_idle_sender_connection_is_replaced_without_losing_a_request() {
+    if io_uring_missing("an_idle_sender_connection_is_replaced_without_losing_a_request") {
+        return;
+    }
+    let dir = Dir::new("idle");
+    let report = run_loadgen(
+        &[
+            "--direct",
+            "--transport",
+            "http",
+            "--duration",
+            "11s",
+            "--connections",
+            "1",
+            "--rate",
+            "0.2",
+        ],
+        &dir.path("idle.json"),
+    );
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent >= 2, "at least two Prepares, 5 s apart: {report}");
+    assert_eq!(report["fulfilled"], report["sent"], "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["timeouts"], 0, "{report}");
+}
+
 #[test]
 fn a_separate_sink_checks_the_token_and_answers_as_told() {
     if io_uring_missing("a_separate_sink_checks_the_token_and_answers_as_told") {
