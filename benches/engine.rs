@@ -47,6 +47,7 @@ fn engine_with(peers: usize, routes: usize, store: Option<Box<dyn PostedStore>>)
         address: b"g.router".to_vec(),
         peers: list,
         routes: RouteTable::build(b"g.router", table, None).unwrap(),
+        groups: Vec::new(),
         prices: vec![
             ("USD".into(), Decimal::ONE),
             ("EUR".into(), Decimal::parse("1.08").unwrap()),

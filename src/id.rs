@@ -21,6 +21,19 @@ impl fmt::Debug for PeerId {
     }
 }
 
+/// A backend group's index in the engine's tables; assigned from the config at start, dense
+/// from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(pub u16);
+
+impl GroupId {
+    /// The index into per-group arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
 /// A core's index among the router's cores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CoreId(pub u16);

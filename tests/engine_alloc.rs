@@ -38,6 +38,7 @@ fn config(core: u16) -> EngineConfig {
         address: b"g.router".to_vec(),
         peers: vec![peer("USD", 1), peer("EUR", 0)],
         routes: RouteTable::build(b"g.router", routes, None).unwrap(),
+        groups: Vec::new(),
         prices: vec![
             ("USD".into(), Decimal::ONE),
             ("EUR".into(), Decimal::parse("1.08").unwrap()),

@@ -186,6 +186,7 @@ fn engine_config(core: usize, cores: usize) -> EngineConfig {
             })
             .collect(),
         routes: RouteTable::build(b"g.router", routes, Some(PeerId(DEFAULT_ROUTE as u16))).unwrap(),
+        groups: Vec::new(),
         prices: vec![
             ("USD".into(), Decimal::parse("1").unwrap()),
             ("EUR".into(), Decimal::parse("1.08").unwrap()),

@@ -61,6 +61,7 @@
 //! terminates in front of the router).
 
 mod error;
+mod group;
 mod limits;
 mod peer;
 mod raw;
@@ -72,14 +73,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use self::error::ConfigError;
+pub use self::group::{Group, GROUPS_MAX};
 use self::limits::check_limits;
 pub use self::limits::Limits;
 pub use self::peer::{Dial, HttpDial, Outgoing, Peer, Relation, Secret};
 use self::raw::RawConfig;
 pub use self::url::BtpUrl;
+use crate::engine::group::Backend;
 use crate::engine::rate::Decimal;
-use crate::engine::route::RouteTable;
-use crate::engine::{CoreId, EngineConfig, PeerConfig, PeerId};
+use crate::engine::route::{Hop, RouteTable};
+use crate::engine::{CoreId, EngineConfig, GroupConfig, PeerConfig, PeerId};
 
 /// A complete, commented configuration: two peers in two currencies, a static route and a
 /// default route. It parses as is (see the tests).
@@ -150,13 +153,13 @@ dir = "/var/lib/ilp-router"
 msync_interval_ms = 1000
 "#;
 
-/// One route: destinations equal to `prefix` or under it (on a segment boundary) go to `peer`.
+/// One route: destinations equal to `prefix` or under it (on a segment boundary) go to `hop`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The prefix: an ILP address or a bare scheme (`g`, `test`, …).
     pub prefix: String,
-    /// The next hop.
-    pub peer: PeerId,
+    /// The next hop: a peer, or a group's backend.
+    pub hop: Hop,
     /// Added for a peer's own address (`<ilp_address>.<name>`), not written in `[[routes]]`.
     pub implicit: bool,
 }
@@ -173,6 +176,7 @@ pub struct Config {
     listen_http: Option<SocketAddr>,
     peers: Vec<Peer>,
     peer_ids: HashMap<String, PeerId>,
+    groups: Vec<Group>,
     routes: Vec<Route>,
     route_table: RouteTable,
     rates: Vec<(String, Decimal)>,
@@ -260,6 +264,11 @@ impl Config {
     /// The id of the peer named `name`.
     pub fn peer_id(&self, name: &str) -> Option<PeerId> {
         self.peer_ids.get(name).copied()
+    }
+
+    /// The backend groups, indexed by [`GroupId`](crate::engine::GroupId).
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
     }
 
     /// Every route: those of `[[routes]]` in file order, then the implicit ones.
@@ -362,6 +371,30 @@ impl Config {
             address: self.ilp_address.as_bytes().to_vec(),
             peers,
             routes: self.route_table(),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| GroupConfig {
+                    name: g.name.clone(),
+                    backends: g
+                        .peers
+                        .iter()
+                        .zip(&g.weights)
+                        .map(|(&peer, &weight)| Backend {
+                            peer,
+                            name: self.peer(peer).name.clone(),
+                            weight,
+                        })
+                        .collect(),
+                    policy: g.policy,
+                    outlier: g.outlier,
+                    // Each core takes its share of the cap, rounded up.
+                    backend_in_flight_max: u32::try_from(
+                        g.backend_in_flight_max.div_ceil(cores as u64),
+                    )
+                    .unwrap_or(u32::MAX),
+                })
+                .collect(),
             prices: self.rates.clone(),
             spread: self.spread,
             min_message_window_ms: self.min_message_window_ms,
@@ -405,3 +438,6 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod group_tests;

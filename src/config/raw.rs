@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) peers: Vec<RawPeer>,
     #[serde(default)]
+    pub(super) groups: Vec<RawGroup>,
+    #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
     #[serde(default)]
     pub(super) rates: BTreeMap<String, String>,
@@ -77,5 +79,23 @@ pub(super) struct RawPeer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
     pub(super) prefix: String,
-    pub(super) peer: String,
+    pub(super) peer: Option<String>,
+    pub(super) group: Option<String>,
+}
+
+/// One `[[groups]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub(super) name: String,
+    pub(super) peers: Vec<String>,
+    pub(super) policy: Option<String>,
+    pub(super) hash_segments: Option<u64>,
+    pub(super) weights: Option<Vec<u64>>,
+    pub(super) backend_in_flight_max: Option<u64>,
+    pub(super) outlier_window: Option<u64>,
+    pub(super) outlier_failure_percent: Option<u64>,
+    pub(super) ejection_base_ms: Option<u64>,
+    pub(super) ejection_max_ms: Option<u64>,
+    pub(super) max_ejection_percent: Option<u64>,
 }

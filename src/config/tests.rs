@@ -122,10 +122,10 @@ fn example_parses() {
     assert_eq!(config.limits().tick_ms, 5);
     assert!(config.warnings().is_empty());
     let table = config.route_table();
-    assert_eq!(table.lookup(b"g.bob.x"), Some(bob));
-    assert_eq!(table.lookup(b"g.example.router.alice.x"), Some(alice));
-    assert_eq!(table.lookup(b"g.elsewhere"), Some(bob));
-    assert_eq!(table.lookup(b"test.elsewhere"), None);
+    assert_eq!(table.lookup_peer(b"g.bob.x"), Some(bob));
+    assert_eq!(table.lookup_peer(b"g.example.router.alice.x"), Some(alice));
+    assert_eq!(table.lookup_peer(b"g.elsewhere"), Some(bob));
+    assert_eq!(table.lookup_peer(b"test.elsewhere"), None);
 }
 
 #[test]
@@ -545,7 +545,7 @@ fn default_route_errors() {
     assert_has(&m, "no peer is named \"carol\"");
     let ok = parse(&format!("default_route = \"bob\"\n{BASE}")).unwrap();
     assert_eq!(ok.default_route(), Some(PeerId(1)));
-    assert_eq!(ok.route_table().lookup(b"g.nowhere"), Some(PeerId(1)));
+    assert_eq!(ok.route_table().lookup_peer(b"g.nowhere"), Some(PeerId(1)));
 }
 
 #[test]
@@ -655,21 +655,21 @@ fn implicit_routes() {
         &[
             Route {
                 prefix: "g.router.alice".into(),
-                peer: PeerId(0),
+                hop: Hop::Peer(PeerId(0)),
                 implicit: true
             },
             Route {
                 prefix: "g.router.bob".into(),
-                peer: PeerId(1),
+                hop: Hop::Peer(PeerId(1)),
                 implicit: true
             },
         ]
     );
     let table = config.route_table();
-    assert_eq!(table.lookup(b"g.router.bob"), Some(PeerId(1)));
-    assert_eq!(table.lookup(b"g.router.bob.wallet.1"), Some(PeerId(1)));
-    assert_eq!(table.lookup(b"g.router.bobby"), None);
-    assert_eq!(table.lookup(b"g.router"), None);
+    assert_eq!(table.lookup_peer(b"g.router.bob"), Some(PeerId(1)));
+    assert_eq!(table.lookup_peer(b"g.router.bob.wallet.1"), Some(PeerId(1)));
+    assert_eq!(table.lookup_peer(b"g.router.bobby"), None);
+    assert_eq!(table.lookup_peer(b"g.router"), None);
 
     // An explicit route with exactly bob's address wins: no implicit one is added.
     let text = format!("{BASE}[[routes]]\nprefix = \"g.router.bob\"\npeer = \"alice\"\n");
@@ -679,13 +679,13 @@ fn implicit_routes() {
         config.routes()[0],
         Route {
             prefix: "g.router.bob".into(),
-            peer: PeerId(0),
+            hop: Hop::Peer(PeerId(0)),
             implicit: false
         }
     );
     assert_eq!(config.routes()[1].prefix, "g.router.alice");
     assert_eq!(
-        config.route_table().lookup(b"g.router.bob.x"),
+        config.route_table().lookup_peer(b"g.router.bob.x"),
         Some(PeerId(0))
     );
 
@@ -694,8 +694,8 @@ fn implicit_routes() {
     let config = parse(&text).unwrap();
     assert_eq!(config.routes().len(), 3);
     let table = config.route_table();
-    assert_eq!(table.lookup(b"g.router.bob.x.y"), Some(PeerId(0)));
-    assert_eq!(table.lookup(b"g.router.bob.z"), Some(PeerId(1)));
+    assert_eq!(table.lookup_peer(b"g.router.bob.x.y"), Some(PeerId(0)));
+    assert_eq!(table.lookup_peer(b"g.router.bob.z"), Some(PeerId(1)));
 }
 
 #[test]

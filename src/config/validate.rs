@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use super::error::toml_key;
+use super::group::{check_groups, Group};
 use super::limits::check_limits;
 use super::peer::check_peers;
 use super::raw::{RawConfig, RawListen, RawRoute, RawState};
 use super::{Config, ConfigError, Limits, Peer, Route, StateConfig, MSYNC_INTERVAL_MS_DEFAULT};
 use crate::engine::rate::{Decimal, Rate};
-use crate::engine::route::{RouteError, RouteTable};
-use crate::engine::PeerId;
+use crate::engine::route::{Hop, RouteError, RouteTable};
+use crate::engine::{GroupId, PeerId};
 use crate::limits::MAX_HOLD_TIME_MS_MAX;
 use crate::wire::check_address;
 
@@ -35,14 +36,15 @@ impl Config {
         let (listen_btp, listen_http) = check_listen(raw.listen)?;
         let listening = listen_btp.is_some() || listen_http.is_some();
         let (peers, peer_ids) = check_peers(raw.peers, &ilp_address, listening)?;
-        let routes = check_routes(raw.routes, &peers, &peer_ids)?;
+        let (groups, group_ids) = check_groups(raw.groups, &peers, &peer_ids)?;
+        let routes = check_routes(raw.routes, &peers, &peer_ids, &groups, &group_ids)?;
         let default_route = match raw.default_route {
             None => None,
             Some(name) => Some(peer_named(&peers, &peer_ids, "default_route", &name)?),
         };
         let route_table = RouteTable::build(
             ilp_address.as_bytes(),
-            routes.iter().map(|r| (r.prefix.as_bytes(), r.peer)),
+            routes.iter().map(|r| (r.prefix.as_bytes(), r.hop)),
             default_route,
         )
         .map_err(|e| route_error(e, &routes))?;
@@ -59,6 +61,7 @@ impl Config {
             listen_http,
             peers,
             peer_ids,
+            groups,
             routes,
             route_table,
             rates,
@@ -174,19 +177,51 @@ fn peer_named(
     })
 }
 
-/// `[[routes]]` in file order (each `peer` names a peer), then one implicit route per peer to
-/// its own address, unless a configured route has exactly that prefix.
+/// `[[routes]]` in file order (each names a `peer` or a `group`, not both), then one implicit
+/// route per peer to its own address, unless a configured route has exactly that prefix.
 fn check_routes(
     raw: Vec<RawRoute>,
     peers: &[Peer],
     peer_ids: &HashMap<String, PeerId>,
+    groups: &[Group],
+    group_ids: &HashMap<String, GroupId>,
 ) -> Result<Vec<Route>, ConfigError> {
     let mut routes = Vec::with_capacity(raw.len() + peers.len());
     for (k, route) in raw.into_iter().enumerate() {
-        let peer = peer_named(peers, peer_ids, &format!("routes[{k}].peer"), &route.peer)?;
+        let hop = match (route.peer, route.group) {
+            (Some(peer), None) => Hop::Peer(peer_named(
+                peers,
+                peer_ids,
+                &format!("routes[{k}].peer"),
+                &peer,
+            )?),
+            (None, Some(group)) => Hop::Group(group_ids.get(&group).copied().ok_or_else(|| {
+                let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+                let known = match known.is_empty() {
+                    true => "there are no [[groups]]".to_owned(),
+                    false => format!("the groups are {}", known.join(", ")),
+                };
+                ConfigError::invalid(
+                    format!("routes[{k}].group"),
+                    format!("no group is named {group:?}; {known}"),
+                )
+            })?),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    format!("routes[{k}]"),
+                    "has both peer and group; a route leads to one peer or one group",
+                ))
+            }
+            (None, None) => {
+                return Err(ConfigError::invalid(
+                    format!("routes[{k}]"),
+                    "has neither peer nor group; name where the route leads",
+                ))
+            }
+        };
         routes.push(Route {
             prefix: route.prefix,
-            peer,
+            hop,
             implicit: false,
         });
     }
@@ -195,7 +230,7 @@ fn check_routes(
         if !routes[..explicit].iter().any(|r| r.prefix == peer.address) {
             routes.push(Route {
                 prefix: peer.address.clone(),
-                peer: peer.id,
+                hop: Hop::Peer(peer.id),
                 implicit: true,
             });
         }
@@ -211,7 +246,10 @@ fn route_error(error: RouteError, routes: &[Route]) -> ConfigError {
         if index < explicit {
             format!("routes[{index}].prefix")
         } else {
-            format!("peers[{}].name", routes[index].peer.index())
+            match routes[index].hop {
+                Hop::Peer(peer) => format!("peers[{}].name", peer.index()),
+                Hop::Group(group) => format!("groups[{}].name", group.index()),
+            }
         }
     };
     match error {

@@ -133,26 +133,54 @@ impl Group {
         self.up.iter().any(|&u| u)
     }
 
-    /// The backend for a Prepare to `destination` that matched a route of `prefix_len` bytes;
-    /// `in_flight(peer)` is how many Prepares this core has in flight to a peer (for
-    /// [`Policy::LeastInFlight`]). `None` when every backend is down.
+    /// The backend for a Prepare to `destination` that matched a route of `prefix_len` bytes,
+    /// among those that are up, not `avoid` and not `full`. `in_flight(peer)` is how many
+    /// Prepares this core has in flight to a peer (for [`Policy::LeastInFlight`]); `full(peer)`
+    /// says a backend is at its in-flight cap. `None` when no backend qualifies.
+    ///
+    /// [`Policy::Hash`] takes the Maglev table's backend; when that one is full or avoided it
+    /// fails over to the next in the destination's own order (weighted rendezvous hashing over
+    /// the others), so a destination's failover backend is sticky too.
     pub fn select(
         &self,
         destination: &[u8],
         prefix_len: usize,
         in_flight: impl Fn(PeerId) -> usize,
+        full: impl Fn(PeerId) -> bool,
+        avoid: Option<PeerId>,
     ) -> Option<PeerId> {
+        let usable = |b: &Backend| Some(b.peer) != avoid && !full(b.peer);
         match self.policy {
             Policy::Hash { hash_segments } => {
                 let key = hash_key(destination, prefix_len, hash_segments);
-                let entry = self.table[(hash_bytes(key, 0) % self.table.len() as u64) as usize];
-                (entry != NONE).then(|| self.backends[usize::from(entry)].peer)
+                let hash = hash_bytes(key, 0);
+                let entry = self.table[(hash % self.table.len() as u64) as usize];
+                if entry == NONE {
+                    return None;
+                }
+                let primary = &self.backends[usize::from(entry)];
+                if usable(primary) {
+                    return Some(primary.peer);
+                }
+                // Cold path: weighted rendezvous, the highest score w / -ln(u) wins.
+                self.backends
+                    .iter()
+                    .zip(&self.up)
+                    .filter(|(b, &up)| up && usable(b))
+                    .map(|(b, _)| {
+                        let h = hash_bytes(b.name.as_bytes(), hash);
+                        // u in (0, 1): 53 bits of the hash, never 0.
+                        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                        (f64::from(b.weight) / -u.ln(), b.peer)
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, peer)| peer)
             }
             Policy::LeastInFlight => self
                 .backends
                 .iter()
                 .zip(&self.up)
-                .filter(|(_, &up)| up)
+                .filter(|(b, &up)| up && usable(b))
                 .min_by_key(|(b, _)| {
                     // in_flight / weight, compared without division: scaled by the largest
                     // weight a group can have.
@@ -161,6 +189,28 @@ impl Group {
                 })
                 .map(|(b, _)| b.peer),
         }
+    }
+
+    /// [`Policy::Hash`]'s choice for `destination`, from the table alone (`None` for the
+    /// other policy, or when every backend is down).
+    #[inline]
+    pub fn first_choice(&self, destination: &[u8], prefix_len: usize) -> Option<PeerId> {
+        let Policy::Hash { hash_segments } = self.policy else {
+            return None;
+        };
+        let key = hash_key(destination, prefix_len, hash_segments);
+        let entry = self.table[(hash_bytes(key, 0) % self.table.len() as u64) as usize];
+        (entry != NONE).then(|| self.backends[usize::from(entry)].peer)
+    }
+
+    /// How the group picks a backend.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Whether `peer` is one of the backends.
+    pub fn contains(&self, peer: PeerId) -> bool {
+        self.backends.iter().any(|b| b.peer == peer)
     }
 
     /// Fills the Maglev table with the backends that are up: each takes, in turn (weight
@@ -261,6 +311,57 @@ mod test {
 
     const HASH: Policy = Policy::Hash { hash_segments: 0 };
 
+    /// Selection with no cap and nothing avoided.
+    fn pick(
+        group: &Group,
+        destination: &[u8],
+        prefix_len: usize,
+        in_flight: impl Fn(PeerId) -> usize,
+    ) -> Option<PeerId> {
+        group.select(destination, prefix_len, in_flight, |_| false, None)
+    }
+
+    #[test]
+    fn a_full_or_avoided_backend_fails_over_to_a_sticky_second_choice() {
+        let group = group(&[1, 1, 1, 1], HASH);
+        let mut seconds = vec![0usize; 4];
+        for d in destinations(1000) {
+            let d = d.as_bytes();
+            let first = pick(&group, d, 9, |_| 0).unwrap();
+            let second = group.select(d, 9, |_| 0, |p| p == first, None).unwrap();
+            assert_ne!(second, first);
+            // The same second choice whether the first is full or avoided, every time.
+            assert_eq!(
+                group.select(d, 9, |_| 0, |_| false, Some(first)),
+                Some(second)
+            );
+            assert_eq!(
+                group.select(d, 9, |_| 0, |p| p == first, None),
+                Some(second)
+            );
+            seconds[usize::from(second.0 - 10)] += 1;
+            let third = group.select(d, 9, |_| 0, |p| p == first || p == second, None);
+            assert!(third.is_some_and(|t| t != first && t != second));
+        }
+        // The failover load spreads over the others too.
+        assert!(seconds.iter().all(|&n| n > 150), "{seconds:?}");
+        assert_eq!(group.select(b"g.cluster.x", 9, |_| 0, |_| true, None), None);
+        let least = self::group(&[1, 1], Policy::LeastInFlight);
+        let load = |p: PeerId| usize::from(p.0 - 10);
+        assert_eq!(
+            least.select(b"g.c.x", 3, load, |_| false, None),
+            Some(PeerId(10))
+        );
+        assert_eq!(
+            least.select(b"g.c.x", 3, load, |p| p == PeerId(10), None),
+            Some(PeerId(11))
+        );
+        assert_eq!(
+            least.select(b"g.c.x", 3, load, |_| false, Some(PeerId(10))),
+            Some(PeerId(11))
+        );
+    }
+
     fn destinations(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("g.cluster.receiver{i}.x")).collect()
     }
@@ -268,7 +369,7 @@ mod test {
     fn spread(group: &Group, destinations: &[String]) -> Vec<usize> {
         let mut counts = vec![0usize; group.backends().len()];
         for d in destinations {
-            let peer = group.select(d.as_bytes(), 9, |_| 0).unwrap();
+            let peer = pick(group, d.as_bytes(), 9, |_| 0).unwrap();
             counts[usize::from(peer.0 - 10)] += 1;
         }
         counts
@@ -298,9 +399,9 @@ mod test {
     fn a_destination_sticks_to_its_backend_and_hash_segments_group_destinations() {
         let group = group(&[1, 1, 1, 1], HASH);
         for d in destinations(100) {
-            let first = group.select(d.as_bytes(), 9, |_| 0);
+            let first = pick(&group, d.as_bytes(), 9, |_| 0);
             for _ in 0..3 {
-                assert_eq!(group.select(d.as_bytes(), 9, |_| 0), first);
+                assert_eq!(pick(&group, d.as_bytes(), 9, |_| 0), first);
             }
         }
         // One segment after the prefix `g.cluster`: every address under one receiver goes to
@@ -308,10 +409,10 @@ mod test {
         let group = self::group(&[1, 1, 1, 1], Policy::Hash { hash_segments: 1 });
         for i in 0..50 {
             let base = format!("g.cluster.receiver{i}");
-            let chosen = group.select(base.as_bytes(), 9, |_| 0);
+            let chosen = pick(&group, base.as_bytes(), 9, |_| 0);
             for tail in ["a", "b.c", "zzz.yyy.xxx"] {
                 let d = format!("{base}.{tail}");
-                assert_eq!(group.select(d.as_bytes(), 9, |_| 0), chosen, "{d}");
+                assert_eq!(pick(&group, d.as_bytes(), 9, |_| 0), chosen, "{d}");
             }
         }
         assert_eq!(hash_key(b"g.cluster.r1.a.b", 9, 1), b"g.cluster.r1");
@@ -326,12 +427,12 @@ mod test {
         let all = destinations(4000);
         let before: Vec<_> = all
             .iter()
-            .map(|d| group.select(d.as_bytes(), 9, |_| 0))
+            .map(|d| pick(&group, d.as_bytes(), 9, |_| 0))
             .collect();
         group.set_up(PeerId(12), false);
         let during: Vec<_> = all
             .iter()
-            .map(|d| group.select(d.as_bytes(), 9, |_| 0))
+            .map(|d| pick(&group, d.as_bytes(), 9, |_| 0))
             .collect();
         let moved = before.iter().zip(&during).filter(|(a, b)| a != b).count();
         let left = before.iter().filter(|&&p| p == Some(PeerId(12))).count();
@@ -348,7 +449,7 @@ mod test {
         group.set_up(PeerId(12), true);
         let after: Vec<_> = all
             .iter()
-            .map(|d| group.select(d.as_bytes(), 9, |_| 0))
+            .map(|d| pick(&group, d.as_bytes(), 9, |_| 0))
             .collect();
         let back = during.iter().zip(&after).filter(|(a, b)| a != b).count();
         assert!(
@@ -369,11 +470,11 @@ mod test {
         group.set_up(PeerId(10), false);
         group.set_up(PeerId(11), false);
         assert!(!group.any_up());
-        assert_eq!(group.select(b"g.cluster.x", 9, |_| 0), None);
+        assert_eq!(pick(&group, b"g.cluster.x", 9, |_| 0), None);
         let mut least = self::group(&[1, 1], Policy::LeastInFlight);
         least.set_up(PeerId(10), false);
         least.set_up(PeerId(11), false);
-        assert_eq!(least.select(b"g.cluster.x", 9, |_| 0), None);
+        assert_eq!(pick(&least, b"g.cluster.x", 9, |_| 0), None);
         assert!(!group.set_up(PeerId(99), true), "not a backend");
     }
 
@@ -381,13 +482,13 @@ mod test {
     fn least_in_flight_picks_the_least_loaded_relative_to_its_weight() {
         let group = group(&[1, 1, 2], Policy::LeastInFlight);
         let load = |loads: [usize; 3]| move |p: PeerId| loads[usize::from(p.0 - 10)];
-        assert_eq!(group.select(b"g.c.x", 3, load([5, 2, 9])), Some(PeerId(11)));
+        assert_eq!(pick(&group, b"g.c.x", 3, load([5, 2, 9])), Some(PeerId(11)));
         // 9 in flight on weight 2 is 4.5 per unit: less than 5 on weight 1.
-        assert_eq!(group.select(b"g.c.x", 3, load([5, 6, 9])), Some(PeerId(12)));
+        assert_eq!(pick(&group, b"g.c.x", 3, load([5, 6, 9])), Some(PeerId(12)));
         let mut group = group;
         group.set_up(PeerId(11), false);
         assert_eq!(
-            group.select(b"g.c.x", 3, load([5, 0, 11])),
+            pick(&group, b"g.c.x", 3, load([5, 0, 11])),
             Some(PeerId(10))
         );
     }

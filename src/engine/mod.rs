@@ -25,6 +25,7 @@
 //! This file holds the Prepare path (`check_and_hold`, in check order, top to bottom);
 //! `reply.rs` the answer path (replies, failures, expiries); the tests are in `tests.rs`.
 
+pub mod backends;
 pub mod group;
 mod ledger;
 mod limiter;
@@ -47,12 +48,14 @@ pub use pending::{InFlight, Pending, SlotId, PENDING_MAX};
 pub use reject::{RejectReason, REJECT_LEN_MAX};
 pub use reply::{Expired, Reply};
 
+pub use backends::{Backends, GroupConfig, HealthChange, HealthEvent, OutlierConfig};
+
 /// Re-exported from [`crate::id`], where they live.
-pub use crate::id::{CoreId, PeerId};
+pub use crate::id::{CoreId, GroupId, PeerId};
 
 use crate::wire::{Address, AmountTooLarge, Prepare};
 use rate::{ConvertError, Decimal, Rate};
-use route::RouteTable;
+use route::{Hop, RouteTable};
 use std::collections::HashMap;
 
 /// The runtime's handle for an incoming request, opaque to the engine (the runtime packs a
@@ -97,6 +100,8 @@ pub struct EngineConfig {
     pub peers: Vec<PeerConfig>,
     /// Routes (an immutable snapshot).
     pub routes: RouteTable,
+    /// Backend groups, indexed by [`GroupId`] (routes may lead to one).
+    pub groups: Vec<GroupConfig>,
     /// Value of one whole unit of each asset code, in a common unit.
     pub prices: Vec<(String, Decimal)>,
     /// The fraction kept on each conversion.
@@ -279,6 +284,10 @@ pub struct Engine {
     peers: Vec<PeerConfig>,
     links_up: Vec<bool>,
     routes: RouteTable,
+    /// Groups, their backends' health and the Prepares in flight to each peer.
+    backends: Backends,
+    /// The latest `now` seen by `handle_timeout` or `handle_reply` (for the calls without one).
+    clock: i64,
     rates: Rates,
     window_ms: i64,
     max_hold_ms: i64,
@@ -343,6 +352,8 @@ impl Engine {
             links_up: vec![false; config.peers.len()],
             rates: Rates::new(&config.peers, &config.prices, config.spread),
             routes: config.routes,
+            backends: Backends::new(config.groups, config.peers.len()),
+            clock: now,
             window_ms: i64::try_from(config.min_message_window_ms).expect("window fits i64"),
             max_hold_ms: i64::try_from(config.max_hold_time_ms).expect("max hold fits i64"),
             pending: Pending::new(config.pending_max, config.tick_ms, horizon_ms, now),
@@ -366,6 +377,17 @@ impl Engine {
     /// Marks whether `peer` has a link that can take Prepares now (T01 otherwise).
     pub fn set_link_up(&mut self, peer: PeerId, up: bool) {
         self.links_up[peer.index()] = up;
+        self.backends.set_link_up(peer, up);
+    }
+
+    /// The groups, their backends' health and the Prepares in flight to each peer.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// The next change of a backend's health, for the log.
+    pub fn poll_health_event(&mut self) -> Option<HealthEvent> {
+        self.backends.poll_event()
     }
 
     /// The counters.
@@ -456,14 +478,24 @@ impl Engine {
             };
             return Err(RejectReason::AmountTooLarge(Some(details)));
         }
-        // (6) route, and a link to send it on
-        let to = self
+        // (6) route, and a link to send it on: the peer's, or a group's backend that is up,
+        // not ejected and not full (T01 when none is up, T03 when all are full).
+        let destination = prepare.destination().as_bytes();
+        let matched = self
             .routes
-            .lookup(prepare.destination().as_bytes())
+            .lookup_match(destination)
             .ok_or(RejectReason::Unreachable)?;
-        if !self.links_up[to.index()] {
-            return Err(RejectReason::PeerUnreachable);
-        }
+        let to = match matched.hop {
+            Hop::Peer(to) if self.links_up[to.index()] => to,
+            Hop::Peer(_) => return Err(RejectReason::PeerUnreachable),
+            Hop::Group(group) => self
+                .backends
+                .select(group, destination, matched.prefix_len, None)
+                .map_err(|any_up| match any_up {
+                    true => RejectReason::ConnectorBusy,
+                    false => RejectReason::PeerUnreachable,
+                })?,
+        };
         // (7) convert
         let rate = self.rates.get(from, to).ok_or(RejectReason::Internal)?;
         let amount_out = rate.convert(amount_in).map_err(|e| match e {
@@ -488,6 +520,7 @@ impl Engine {
             condition: *prepare.execution_condition(),
             expires_at: expires_out,
             waiting: false,
+            reroutes: 0,
         };
         let slot = self
             .pending
@@ -503,6 +536,7 @@ impl Engine {
         }
         // Commit point: nothing below can fail.
         self.pending_by_peer[from.index()] += 1;
+        self.backends.sent(to);
         prepare.set_amount(amount_out);
         prepare.set_expires_at(expires_out);
         let len = if prepare.has_inner_trailing_bytes() {
@@ -563,6 +597,7 @@ impl Engine {
             }
             self.pending.remove(slot);
             self.pending_by_peer[entry.from.index()] -= 1;
+            self.backends.resolved(entry.to, None, self.clock);
             let reason = RejectReason::InsufficientLiquidity;
             self.counters.local_rejects[Counters::reject_index(reason)] += 1;
             return Some(Ready {
@@ -606,6 +641,8 @@ impl Engine {
     /// Advances the clock: files expired Prepares for [`poll_expired`](Self::poll_expired)
     /// and lets the balance shards report to their home cores. Call it at least once per tick.
     pub fn handle_timeout(&mut self, now: i64) {
+        self.clock = now;
+        self.backends.tick(now);
         self.pending.expire(now);
         self.ledger.handle_tick();
         self.limiter.handle_tick(now);
@@ -619,6 +656,44 @@ impl Engine {
     /// The next rate-limit message for another core.
     pub fn poll_rate(&mut self) -> Option<RateMessage> {
         self.limiter.poll_message()
+    }
+
+    /// The Prepare in `slot` could not be written to its next hop, and no byte of it left:
+    /// when its route leads to a group, it moves to the next backend in the destination's
+    /// order (up, not ejected, not full, not the one that failed). Returns the new next hop,
+    /// to which the caller sends `packet` (the rewritten Prepare, unchanged: a group's
+    /// backends share one asset); `None` when there is none (or after a few moves), and the
+    /// caller answers it with [`handle_failure`](Self::handle_failure) as before.
+    ///
+    /// Never call it for a Prepare of which any byte may have reached the next hop: that one
+    /// is resolved only by its answer or its expiry (no double payment).
+    pub fn reroute(&mut self, slot: SlotId, packet: &[u8]) -> Option<PeerId> {
+        const REROUTES_MAX: u8 = 3;
+        let entry = *self.pending.get(slot).filter(|e| !e.waiting)?;
+        if entry.reroutes >= REROUTES_MAX {
+            return None;
+        }
+        let prepare = Prepare::new_checked(packet).ok()?;
+        let destination = prepare.destination().as_bytes();
+        let matched = self.routes.lookup_match(destination)?;
+        let Hop::Group(group) = matched.hop else {
+            return None;
+        };
+        if self.backends.group_of(entry.to) != Some(group) {
+            return None;
+        }
+        let to = self
+            .backends
+            .select(group, destination, matched.prefix_len, Some(entry.to))
+            .ok()?;
+        // The failed write counts against the backend it was meant for.
+        self.backends.resolved(entry.to, Some(true), self.clock);
+        self.backends.sent(to);
+        self.backends.count_reroute();
+        let moved = self.pending.get_mut(slot).expect("found above");
+        moved.to = to;
+        moved.reroutes += 1;
+        Some(to)
     }
 
     /// In-flight Prepares from `peer` on this core.
@@ -653,3 +728,6 @@ fn peer_protocol_condition_is_sha256_of_zeros() {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod group_tests;

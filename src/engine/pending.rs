@@ -70,6 +70,9 @@ pub struct InFlight {
     pub expires_at: i64,
     /// Not sent yet: its hold waits for headroom from other cores (nothing is held).
     pub waiting: bool,
+    /// Times it moved to another backend of its group before a byte of it left
+    /// ([`super::Engine::reroute`]).
+    pub reroutes: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +132,7 @@ impl Pending {
             condition: [0; CONDITION_LEN],
             expires_at: 0,
             waiting: false,
+            reroutes: 0,
         };
         let slots = (0..capacity)
             .map(|i| Slot {
@@ -336,6 +340,7 @@ mod test {
             condition: [tag as u8; 32],
             expires_at,
             waiting: false,
+            reroutes: 0,
         }
     }
 

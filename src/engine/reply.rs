@@ -4,7 +4,7 @@
 //! voids its holds; a reply for an entry already resolved is dropped, never credited.
 
 use super::{Counters, Engine, InFlight, PeerId, RejectReason, SlotId, Tag, WAITERS_MAX};
-use crate::wire::Packet;
+use crate::wire::{ErrorCode, Packet};
 use sha2::{Digest, Sha256};
 
 /// What to send back to the incoming peer once a forwarded Prepare is resolved.
@@ -69,9 +69,11 @@ impl Engine {
             return Reply::Drop;
         }
         self.pending_by_peer[entry.from.index()] -= 1;
+        self.clock = now;
         if now >= entry.expires_at {
             // Late, though the wheel has not fired yet: expire now, never credit.
             self.pending.remove(slot);
+            self.backends.resolved(entry.to, Some(true), now);
             self.counters.late_replies += 1;
             return self.resolve_failed(entry, RejectReason::TimedOut);
         }
@@ -80,10 +82,12 @@ impl Engine {
                 let digest: [u8; 32] = Sha256::digest(fulfill.fulfillment()).into();
                 if digest != entry.condition {
                     self.pending.remove(slot);
+                    self.backends.resolved(entry.to, Some(true), now);
                     self.counters.wrong_fulfillments += 1;
                     return self.resolve_failed(entry, RejectReason::WrongCondition);
                 }
                 self.pending.remove(slot);
+                self.backends.resolved(entry.to, Some(false), now);
                 // The outgoing peer's row first: a crash between the two stores then leaves
                 // what the upstream believes (it has no Fulfill yet), at our expense.
                 if entry.amount_out > 0 {
@@ -101,6 +105,12 @@ impl Engine {
             }
             Ok(Packet::Reject(reject)) => {
                 self.pending.remove(slot);
+                // The codes that say the backend itself is unwell (outlier detection).
+                let code = reject.code();
+                let failed = code == ErrorCode::T00_INTERNAL_ERROR
+                    || code == ErrorCode::T01_PEER_UNREACHABLE
+                    || code == ErrorCode::R00_TRANSFER_TIMED_OUT;
+                self.backends.resolved(entry.to, Some(failed), now);
                 self.void(entry);
                 self.counters.relayed_rejects += 1;
                 Reply::Relay {
@@ -111,6 +121,7 @@ impl Engine {
             }
             Ok(Packet::Prepare(_)) | Err(_) => {
                 self.pending.remove(slot);
+                self.backends.resolved(entry.to, Some(true), now);
                 self.counters.invalid_replies += 1;
                 self.resolve_failed(entry, RejectReason::Internal)
             }
@@ -127,6 +138,7 @@ impl Engine {
         match self.pending.remove(slot) {
             Some(entry) => {
                 self.pending_by_peer[entry.from.index()] -= 1;
+                self.backends.resolved(entry.to, Some(true), self.clock);
                 self.resolve_failed(entry, reason)
             }
             None => {
@@ -158,8 +170,11 @@ impl Engine {
         self.pending_by_peer[entry.from.index()] -= 1;
         if entry.waiting {
             // Nothing was held or sent; the ledger's wait ends later and is dropped then.
+            self.backends.resolved(entry.to, None, self.clock);
             self.forget_parked();
         } else {
+            // No answer by the expiry: a failure of the next hop.
+            self.backends.resolved(entry.to, Some(true), self.clock);
             self.void(entry);
         }
         self.counters.expired += 1;

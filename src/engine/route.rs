@@ -43,7 +43,40 @@
 use core::fmt;
 
 use super::PeerId;
+use crate::id::GroupId;
 use crate::wire::{check_address, ADDRESS_LEN_MAX};
+
+/// Where a route leads: one peer, or a group of backends one of which is chosen per Prepare
+/// (see [`super::group`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hop {
+    /// This peer.
+    Peer(PeerId),
+    /// One of this group's backends.
+    Group(GroupId),
+}
+
+impl From<PeerId> for Hop {
+    fn from(peer: PeerId) -> Hop {
+        Hop::Peer(peer)
+    }
+}
+
+impl From<GroupId> for Hop {
+    fn from(group: GroupId) -> Hop {
+        Hop::Group(group)
+    }
+}
+
+/// A route that matched a destination: where it leads, and how many bytes of the destination
+/// its prefix covered (0 for the default route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched {
+    /// The route's next hop.
+    pub hop: Hop,
+    /// The length of the matched prefix.
+    pub prefix_len: usize,
+}
 
 /// The most static routes one table may hold.
 pub const ROUTES_MAX: usize = 1 << 20;
@@ -56,7 +89,7 @@ const KEY_LENS_WORDS: usize = ADDRESS_LEN_MAX / 64 + 1;
 
 // Key offsets into the arena are `u32`, key lengths are `u16`, and slot and route indices are
 // `u32`; the slot array holds at most twice as many slots as routes (rounded up to a power of two).
-const _: () = assert!(ROUTES_MAX * ADDRESS_LEN_MAX <= u32::MAX as usize);
+const _: () = assert!(ROUTES_MAX * ADDRESS_LEN_MAX < (1 << 30));
 const _: () = assert!(ADDRESS_LEN_MAX <= u16::MAX as usize);
 const _: () = assert!(4 * ROUTES_MAX <= u32::MAX as usize);
 const _: () = assert!(KEY_LENS_WORDS * 64 > ADDRESS_LEN_MAX);
@@ -122,23 +155,45 @@ impl fmt::Display for RouteError {
 impl std::error::Error for RouteError {}
 
 /// One slot of the open-addressing table. `len == 0` marks an empty slot (keys are never empty).
+/// Sixteen bytes: the hop is a peer or group index, told apart by [`GROUP_BIT`] in `offset`
+/// (offsets stay below 2^30, asserted above), so a group costs the lookup nothing.
 #[derive(Clone, Copy)]
 struct Slot {
     /// The full hash of the key, compared before the key bytes.
     hash: u64,
-    /// Where the key starts in the arena.
+    /// Where the key starts in the arena, and [`GROUP_BIT`] when the hop is a group.
     offset: u32,
     /// The key's length in bytes.
     len: u16,
-    peer: PeerId,
+    /// The peer's or the group's index.
+    hop: u16,
 }
+
+/// In [`Slot::offset`]: the hop is a group.
+const GROUP_BIT: u32 = 1 << 31;
 
 const SLOT_EMPTY: Slot = Slot {
     hash: 0,
     offset: 0,
     len: 0,
-    peer: PeerId(0),
+    hop: 0,
 };
+
+impl Slot {
+    #[inline]
+    fn hop(&self) -> Hop {
+        if self.offset & GROUP_BIT != 0 {
+            Hop::Group(GroupId(self.hop))
+        } else {
+            Hop::Peer(PeerId(self.hop))
+        }
+    }
+
+    #[inline]
+    fn start(&self) -> usize {
+        (self.offset & !GROUP_BIT) as usize
+    }
+}
 
 /// An immutable set of static routes plus an optional default route; see the module docs.
 #[derive(Clone)]
@@ -166,14 +221,15 @@ impl RouteTable {
     /// `own_address` must be a valid ILP address; its scheme bounds the default route. Each
     /// route prefix must be a valid ILP address or a known scheme alone (`g`, `test`, …), and
     /// no prefix may appear twice. Errors name the offending route by its position in `routes`.
-    pub fn build<I, P>(
+    pub fn build<I, P, H>(
         own_address: &[u8],
         routes: I,
         default_route: Option<PeerId>,
     ) -> Result<RouteTable, RouteError>
     where
-        I: IntoIterator<Item = (P, PeerId)>,
+        I: IntoIterator<Item = (P, H)>,
         P: AsRef<[u8]>,
+        H: Into<Hop>,
     {
         if check_address(own_address).is_err() {
             return Err(RouteError::InvalidOwnAddress {
@@ -184,8 +240,8 @@ impl RouteTable {
 
         // Check every prefix and copy it into the arena.
         let mut arena = Vec::new();
-        let mut keys: Vec<(u32, u16, PeerId)> = Vec::new();
-        for (index, (prefix, peer)) in routes.into_iter().enumerate() {
+        let mut keys: Vec<(u32, u16, Hop)> = Vec::new();
+        for (index, (prefix, hop)) in routes.into_iter().enumerate() {
             let prefix = prefix.as_ref();
             if index == ROUTES_MAX {
                 return Err(RouteError::TooManyRoutes { max: ROUTES_MAX });
@@ -197,7 +253,7 @@ impl RouteTable {
                 });
             }
             // Both casts are lossless: ROUTES_MAX * ADDRESS_LEN_MAX fits u32 (asserted above).
-            keys.push((arena.len() as u32, prefix.len() as u16, peer));
+            keys.push((arena.len() as u32, prefix.len() as u16, hop.into()));
             arena.extend_from_slice(prefix);
         }
 
@@ -211,7 +267,7 @@ impl RouteTable {
         let mut probe_len_max = 0u32;
         let mut key_lens = [0u64; KEY_LENS_WORDS];
 
-        for (index, &(offset, len, peer)) in keys.iter().enumerate() {
+        for (index, &(offset, len, hop)) in keys.iter().enumerate() {
             let key = &arena[offset as usize..][..usize::from(len)];
             let hash = hash_key(key);
             let mut slot = (hash >> slot_shift) as usize;
@@ -219,9 +275,7 @@ impl RouteTable {
             // Bounded: the table is at most half full, so an empty slot comes within slot_count.
             while slots[slot].len != 0 {
                 let other = slots[slot];
-                if other.hash == hash
-                    && &arena[other.offset as usize..][..usize::from(other.len)] == key
-                {
+                if other.hash == hash && &arena[other.start()..][..usize::from(other.len)] == key {
                     return Err(RouteError::DuplicatePrefix {
                         first: route_of_slot[slot] as usize,
                         second: index,
@@ -232,11 +286,15 @@ impl RouteTable {
                 probe_len += 1;
                 assert!(probe_len as usize <= slot_count);
             }
+            let (hop, group) = match hop {
+                Hop::Peer(peer) => (peer.0, 0),
+                Hop::Group(group) => (group.0, GROUP_BIT),
+            };
             slots[slot] = Slot {
                 hash,
-                offset,
+                offset: offset | group,
                 len,
-                peer,
+                hop,
             };
             route_of_slot[slot] = index as u32;
             order.push(slot as u32);
@@ -263,7 +321,23 @@ impl RouteTable {
     /// cost does not grow with the number of routes. Bytes that are not a valid address give a
     /// meaningless answer but never a panic.
     #[inline]
-    pub fn lookup(&self, destination: &[u8]) -> Option<PeerId> {
+    pub fn lookup(&self, destination: &[u8]) -> Option<Hop> {
+        self.lookup_match(destination).map(|m| m.hop)
+    }
+
+    /// [`lookup`](Self::lookup) for tests of tables without groups.
+    #[cfg(test)]
+    pub(crate) fn lookup_peer(&self, destination: &[u8]) -> Option<PeerId> {
+        self.lookup(destination).map(|hop| match hop {
+            Hop::Peer(peer) => peer,
+            Hop::Group(group) => panic!("{group:?}, not a peer"),
+        })
+    }
+
+    /// Like [`lookup`](Self::lookup), with the length of the prefix that matched (a group
+    /// hashes the segments after it).
+    #[inline]
+    pub fn lookup_match(&self, destination: &[u8]) -> Option<Matched> {
         // Visit every key length n present in the table with n <= destination.len(), longest
         // first; the prefix of length n is a candidate when it ends on a segment boundary.
         // Bounded: at most KEY_LENS_WORDS words, one probe per set bit, and at most
@@ -277,8 +351,8 @@ impl RouteTable {
                 bits &= !(1 << bit);
                 let n = word * 64 + bit;
                 if n == destination.len() || destination[n] == b'.' {
-                    if let Some(peer) = self.probe(&destination[..n]) {
-                        return Some(peer);
+                    if let Some(hop) = self.probe(&destination[..n]) {
+                        return Some(Matched { hop, prefix_len: n });
                     }
                 }
             }
@@ -288,12 +362,15 @@ impl RouteTable {
             word -= 1;
             bits = self.key_lens[word];
         }
-        self.default_for(destination)
+        self.default_for(destination).map(|peer| Matched {
+            hop: Hop::Peer(peer),
+            prefix_len: 0,
+        })
     }
 
-    /// The peer of the route whose prefix is exactly `key`.
+    /// The hop of the route whose prefix is exactly `key`.
     #[inline]
-    fn probe(&self, key: &[u8]) -> Option<PeerId> {
+    fn probe(&self, key: &[u8]) -> Option<Hop> {
         let hash = hash_key(key);
         let mask = self.slots.len() - 1;
         let mut slot = (hash >> self.slot_shift) as usize;
@@ -303,7 +380,7 @@ impl RouteTable {
                 return None;
             }
             if s.hash == hash && self.key(s) == key {
-                return Some(s.peer);
+                return Some(s.hop());
             }
             slot = (slot + 1) & mask;
         }
@@ -325,7 +402,7 @@ impl RouteTable {
 
     #[inline]
     fn key(&self, slot: &Slot) -> &[u8] {
-        &self.arena[slot.offset as usize..][..usize::from(slot.len)]
+        &self.arena[slot.start()..][..usize::from(slot.len)]
     }
 
     /// The number of static routes (the default route not counted).
@@ -348,7 +425,7 @@ impl RouteTable {
         &self.own_scheme
     }
 
-    /// The static routes as `(prefix, peer)`, in the order given to [`RouteTable::build`].
+    /// The static routes as `(prefix, hop)`, in the order given to [`RouteTable::build`].
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             table: self,
@@ -371,7 +448,7 @@ impl fmt::Debug for RouteTable {
 }
 
 impl<'a> IntoIterator for &'a RouteTable {
-    type Item = (&'a [u8], PeerId);
+    type Item = (&'a [u8], Hop);
     type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Iter<'a> {
@@ -387,13 +464,13 @@ pub struct Iter<'a> {
 }
 
 impl<'a> Iterator for Iter<'a> {
-    type Item = (&'a [u8], PeerId);
+    type Item = (&'a [u8], Hop);
 
-    fn next(&mut self) -> Option<(&'a [u8], PeerId)> {
+    fn next(&mut self) -> Option<(&'a [u8], Hop)> {
         let slot = *self.table.order.get(self.next)?;
         self.next += 1;
         let slot = &self.table.slots[slot as usize];
-        Some((self.table.key(slot), slot.peer))
+        Some((self.table.key(slot), slot.hop()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -504,7 +581,7 @@ mod test {
             Ok(()),
             "{destination}"
         );
-        table.lookup(destination.as_bytes()).map(|p| p.0)
+        table.lookup_peer(destination.as_bytes()).map(|p| p.0)
     }
 
     #[test]
@@ -701,10 +778,10 @@ mod test {
         assert_eq!(t.len(), 3);
         assert!(!t.is_empty());
         assert_eq!(t.iter().len(), 3);
-        let listed: Vec<(&[u8], PeerId)> = t.iter().collect();
-        let expected: Vec<(&[u8], PeerId)> = routes
+        let listed: Vec<(&[u8], Hop)> = t.iter().collect();
+        let expected: Vec<(&[u8], Hop)> = routes
             .iter()
-            .map(|&(p, id)| (p.as_bytes(), PeerId(id)))
+            .map(|&(p, id)| (p.as_bytes(), Hop::Peer(PeerId(id))))
             .collect();
         assert_eq!(listed, expected);
         assert_eq!((&t).into_iter().count(), 3);
@@ -727,14 +804,14 @@ mod test {
             None,
         )
         .unwrap();
-        assert_eq!(t.lookup(&long), Some(PeerId(1)));
-        assert_eq!(t.lookup(&parent), Some(PeerId(2)));
+        assert_eq!(t.lookup_peer(&long), Some(PeerId(1)));
+        assert_eq!(t.lookup_peer(&parent), Some(PeerId(2)));
         // Unchecked input longer than any address: no panic, and no match past the limit.
         let mut longer = long.clone();
         longer.extend_from_slice(b".x");
-        assert_eq!(t.lookup(&longer), Some(PeerId(1)));
-        assert_eq!(t.lookup(b""), None);
-        assert_eq!(t.lookup(b"."), None);
+        assert_eq!(t.lookup_peer(&longer), Some(PeerId(1)));
+        assert_eq!(t.lookup_peer(b""), None);
+        assert_eq!(t.lookup_peer(b"."), None);
     }
 
     #[test]
@@ -754,7 +831,7 @@ mod test {
         .unwrap();
         assert_eq!(t.len(), keys.len());
         for (i, k) in keys.iter().enumerate() {
-            assert_eq!(t.lookup(k.as_bytes()), Some(PeerId(i as u16)), "{k}");
+            assert_eq!(t.lookup_peer(k.as_bytes()), Some(PeerId(i as u16)), "{k}");
         }
         // The hash spreads these similar keys: no long probe chains at load <= 1/2.
         assert!(t.probe_len_max <= 16, "{t:?}");

@@ -44,6 +44,7 @@ fn config(pending_max: usize) -> EngineConfig {
             peer("USD", 0, 10_000_000),
         ],
         routes: RouteTable::build(b"g.router", routes, Some(BOB)).unwrap(),
+        groups: Vec::new(),
         prices: vec![
             ("USD".into(), Decimal::ONE),
             ("EUR".into(), Decimal::parse("1.25").unwrap()),

@@ -26,7 +26,9 @@ use super::tag::{InTag, OutTag};
 pub(crate) use super::RuntimeCounters;
 use super::Shared;
 use crate::config::Config;
-use crate::engine::{Decision, Engine, PeerId, RejectReason, Reply, SlotId, Tag, REJECT_LEN_MAX};
+use crate::engine::{
+    Decision, Engine, HealthChange, PeerId, RejectReason, Reply, SlotId, Tag, REJECT_LEN_MAX,
+};
 use crate::link::auth::PeerAuth;
 use crate::link::btp::{
     AuthEvent, BtpSession, Event, Role as BtpRole, SendError, State, CONTROL_LEN_MAX,
@@ -240,7 +242,7 @@ impl CoreState {
             // A peer we POST to over HTTP is reachable whenever we can connect: a failed
             // connection answers its Prepares T01.
             let peer = PeerId(i as u16);
-            let up = cores.load(Ordering::Relaxed) != 0 || self.pools.has(peer);
+            let up = cores.load(Ordering::Relaxed) != 0 || self.pools.reachable(peer);
             self.engine.set_link_up(peer, up);
         }
     }
@@ -418,18 +420,49 @@ impl CoreState {
     }
 
     /// Sends a forwarded Prepare: over HTTP, on a link of ours to `to`, or to another core
-    /// that has one; whatever cannot be sent is answered at once.
+    /// that has one. One that cannot be sent (no byte of it left) moves to another backend
+    /// when its route leads to a group ([`Engine::reroute`]), else is answered at once.
     fn forward(&mut self, now: i64, slot: SlotId, to: PeerId, expires_at: i64, packet: &[u8]) {
-        let result = if self.pools.has(to) {
-            self.send_http(now, to, OutTag::Local(slot), expires_at, packet)
-        } else if let Some(index) = self.pick_link(to) {
-            self.send_prepare(index, OutTag::Local(slot), expires_at, packet)
-        } else {
-            self.hand_over(slot, to, expires_at, packet)
-        };
-        if let Err(reason) = result {
-            let reply = self.engine.handle_failure(slot, reason);
-            self.deliver(now, reply, &[]);
+        let mut to = to;
+        loop {
+            let result = if self.pools.has(to) {
+                self.send_http(now, to, OutTag::Local(slot), expires_at, packet)
+            } else if let Some(index) = self.pick_link(to) {
+                self.send_prepare(index, OutTag::Local(slot), expires_at, packet)
+            } else {
+                self.hand_over(slot, to, expires_at, packet)
+            };
+            let Err(reason) = result else {
+                return;
+            };
+            // Bounded: the engine moves a Prepare a few times at most.
+            match self.engine.reroute(slot, packet) {
+                Some(next) => to = next,
+                None => {
+                    let reply = self.engine.handle_failure(slot, reason);
+                    self.deliver(now, reply, &[]);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A Prepare of ours that was never written (another core could not send it, or an HTTP
+    /// peer could not be reached before its turn): another backend, or the answer.
+    fn resend_unsent(
+        &mut self,
+        now: i64,
+        slot: SlotId,
+        reason: RejectReason,
+        expires_at: i64,
+        packet: &[u8],
+    ) {
+        match self.engine.reroute(slot, packet) {
+            Some(next) => self.forward(now, slot, next, expires_at, packet),
+            None => {
+                let reply = self.engine.handle_failure(slot, reason);
+                self.deliver(now, reply, &[]);
+            }
         }
     }
 
@@ -689,8 +722,26 @@ impl CoreState {
         if gone.dial {
             self.http_dials.push(peer);
         }
+        // The peer may be unreachable now: the engine stops choosing it before the Prepares
+        // that were never written look for another backend.
+        self.refresh_link_state();
         for tag in gone.failed {
             self.fail_outgoing(now, tag, RejectReason::PeerUnreachable);
+        }
+        let reason = RejectReason::PeerUnreachable;
+        for (tag, expires_at, packet) in gone.unsent {
+            match OutTag::decode(tag) {
+                OutTag::Local(slot) => self.resend_unsent(now, slot, reason, expires_at, &packet),
+                OutTag::Remote { origin, slot } => {
+                    let message = CrossMsg::Unsent {
+                        slot,
+                        reason,
+                        expires_at,
+                        packet,
+                    };
+                    self.send_reliably(origin, message);
+                }
+            }
         }
     }
 
@@ -731,9 +782,22 @@ impl CoreState {
                     None => Err(RejectReason::PeerUnreachable),
                 };
                 if let Err(reason) = result {
-                    self.send_reliably(origin, CrossMsg::Failure { slot, reason });
+                    // Nothing was written: the origin may send it to another backend.
+                    let message = CrossMsg::Unsent {
+                        slot,
+                        reason,
+                        expires_at,
+                        packet,
+                    };
+                    self.send_reliably(origin, message);
                 }
             }
+            CrossMsg::Unsent {
+                slot,
+                reason,
+                expires_at,
+                packet,
+            } => self.resend_unsent(now, slot, reason, expires_at, &packet),
             CrossMsg::Reply { slot, packet } => {
                 let reply = self.engine.handle_reply(now, slot, &packet);
                 self.deliver(now, reply, &packet);
@@ -770,6 +834,7 @@ impl CoreState {
     /// balance leases and rate tokens, link state.
     pub(crate) fn on_tick(&mut self, now: i64) {
         self.engine.handle_timeout(now);
+        self.log_health();
         while let Some(expired) = self.engine.poll_expired() {
             self.reply_reject(expired.tag, expired.reason);
         }
@@ -778,6 +843,35 @@ impl CoreState {
         self.send_leases();
         self.drain_ready(now);
         self.refresh_link_state();
+    }
+
+    /// Logs what changed about the groups' backends (counted by the engine).
+    fn log_health(&mut self) {
+        while let Some(event) = self.engine.poll_health_event() {
+            let peer = &self.config.peer(event.peer).name;
+            let group = &self.config.groups()[event.group.index()].name;
+            match event.change {
+                HealthChange::Ejected { ms, failed, of } => tracing::warn!(
+                    core = self.core,
+                    group = %group,
+                    backend = %peer,
+                    "backend ejected for {ms} ms: {failed} of its last {of} answers failed"
+                ),
+                HealthChange::EjectionRefused { failed, of } => tracing::warn!(
+                    core = self.core,
+                    group = %group,
+                    backend = %peer,
+                    "backend not ejected ({failed} of its last {of} answers failed): \
+                     max_ejection_percent of the group is ejected already"
+                ),
+                HealthChange::Returned => tracing::info!(
+                    core = self.core,
+                    group = %group,
+                    backend = %peer,
+                    "backend back from ejection"
+                ),
+            }
+        }
     }
 
     /// The links' timers ([`Links::timers`]): auth deadlines, keepalive, stale requests.

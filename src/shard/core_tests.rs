@@ -601,3 +601,184 @@ fn no_request_goes_behind_one_past_its_expiry() {
     let fresh = open_http(&mut core, now)[0];
     assert!(holds(&write_out(&mut core, fresh), &prepare(2, later)[..8]));
 }
+
+/// Alice, and a group `cluster` of b1 (over BTP, or over HTTP with `b1_http`) and b2 (BTP),
+/// routed at `g.cluster`, on one core.
+fn cluster_core(b1_http: bool) -> CoreState {
+    let b1_extra = match b1_http {
+        true => "http_url = \"http://127.0.0.1:1/ilp\"\noutgoing_token = \"to-b1\"",
+        false => "",
+    };
+    let backend = |name: &str, extra: &str| {
+        format!(
+            "[[peers]]\nname = \"{name}\"\nauth_tokens = [\"{name}-secret\"]\nrelation = \"peer\"\n\
+             asset_code = \"USD\"\nasset_scale = 9\nmax_balance = \"1000000\"\n{extra}\n"
+        )
+    };
+    let text = format!(
+        "ilp_address = \"g.router\"\n[listen]\nbtp = \"127.0.0.1:1\"\n\
+         [[peers]]\nname = \"alice\"\nauth_tokens = [\"alice-secret\"]\nrelation = \"child\"\n\
+         asset_code = \"USD\"\nasset_scale = 9\nmax_balance = \"1000000\"\n{}{}\
+         [[groups]]\nname = \"cluster\"\npeers = [\"b1\", \"b2\"]\nhash_segments = 1\n\
+         [[routes]]\nprefix = \"g.cluster\"\ngroup = \"cluster\"\n\
+         [limits]\ntick_ms = 5\nhttp_connections_min = 0\n",
+        backend("b1", b1_extra),
+        backend("b2", ""),
+    );
+    let config = Arc::new(Config::from_toml_str(&text).expect("the test config is valid"));
+    cores_with(config, 1).remove(0)
+}
+
+const B1: PeerId = PeerId(1);
+const B2: PeerId = PeerId(2);
+
+fn prepare_to(destination: &str, amount: u64, expires_at: i64) -> Vec<u8> {
+    let condition: [u8; 32] = Sha256::digest(FULFILLMENT).into();
+    let repr = PrepareRepr {
+        amount,
+        expires_at,
+        execution_condition: &condition,
+        destination: Address::new_checked(destination.as_bytes()).expect("valid"),
+        data: b"",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+#[test]
+fn a_backend_whose_link_ends_gets_nothing_more_and_what_it_was_sent_is_never_resent() {
+    let mut core = cluster_core(false);
+    let now = T0;
+    let mut alice = TestPeer::connect(&mut core, now, ALICE, "alice");
+    let mut b1 = TestPeer::connect(&mut core, now, B1, "b1");
+    let mut b2 = TestPeer::connect(&mut core, now, B2, "b2");
+    let expires_at = now + 30_000;
+    let (mut on_b1, mut on_b2) = (Vec::new(), 0);
+    for i in 0..40u64 {
+        let what = Send::Prepare { tag: i, expires_at };
+        alice.send(
+            &mut core,
+            now,
+            what,
+            &prepare_to(&format!("g.cluster.r{i}"), 10, expires_at),
+        );
+        on_b1.extend(b1.receive(&mut core, now).into_iter().map(|_| i));
+        on_b2 += b2.receive(&mut core, now).len();
+    }
+    assert_eq!(on_b1.len() + on_b2, 40);
+    assert!(
+        on_b1.len() >= 8 && on_b2 >= 8,
+        "{} and {on_b2}",
+        on_b1.len()
+    );
+    // b1 goes away: what it was sent may have reached it, so those fail T01 and nothing of
+    // them reaches b2.
+    core.remove_link(now, b1.link);
+    let answers = alice.receive(&mut core, now);
+    assert_eq!(answers.len(), on_b1.len());
+    for answer in &answers {
+        let Received::Reply { tag, ilp } = answer else {
+            panic!("{answer:?}")
+        };
+        assert!(on_b1.contains(tag));
+        assert_eq!(reject_code(ilp), Some(ErrorCode::T01_PEER_UNREACHABLE));
+    }
+    assert!(b2.receive(&mut core, now).is_empty(), "never sent again");
+    // Every receiver goes to b2 now, b1's included.
+    for i in 0..40u64 {
+        let what = Send::Prepare {
+            tag: 100 + i,
+            expires_at,
+        };
+        alice.send(
+            &mut core,
+            now,
+            what,
+            &prepare_to(&format!("g.cluster.r{i}"), 10, expires_at),
+        );
+        assert_eq!(b2.receive(&mut core, now).len(), 1, "r{i}");
+    }
+    // And with b2 gone too: T01 at once.
+    core.remove_link(now, b2.link);
+    alice.receive(&mut core, now);
+    let what = Send::Prepare {
+        tag: 999,
+        expires_at,
+    };
+    alice.send(
+        &mut core,
+        now,
+        what,
+        &prepare_to("g.cluster.r1", 10, expires_at),
+    );
+    let answers = alice.receive(&mut core, now);
+    assert!(
+        matches!(&answers[..], [Received::Reply { tag: 999, ilp }]
+            if reject_code(ilp) == Some(ErrorCode::T01_PEER_UNREACHABLE)),
+        "{answers:?}"
+    );
+}
+
+#[test]
+fn a_prepare_never_written_to_an_unreachable_backend_goes_to_the_next_one() {
+    let mut core = cluster_core(true);
+    let now = T0;
+    let mut alice = TestPeer::connect(&mut core, now, ALICE, "alice");
+    let mut b2 = TestPeer::connect(&mut core, now, B2, "b2");
+    let expires_at = now + 30_000;
+    // The first receiver whose Prepare waits for a connection to b1 (HTTP, none open yet).
+    let mut tag = 0;
+    loop {
+        tag += 1;
+        assert!(tag < 100, "no receiver hashed to b1");
+        let what = Send::Prepare { tag, expires_at };
+        alice.send(
+            &mut core,
+            now,
+            what,
+            &prepare_to(&format!("g.cluster.r{tag}"), 10, expires_at),
+        );
+        match b2.receive(&mut core, now).pop() {
+            Some(Received::Prepare { request_id, .. }) => {
+                b2.send(&mut core, now, Send::Reply { request_id }, &fulfill());
+                alice.receive(&mut core, now);
+            }
+            None => break,
+            Some(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(core.http_dials, [B1], "a connection is opened for it");
+    core.http_dials.clear();
+    let posted_b2 = core.engine.ledger().account(B2).posted_local();
+    // The connect fails: not a byte of it left, so b2 takes it.
+    core.http_client_gone(now, B1, None);
+    let Some(Received::Prepare { request_id, .. }) = b2.receive(&mut core, now).pop() else {
+        panic!("b2 gets the Prepare b1 could not");
+    };
+    b2.send(&mut core, now, Send::Reply { request_id }, &fulfill());
+    let answers = alice.receive(&mut core, now);
+    assert!(
+        matches!(&answers[..], [Received::Reply { tag: t, ilp }] if *t == tag && reject_code(ilp).is_none()),
+        "{answers:?}"
+    );
+    assert_eq!(
+        core.engine.ledger().account(B2).posted_local(),
+        posted_b2 - 10
+    );
+    assert_eq!(core.engine.ledger().account(B1).posted_local(), 0);
+    assert_eq!(core.engine.backends().counters().rerouted, 1);
+    // b1 is unreachable now: the same receiver goes straight to b2.
+    let what = Send::Prepare {
+        tag: 500,
+        expires_at,
+    };
+    alice.send(
+        &mut core,
+        now,
+        what,
+        &prepare_to(&format!("g.cluster.r{tag}"), 10, expires_at),
+    );
+    assert_eq!(b2.receive(&mut core, now).len(), 1);
+    assert!(core.http_dials.is_empty());
+}

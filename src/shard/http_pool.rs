@@ -54,6 +54,8 @@ pub(crate) struct HttpPools {
     reconnect_min_ms: u64,
     reconnect_max_ms: u64,
     queue_max: usize,
+    /// The latest `now` seen by `tick` or `gone` (for [`reachable`](Self::reachable)).
+    clock: i64,
 }
 
 /// What [`HttpPools::send`] did with a Prepare.
@@ -72,6 +74,9 @@ pub(crate) enum Sent {
 pub(crate) struct Gone {
     /// Out tags that fail with T01.
     pub(crate) failed: Vec<u64>,
+    /// Requests never written (the peer cannot be reached): (out tag, expiry, bytes). They may
+    /// go to another backend of a group; else T01.
+    pub(crate) unsent: Vec<(u64, i64, Vec<u8>)>,
     /// Open one more connection for the waiting requests.
     pub(crate) dial: bool,
 }
@@ -100,12 +105,26 @@ impl HttpPools {
             reconnect_min_ms: limits.reconnect_min_ms,
             reconnect_max_ms: limits.reconnect_max_ms,
             queue_max: limits.link_queue_bytes_max,
+            clock: 0,
         }
     }
 
     /// Whether we POST `peer`'s Prepares over HTTP.
     pub(crate) fn has(&self, peer: PeerId) -> bool {
         self.pools[peer.index()].is_some()
+    }
+
+    /// Whether we POST to `peer` and it can be reached as far as we know: its last connect
+    /// did not fail, or a connection is open. After a failure it is unreachable until a
+    /// connection opens; with `http_connections_min` 0 nothing dials it ahead of need, so it
+    /// counts as reachable again once the backoff is over (the next Prepare dials it, and
+    /// moves to another backend of a group if that connect fails too).
+    pub(crate) fn reachable(&self, peer: PeerId) -> bool {
+        self.pools[peer.index()].as_ref().is_some_and(|p| {
+            p.failures == 0
+                || !p.ready.is_empty()
+                || (self.connections_min == 0 && self.clock >= p.dial_at)
+        })
     }
 
     /// Sends a Prepare to `to`: on an open connection with room in its pipeline, or queued;
@@ -283,6 +302,7 @@ impl HttpPools {
         id: Option<LinkId>,
     ) -> Gone {
         let mut gone = Gone::default();
+        self.clock = self.clock.max(now);
         let client = id
             .and_then(|id| links.get_mut(id))
             .and_then(|l| l.http_client_mut());
@@ -316,8 +336,7 @@ impl HttpPools {
         }
         if id.is_none() && pool.open == 0 {
             // The peer cannot be reached now.
-            gone.failed
-                .extend(pool.backlog.drain(..).map(|(tag, _, _)| tag));
+            gone.unsent.extend(pool.backlog.drain(..));
         } else if !failed && pool.open < self.connections_max {
             pool.open += 1;
             gone.dial = true;
@@ -346,6 +365,7 @@ impl HttpPools {
     /// R00), and returns the peers to open a connection to, one entry per connection, to
     /// keep `http_connections_min` open (after the backoff).
     pub(crate) fn tick(&mut self, now: i64, dials: &mut Vec<PeerId>) {
+        self.clock = self.clock.max(now);
         for (i, pool) in self.pools.iter_mut().enumerate() {
             let Some(pool) = pool else {
                 continue;

@@ -40,6 +40,18 @@ pub(crate) enum CrossMsg {
         /// What to answer upstream.
         reason: RejectReason,
     },
+    /// Your Prepare could not be sent, and not a byte of it was written: send it elsewhere
+    /// or answer it.
+    Unsent {
+        /// The slot on the receiving core.
+        slot: SlotId,
+        /// What to answer upstream when it goes nowhere else.
+        reason: RejectReason,
+        /// Its outgoing expiry.
+        expires_at: i64,
+        /// The rewritten Prepare, back.
+        packet: Vec<u8>,
+    },
     /// Balance headroom traffic between shards.
     Lease(LeaseMessage),
     /// Rate-limit token traffic between cores.
