@@ -2,9 +2,10 @@
 //! (`ilp-connector` 23) and this router, in both orders, over BTP and over ILP-over-HTTP
 //! (`ilp-plugin-http` 1.6) between the two, driven by the Node scripts in
 //! `tests/interop/` (see its README); and a mixed topology (one JS connector over ILP over
-//! HTTP, one over BTP) paying both ways for 20 rounds with idle gaps. Each script gets the
-//! router binary built for this test, runs for at most its limit and prints `PASS …` last when
-//! the amounts arrived as the rates say.
+//! HTTP, one over BTP) paying both ways for 20 rounds with idle gaps; and a group of three JS
+//! connector processes behind one route, one of them killed between payments. Each script
+//! gets the router binary built for this test, runs for at most its limit and prints `PASS …`
+//! last when the amounts arrived as the rates say.
 //!
 //! They need `node` and `tests/interop/node_modules` (`npm ci --prefix tests/interop`). When
 //! either is missing a test prints `SKIPPED interop: <reason>` and returns, except under CI
@@ -27,6 +28,10 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The limit of the `mixed-topology.js` run: 20 rounds with ten idle gaps of about 6 s take
 /// about 70 s, and the script starts no round after 130 s.
 const MIXED_TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The limit of the `cluster.js` run: three connector processes and the router start in about
+/// 2 s, 18 payments take about 2 s more; the script gives up by itself after 80 s.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The limit of the `ilp-node.js` run: Redis, ilp-node and the router start in about a second,
 /// and the two payments take a few more.
@@ -175,6 +180,17 @@ fn router_first_http() {
 #[test]
 fn mixed_topology_http_and_btp_20_rounds() {
     assert_passes(&["mixed-topology.js"], MIXED_TOPOLOGY_TIMEOUT);
+}
+
+/// STREAM sender → router → group `cluster` (policy `hash`) of three JS connector processes
+/// that all serve `g.cluster` and dial us over BTP, each with a STREAM receiver sharing one
+/// server secret: payments to 9 receiver addresses spread over at least two connectors, one
+/// connector is killed (SIGKILL) between payments, and the 9 payments after it all complete
+/// on the others, with no T-class Reject once a live connector answers for the dead one's
+/// addresses.
+#[test]
+fn cluster_group_failover() {
+    assert_passes(&["cluster.js"], CLUSTER_TIMEOUT);
 }
 
 /// STREAM sender → router → (ILP over HTTP: we POST to ilp-node's `/accounts/router/ilp`) →
