@@ -2,13 +2,17 @@
 //! in place, then SHA-256 of the fulfillment, post on both sides) and a Prepare→Reject round
 //! trip (relay and void), on one core, in packets per second. `same_asset_mmap_ledger` is the
 //! first with the balances posted into memory-mapped ledger rows (`ilp_router::state`) instead
-//! of plain memory: what durable balances cost on the packet path.
+//! of plain memory: what durable balances cost on the packet path. `group_4`/`group_64`: the
+//! same round trip through a route to a group of 4 or 64 backends (hash policy), against
+//! `same_asset`'s single peer: what choosing a backend costs.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ilp_router::engine::rate::Decimal;
-use ilp_router::engine::route::RouteTable;
+use ilp_router::engine::group::{Backend, Policy};
+use ilp_router::engine::route::{Hop, RouteTable};
 use ilp_router::engine::{
-    CoreId, Decision, Engine, EngineConfig, PeerConfig, PeerId, PostedStore, Reply,
+    CoreId, Decision, Engine, EngineConfig, GroupConfig, GroupId, OutlierConfig, PeerConfig,
+    PeerId, PostedStore, Reply,
 };
 use ilp_router::wire::{Address, ErrorCode, FulfillRepr, PrepareRepr, RejectRepr};
 use sha2::{Digest, Sha256};
@@ -21,6 +25,17 @@ fn engine(peers: usize, routes: usize) -> Engine {
 }
 
 fn engine_with(peers: usize, routes: usize, store: Option<Box<dyn PostedStore>>) -> Engine {
+    engine_full(peers, routes, store, 0)
+}
+
+/// `peers` peers, `routes` extra routes, and with `backends` > 0 a route `g.cluster` to a
+/// group of that many peers (the last ones).
+fn engine_full(
+    peers: usize,
+    routes: usize,
+    store: Option<Box<dyn PostedStore>>,
+    backends: usize,
+) -> Engine {
     let peer = |code: &str| PeerConfig {
         asset_code: code.into(),
         asset_scale: 9,
@@ -32,14 +47,33 @@ fn engine_with(peers: usize, routes: usize, store: Option<Box<dyn PostedStore>>)
         packets_per_second: 0,
         amount_per_second: 0,
     };
-    let mut table: Vec<(String, PeerId)> =
-        vec![("g.alice".into(), PeerId(0)), ("g.bob".into(), PeerId(1))];
-    table.push(("g.euro".into(), PeerId(2)));
+    let mut table: Vec<(String, Hop)> = vec![
+        ("g.alice".into(), PeerId(0).into()),
+        ("g.bob".into(), PeerId(1).into()),
+    ];
+    table.push(("g.euro".into(), PeerId(2).into()));
     for i in 0..routes {
         table.push((
             format!("g.other{i}.sub"),
-            PeerId((3 + i % (peers - 3)) as u16),
+            PeerId((3 + i % (peers - 3)) as u16).into(),
         ));
+    }
+    let mut groups = Vec::new();
+    if backends > 0 {
+        table.push(("g.cluster".into(), GroupId(0).into()));
+        groups.push(GroupConfig {
+            name: "cluster".into(),
+            backends: (peers - backends..peers)
+                .map(|p| Backend {
+                    peer: PeerId(p as u16),
+                    name: format!("b{p}"),
+                    weight: 1,
+                })
+                .collect(),
+            policy: Policy::Hash { hash_segments: 0 },
+            outlier: OutlierConfig::default(),
+            backend_in_flight_max: 0,
+        });
     }
     let mut list = vec![peer("USD"), peer("USD"), peer("EUR")];
     list.extend((3..peers).map(|_| peer("USD")));
@@ -47,7 +81,7 @@ fn engine_with(peers: usize, routes: usize, store: Option<Box<dyn PostedStore>>)
         address: b"g.router".to_vec(),
         peers: list,
         routes: RouteTable::build(b"g.router", table, None).unwrap(),
-        groups: Vec::new(),
+        groups,
         prices: vec![
             ("USD".into(), Decimal::ONE),
             ("EUR".into(), Decimal::parse("1.08").unwrap()),
@@ -137,6 +171,18 @@ fn bench(c: &mut Criterion) {
         let mut buf = p.prepare.clone();
         let mut i = 0u64;
         group.bench_function(format!("prepare_fulfill/{name}"), |b| {
+            b.iter(|| {
+                i += 1;
+                assert!(round_trip(&mut e, &mut buf, &p, black_box(&p.fulfill), i));
+            })
+        });
+    }
+    for backends in [4, 64] {
+        let p = packets(b"g.cluster.wallet.12345");
+        let mut e = engine_full(3 + backends, 10, None, backends);
+        let mut buf = p.prepare.clone();
+        let mut i = 0u64;
+        group.bench_function(format!("prepare_fulfill/group_{backends}"), |b| {
             b.iter(|| {
                 i += 1;
                 assert!(round_trip(&mut e, &mut buf, &p, black_box(&p.fulfill), i));

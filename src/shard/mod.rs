@@ -462,7 +462,7 @@ async fn core_main(
     shutdown(&state, &config).await;
     drop(tasks);
     let st = state.borrow();
-    tracing::info!(core, counters = ?st.engine.counters(), runtime = ?st.counters, links = ?st.links.counters, "core stopped");
+    tracing::info!(core, counters = ?st.engine.counters(), runtime = ?st.counters, health = ?st.engine.backends().counters(), links = ?st.links.counters, "core stopped");
     Ok(())
 }
 
