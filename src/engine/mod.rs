@@ -34,6 +34,7 @@ pub mod rate;
 mod reject;
 mod reply;
 pub mod route;
+pub mod stats;
 #[cfg(test)]
 mod test_rng;
 
@@ -56,6 +57,7 @@ pub use crate::id::{CoreId, GroupId, PeerId};
 use crate::wire::{Address, AmountTooLarge, Prepare};
 use rate::{ConvertError, Decimal, Rate};
 use route::{Hop, RouteTable};
+use stats::{code_index, PeerStats, INCOMING, OUTGOING};
 use std::collections::HashMap;
 
 /// The runtime's handle for an incoming request, opaque to the engine (the runtime packs a
@@ -302,6 +304,8 @@ pub struct Engine {
     ledger: Ledger,
     limiter: Limiter,
     counters: Counters,
+    /// Per-peer traffic counters (the metrics).
+    stats: Vec<PeerStats>,
 }
 
 impl Engine {
@@ -365,6 +369,7 @@ impl Engine {
             ledger: Ledger::with_store(config.core, config.cores, &accounts, store),
             limiter: Limiter::new(config.core, config.cores, &rates, now),
             counters: Counters::default(),
+            stats: vec![PeerStats::default(); config.peers.len()],
             peers: config.peers,
         }
     }
@@ -393,6 +398,11 @@ impl Engine {
     /// The counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Per-peer traffic counters, indexed by [`PeerId`].
+    pub fn peer_stats(&self) -> &[PeerStats] {
+        &self.stats
     }
 
     /// This core's balance shards.
@@ -427,15 +437,18 @@ impl Engine {
         packet: &mut [u8],
     ) -> Decision {
         self.counters.prepares += 1;
+        self.stats[from.index()].prepares[INCOMING] += 1;
         match self.check_and_hold(now, from, tag, packet) {
             Ok(decision) => {
-                if matches!(decision, Decision::Forward { .. }) {
+                if let Decision::Forward { to, .. } = decision {
                     self.counters.forwarded += 1;
+                    self.stats[to.index()].prepares[OUTGOING] += 1;
                 }
                 decision
             }
             Err(reason) => {
                 self.counters.local_rejects[Counters::reject_index(reason)] += 1;
+                self.stats[from.index()].rejects[INCOMING][code_index(reason.code())] += 1;
                 Decision::Reject(reason)
             }
         }
@@ -521,6 +534,7 @@ impl Engine {
             expires_at: expires_out,
             waiting: false,
             reroutes: 0,
+            sent_at: now,
         };
         let slot = self
             .pending
@@ -583,8 +597,11 @@ impl Engine {
                 self.spare.push(parked);
             }
             if resolved.held {
-                self.pending.get_mut(slot).expect("checked").waiting = false;
+                let entry = self.pending.get_mut(slot).expect("checked");
+                entry.waiting = false;
+                entry.sent_at = self.clock;
                 self.counters.forwarded += 1;
+                self.stats[entry.to.index()].prepares[OUTGOING] += 1;
                 return Some(Ready {
                     tag: entry.tag,
                     decision: Decision::Forward {
@@ -600,6 +617,7 @@ impl Engine {
             self.backends.resolved(entry.to, None, self.clock);
             let reason = RejectReason::InsufficientLiquidity;
             self.counters.local_rejects[Counters::reject_index(reason)] += 1;
+            self.stats[entry.from.index()].rejects[INCOMING][code_index(reason.code())] += 1;
             return Some(Ready {
                 tag: entry.tag,
                 decision: Decision::Reject(reason),
@@ -690,6 +708,7 @@ impl Engine {
         self.backends.resolved(entry.to, Some(true), self.clock);
         self.backends.sent(to);
         self.backends.count_reroute();
+        self.stats[to.index()].prepares[OUTGOING] += 1;
         let moved = self.pending.get_mut(slot).expect("found above");
         moved.to = to;
         moved.reroutes += 1;

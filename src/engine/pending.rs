@@ -73,6 +73,8 @@ pub struct InFlight {
     /// Times it moved to another backend of its group before a byte of it left
     /// ([`super::Engine::reroute`]).
     pub reroutes: u8,
+    /// When it was forwarded (Unix ms), for the round-trip histogram.
+    pub sent_at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +135,7 @@ impl Pending {
             expires_at: 0,
             waiting: false,
             reroutes: 0,
+            sent_at: 0,
         };
         let slots = (0..capacity)
             .map(|i| Slot {
@@ -341,6 +344,7 @@ mod test {
             expires_at,
             waiting: false,
             reroutes: 0,
+            sent_at: 0,
         }
     }
 

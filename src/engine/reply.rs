@@ -3,6 +3,7 @@
 //! ([`Engine::poll_expired`]). Each resolves the in-flight entry exactly once, and posts or
 //! voids its holds; a reply for an entry already resolved is dropped, never credited.
 
+use super::stats::{code_index, INCOMING, OUTGOING};
 use super::{Counters, Engine, InFlight, PeerId, RejectReason, SlotId, Tag, WAITERS_MAX};
 use crate::wire::{ErrorCode, Packet};
 use sha2::{Digest, Sha256};
@@ -97,6 +98,13 @@ impl Engine {
                     self.ledger.post_hold(entry.from, entry.amount_in);
                 }
                 self.counters.fulfilled += 1;
+                let out = &mut self.stats[entry.to.index()];
+                out.fulfills[OUTGOING] += 1;
+                out.amount[OUTGOING] += u128::from(entry.amount_out);
+                out.round_trip(u64::try_from(now - entry.sent_at).unwrap_or(0));
+                let from = &mut self.stats[entry.from.index()];
+                from.fulfills[INCOMING] += 1;
+                from.amount[INCOMING] += u128::from(entry.amount_in);
                 Reply::Fulfill {
                     to: entry.from,
                     tag: entry.tag,
@@ -111,6 +119,11 @@ impl Engine {
                     || code == ErrorCode::T01_PEER_UNREACHABLE
                     || code == ErrorCode::R00_TRANSFER_TIMED_OUT;
                 self.backends.resolved(entry.to, Some(failed), now);
+                let code = code_index(code);
+                let out = &mut self.stats[entry.to.index()];
+                out.rejects[OUTGOING][code] += 1;
+                out.round_trip(u64::try_from(now - entry.sent_at).unwrap_or(0));
+                self.stats[entry.from.index()].rejects[INCOMING][code] += 1;
                 self.void(entry);
                 self.counters.relayed_rejects += 1;
                 Reply::Relay {
@@ -151,6 +164,7 @@ impl Engine {
     fn resolve_failed(&mut self, entry: InFlight, reason: RejectReason) -> Reply {
         self.void(entry);
         self.counters.local_rejects[Counters::reject_index(reason)] += 1;
+        self.stats[entry.from.index()].rejects[INCOMING][code_index(reason.code())] += 1;
         Reply::Reject {
             to: entry.from,
             tag: entry.tag,
@@ -180,6 +194,7 @@ impl Engine {
         self.counters.expired += 1;
         let reason = RejectReason::TimedOut;
         self.counters.local_rejects[Counters::reject_index(reason)] += 1;
+        self.stats[entry.from.index()].rejects[INCOMING][code_index(reason.code())] += 1;
         Some(Expired {
             to: entry.from,
             tag: entry.tag,

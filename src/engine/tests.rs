@@ -640,3 +640,53 @@ fn inner_trailing_bytes_are_not_forwarded() {
     let out = Prepare::new_checked(&packet[..len]).unwrap();
     assert!(!out.has_inner_trailing_bytes());
 }
+
+#[test]
+fn per_peer_stats_count_each_direction_codes_amounts_and_round_trips() {
+    use super::stats::{code_index, INCOMING, OUTGOING};
+    let mut engine = engine();
+    // A Fulfill 3 ms after the forward.
+    let mut packet = prepare(500);
+    let (_, slot, _) = forwarded(&mut engine, ALICE, &mut packet);
+    engine.handle_reply(NOW + 3, slot, &fulfill(1));
+    // A relayed F99.
+    let mut packet = prepare(7);
+    let (_, slot, _) = forwarded(&mut engine, ALICE, &mut packet);
+    engine.handle_reply(NOW, slot, &downstream_reject());
+    // A local F02, and an expiry (R00).
+    rejected(
+        &mut engine,
+        ALICE,
+        prepare_to(b"test.nowhere", 1, NOW + 10_000, condition(1)),
+    );
+    let mut packet = prepare(9);
+    forwarded(&mut engine, ALICE, &mut packet);
+    engine.handle_timeout(NOW + 60_000);
+    while engine.poll_expired().is_some() {}
+
+    let f99 = code_index(ErrorCode::F99_APPLICATION_ERROR);
+    let alice = &engine.peer_stats()[ALICE.index()];
+    assert_eq!(alice.prepares, [4, 0]);
+    assert_eq!(alice.fulfills, [1, 0]);
+    assert_eq!(alice.amount, [500, 0]);
+    assert_eq!(alice.rejects[INCOMING][f99], 1);
+    assert_eq!(
+        alice.rejects[INCOMING][code_index(ErrorCode::F02_UNREACHABLE)],
+        1
+    );
+    assert_eq!(
+        alice.rejects[INCOMING][code_index(ErrorCode::R00_TRANSFER_TIMED_OUT)],
+        1
+    );
+    assert_eq!(alice.rejects[INCOMING].iter().sum::<u64>(), 3);
+    let bob = &engine.peer_stats()[BOB.index()];
+    assert_eq!(bob.prepares, [0, 3]);
+    assert_eq!(bob.fulfills, [0, 1]);
+    assert_eq!(bob.amount, [0, 500]);
+    assert_eq!(bob.rejects[OUTGOING][f99], 1);
+    assert_eq!(bob.rejects[OUTGOING].iter().sum::<u64>(), 1);
+    // Two answers: 3 ms (bucket ≤ 5) and 0 ms (bucket ≤ 1); the expiry is no answer.
+    assert_eq!(bob.round_trip[0], 1);
+    assert_eq!(bob.round_trip[2], 1);
+    assert_eq!(bob.round_trip_sum_ms, 3);
+}
