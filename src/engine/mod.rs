@@ -49,7 +49,9 @@ pub use pending::{InFlight, Pending, SlotId, PENDING_MAX};
 pub use reject::{RejectReason, REJECT_LEN_MAX};
 pub use reply::{Expired, Reply};
 
-pub use backends::{Backends, GroupConfig, HealthChange, HealthEvent, OutlierConfig};
+pub use backends::{
+    Backends, GroupConfig, HealthChange, HealthCounters, HealthEvent, OutlierConfig,
+};
 
 /// Re-exported from [`crate::id`], where they live.
 pub use crate::id::{CoreId, GroupId, PeerId};
@@ -285,6 +287,8 @@ pub struct Engine {
     network: Network,
     peers: Vec<PeerConfig>,
     links_up: Vec<bool>,
+    /// Peers being drained: no new Prepares from them (T03) or to them (T01).
+    draining: Vec<bool>,
     routes: RouteTable,
     /// Groups, their backends' health and the Prepares in flight to each peer.
     backends: Backends,
@@ -354,6 +358,7 @@ impl Engine {
             address: config.address.clone().into_boxed_slice(),
             network,
             links_up: vec![false; config.peers.len()],
+            draining: vec![false; config.peers.len()],
             rates: Rates::new(&config.peers, &config.prices, config.spread),
             routes: config.routes,
             backends: Backends::new(config.groups, config.peers.len()),
@@ -382,7 +387,27 @@ impl Engine {
     /// Marks whether `peer` has a link that can take Prepares now (T01 otherwise).
     pub fn set_link_up(&mut self, peer: PeerId, up: bool) {
         self.links_up[peer.index()] = up;
-        self.backends.set_link_up(peer, up);
+        let usable = up && !self.draining[peer.index()];
+        self.backends.set_link_up(peer, usable);
+    }
+
+    /// Drains `peer` (or ends its drain): while draining, new Prepares from it are refused
+    /// T03 and new Prepares to it T01 (a group's other backends take its share); those in
+    /// flight resolve as usual.
+    pub fn set_draining(&mut self, peer: PeerId, draining: bool) {
+        self.draining[peer.index()] = draining;
+        let usable = self.links_up[peer.index()] && !draining;
+        self.backends.set_link_up(peer, usable);
+    }
+
+    /// Whether `peer` is being drained.
+    pub fn is_draining(&self, peer: PeerId) -> bool {
+        self.draining[peer.index()]
+    }
+
+    /// Whether `peer` has a link that can take Prepares now.
+    pub fn link_up(&self, peer: PeerId) -> bool {
+        self.links_up[peer.index()]
     }
 
     /// The groups, their backends' health and the Prepares in flight to each peer.
@@ -474,6 +499,10 @@ impl Engine {
                 Verdict::TooMuchAmount => return Err(RejectReason::InsufficientLiquidity),
             }
         }
+        // A peer being drained sends nothing new (T03: retry later, elsewhere).
+        if self.draining[from.index()] {
+            return Err(RejectReason::ConnectorBusy);
+        }
         // (3) incoming expiry
         let expires_in = prepare.expires_at();
         if expires_in <= now {
@@ -499,7 +528,7 @@ impl Engine {
             .lookup_match(destination)
             .ok_or(RejectReason::Unreachable)?;
         let to = match matched.hop {
-            Hop::Peer(to) if self.links_up[to.index()] => to,
+            Hop::Peer(to) if self.links_up[to.index()] && !self.draining[to.index()] => to,
             Hop::Peer(_) => return Err(RejectReason::PeerUnreachable),
             Hop::Group(group) => self
                 .backends

@@ -187,6 +187,11 @@ pub(crate) async fn dial(state: State, peer: PeerId) {
         if state.borrow().shared.shutdown.load(Ordering::Relaxed) {
             return;
         }
+        if state.borrow().shared.draining[peer.index()].load(Ordering::Relaxed) {
+            // Drained by the operator: no link until the drain ends.
+            glommio::timer::sleep(Duration::from_millis(limits.reconnect_min_ms)).await;
+            continue;
+        }
         let started = unix_ms();
         match dial_once(&state, peer, &dial, &limits).await {
             Ok(()) => tracing::info!(peer = %dial.url.host, "link to peer closed"),

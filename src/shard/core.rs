@@ -22,6 +22,7 @@ use super::http_pool::{self, HttpPools};
 pub(crate) use super::links::{Admission, BtpLink, HttpLink, Link, LinkId, Transport};
 use super::links::{Caps, Links, Refused, Signal};
 use super::mesh::{CrossMsg, MeshOut};
+use super::report::{self, CoreReport, PeerReport};
 use super::tag::{InTag, OutTag};
 pub(crate) use super::RuntimeCounters;
 use super::Shared;
@@ -58,6 +59,8 @@ pub(crate) struct CoreState {
     /// Outbox: HTTP connections to open, for the core's dialler task.
     pub(crate) http_dials: Vec<PeerId>,
     pub(crate) counters: RuntimeCounters,
+    /// The last report request answered (see `report.rs`).
+    reported: u64,
 }
 
 impl std::fmt::Debug for CoreState {
@@ -92,6 +95,7 @@ impl CoreState {
             draining: false,
             http_dials: Vec::new(),
             counters: RuntimeCounters::default(),
+            reported: 0,
             config,
         };
         // A peer we POST to is reachable from the start, before the first tick.
@@ -177,6 +181,10 @@ impl CoreState {
 
     /// Marks the link authenticated as `peer` and makes it eligible to carry Prepares.
     fn open_link(&mut self, id: LinkId, peer: PeerId) -> bool {
+        if self.shared.draining[peer.index()].load(Ordering::Relaxed) {
+            tracing::info!(core = self.core, peer = %self.config.peer(peer).name, "link refused: the peer is being drained");
+            return false;
+        }
         if !self.authenticate_link(id) {
             return false;
         }
@@ -204,6 +212,7 @@ impl CoreState {
         };
         let mut abandoned = Vec::new();
         if let Some(session) = link.session_mut() {
+            report::add_btp(&mut self.counters.btp_closed, session.counters());
             session.close();
             while let Some(tag) = session.poll_abandoned() {
                 abandoned.push(tag);
@@ -835,14 +844,100 @@ impl CoreState {
     pub(crate) fn on_tick(&mut self, now: i64) {
         self.engine.handle_timeout(now);
         self.log_health();
+        self.follow_drains(now);
+        let requested = self.shared.reports.requested();
+        if requested > self.reported {
+            self.reported = requested;
+            let report = self.report(requested);
+            self.shared.reports.publish(report);
+        }
         while let Some(expired) = self.engine.poll_expired() {
             self.reply_reject(expired.tag, expired.reason);
         }
         self.tick_links(now);
-        self.pools.tick(now, &mut self.http_dials);
+        let draining = &self.shared.draining;
+        self.pools.tick(now, &mut self.http_dials, |peer| {
+            draining[peer.index()].load(Ordering::Relaxed)
+        });
         self.send_leases();
         self.drain_ready(now);
         self.refresh_link_state();
+    }
+
+    /// Follows the operator's drains (`Shared::draining`): the engine refuses new Prepares
+    /// from and to a drained peer; once none of its Prepares is in flight on this core, its
+    /// links here are closed (and not reopened while it stays drained).
+    fn follow_drains(&mut self, now: i64) {
+        for i in 0..self.config.peers().len() {
+            let peer = PeerId(i as u16);
+            let wanted = self.shared.draining[i].load(Ordering::Relaxed);
+            if wanted != self.engine.is_draining(peer) {
+                self.engine.set_draining(peer, wanted);
+                let name = &self.config.peer(peer).name;
+                match wanted {
+                    true => tracing::info!(core = self.core, peer = %name, "draining"),
+                    false => tracing::info!(core = self.core, peer = %name, "drain ended"),
+                }
+            }
+            let idle =
+                self.engine.pending_of(peer) == 0 && self.engine.backends().in_flight(peer) == 0;
+            if !wanted || !idle {
+                continue;
+            }
+            let btp: Vec<LinkId> = self.peer_links[i]
+                .iter()
+                .filter_map(|&index| self.links.id_at(index))
+                .filter(|&id| self.links.get(id).is_some_and(|l| !l.closing))
+                .collect();
+            for id in btp {
+                self.close_link(id);
+            }
+            for id in self.pools.links_of(peer) {
+                self.http_client_closing(now, id);
+            }
+        }
+    }
+
+    /// This core's report for the admin side (see `report.rs`): a copy of its counters.
+    pub(crate) fn report(&self, request: u64) -> CoreReport {
+        let engine = &self.engine;
+        let backends = engine.backends();
+        let peers = (0..self.config.peers().len())
+            .map(|i| {
+                let peer = PeerId(i as u16);
+                let account = engine.ledger().account(peer);
+                PeerReport {
+                    stats: engine.peer_stats()[i].clone(),
+                    posted: account.posted_local(),
+                    held: account.pending_in(),
+                    in_flight_in: engine.pending_of(peer) as u64,
+                    in_flight_out: u64::from(backends.in_flight(peer)),
+                    links: self.peer_links[i].len() as u64,
+                    link_up: engine.link_up(peer),
+                    ejected: backends.is_ejected(peer),
+                    draining: engine.is_draining(peer),
+                }
+            })
+            .collect();
+        let mut btp = self.counters.btp_closed;
+        for (_, link) in self.links.iter() {
+            if let Some(session) = link.session() {
+                report::add_btp(&mut btp, session.counters());
+            }
+        }
+        CoreReport {
+            core: self.core,
+            // SAFETY: gettid has no preconditions.
+            tid: unsafe { libc::syscall(libc::SYS_gettid) } as i32,
+            request,
+            peers,
+            engine: engine.counters().clone(),
+            health: backends.counters().clone(),
+            runtime: self.counters.clone(),
+            links: self.links.counters.clone(),
+            btp,
+            mesh_backlog: self.mesh.backlog_len() as u64,
+        }
     }
 
     /// Logs what changed about the groups' backends (counted by the engine).

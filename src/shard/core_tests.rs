@@ -782,3 +782,80 @@ fn a_prepare_never_written_to_an_unreachable_backend_goes_to_the_next_one() {
     assert_eq!(b2.receive(&mut core, now).len(), 1);
     assert!(core.http_dials.is_empty());
 }
+
+#[test]
+fn a_drained_backend_takes_nothing_new_finishes_what_it_has_then_its_links_close() {
+    let mut core = cluster_core(false);
+    let now = T0;
+    let mut alice = TestPeer::connect(&mut core, now, ALICE, "alice");
+    let mut b1 = TestPeer::connect(&mut core, now, B1, "b1");
+    let mut b2 = TestPeer::connect(&mut core, now, B2, "b2");
+    let expires_at = now + 30_000;
+    // A receiver on b1, its Prepare left in flight.
+    let mut tag = 0;
+    let request_id = loop {
+        tag += 1;
+        assert!(tag < 100, "no receiver hashed to b1");
+        let what = Send::Prepare { tag, expires_at };
+        alice.send(
+            &mut core,
+            now,
+            what,
+            &prepare_to(&format!("g.cluster.r{tag}"), 10, expires_at),
+        );
+        if let Some(Received::Prepare { request_id, .. }) = b1.receive(&mut core, now).pop() {
+            break request_id;
+        }
+        let Some(Received::Prepare { request_id, .. }) = b2.receive(&mut core, now).pop() else {
+            panic!("b1 or b2 gets it");
+        };
+        b2.send(&mut core, now, Send::Reply { request_id }, &fulfill());
+        alice.receive(&mut core, now);
+    };
+    core.shared.draining[B1.index()].store(true, Ordering::Relaxed);
+    core.on_tick(now);
+    assert!(core.engine.is_draining(B1));
+    // Its receiver goes to b2 now; b1's own Prepares are refused T03.
+    let what = Send::Prepare {
+        tag: 500,
+        expires_at,
+    };
+    alice.send(
+        &mut core,
+        now,
+        what,
+        &prepare_to(&format!("g.cluster.r{tag}"), 10, expires_at),
+    );
+    assert_eq!(b2.receive(&mut core, now).len(), 1);
+    let what = Send::Prepare { tag: 7, expires_at };
+    b1.send(
+        &mut core,
+        now,
+        what,
+        &prepare_to("g.router.alice", 10, expires_at),
+    );
+    let answers = b1.receive(&mut core, now);
+    assert!(
+        matches!(&answers[..], [Received::Reply { tag: 7, ilp }]
+            if reject_code(ilp) == Some(ErrorCode::T03_CONNECTOR_BUSY)),
+        "{answers:?}"
+    );
+    // What it has in flight still completes, and its link stays until then.
+    core.on_tick(now + 5);
+    assert!(!core.link(b1.link).unwrap().closing);
+    b1.send(&mut core, now + 5, Send::Reply { request_id }, &fulfill());
+    let answers = alice.receive(&mut core, now + 5);
+    assert!(
+        matches!(&answers[..], [Received::Reply { tag: t, ilp }] if *t == tag && reject_code(ilp).is_none()),
+        "{answers:?}"
+    );
+    core.on_tick(now + 10);
+    assert!(
+        core.link(b1.link).is_none_or(|l| l.closing),
+        "closed once idle"
+    );
+    // The drain ends: b1 may take Prepares again once it has a link.
+    core.shared.draining[B1.index()].store(false, Ordering::Relaxed);
+    core.on_tick(now + 15);
+    assert!(!core.engine.is_draining(B1));
+}

@@ -343,6 +343,7 @@ fn dispatch(
         };
         let Some(peer) = authenticated else {
             // No hint whether the name or the token was wrong: a plain 401, before the body.
+            st.counters.http_auth_failures += 1;
             st.on_http_request(now, id, None, &mut [], false, None);
             return (buf.len(), true);
         };

@@ -346,6 +346,13 @@ impl HttpPools {
         gone
     }
 
+    /// The open connections to `peer`.
+    pub(crate) fn links_of(&self, peer: PeerId) -> Vec<LinkId> {
+        self.pools[peer.index()]
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.ready.clone())
+    }
+
     /// The peer answered the oldest of our requests on `id`: its out tag.
     pub(crate) fn answered(&mut self, links: &mut Links, now: i64, id: LinkId) -> Option<u64> {
         let link = links.get_mut(id)?;
@@ -364,12 +371,21 @@ impl HttpPools {
     /// Periodic work: drops waiting requests past their expiry (the engine answered them
     /// R00), and returns the peers to open a connection to, one entry per connection, to
     /// keep `http_connections_min` open (after the backoff).
-    pub(crate) fn tick(&mut self, now: i64, dials: &mut Vec<PeerId>) {
+    pub(crate) fn tick(
+        &mut self,
+        now: i64,
+        dials: &mut Vec<PeerId>,
+        drained: impl Fn(PeerId) -> bool,
+    ) {
         self.clock = self.clock.max(now);
         for (i, pool) in self.pools.iter_mut().enumerate() {
             let Some(pool) = pool else {
                 continue;
             };
+            if drained(PeerId(i as u16)) {
+                // Nothing is opened for a drained peer; its backlog is answered by expiry.
+                continue;
+            }
             pool.backlog.retain(|&(_, expires_at, _)| expires_at >= now);
             if now < pool.dial_at {
                 continue;

@@ -15,6 +15,7 @@ mod http_pool;
 mod io;
 mod links;
 mod mesh;
+pub(crate) mod report;
 mod tag;
 
 pub use flush::write_queued;
@@ -81,6 +82,11 @@ pub(crate) struct Shared {
     mesh_ids: Vec<AtomicUsize>,
     /// Cores that failed to start.
     failed: AtomicUsize,
+    /// Reports for the admin side, built when it asks.
+    pub(crate) reports: report::ReportHub,
+    /// Per peer: drained by the operator (`POST /peers/{name}/drain`); each core follows at
+    /// its next tick.
+    pub(crate) draining: Vec<AtomicBool>,
 }
 
 impl Shared {
@@ -94,6 +100,8 @@ impl Shared {
             busy_cores: AtomicU64::new(u64::MAX >> (64 - cores)),
             mesh_ids: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
             failed: AtomicUsize::new(0),
+            reports: report::ReportHub::new(cores),
+            draining: (0..peers).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 }
@@ -124,6 +132,10 @@ pub(crate) struct RuntimeCounters {
     /// ILP-over-HTTP requests answered with an HTTP error instead of an ILP reply (400, 401,
     /// 405, 408 for a request that missed its deadline, 411, 413, 431).
     pub(crate) http_refused: u64,
+    /// ILP-over-HTTP requests refused with 401 (no or a wrong token).
+    pub(crate) http_auth_failures: u64,
+    /// BTP session tallies of the links closed on this core.
+    pub(crate) btp_closed: crate::link::btp::Counters,
 }
 
 /// The CPUs the process may run on (its affinity mask, so `taskset` and cgroups count).
