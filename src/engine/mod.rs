@@ -289,6 +289,9 @@ pub struct Engine {
     links_up: Vec<bool>,
     /// Peers being drained: no new Prepares from them (T03) or to them (T01).
     draining: Vec<bool>,
+    /// Peers the runtime knows cannot be reached now (an HTTP peer whose connect failed):
+    /// still tried on a route of their own, skipped by their group.
+    unreachable: Vec<bool>,
     routes: RouteTable,
     /// Groups, their backends' health and the Prepares in flight to each peer.
     backends: Backends,
@@ -359,6 +362,7 @@ impl Engine {
             network,
             links_up: vec![false; config.peers.len()],
             draining: vec![false; config.peers.len()],
+            unreachable: vec![false; config.peers.len()],
             rates: Rates::new(&config.peers, &config.prices, config.spread),
             routes: config.routes,
             backends: Backends::new(config.groups, config.peers.len()),
@@ -387,7 +391,21 @@ impl Engine {
     /// Marks whether `peer` has a link that can take Prepares now (T01 otherwise).
     pub fn set_link_up(&mut self, peer: PeerId, up: bool) {
         self.links_up[peer.index()] = up;
-        let usable = up && !self.draining[peer.index()];
+        self.refresh_backend(peer);
+    }
+
+    /// Marks whether `peer` can be reached as far as the runtime knows (an HTTP peer whose
+    /// last connect failed cannot, until a connection opens). A group skips such a backend;
+    /// a route to the peer alone still sends it Prepares (its connect is tried again).
+    pub fn set_reachable(&mut self, peer: PeerId, reachable: bool) {
+        self.unreachable[peer.index()] = !reachable;
+        self.refresh_backend(peer);
+    }
+
+    /// Tells the peer's group (if any) whether it can take Prepares.
+    fn refresh_backend(&mut self, peer: PeerId) {
+        let i = peer.index();
+        let usable = self.links_up[i] && !self.unreachable[i] && !self.draining[i];
         self.backends.set_link_up(peer, usable);
     }
 
@@ -396,8 +414,7 @@ impl Engine {
     /// flight resolve as usual.
     pub fn set_draining(&mut self, peer: PeerId, draining: bool) {
         self.draining[peer.index()] = draining;
-        let usable = self.links_up[peer.index()] && !draining;
-        self.backends.set_link_up(peer, usable);
+        self.refresh_backend(peer);
     }
 
     /// Whether `peer` is being drained.

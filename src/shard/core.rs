@@ -251,8 +251,11 @@ impl CoreState {
             // A peer we POST to over HTTP is reachable whenever we can connect: a failed
             // connection answers its Prepares T01.
             let peer = PeerId(i as u16);
-            let up = cores.load(Ordering::Relaxed) != 0 || self.pools.reachable(peer);
+            let up = cores.load(Ordering::Relaxed) != 0 || self.pools.has(peer);
             self.engine.set_link_up(peer, up);
+            if self.pools.has(peer) {
+                self.engine.set_reachable(peer, self.pools.reachable(peer));
+            }
         }
     }
 
