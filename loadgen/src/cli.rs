@@ -5,6 +5,7 @@
 
 use crate::http;
 use crate::plan::SinkOptions;
+use crate::sinks::{self, Fault, FaultEvent, SinkSpec, DESTINATIONS_MAX};
 use crate::worker::ThreadSpec;
 use clap::{Parser, ValueEnum};
 use ilp_router::link::url::{self, BtpUrl, Scheme};
@@ -33,16 +34,38 @@ pub(crate) struct Cli {
     sender: String,
     /// The sink's credentials, NAME:TOKEN. Over HTTP the sink requires `Bearer TOKEN` from
     /// whoever POSTs to it (the connector dialling it); with `--direct`, the sender's token.
-    #[arg(long, default_value = "bob:bob-secret")]
-    sink: String,
+    /// Repeat it for several sinks (one a flag, in order), or number one with `--sinks`.
+    #[arg(long, value_name = "NAME:TOKEN", default_value = "bob:bob-secret")]
+    sink: Vec<String>,
+    /// Play N sinks (1 to 256) numbered from one `--sink NAME:TOKEN`: sink i is NAME{i}, its
+    /// token TOKEN with NAME{i} in place of a leading NAME (the default gives bob1:bob1-secret
+    /// … bobN:bobN-secret), else TOKEN{i}. BTP: every sink dials the connector with its own
+    /// credentials, `--connections` connections each. HTTP: sink i listens on the port of
+    /// `--sink-listen` plus i − 1. Not with `--direct`. `--sink-log` is one file for all.
+    #[arg(long, value_name = "N")]
+    sinks: Option<usize>,
     /// HTTP: the address the sink serves ILP over HTTP on (any path, either content type),
-    /// e.g. 127.0.0.1:7771; every thread listens on it. Required with `--transport http`
-    /// when this process runs the sink, except with `--direct` (a free port then).
+    /// e.g. 127.0.0.1:7771; every thread listens on it (several sinks: on consecutive ports
+    /// from it). Required with `--transport http` when this process runs the sink, except
+    /// with `--direct` (a free port then).
     #[arg(long)]
     sink_listen: Option<std::net::SocketAddr>,
     /// Where the Prepares go: an ILP address the connector routes to the sink.
     #[arg(long, default_value = "g.router.bob")]
     destination: String,
+    /// Spread the Prepares over N destinations (1 to 1000000): `<--destination>.0` …
+    /// `<--destination>.{N-1}`, each sender connection walking them in turn.
+    #[arg(long, value_name = "N")]
+    destinations: Option<u32>,
+    /// Take sink I (1-based) down T after the send clock starts, e.g. 5s:2 (repeatable): its
+    /// connections close at once and it stays away (BTP: no redial; HTTP: its listener
+    /// closes too) until an `--sink-up-at`.
+    #[arg(long, value_name = "T:I", value_parser = parse_fault)]
+    sink_down_at: Vec<Fault>,
+    /// Bring sink I back T after the send clock starts, after its `--sink-down-at`
+    /// (repeatable): BTP: it dials the connector again; HTTP: it listens again.
+    #[arg(long, value_name = "T:I", value_parser = parse_fault)]
+    sink_up_at: Vec<Fault>,
     /// How long to send: 10s, 500ms, 2m.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) duration: Duration,
@@ -57,8 +80,8 @@ pub(crate) struct Cli {
     /// `--window 1` (or a few) and as many `--connections` as Prepares should be in flight.
     #[arg(long, default_value_t = 512)]
     window: usize,
-    /// Sender connections, shared out among the threads; BTP: as many sink connections (over
-    /// HTTP the connector opens the sink's connections).
+    /// Sender connections, shared out among the threads; BTP: as many sink connections, for
+    /// every sink (over HTTP the connector opens the sinks' connections).
     #[arg(long, default_value_t = 2)]
     connections: usize,
     /// CPUs to run on, e.g. `1` or `2-3` (one pinned thread each). Default: the last CPU.
@@ -80,10 +103,13 @@ pub(crate) struct Cli {
     /// Which roles this process plays.
     #[arg(long, value_enum, default_value_t = RoleArg::Both)]
     role: RoleArg,
-    /// Write the JSON report here.
+    /// Write the JSON report here. With sinks in this process it has `sinks`: per sink its
+    /// `name`, `received`, `fulfilled`, `rejected`, `wrong_fulfillments`, `fulfilled_per_s`
+    /// (one count per `timeline` row) and `down` (`from_s`/`until_s` on the timeline's clock).
     #[arg(long)]
     pub(crate) json: Option<std::path::PathBuf>,
-    /// Write a self-contained HTML report (charts) here.
+    /// Write a self-contained HTML report (charts) here; with several sinks, or one taken
+    /// down, a chart of each sink's Fulfills per second too.
     #[arg(long)]
     pub(crate) report: Option<std::path::PathBuf>,
     /// The connector's process id: its CPU time during the run is reported per packet.
@@ -106,7 +132,7 @@ pub(crate) struct Cli {
     #[arg(long)]
     sender_log: Option<std::path::PathBuf>,
     /// Sink: append the amount (8 bytes, little endian) of every Fulfill sent (with the
-    /// right fulfillment) to this file.
+    /// right fulfillment) to this file; with several sinks, all of them to this one file.
     #[arg(long)]
     sink_log: Option<std::path::PathBuf>,
     /// Seed of the fulfillments (sender and sink must agree when run apart).
@@ -144,6 +170,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?}: must be between 0 and a day"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `--sink-down-at` / `--sink-up-at`: `TIME:SINK`, the time as `--duration` takes it and the
+/// sink 1-based (checked against the run in `sinks::schedule`).
+fn parse_fault(text: &str) -> Result<Fault, String> {
+    let (at, sink) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?}: expected TIME:SINK, e.g. 5s:2"))?;
+    let sink = sink
+        .parse()
+        .map_err(|_| format!("{text:?}: the sink is a number from 1, e.g. 5s:2"))?;
+    Ok(Fault {
+        at: parse_duration(at)?,
+        sink,
+    })
 }
 
 /// `--router` for BTP: `ws://host:port[/path]` (also `btp+ws://`), with the router's URL
@@ -184,12 +225,15 @@ pub(crate) struct CliShared {
     pub(crate) target: BtpUrl,
     /// `--transport http`: where the sender POSTs (none with `--direct` or without senders).
     pub(crate) http_target: Option<http::HttpTarget>,
-    /// `--transport http`: where the sink listens.
+    /// `--transport http` (the sinks listen where `sinks` says).
     pub(crate) http: bool,
-    pub(crate) sink_listen: Option<std::net::SocketAddr>,
     pub(crate) sender: (String, String),
-    pub(crate) sink: (String, String),
+    /// The run's sinks, by `SinkId` (one at least).
+    pub(crate) sinks: Vec<SinkSpec>,
+    /// `--sink-down-at` and `--sink-up-at`, sorted by time.
+    pub(crate) faults: Vec<FaultEvent>,
     pub(crate) destination: String,
+    pub(crate) destinations: Option<u32>,
     pub(crate) rate_per_conn: Option<f64>,
     pub(crate) window: usize,
     pub(crate) amount: u64,
@@ -226,7 +270,11 @@ impl Cli {
             parse_url(&self.router)?
         };
         let sender = parse_credentials("sender", &self.sender)?;
-        let sink = parse_credentials("sink", &self.sink)?;
+        let sink_credentials = self
+            .sink
+            .iter()
+            .map(|text| parse_credentials("sink", text))
+            .collect::<Result<Vec<_>, _>>()?;
         check_address(self.destination.as_bytes())
             .map_err(|_| format!("--destination {:?} is not an ILP address", self.destination))?;
         let cpus = parse_cpus(self.cpu_list.as_deref())?;
@@ -274,6 +322,49 @@ impl Cli {
                 "--sink-listen is for --transport http (a BTP sink dials the connector)".into(),
             );
         }
+        let sinks = sinks::specs(&sink_credentials, self.sinks, self.sink_listen)?;
+        if self.direct && sinks.len() > 1 {
+            return Err("--direct plays one sink: drop --sinks (or the extra --sink)".into());
+        }
+        if let Some(n) = self.destinations {
+            if !(1..=DESTINATIONS_MAX).contains(&n) {
+                return Err(format!(
+                    "--destinations {n}: between 1 and {DESTINATIONS_MAX}"
+                ));
+            }
+            // The longest of them is the one to check.
+            let last = format!("{}.{}", self.destination, n - 1);
+            check_address(last.as_bytes()).map_err(|_| {
+                format!("--destinations {n}: {last:?} is not an ILP address (too long?)")
+            })?;
+        }
+        let faults = sinks::schedule(
+            &self.sink_down_at,
+            &self.sink_up_at,
+            sinks.len(),
+            self.duration,
+        )?;
+        if !faults.is_empty() {
+            if self.direct {
+                return Err(
+                    "--sink-down-at and --sink-up-at need a connector between (not --direct)"
+                        .into(),
+                );
+            }
+            if !with_sinks {
+                return Err(
+                    "--sink-down-at and --sink-up-at need the sinks in this process \
+                     (--role both or sink)"
+                        .into(),
+                );
+            }
+            if self.sink_listen.is_some_and(|a| a.port() == 0) {
+                return Err(
+                    "--sink-listen: a sink brought back listens where it did: give a port, not 0"
+                        .into(),
+                );
+            }
+        }
         let threads = cpus.len().min(self.connections.max(1));
         let specs: Vec<ThreadSpec> = (0..threads)
             .map(|i| {
@@ -292,10 +383,11 @@ impl Cli {
             target,
             http_target,
             http,
-            sink_listen: self.sink_listen,
             sender,
-            sink,
+            sinks,
+            faults,
             destination: self.destination.clone(),
+            destinations: self.destinations,
             rate_per_conn: self.rate.map(|r| r / senders_total.max(1) as f64),
             window: self.window,
             amount: self.amount,
@@ -319,9 +411,10 @@ impl Cli {
         })
     }
 
-    /// The command line as the JSON report records it (`config`), with the CPUs it ran on.
-    pub(crate) fn config_json(&self, cpus: &[usize]) -> Value {
-        json!({
+    /// The command line as the JSON report records it (`config`), with the CPUs it ran on and
+    /// the number of sinks.
+    pub(crate) fn config_json(&self, cpus: &[usize], sinks: usize) -> Value {
+        let mut config = json!({
             "transport": format!("{:?}", self.transport).to_lowercase(),
             "sink_listen": self.sink_listen.map(|a| a.to_string()),
             "router": self.router, "destination": self.destination, "duration_s": self.duration.as_secs_f64(),
@@ -331,6 +424,18 @@ impl Cli {
             "role": format!("{:?}", self.role).to_lowercase(), "cpu_list": cpus,
             "sink_reject_fraction": self.sink_reject_fraction, "sink_reject_code": self.sink_reject_code,
             "sink_wrong_fraction": self.sink_wrong_fraction, "sink_delay_ms": self.sink_delay_ms,
-        })
+            "sinks": sinks, "destinations": self.destinations,
+        });
+        let object = config.as_object_mut().expect("an object");
+        for (key, faults) in [
+            ("sink_down_at", &self.sink_down_at),
+            ("sink_up_at", &self.sink_up_at),
+        ] {
+            if !faults.is_empty() {
+                let written: Vec<String> = faults.iter().map(Fault::to_string).collect();
+                object.insert(key.into(), json!(written));
+            }
+        }
+        config
     }
 }

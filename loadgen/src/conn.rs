@@ -2,14 +2,18 @@
 //! WebSocket we dialled or (for `--direct`) accepted.
 //!
 //! Each connection has a reader task (a batch of frames per read) and a writer task (one write
-//! per wake-up of everything queued), like the router's links.
+//! per wake-up of everything queued), like the router's links. A sink's connection can be
+//! dropped on purpose (`Conn::drop_link`, for `--sink-down-at`): both tasks are cancelled, so
+//! the socket closes at once and the run goes on.
 
-use crate::plan::Plan;
-use crate::stats::Stats;
+use crate::plan::{Destinations, Plan};
+use crate::sinks::SinkId;
+use crate::stats::{SinkAnswer, Stats};
 use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
 use ilp_router::id::PeerId;
 use ilp_router::link::auth::PeerAuth;
 use ilp_router::link::btp::{AuthEvent, BtpSession, Event, State, CONTROL_LEN_MAX};
@@ -74,15 +78,15 @@ pub(crate) fn random(rng: &mut u64) -> f64 {
 
 /// The sink's answer to a Prepare, whatever the transport: a Reject for
 /// `--sink-reject-fraction`, a wrong fulfillment for `--sink-wrong-fraction`, otherwise the
-/// right one from the ring. Returns the reply's length in `reply`, and the amount when it is
-/// a right Fulfill (to log once it is sent).
+/// right one from the ring. Returns the reply's length in `reply` and what it is (to count,
+/// and for a right Fulfill to log, once it is sent).
 pub(crate) fn sink_answer(
     plan: &Plan,
     ring: &Ring,
     rng: &mut u64,
     p: &Prepare<&[u8]>,
     reply: &mut [u8; SINK_REPLY_LEN_MAX],
-) -> (usize, Option<u64>) {
+) -> (usize, SinkAnswer) {
     let data = p.data();
     let seq = data
         .get(..8)
@@ -98,7 +102,7 @@ pub(crate) fn sink_answer(
             data: &[],
         }
         .emit(reply);
-        return (len, None);
+        return (len, SinkAnswer::Rejected);
     }
     let wrong = roll < sink.reject_fraction + sink.wrong_fraction;
     let fulfillment = &ring.fulfillments[if wrong { (index + 1) % RING_LEN } else { index }];
@@ -107,7 +111,27 @@ pub(crate) fn sink_answer(
         data: &[],
     }
     .emit(reply);
-    (len, (!wrong).then(|| p.amount()))
+    let answer = if wrong {
+        SinkAnswer::WrongFulfillment
+    } else {
+        SinkAnswer::Fulfilled { amount: p.amount() }
+    };
+    (len, answer)
+}
+
+/// A sink's answer went out during `second`: count it for `sink` and, for a right Fulfill,
+/// log its amount (`--sink-log`).
+pub(crate) fn sink_sent(
+    plan: &Plan,
+    stats: &RefCell<Stats>,
+    sink: SinkId,
+    second: usize,
+    answer: SinkAnswer,
+) {
+    stats.borrow_mut().on_sink_answered(sink, second, answer);
+    if let (Some(log), SinkAnswer::Fulfilled { amount }) = (&plan.sink_log, answer) {
+        log.record(amount);
+    }
 }
 
 /// The sender's bookkeeping for one reply, whatever the transport: a Fulfill is checked
@@ -137,11 +161,11 @@ pub(crate) fn sender_reply(
     }
 }
 
-/// What a connection does.
 /// `--sender-log` / `--sink-log`: the amount (`u64`, little endian, 8 bytes) of every valid
 /// Fulfill a sender received or a sink sent, appended through a per-thread buffer. The file is
 /// opened for appending and the buffer's length is a multiple of 8, so each flush writes whole
-/// records even when several threads share the file. Flushed when the thread ends (the run
+/// records even when several threads share the file (and with several sinks, all of them
+/// share the one `--sink-log` file). Flushed when the thread ends (the run
 /// ends when the connector goes away, so the log outlives a killed connector).
 pub(crate) struct FulfillLog {
     path: std::path::PathBuf,
@@ -194,10 +218,12 @@ impl std::fmt::Debug for FulfillLog {
     }
 }
 
+/// What a connection does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     Sender,
-    Sink,
+    /// One of the run's sinks.
+    Sink(SinkId),
 }
 
 /// One connection's state, shared by its reader and writer tasks (same thread).
@@ -219,14 +245,18 @@ pub(crate) struct Conn {
     /// Sender: the data of every Prepare (a sequence number, then zeros) and a buffer to
     /// encode Prepares in, both made once.
     data: Vec<u8>,
+    /// Sender: where each Prepare goes (`--destinations`).
+    destinations: Destinations,
     packet: Vec<u8>,
     /// Sender, open loop: Prepares due but not yet sent (window full), oldest first, by
     /// intended send time (ns since start).
     backlog: std::collections::VecDeque<u64>,
-    /// Sink: replies held back by `--sink-delay-ms` (due ms since start, bytes).
-    /// Each with the amount to log once it is sent (a Fulfill with the right fulfillment).
-    delayed: std::collections::VecDeque<(u64, Vec<u8>, Option<u64>)>,
+    /// Sink: replies held back by `--sink-delay-ms` (due ms since start, bytes), each with
+    /// what it is, counted (and logged) once it is sent.
+    delayed: std::collections::VecDeque<(u64, Vec<u8>, SinkAnswer)>,
     rng: u64,
+    /// The reader and writer tasks, cancelled by `drop_link`.
+    io: Vec<JoinHandle<()>>,
     pub(crate) opened: bool,
     pub(crate) failed: bool,
 }
@@ -293,7 +323,7 @@ impl Conn {
             amount: self.plan.amount,
             expires_at,
             execution_condition: &ring.conditions[index],
-            destination: Address::new_checked(self.plan.destination.as_bytes())
+            destination: Address::new_checked(self.destinations.address(self.next_seq))
                 .expect("checked at start"),
             data: &self.data,
         };
@@ -413,10 +443,14 @@ impl Conn {
     }
 
     fn on_prepare(&mut self, request_id: u32, ilp: &[u8]) {
-        self.stats.borrow_mut().sink_received += 1;
+        match self.role {
+            Role::Sink(sink) => self.stats.borrow_mut().on_sink_received(sink),
+            // Not for us to receive; answered all the same, counted only in `sink_received`.
+            Role::Sender => self.stats.borrow_mut().sink_received += 1,
+        }
         let mut reply = [0u8; SINK_REPLY_LEN_MAX];
-        // The amount of a right Fulfill, logged when the reply is sent.
-        let (len, fulfilled) = match Prepare::new_checked(ilp) {
+        // Counted (and a right Fulfill logged) when the reply is sent.
+        let (len, answer) = match Prepare::new_checked(ilp) {
             Ok(p) => sink_answer(&self.plan, &self.ring, &mut self.rng, &p, &mut reply),
             Err(_) => (
                 RejectRepr {
@@ -426,7 +460,7 @@ impl Conn {
                     data: &[],
                 }
                 .emit(&mut reply),
-                None,
+                SinkAnswer::Rejected,
             ),
         };
         let mut header = [0u8; BTP_HEADER_LEN_MAX];
@@ -437,16 +471,17 @@ impl Conn {
             let due = self.since_start_ns() / 1_000_000 + self.plan.sink.delay_ms;
             let mut bytes = header[..n].to_vec();
             bytes.extend_from_slice(&reply[..len]);
-            self.delayed.push_back((due, bytes, fulfilled));
+            self.delayed.push_back((due, bytes, answer));
         } else {
-            self.log_sent(fulfilled);
+            self.answer_sent(answer);
             self.push_frame(&[&header[..n], &reply[..len]]);
         }
     }
 
-    fn log_sent(&self, fulfilled: Option<u64>) {
-        if let (Some(log), Some(amount)) = (&self.plan.sink_log, fulfilled) {
-            log.record(amount);
+    fn answer_sent(&self, answer: SinkAnswer) {
+        if let Role::Sink(sink) = self.role {
+            let second = self.second(self.since_start_ns());
+            sink_sent(&self.plan, &self.stats, sink, second, answer);
         }
     }
 
@@ -454,8 +489,8 @@ impl Conn {
     pub(crate) fn release_delayed(&mut self) {
         let now_ms = self.since_start_ns() / 1_000_000;
         while self.delayed.front().is_some_and(|(due, ..)| *due <= now_ms) {
-            let (_, bytes, fulfilled) = self.delayed.pop_front().expect("front exists");
-            self.log_sent(fulfilled);
+            let (_, bytes, answer) = self.delayed.pop_front().expect("front exists");
+            self.answer_sent(answer);
             self.push_frame(&[&bytes]);
         }
         self.wake();
@@ -473,6 +508,17 @@ impl Conn {
         self.wake();
     }
 
+    /// Drops the connection on purpose (`--sink-down-at`): its reader and writer tasks are
+    /// cancelled, so the socket closes at once, nothing queued or delayed goes out and nothing
+    /// more is counted; the run goes on.
+    pub(crate) fn drop_link(&mut self) {
+        self.closing = true;
+        self.delayed.clear();
+        for task in self.io.drain(..) {
+            task.cancel();
+        }
+    }
+
     /// Requests still waiting for an answer.
     pub(crate) fn outstanding(&self) -> usize {
         self.session.outstanding()
@@ -484,6 +530,7 @@ impl Conn {
 }
 
 /// Parameters of one connection.
+#[derive(Debug, Clone)]
 pub(crate) struct Setup {
     pub(crate) role: Role,
     pub(crate) id: u64,
@@ -543,7 +590,8 @@ pub(crate) async fn dial(
             .write_auth(setup.username.as_bytes(), setup.token.as_bytes(), &mut auth);
         c.push_frame(&[&auth[..n]]);
     }
-    start_io(Rc::clone(&conn), sleep, stream, buf, ws::Role::Client, None);
+    let io = start_io(Rc::clone(&conn), sleep, stream, buf, ws::Role::Client, None);
+    conn.borrow_mut().io = io;
     Ok(conn)
 }
 
@@ -572,7 +620,7 @@ pub(crate) async fn accept(
     buf.consume(header_len);
     let session = BtpSession::server(unix_ms(), 10_000, 16, 16);
     let (conn, sleep) = new_conn(plan, ring, stats, &setup, session, false);
-    start_io(
+    let io = start_io(
         Rc::clone(&conn),
         sleep,
         stream,
@@ -580,6 +628,7 @@ pub(crate) async fn accept(
         ws::Role::Server,
         Some(auth),
     );
+    conn.borrow_mut().io = io;
     Ok(conn)
 }
 
@@ -593,6 +642,7 @@ fn new_conn(
 ) -> (Shared, LocalReceiver<()>) {
     let (wake, sleep) = local_channel::new_bounded(1);
     let data_len = plan.data_bytes.clamp(8, DATA_LEN_MAX);
+    let destinations = Destinations::new(&plan.destination, plan.destinations);
     let conn = Rc::new(RefCell::new(Conn {
         role: setup.role,
         session,
@@ -607,10 +657,12 @@ fn new_conn(
         id: setup.id,
         next_seq: 0,
         data: vec![0; data_len],
+        destinations,
         packet: Vec::with_capacity(4096),
         backlog: std::collections::VecDeque::new(),
         delayed: std::collections::VecDeque::new(),
         rng: setup.id ^ 0xdead_beef,
+        io: Vec::new(),
         opened: false,
         failed: false,
     }));
@@ -624,10 +676,12 @@ fn start_io(
     buf: ReadBuf,
     role: ws::Role,
     auth: Option<Rc<PeerAuth>>,
-) {
+) -> Vec<JoinHandle<()>> {
     let (reader, writer) = futures_lite::io::split(stream);
-    glommio::spawn_local(write_loop(Rc::clone(&conn), writer, sleep)).detach();
-    glommio::spawn_local(read_loop(conn, reader, buf, role, auth)).detach();
+    vec![
+        glommio::spawn_local(write_loop(Rc::clone(&conn), writer, sleep)).detach(),
+        glommio::spawn_local(read_loop(conn, reader, buf, role, auth)).detach(),
+    ]
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

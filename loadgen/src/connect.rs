@@ -1,46 +1,54 @@
 //! How a load thread opens its connections. BTP (`connect_all`): the sinks dial the
-//! connector first, so it knows where to send before Prepares arrive, then the senders; each
-//! waits for BTP auth (`wait_open`), all within 10 s. `--direct` over BTP is `direct`'s.
-//! ILP over HTTP (`connect_all_http`): the sink listens, then the senders dial. Every
-//! connection is opened with the same `Opener`: the thread's plan, ring and counters.
+//! connector first (`ThreadSinks::dial`, every sink with its own credentials), so it knows
+//! where to send before Prepares arrive, then the senders; each waits for BTP auth
+//! (`wait_open`), all within 10 s. `--direct` over BTP is `direct`'s. ILP over HTTP
+//! (`connect_all_http`): the sinks listen, then the senders dial. Every connection is opened
+//! with the same `Opener`: the thread's plan, ring and counters.
 
 use crate::conn::{self, Ring, Role, Setup, Shared as Conn};
 use crate::direct;
 use crate::http;
 use crate::plan::Plan;
+use crate::sinks::thread::ThreadSinks;
 use crate::stats::Stats;
 use crate::worker::{Common, Link, ThreadSpec};
 use ilp_router::link::url::BtpUrl;
 use std::cell::RefCell;
+use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// What every connection of a thread is opened with: the thread's plan (until the clock
 /// starts), the ring of fulfillments and the thread's counters.
+#[derive(Debug, Clone)]
 pub(crate) struct Opener {
     pub(crate) plan: Rc<Plan>,
     pub(crate) ring: Rc<Ring>,
     pub(crate) stats: Rc<RefCell<Stats>>,
 }
 
-/// `--transport btp`: this thread's sink connections, then its sender connections, all
-/// authenticated.
+/// `--transport btp`: this thread's sink connections (kept in `sinks`), then its sender
+/// connections (returned), all authenticated.
 pub(crate) async fn connect_all(
     spec: &ThreadSpec,
     common: &Common,
     opener: &Opener,
+    sinks: &ThreadSinks,
 ) -> Result<Vec<Conn>, String> {
     let cli = &common.cli;
     let deadline = Instant::now() + Duration::from_secs(10);
     if cli.direct {
-        return direct::connect(spec, cli, opener, deadline).await;
+        let conns = direct::connect(spec, cli, opener, deadline).await?;
+        let (sink_conns, senders): (Vec<Conn>, Vec<Conn>) = conns
+            .into_iter()
+            .partition(|c| matches!(c.borrow().role(), Role::Sink(_)));
+        sinks.adopt(sink_conns);
+        return Ok(senders);
     }
     // Sinks first, so the connector knows where to send before Prepares arrive.
-    let ids = (0..spec.sinks).map(|i| (spec.index * 64 + 32 + i) as u64);
-    let sinks = opener
-        .dial_many(Role::Sink, ids, &cli.sink, &cli.target, "sink connection")
-        .await?;
-    let mut all = wait_open(sinks, deadline).await?;
+    if spec.sinks > 0 {
+        sinks.dial(deadline).await?;
+    }
     let ids = (0..spec.senders).map(|i| (spec.index * 64 + i) as u64);
     let senders = opener
         .dial_many(
@@ -51,44 +59,24 @@ pub(crate) async fn connect_all(
             "sender connection",
         )
         .await?;
-    all.extend(wait_open(senders, deadline).await?);
-    Ok(all)
+    wait_open(senders, deadline, "a sender").await
 }
 
-/// `--transport http`: the sink listens (every thread on `--sink-listen`, or with `--direct`
-/// and no `--sink-listen` on a free port of its own), then the senders dial the connector's
-/// URL, or the sink with `--direct`.
+/// `--transport http`: the sinks listen (every thread on each sink's address, or with
+/// `--direct` and no `--sink-listen` on a free port of its own), then the senders dial the
+/// connector's URL, or the sink with `--direct`.
 pub(crate) async fn connect_all_http(
     spec: &ThreadSpec,
     common: &Common,
     opener: &Opener,
-    http_sinks: &Rc<RefCell<Vec<http::SinkShared>>>,
+    sinks: &ThreadSinks,
 ) -> Result<Vec<Link>, String> {
     let cli = &common.cli;
-    let mut sink_port = None;
-    if spec.sinks > 0 {
-        let address = cli
-            .sink_listen
-            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-        let listener = glommio::net::TcpListener::bind(address)
-            .map_err(|e| format!("--sink-listen {address}: {e}"))?;
-        sink_port = Some(listener.local_addr().map_err(|e| e.to_string())?.port());
-        // With --direct the sink stands in for the connector, so it takes the sender's token.
-        let token = if cli.direct {
-            &cli.sender.1
-        } else {
-            &cli.sink.1
-        };
-        glommio::spawn_local(http::serve(
-            listener,
-            Rc::clone(&opener.plan),
-            Rc::clone(&opener.ring),
-            Rc::clone(&opener.stats),
-            Rc::from(token.as_bytes()),
-            Rc::clone(http_sinks),
-        ))
-        .detach();
-    }
+    let sink_port = if spec.sinks > 0 {
+        Some(sinks.listen()?)
+    } else {
+        None
+    };
     let target = match (&cli.http_target, sink_port) {
         (Some(target), _) => target.clone(),
         (None, Some(port)) if cli.direct => BtpUrl {
@@ -118,6 +106,18 @@ pub(crate) async fn connect_all_http(
 }
 
 impl Opener {
+    /// Dials one BTP connection to `target`.
+    pub(crate) async fn dial(&self, setup: Setup, target: &BtpUrl) -> io::Result<Conn> {
+        conn::dial(
+            Rc::clone(&self.plan),
+            Rc::clone(&self.ring),
+            Rc::clone(&self.stats),
+            setup,
+            target,
+        )
+        .await
+    }
+
     /// Dials one BTP connection per id to `target` with `credentials`.
     pub(crate) async fn dial_many(
         &self,
@@ -135,15 +135,10 @@ impl Opener {
                 username: credentials.0.clone(),
                 token: credentials.1.clone(),
             };
-            let c = conn::dial(
-                Rc::clone(&self.plan),
-                Rc::clone(&self.ring),
-                Rc::clone(&self.stats),
-                setup,
-                target,
-            )
-            .await
-            .map_err(|e| format!("{what} to {}: {e}", target.host_port()))?;
+            let c = self
+                .dial(setup, target)
+                .await
+                .map_err(|e| format!("{what} to {}: {e}", target.host_port()))?;
             conns.push(c);
         }
         Ok(conns)
@@ -151,8 +146,12 @@ impl Opener {
 }
 
 /// Waits until every connection has finished BTP auth or closed: an error if time ran out or
-/// the connector refused one.
-pub(crate) async fn wait_open(conns: Vec<Conn>, deadline: Instant) -> Result<Vec<Conn>, String> {
+/// the connector refused one (`who`: whose connections these are, for the message).
+pub(crate) async fn wait_open(
+    conns: Vec<Conn>,
+    deadline: Instant,
+    who: &str,
+) -> Result<Vec<Conn>, String> {
     let ok = conn::wait_until(deadline, || {
         conns
             .iter()
@@ -160,12 +159,15 @@ pub(crate) async fn wait_open(conns: Vec<Conn>, deadline: Instant) -> Result<Vec
     })
     .await;
     if !ok {
-        return Err("a connection did not authenticate within 10 s".into());
+        return Err(format!(
+            "a connection of {who} did not authenticate within 10 s"
+        ));
     }
     if conns.iter().any(|c| !c.borrow().opened) {
-        return Err(
-            "the connector refused our BTP auth (check --sender/--sink credentials)".into(),
-        );
+        return Err(format!(
+            "the connector refused the BTP auth of {who} (check --sender/--sink/--sinks \
+             credentials)"
+        ));
     }
     Ok(conns)
 }

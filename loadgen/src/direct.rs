@@ -7,6 +7,7 @@
 use crate::cli::CliShared;
 use crate::conn::{self, Role, Setup, Shared as Conn};
 use crate::connect::{wait_open, Opener};
+use crate::sinks::SinkId;
 use crate::worker::ThreadSpec;
 use ilp_router::id::PeerId;
 use ilp_router::link::auth::PeerAuth;
@@ -48,7 +49,7 @@ pub(crate) async fn connect(
                     return;
                 };
                 let setup = Setup {
-                    role: Role::Sink,
+                    role: Role::Sink(SinkId::new(0)),
                     id: (spec_id_sink(i)) as u64,
                     username: String::new(),
                     token: String::new(),
@@ -88,7 +89,7 @@ pub(crate) async fn connect(
         return Err("direct: the sink did not accept the sender".into());
     }
     conns.extend(accepted.borrow().iter().cloned());
-    wait_open(conns, deadline).await
+    wait_open(conns, deadline, "the direct sender").await
 }
 
 fn spec_id_sink(i: usize) -> usize {

@@ -14,16 +14,21 @@
 //! under a request.
 //!
 //! The sink is an HTTP/1.1 server on `--sink-listen` (every thread listens on the same
-//! address: glommio sets `SO_REUSEPORT`): any path, any content type, `Bearer <token>`
-//! required (401 and close otherwise); each Prepare is answered as the BTP sink answers it.
+//! address: glommio sets `SO_REUSEPORT`; with several sinks, sink i on the port plus i − 1):
+//! any path, any content type, `Bearer <token>` required (401 and close otherwise); each
+//! Prepare is answered as the BTP sink answers it. A sink taken down (`--sink-down-at`) has
+//! its `serve` task and every accepted connection's task cancelled (`Sink::drop_link`): the
+//! listener and the sockets close at once.
 
-use crate::conn::{self, sender_reply, sink_answer, unix_ms, Ring, RING_LEN};
-use crate::plan::Plan;
-use crate::stats::Stats;
+use crate::conn::{self, sender_reply, sink_answer, sink_sent, unix_ms, Ring, RING_LEN};
+use crate::plan::{Destinations, Plan};
+use crate::sinks::SinkId;
+use crate::stats::{SinkAnswer, Stats};
 use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
+use glommio::task::JoinHandle;
 use ilp_router::link::buf::ReadBuf;
 use ilp_router::link::http::{
     parse_request, parse_response, request_head_len, write_request_head, write_response,
@@ -76,6 +81,8 @@ pub(crate) struct Sender {
     id: u64,
     next_seq: u64,
     data: Vec<u8>,
+    /// Where each request's Prepare goes (`--destinations`), by its sequence number.
+    destinations: Destinations,
     packet: Vec<u8>,
     head: Vec<u8>,
     backlog: VecDeque<u64>,
@@ -94,6 +101,9 @@ fn unwritten(in_flight: &mut VecDeque<InFlight>, taken: u64) -> Vec<InFlight> {
     let written = in_flight.iter().take_while(|r| r.start < taken).count();
     in_flight.drain(written..).collect()
 }
+
+/// A sequence number is the connection's id above bit 40 and its count of requests below.
+const SEQ_MASK: u64 = (1 << 40) - 1;
 
 /// One request of a sender connection.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +151,8 @@ impl Sender {
             amount: self.plan.amount,
             expires_at: now_ms + self.plan.expiry_ms as i64,
             execution_condition: &self.ring.conditions[index],
-            destination: Address::new_checked(self.plan.destination.as_bytes())
+            // The connection's n-th request, also when it goes again on a new connection.
+            destination: Address::new_checked(self.destinations.address(seq & SEQ_MASK))
                 .expect("checked at start"),
             data: &self.data,
         };
@@ -271,6 +282,7 @@ pub(crate) async fn dial(
     let stream = connect(&target).await?;
     let (wake, sleep) = local_channel::new_bounded(1);
     let data_len = plan.data_bytes.clamp(8, DATA_LEN_MAX);
+    let destinations = Destinations::new(&plan.destination, plan.destinations);
     let sender = Rc::new(RefCell::new(Sender {
         plan,
         ring,
@@ -287,6 +299,7 @@ pub(crate) async fn dial(
         id,
         next_seq: 0,
         data: vec![0; data_len],
+        destinations,
         packet: Vec::with_capacity(4096),
         head: Vec::with_capacity(256),
         backlog: VecDeque::new(),
@@ -461,18 +474,22 @@ pub(crate) struct Sink {
     plan: Rc<Plan>,
     ring: Rc<Ring>,
     stats: Rc<RefCell<Stats>>,
+    /// Which of the run's sinks this connection serves.
+    sink: SinkId,
     token: Rc<[u8]>,
     out: Vec<u8>,
     wake: LocalSender<()>,
     woken: bool,
     rng: u64,
-    /// Answers held back by `--sink-delay-ms`: (due ms since start, bytes, amount to log,
-    /// close after it).
-    delayed: VecDeque<(u64, Vec<u8>, Option<u64>, bool)>,
+    /// Answers held back by `--sink-delay-ms`: (due ms since start, bytes, what it answers,
+    /// if a packet, close after it).
+    delayed: VecDeque<(u64, Vec<u8>, Option<SinkAnswer>, bool)>,
     /// No more requests are read: the last answer closes the connection.
     last_answer: bool,
     /// Everything is written (or the client went away): the connection ends.
     pub(crate) closing: bool,
+    /// The connection's task (reads and writes), cancelled by `drop_link`.
+    task: Option<JoinHandle<()>>,
 }
 
 pub(crate) type SinkShared = Rc<RefCell<Sink>>;
@@ -490,25 +507,25 @@ impl Sink {
     }
 
     /// Queues an answer, now or after `--sink-delay-ms` (answers stay in request order).
-    fn answer(&mut self, parts: &[&[u8]], fulfilled: Option<u64>, close: bool) {
+    fn answer(&mut self, parts: &[&[u8]], answer: Option<SinkAnswer>, close: bool) {
         if close {
             self.last_answer = true;
         }
         if self.plan.sink.delay_ms > 0 {
             let due = self.now_ms() + self.plan.sink.delay_ms;
-            self.delayed
-                .push_back((due, parts.concat(), fulfilled, close));
+            self.delayed.push_back((due, parts.concat(), answer, close));
             return;
         }
         for part in parts {
             self.out.extend_from_slice(part);
         }
-        self.sent(fulfilled, close);
+        self.sent(answer, close);
     }
 
-    fn sent(&mut self, fulfilled: Option<u64>, close: bool) {
-        if let (Some(log), Some(amount)) = (&self.plan.sink_log, fulfilled) {
-            log.record(amount);
+    fn sent(&mut self, answer: Option<SinkAnswer>, close: bool) {
+        if let Some(answer) = answer {
+            let second = (self.plan.start.elapsed().as_secs()) as usize;
+            sink_sent(&self.plan, &self.stats, self.sink, second, answer);
         }
         self.closing |= close;
         self.woken = true;
@@ -518,9 +535,9 @@ impl Sink {
     pub(crate) fn release_delayed(&mut self) {
         let now = self.now_ms();
         while self.delayed.front().is_some_and(|(due, ..)| *due <= now) {
-            let (_, bytes, fulfilled, close) = self.delayed.pop_front().expect("front exists");
+            let (_, bytes, answer, close) = self.delayed.pop_front().expect("front exists");
             self.out.extend_from_slice(&bytes);
-            self.sent(fulfilled, close);
+            self.sent(answer, close);
         }
         self.wake();
     }
@@ -533,17 +550,17 @@ impl Sink {
 
     /// One request's body; the token is already checked.
     fn on_prepare(&mut self, body: &[u8], keep_alive: bool) {
-        self.stats.borrow_mut().sink_received += 1;
+        self.stats.borrow_mut().on_sink_received(self.sink);
         let Ok(prepare) = Prepare::new_checked(body) else {
             self.on_status(400);
             return;
         };
         let mut reply = [0u8; conn::SINK_REPLY_LEN_MAX];
-        let (len, fulfilled) =
+        let (len, answer) =
             sink_answer(&self.plan, &self.ring, &mut self.rng, &prepare, &mut reply);
         let mut head = [0u8; RESPONSE_HEAD_LEN_MAX];
         let n = write_response(len, keep_alive, &mut head);
-        self.answer(&[&head[..n], &reply[..len]], fulfilled, !keep_alive);
+        self.answer(&[&head[..n], &reply[..len]], Some(answer), !keep_alive);
     }
 
     pub(crate) fn shut(&mut self) {
@@ -551,18 +568,44 @@ impl Sink {
         self.woken = true;
         self.wake();
     }
+
+    /// Drops the connection on purpose (`--sink-down-at`): its task is cancelled, so the
+    /// socket closes at once and nothing queued or delayed goes out.
+    pub(crate) fn drop_link(&mut self) {
+        self.closing = true;
+        self.delayed.clear();
+        if let Some(task) = self.task.take() {
+            task.cancel();
+        }
+    }
 }
 
-/// Accepts connections on `listener` until the run ends; each becomes a sink connection in
-/// `accepted` (the thread's loop releases their delayed answers and shuts them at the end).
+/// What a sink's listener needs to serve: the thread's plan, ring and counters, which sink
+/// it is and the token it requires.
+#[derive(Debug, Clone)]
+pub(crate) struct Serving {
+    pub(crate) plan: Rc<Plan>,
+    pub(crate) ring: Rc<Ring>,
+    pub(crate) stats: Rc<RefCell<Stats>>,
+    pub(crate) sink: SinkId,
+    pub(crate) token: Rc<[u8]>,
+}
+
+/// Accepts connections on `listener` until the run ends; each becomes a connection of sink
+/// `serving.sink` in `accepted` (the thread's loop releases their delayed answers, and drops
+/// or shuts them).
 pub(crate) async fn serve(
     listener: TcpListener,
-    plan: Rc<Plan>,
-    ring: Rc<Ring>,
-    stats: Rc<RefCell<Stats>>,
-    token: Rc<[u8]>,
+    serving: Serving,
     accepted: Rc<RefCell<Vec<SinkShared>>>,
 ) {
+    let Serving {
+        plan,
+        ring,
+        stats,
+        sink: sink_id,
+        token,
+    } = serving;
     let mut n: u64 = 0;
     while !plan.stopping() {
         let Ok(stream) = listener.accept().await else {
@@ -576,6 +619,7 @@ pub(crate) async fn serve(
             plan: Rc::clone(&plan),
             ring: Rc::clone(&ring),
             stats: Rc::clone(&stats),
+            sink: sink_id,
             token: Rc::clone(&token),
             out: Vec::with_capacity(64 * 1024),
             wake,
@@ -584,13 +628,16 @@ pub(crate) async fn serve(
             delayed: VecDeque::new(),
             last_answer: false,
             closing: false,
+            task: None,
         }));
         {
             let mut list = accepted.borrow_mut();
             list.retain(|s| !s.borrow().closing);
             list.push(Rc::clone(&sink));
         }
-        glommio::spawn_local(async move {
+        let task_sink = Rc::clone(&sink);
+        let task = glommio::spawn_local(async move {
+            let sink = task_sink;
             let (reader, writer) = futures_lite::io::split(stream);
             futures_lite::future::zip(
                 sink_reads(&sink, reader),
@@ -605,6 +652,7 @@ pub(crate) async fn serve(
             .await;
         })
         .detach();
+        sink.borrow_mut().task = Some(task);
     }
 }
 

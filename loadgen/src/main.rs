@@ -11,11 +11,18 @@
 //! `--transport http` speaks ILP over HTTP instead (RFC 35, synchronous mode): the sender
 //! POSTs Prepares to the `--router` URL and the sink serves HTTP on `--sink-listen`.
 //!
+//! To front a connector cluster, one run plays several sinks (`--sinks N`, or `--sink`
+//! repeated), each a peer of the connector with its own credentials, spreads its Prepares
+//! over many destinations (`--destinations N`), takes sinks down and back up on a schedule
+//! (`--sink-down-at`, `--sink-up-at`), and reports every sink's counts second by second: the
+//! rules are in `sinks`.
+//!
 //! The modules, from the top: `cli` (flags and their validation), `run` (the main thread:
 //! threads, clock, progress, exit status), `summary` (the JSON report and the text summary),
-//! `report` (the HTML report), `worker` (one load thread), `connect` and `direct` (how a
-//! thread opens its connections), `plan` (what every connection knows), `conn` (BTP) and
-//! `http` (ILP over HTTP) (the connections), `stats` (counters and histograms).
+//! `report` and `report_sinks` (the HTML report), `worker` (one load thread), `connect` and
+//! `direct` (how a thread opens its connections), `sinks` (the sinks and their faults),
+//! `plan` (what every connection knows), `conn` (BTP) and `http` (ILP over HTTP) (the
+//! connections), `stats` (counters and histograms).
 
 mod cli;
 mod conn;
@@ -24,7 +31,9 @@ mod direct;
 mod http;
 mod plan;
 mod report;
+mod report_sinks;
 mod run;
+mod sinks;
 mod stats;
 mod summary;
 mod worker;

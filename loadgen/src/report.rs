@@ -101,6 +101,7 @@ pub(crate) fn render_html(report: &Value) -> String {
     }
     out.push_str("</title>\n<style>");
     out.push_str(STYLE);
+    out.push_str(crate::report_sinks::STYLE);
     out.push_str("</style>\n</head>\n<body>\n<main>\n");
 
     render_header(&mut out, report, &tool);
@@ -132,6 +133,7 @@ pub(crate) fn render_html(report: &Value) -> String {
     );
     out.push_str("</section>\n");
 
+    crate::report_sinks::render(&mut out, report);
     render_timeline_table(&mut out, report);
 
     let _ = writeln!(
@@ -373,14 +375,15 @@ pub(crate) struct Axis {
     label: String,
 }
 
-/// One line on a chart; `y` in plot space of its axis, `tip` for hovering.
+/// One line on a chart; `y` in plot space of its axis, `tip` for hovering. A line with an
+/// empty `name` has no entry in the chart's legend.
 #[derive(Debug, Clone)]
 pub(crate) struct Series {
-    name: String,
-    class: &'static str,
+    pub(crate) name: String,
+    pub(crate) class: &'static str,
     /// Plotted against the right-hand axis instead of the left one.
-    right: bool,
-    points: Vec<(f64, f64, String)>,
+    pub(crate) right: bool,
+    pub(crate) points: Vec<(f64, f64, String)>,
 }
 
 fn throughput_chart(report: &Value) -> String {
@@ -670,7 +673,13 @@ pub(crate) fn no_data_chart(title: &str, x_label: &str, y_label: &str) -> String
     out
 }
 
-fn svg_chart(title: &str, x: &Axis, y: &Axis, y2: Option<&Axis>, series: &[Series]) -> String {
+pub(crate) fn svg_chart(
+    title: &str,
+    x: &Axis,
+    y: &Axis,
+    y2: Option<&Axis>,
+    series: &[Series],
+) -> String {
     let mut out = String::with_capacity(8 * 1024);
     svg_open(&mut out, title);
     let (left, right) = (PAD_LEFT, CHART_W - PAD_RIGHT);
@@ -778,7 +787,7 @@ fn svg_chart(title: &str, x: &Axis, y: &Axis, y2: Option<&Axis>, series: &[Serie
     // Legend, top right, only when there is more than one line.
     if series.len() > 1 {
         let mut lx = right;
-        for s in series.iter().rev() {
+        for s in series.iter().rev().filter(|s| !s.name.is_empty()) {
             let w = 28.0 + 6.5 * s.name.chars().count() as f64;
             lx -= w;
             let _ = writeln!(

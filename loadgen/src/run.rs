@@ -7,6 +7,7 @@
 
 use crate::cli::Cli;
 use crate::report;
+use crate::sinks;
 use crate::stats::Stats;
 use crate::summary;
 use crate::worker::{thread_main, Common};
@@ -38,6 +39,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     let cpus = validated.cpus;
     let specs = validated.specs;
     let threads = specs.len();
+    let plays_sinks = specs.iter().any(|s| s.sinks > 0);
     let common = Common {
         cli: Arc::new(validated.shared),
         ready: Arc::new(AtomicUsize::new(0)),
@@ -130,12 +132,18 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     let router_cpu_s = cpu_before
         .zip(cpu_after)
         .map(|(before, after)| after - before);
+    // Where the send clock started on the clock of the timelines.
+    let send_start_s = common.send_start.load(Ordering::Relaxed) as f64 / 1e9;
+    let shared = &common.cli;
+    let sinks = plays_sinks
+        .then(|| sinks::report_json(&total, &shared.sinks, &shared.faults, send_start_s));
     let report = summary::report_json(
         &total,
         duration_s,
-        cli.config_json(&cpus),
+        cli.config_json(&cpus, shared.sinks.len()),
         common.broken.load(Ordering::Relaxed),
         router_cpu_s,
+        sinks,
     );
     summary::print_summary(&report);
     if let Some(path) = &cli.json {

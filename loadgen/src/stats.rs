@@ -4,7 +4,11 @@
 //! digits). In open-loop runs it counts from each Prepare's *intended* send time, so a stall
 //! in the sender or the router shows up as latency instead of disappearing (coordinated
 //! omission). A per-second timeline keeps counts and that second's p50/p99.
+//!
+//! The sink side counts per sink (`SinkCounts`, indexed by `SinkId`): Prepares received,
+//! answers sent by kind, and Fulfills sent per second, on the same clock as the timeline.
 
+use crate::sinks::SinkId;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -35,6 +39,28 @@ impl Second {
     }
 }
 
+/// What a sink answered to one Prepare (counted when the answer is sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SinkAnswer {
+    /// A Fulfill with the right fulfillment, for a Prepare of `amount`.
+    Fulfilled { amount: u64 },
+    /// A Fulfill with a wrong fulfillment (`--sink-wrong-fraction`).
+    WrongFulfillment,
+    /// A Reject (`--sink-reject-fraction`, or a Prepare that did not decode).
+    Rejected,
+}
+
+/// One sink's counts on one thread (merged at the end like the rest).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SinkCounts {
+    pub(crate) received: u64,
+    pub(crate) fulfilled: u64,
+    pub(crate) wrong_fulfillments: u64,
+    pub(crate) rejected: u64,
+    /// Right Fulfills sent in each second of the run (index as in `Stats::timeline`).
+    pub(crate) fulfilled_per_s: Vec<u64>,
+}
+
 /// Everything one thread measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Stats {
@@ -52,6 +78,8 @@ pub(crate) struct Stats {
     pub(crate) http_errors: BTreeMap<u16, u64>,
     pub(crate) latency: Histogram<u64>,
     pub(crate) timeline: Vec<Second>,
+    /// Sink side, by `SinkId` (grown on a sink's first Prepare).
+    pub(crate) sinks: Vec<SinkCounts>,
 }
 
 impl Stats {
@@ -67,6 +95,7 @@ impl Stats {
             http_errors: BTreeMap::new(),
             latency: histogram(),
             timeline: Vec::new(),
+            sinks: Vec::new(),
         }
     }
 
@@ -110,6 +139,36 @@ impl Stats {
         *self.http_errors.entry(status).or_default() += 1;
     }
 
+    fn sink(&mut self, sink: SinkId) -> &mut SinkCounts {
+        let index = sink.index();
+        if self.sinks.len() <= index {
+            self.sinks.resize_with(index + 1, SinkCounts::default);
+        }
+        &mut self.sinks[index]
+    }
+
+    /// A Prepare reached `sink`.
+    pub(crate) fn on_sink_received(&mut self, sink: SinkId) {
+        self.sink_received += 1;
+        self.sink(sink).received += 1;
+    }
+
+    /// `sink` sent `answer` during `second` of the run.
+    pub(crate) fn on_sink_answered(&mut self, sink: SinkId, second: usize, answer: SinkAnswer) {
+        let counts = self.sink(sink);
+        match answer {
+            SinkAnswer::Fulfilled { .. } => {
+                counts.fulfilled += 1;
+                if counts.fulfilled_per_s.len() <= second {
+                    counts.fulfilled_per_s.resize(second + 1, 0);
+                }
+                counts.fulfilled_per_s[second] += 1;
+            }
+            SinkAnswer::WrongFulfillment => counts.wrong_fulfillments += 1,
+            SinkAnswer::Rejected => counts.rejected += 1,
+        }
+    }
+
     /// Folds another thread's measurements into these.
     pub(crate) fn merge(&mut self, other: &Stats) {
         self.sent += other.sent;
@@ -131,6 +190,19 @@ impl Stats {
             mine.fulfilled += s.fulfilled;
             mine.rejected += s.rejected;
             let _ = mine.latency.add(&s.latency);
+        }
+        for (i, theirs) in other.sinks.iter().enumerate() {
+            let mine = self.sink(SinkId::new(i));
+            mine.received += theirs.received;
+            mine.fulfilled += theirs.fulfilled;
+            mine.wrong_fulfillments += theirs.wrong_fulfillments;
+            mine.rejected += theirs.rejected;
+            if mine.fulfilled_per_s.len() < theirs.fulfilled_per_s.len() {
+                mine.fulfilled_per_s.resize(theirs.fulfilled_per_s.len(), 0);
+            }
+            for (m, t) in mine.fulfilled_per_s.iter_mut().zip(&theirs.fulfilled_per_s) {
+                *m += t;
+            }
         }
     }
 
@@ -225,6 +297,34 @@ mod test {
         assert_eq!(j["http_errors"]["401"], 2);
         assert_eq!(j["errors"], 2);
         assert!(j["latency_us"]["p50"].as_f64().unwrap() >= 100.0);
+    }
+
+    #[test]
+    fn merge_adds_the_sinks_second_by_second() {
+        let (one, two) = (SinkId::new(0), SinkId::new(1));
+        let mut a = Stats::new();
+        a.on_sink_received(two);
+        a.on_sink_answered(two, 3, SinkAnswer::Fulfilled { amount: 1 });
+        let mut b = Stats::new();
+        for _ in 0..3 {
+            b.on_sink_received(one);
+        }
+        b.on_sink_answered(one, 0, SinkAnswer::Fulfilled { amount: 1 });
+        b.on_sink_answered(one, 1, SinkAnswer::Rejected);
+        b.on_sink_answered(one, 1, SinkAnswer::WrongFulfillment);
+        b.on_sink_received(two);
+        b.on_sink_answered(two, 3, SinkAnswer::Fulfilled { amount: 1 });
+        a.merge(&b);
+        assert_eq!(a.sink_received, 5);
+        assert_eq!(a.sinks.len(), 2);
+        let s = &a.sinks[0];
+        assert_eq!(
+            (s.received, s.fulfilled, s.rejected, s.wrong_fulfillments),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(s.fulfilled_per_s, [1]);
+        assert_eq!(a.sinks[1].received, 2);
+        assert_eq!(a.sinks[1].fulfilled_per_s, [0, 0, 0, 2]);
     }
 
     #[test]

@@ -1,20 +1,23 @@
 //! The end of a run on paper: `report_json` assembles the JSON report (the merged counters
-//! and histograms, the command line, whether the run ended early, the connector's CPU time)
-//! and `print_summary` prints its few lines on stdout. `--json` writes the same object;
-//! `report::render_html` draws it.
+//! and histograms, the command line, whether the run ended early, the connector's CPU time,
+//! the per-sink counts of `sinks::report_json`) and `print_summary` prints its few lines on
+//! stdout (a line per sink when there are several, or one went down). `--json` writes the
+//! same object; `report::render_html` draws it.
 
 use crate::stats::Stats;
 use serde_json::{json, Value};
 
 /// The JSON report of a run of `duration_s` seconds; `config` is the command line
 /// (`Cli::config_json`), `router_cpu_s` the connector's CPU time over the run, when
-/// `--router-pid` was given and readable.
+/// `--router-pid` was given and readable; `sinks` the per-sink section, when this process
+/// played the sinks.
 pub(crate) fn report_json(
     total: &Stats,
     duration_s: f64,
     config: Value,
     ended_early: bool,
     router_cpu_s: Option<f64>,
+    sinks: Option<Value>,
 ) -> Value {
     let mut report = total.to_json(duration_s);
     let object = report.as_object_mut().expect("an object");
@@ -22,6 +25,9 @@ pub(crate) fn report_json(
     object.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     object.insert("config".into(), config);
     object.insert("ended_early".into(), json!(ended_early));
+    if let Some(sinks) = sinks {
+        object.insert("sinks".into(), sinks);
+    }
     if let Some(cpu) = router_cpu_s {
         object.insert("router_cpu_s".into(), json!(cpu));
         if total.fulfilled > 0 {
@@ -79,7 +85,44 @@ pub(crate) fn print_summary(r: &Value) {
             r["router_cpu_s"].as_f64().unwrap_or(0.0)
         );
     }
+    print_sinks(r);
     if r["ended_early"] == Value::Bool(true) {
         println!("  the peer closed a connection: the run ended early");
+    }
+}
+
+/// A line per sink, when there are several or one went down.
+fn print_sinks(r: &Value) {
+    let Some(sinks) = r["sinks"].as_array() else {
+        return;
+    };
+    let faults = sinks
+        .iter()
+        .any(|s| s["down"].as_array().is_some_and(|d| !d.is_empty()));
+    if sinks.len() < 2 && !faults {
+        return;
+    }
+    let width = sinks
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    for s in sinks {
+        let mut line = format!(
+            "  sink {:<width$}  received {:>10}  fulfilled {:>10}  rejected {:>8}",
+            s["name"].as_str().unwrap_or("?"),
+            s["received"],
+            s["fulfilled"],
+            s["rejected"]
+        );
+        for down in s["down"].as_array().into_iter().flatten() {
+            let from = down["from_s"].as_f64().unwrap_or(0.0);
+            match down["until_s"].as_f64() {
+                Some(until) => line.push_str(&format!("  down {from:.1}–{until:.1} s")),
+                None => line.push_str(&format!("  down from {from:.1} s")),
+            }
+        }
+        println!("{line}");
     }
 }

@@ -1,14 +1,16 @@
 //! One load thread: a pinned glommio executor with its share of the connections. It opens
-//! them (`connect`), reports in, waits for the main thread's clock, then keeps its senders
-//! fed (open loop) and its delayed sink answers flowing until told to stop, drains what is
-//! still in flight, and returns its own `Stats` to be merged. Threads share only the atomics
-//! in `Common`; nothing on the packet path is shared.
+//! them (`connect`; the sinks' are kept in `ThreadSinks`), reports in, waits for the main
+//! thread's clock, then keeps its senders fed (open loop), its delayed sink answers flowing
+//! and the sink fault schedule applied until told to stop, drains what is still in flight,
+//! and returns its own `Stats` to be merged. Threads share only the atomics in `Common`;
+//! nothing on the packet path is shared.
 
 use crate::cli::CliShared;
-use crate::conn::{self, Ring, Role, Shared as Conn};
+use crate::conn::{self, Ring, Shared as Conn};
 use crate::connect::{connect_all, connect_all_http, Opener};
 use crate::http;
 use crate::plan::Plan;
+use crate::sinks::thread::ThreadSinks;
 use crate::stats::Stats;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,6 +23,7 @@ pub(crate) struct ThreadSpec {
     pub(crate) index: usize,
     pub(crate) cpu: usize,
     pub(crate) senders: usize,
+    /// BTP connections of each sink on this thread (0: no sink here).
     pub(crate) sinks: usize,
 }
 
@@ -60,6 +63,7 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
         data_bytes: cli.data_bytes,
         expiry_ms: cli.expiry_ms,
         destination: cli.destination.clone(),
+        destinations: cli.destinations,
         sink: cli.sink_options.clone(),
         sender_log: sender_log.clone(),
         sink_log: sink_log.clone(),
@@ -70,12 +74,11 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
         ring: Rc::new(Ring::new(cli.seed)),
         stats: Rc::clone(&stats),
     };
-    // HTTP: the connections clients opened to our sink.
-    let http_sinks: Rc<RefCell<Vec<http::SinkShared>>> = Rc::new(RefCell::new(Vec::new()));
+    let mut sinks = ThreadSinks::new(&spec, cli, &opener);
     let connected = if cli.http {
-        connect_all_http(&spec, &common, &opener, &http_sinks).await
+        connect_all_http(&spec, &common, &opener, &sinks).await
     } else {
-        connect_all(&spec, &common, &opener)
+        connect_all(&spec, &common, &opener, &sinks)
             .await
             .map(|conns| conns.into_iter().map(Link::Btp).collect())
     };
@@ -85,7 +88,7 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
         eprintln!("ilp-loadgen: {e}");
     }
     common.ready.fetch_add(1, Ordering::Relaxed);
-    let conns = connected.unwrap_or_default();
+    let senders: Vec<Link> = connected.unwrap_or_default();
     // The clock starts for every thread when the main thread has heard from all of them and
     // stored the start time.
     while common.send_start.load(Ordering::Relaxed) == 0 && !common.stop.load(Ordering::Relaxed) {
@@ -96,10 +99,11 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
         send_start_ns,
         ..Plan::clone(&plan)
     });
-    for c in &conns {
+    for c in &senders {
         c.set_plan(Rc::clone(&plan));
     }
-    for c in &conns {
+    sinks.set_plan(&plan);
+    for c in &senders {
         c.refill();
     }
     let tick = if plan.rate_per_conn.is_some() {
@@ -107,20 +111,18 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
     } else {
         Duration::from_millis(5)
     };
+    let send_start = Duration::from_nanos(send_start_ns);
     while !common.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(tick).await;
-        for c in &conns {
-            match c.role() {
-                Role::Sender if plan.rate_per_conn.is_some() => c.refill(),
-                Role::Sink if plan.sink.delay_ms > 0 => c.release_delayed(),
-                _ => {}
+        if plan.rate_per_conn.is_some() {
+            for c in &senders {
+                c.refill();
             }
         }
         if plan.sink.delay_ms > 0 {
-            for s in http_sinks.borrow().iter() {
-                s.borrow_mut().release_delayed();
-            }
+            sinks.release_delayed();
         }
+        sinks.apply_faults(plan.start.elapsed().saturating_sub(send_start));
         let s = stats.borrow();
         common.progress[spec.index][0].store(s.sent, Ordering::Relaxed);
         common.progress[spec.index][1].store(s.fulfilled, Ordering::Relaxed);
@@ -128,27 +130,17 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
     // Drain: answers still in flight get a bounded grace, then count as timeouts.
     let grace = Duration::from_millis(cli.expiry_ms.min(3_000) + plan.sink.delay_ms);
     let deadline = Instant::now() + grace;
-    let senders: Vec<&Link> = conns.iter().filter(|c| c.role() == Role::Sender).collect();
     conn::wait_until(deadline, || {
-        for c in &conns {
-            if c.role() == Role::Sink {
-                c.release_delayed();
-            }
-        }
-        for s in http_sinks.borrow().iter() {
-            s.borrow_mut().release_delayed();
-        }
+        sinks.release_delayed();
         senders.iter().all(|c| c.outstanding() == 0 || c.closing())
     })
     .await;
     let unanswered: usize = senders.iter().map(|c| c.outstanding()).sum();
     stats.borrow_mut().timeouts += unanswered as u64;
-    for c in &conns {
+    for c in &senders {
         c.shut();
     }
-    for s in http_sinks.borrow().iter() {
-        s.borrow_mut().shut();
-    }
+    sinks.shut();
     glommio::timer::sleep(Duration::from_millis(20)).await;
     for log in sender_log.iter().chain(&sink_log) {
         log.flush()?;
@@ -157,7 +149,7 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
     Ok(stats)
 }
 
-/// A connection of either transport, as the thread's loop sees it.
+/// A sender connection of either transport, as the thread's loop sees it.
 #[derive(Clone)]
 pub(crate) enum Link {
     Btp(Conn),
@@ -165,13 +157,6 @@ pub(crate) enum Link {
 }
 
 impl Link {
-    fn role(&self) -> Role {
-        match self {
-            Link::Btp(c) => c.borrow().role(),
-            Link::HttpSender(_) => Role::Sender,
-        }
-    }
-
     fn set_plan(&self, plan: Rc<Plan>) {
         match self {
             Link::Btp(c) => c.borrow_mut().set_plan(plan),
@@ -183,12 +168,6 @@ impl Link {
         match self {
             Link::Btp(c) => c.borrow_mut().refill(),
             Link::HttpSender(c) => c.borrow_mut().refill(),
-        }
-    }
-
-    fn release_delayed(&self) {
-        if let Link::Btp(c) = self {
-            c.borrow_mut().release_delayed();
         }
     }
 
