@@ -172,31 +172,90 @@ reconnect_max_ms = 100
     config
 }
 
-/// Starts the router on `config` (skipping the test, `None`, when this router has no groups).
-fn start_router(dir: &Dir, config: &str, port: u16, test: &str) -> Option<Killed> {
+/// Starts the router on `config`, with its balances kept in `dir/state` (the router must
+/// take the config: groups are part of it). `Option` for the callers' `let … else`.
+fn start_router(dir: &Dir, config: &str, port: u16, _test: &str) -> Option<Killed> {
     let path = dir.path("router.toml");
     std::fs::write(&path, config).unwrap();
     let check = Command::new(router_binary())
         .args(["check-config", path.to_str().unwrap()])
         .output()
         .unwrap();
-    if !check.status.success() {
-        eprintln!(
-            "SKIPPED {test}: this router does not take the config: {}",
-            String::from_utf8_lossy(&check.stderr).trim()
-        );
-        return None;
-    }
+    assert!(
+        check.status.success(),
+        "the router refused the test config: {}",
+        String::from_utf8_lossy(&check.stderr).trim()
+    );
     let router = Killed(
         Command::new(router_binary())
             .args(["run", "--config", path.to_str().unwrap()])
             .args(["--cores", "1", "--log-level", "warn"])
+            .args(["--state-dir", dir.path("state").to_str().unwrap()])
             .stdin(Stdio::null())
             .spawn()
             .unwrap(),
     );
     wait_for_port(port, "the router");
     Some(router)
+}
+
+/// The posted balance of each peer (`ilp-router balances`), by name.
+fn balances(dir: &Dir) -> std::collections::HashMap<String, i128> {
+    let out = Command::new(router_binary())
+        .args([
+            "balances",
+            "--state-dir",
+            dir.path("state").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let posted = p["posted"].as_str().unwrap().parse().unwrap();
+            (p["name"].as_str().unwrap().to_owned(), posted)
+        })
+        .collect()
+}
+
+/// After a run with sink 2 taken down and back (amount 1 per Prepare): the router's balances
+/// are exact. alice owes what the sender was fulfilled; each backend is owed exactly what
+/// its sink fulfilled, except bob2, whose sink also counted Fulfills it queued just before it
+/// dropped its connections (those never reached the router: at most `in_flight_max` of
+/// them, each answered T01 to the sender, never paid).
+fn check_balances(dir: &Dir, report: &Value, in_flight_max: u64, bound_t01: bool) {
+    let balances = balances(dir);
+    let fulfilled = u(&report["fulfilled"]);
+    assert_eq!(balances["alice"], i128::from(fulfilled), "{balances:?}");
+    let sinks = report["sinks"].as_array().unwrap();
+    let mut owed = 0;
+    for (i, s) in sinks.iter().enumerate() {
+        let name = format!("bob{}", i + 1);
+        let router = -balances[&name];
+        let sink = i128::from(u(&s["fulfilled"]));
+        owed += router;
+        if i == 1 {
+            assert!(
+                router <= sink && sink - router <= i128::from(in_flight_max),
+                "{name}: router {router}, sink {sink}"
+            );
+        } else {
+            assert_eq!(router, sink, "{name}");
+        }
+    }
+    assert_eq!(owed, i128::from(fulfilled), "{balances:?}");
+    if bound_t01 {
+        let t01 = report["rejected"]["T01"].as_u64().unwrap_or(0);
+        assert!(t01 <= in_flight_max, "{t01} T01s: more than were in flight");
+    }
 }
 
 /// Runs ilp-loadgen to the end (bounded) and returns its JSON report.
@@ -384,6 +443,8 @@ fn a_btp_sink_taken_down_gets_nothing_until_it_is_back() {
     let rejected = report["rejected"].as_object().unwrap();
     assert!(rejected.keys().all(|code| code == "T01"), "{report}");
     assert_eq!(report["errors"], 0, "{report}");
+    // One sender connection with a window of 32: at most 32 were in flight to bob2.
+    check_balances(&dir, &report, 32, true);
 }
 
 #[test]
@@ -433,6 +494,8 @@ fn an_http_sink_taken_down_gets_nothing_until_it_is_back() {
     // Over HTTP the router may try a backend before it listens (T01), never anything else.
     let rejected = report["rejected"].as_object().unwrap();
     assert!(rejected.keys().all(|code| code == "T01"), "{report}");
+    // Two connections with a window of 8 each: at most 16 in flight to bob2.
+    check_balances(&dir, &report, 16, false);
 }
 
 #[test]
