@@ -9,6 +9,7 @@
 //! - [`config`] and [`cli`]: the TOML config and the command line.
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod decode;

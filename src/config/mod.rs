@@ -31,6 +31,9 @@
 //! | `[rates]` | asset code = decimal string | none | value of one whole unit of each asset |
 //! | `[limits]` | integers | see [`Limits`] | capacities and timers |
 //! | `state.dir` | path | none | durable balances: one memory-mapped ledger file per core (`crate::state`); without it balances live in memory only |
+//! | `admin.listen` | `"ip:port"` | `127.0.0.1:7780` | the admin API (metrics, health, peers, routes, drains), when `[admin]` is present |
+//! | `admin.token` / `admin.token_file` | string / path | none | bearer token of the admin API; required off loopback |
+//! | `admin.metrics_token` | bool | false | `/metrics` requires the token too |
 //! | `state.msync_interval_ms` | integer | 1000 | how often the ledger files are synced to disk (bounds a power loss; 0 = never) |
 //!
 //! Amounts (`max_balance`, `max_packet_amount`) are strings of decimal digits because TOML
@@ -182,7 +185,22 @@ pub struct Config {
     rates: Vec<(String, Decimal)>,
     limits: Limits,
     state: StateConfig,
+    admin: Option<AdminConfig>,
 }
+
+/// `[admin]`: the admin API (metrics, health, peers, routes, drains).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where it listens (default [`ADMIN_LISTEN_DEFAULT`]).
+    pub listen: SocketAddr,
+    /// The bearer token it requires (every path but `/metrics` and `/health`).
+    pub token: Option<Secret>,
+    /// `/metrics` requires the token too.
+    pub metrics_token: bool,
+}
+
+/// The default `admin.listen`.
+pub const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:7780";
 
 /// `[state]`: where durable balances live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +320,11 @@ impl Config {
     /// Durable balances.
     pub fn state(&self) -> &StateConfig {
         &self.state
+    }
+
+    /// The admin API, when `[admin]` is configured.
+    pub fn admin(&self) -> Option<&AdminConfig> {
+        self.admin.as_ref()
     }
 
     /// Overrides `state.dir` (from `--state-dir`).
@@ -441,3 +464,6 @@ mod tests;
 
 #[cfg(test)]
 mod group_tests;
+
+#[cfg(test)]
+mod admin_tests;

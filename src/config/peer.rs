@@ -22,6 +22,10 @@ use crate::wire::{check_address, ADDRESS_LEN_MAX};
 pub struct Secret(String);
 
 impl Secret {
+    pub(super) fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+
     /// The secret itself.
     pub fn expose(&self) -> &str {
         &self.0

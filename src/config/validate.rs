@@ -12,8 +12,11 @@ use super::error::toml_key;
 use super::group::{check_groups, Group};
 use super::limits::check_limits;
 use super::peer::check_peers;
-use super::raw::{RawConfig, RawListen, RawRoute, RawState};
-use super::{Config, ConfigError, Limits, Peer, Route, StateConfig, MSYNC_INTERVAL_MS_DEFAULT};
+use super::raw::{RawAdmin, RawConfig, RawListen, RawRoute, RawState};
+use super::{
+    AdminConfig, Config, ConfigError, Limits, Peer, Route, Secret, StateConfig,
+    ADMIN_LISTEN_DEFAULT, MSYNC_INTERVAL_MS_DEFAULT,
+};
 use crate::engine::rate::{Decimal, Rate};
 use crate::engine::route::{Hop, RouteError, RouteTable};
 use crate::engine::{GroupId, PeerId};
@@ -51,6 +54,7 @@ impl Config {
         let rates = check_prices(raw.rates)?;
         check_rates(&peers, &rates, spread)?;
         let state = check_state(raw.state)?;
+        let admin = raw.admin.map(check_admin).transpose()?;
         Ok(Config {
             ilp_address,
             spread,
@@ -67,8 +71,63 @@ impl Config {
             rates,
             limits,
             state,
+            admin,
         })
     }
+}
+
+/// `[admin]`: a listener (loopback by default), and a token (or a file holding it), required
+/// when the listener is not on loopback.
+fn check_admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let listen = listen_address("admin.listen", raw.listen)?
+        .unwrap_or_else(|| ADMIN_LISTEN_DEFAULT.parse().expect("a valid address"));
+    let token = match (raw.token, raw.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                "admin.token_file",
+                "set together with admin.token; give one of them",
+            ))
+        }
+        (Some(token), None) => Some(token),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::invalid(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        (None, None) => None,
+    };
+    if token.as_deref() == Some("") {
+        return Err(ConfigError::invalid(
+            "admin.token",
+            "empty; give a long random token, or leave it out on a loopback listener",
+        ));
+    }
+    if token.is_none() && !listen.ip().is_loopback() {
+        return Err(ConfigError::invalid(
+            "admin.listen",
+            format!(
+                "{listen} is not a loopback address and no admin.token (or admin.token_file) \
+                 is set; the admin API changes balances and drains peers, so it needs a token \
+                 anywhere but on loopback"
+            ),
+        ));
+    }
+    let metrics_token = raw.metrics_token.unwrap_or(false);
+    if metrics_token && token.is_none() {
+        return Err(ConfigError::invalid(
+            "admin.metrics_token",
+            "true, but no admin.token is set",
+        ));
+    }
+    Ok(AdminConfig {
+        listen,
+        token: token.map(Secret::new),
+        metrics_token,
+    })
 }
 
 /// `ilp_address`: a valid ILP address.

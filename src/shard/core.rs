@@ -930,8 +930,7 @@ impl CoreState {
         }
         CoreReport {
             core: self.core,
-            // SAFETY: gettid has no preconditions.
-            tid: unsafe { libc::syscall(libc::SYS_gettid) } as i32,
+            tid: thread_id(),
             request,
             peers,
             engine: engine.counters().clone(),
@@ -1011,4 +1010,13 @@ impl CoreState {
     pub(crate) fn all_flushed(&self) -> bool {
         self.links.all_flushed()
     }
+}
+
+/// The calling thread's id, from `/proc/thread-self` (a link to `<pid>/task/<tid>`); 0 when
+/// it cannot be read. Called on the core's thread when it builds a report, not per packet.
+fn thread_id() -> i32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|link| link.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
 }

@@ -236,6 +236,26 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         }
         None => None,
     };
+    // The admin API, on threads of its own; stopped when `run` returns.
+    let _admin = match config.admin() {
+        Some(admin) => {
+            let mut server = crate::admin::AdminServerConfig::new(admin.listen);
+            server.token = admin.token.as_ref().map(|t| t.expose().to_owned());
+            server.metrics_token = admin.metrics_token;
+            let api = crate::admin::api::RouterAdmin::new(
+                Arc::clone(&config),
+                Arc::clone(&shared),
+                Arc::clone(&server.counters),
+            );
+            let handler: crate::admin::Handler = Arc::new(move |request| api.handle(request));
+            let server = crate::admin::spawn(server, handler).map_err(|e| {
+                RunError::Start(format!("admin.listen {}: {e}", admin.listen))
+            })?;
+            tracing::info!(address = %server.local_addr(), "admin API listening");
+            Some(server)
+        }
+        None => None,
+    };
     for (core, &cpu) in options.cpus.iter().enumerate() {
         let shared = Arc::clone(&shared);
         let config = Arc::clone(&config);

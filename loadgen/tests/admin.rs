@@ -1,0 +1,422 @@
+//! The router's admin API against real traffic from `ilp-loadgen`, on loopback: the metrics
+//! equal the load generator's counts exactly, `promtool check metrics` accepts them, a real
+//! `prometheus` server scrapes them and its query API returns the fulfilled count, the JSON
+//! endpoints answer (and refuse without the token), and a drained peer takes nothing new.
+//!
+//! `promtool` and `prometheus` come from Debian's `prometheus` package, which `.ci/run`
+//! installs: without them these checks print `SKIPPED …` and pass, except under CI (`CI`
+//! set), where a missing one is a failure.
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "admin-test-token";
+
+fn loadgen() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ilp-loadgen"))
+}
+
+/// The router binary sits beside ours in the same target directory.
+fn router_binary() -> PathBuf {
+    let path = loadgen().with_file_name("ilp-router");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A tool from the `prometheus` package, or `None` (skipped outside CI).
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (found, std::env::var_os("CI").is_some()) {
+        (true, _) => Some(PathBuf::from(name)),
+        (false, true) => {
+            panic!("{name} is missing under CI: .ci/run installs the prometheus package")
+        }
+        (false, false) => {
+            eprintln!(
+                "SKIPPED {name} checks: {name} is not installed (apt-get install prometheus)"
+            );
+            None
+        }
+    }
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Router {
+    _child: Killed,
+    btp: u16,
+    admin: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Router {
+    /// `tuning/router.toml` with an admin listener and a token, on free ports.
+    fn start(name: &str) -> Router {
+        let btp = free_port();
+        let admin = free_port();
+        let dir = std::env::temp_dir().join(format!("ilp-admin-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tuning/router.toml"
+        ))
+        .unwrap()
+        .replace("127.0.0.1:7768", &format!("127.0.0.1:{btp}"))
+            + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{TOKEN}\"\n");
+        std::fs::write(dir.join("router.toml"), config).unwrap();
+        let child = Command::new(router_binary())
+            .args(["run", "--config", dir.join("router.toml").to_str().unwrap()])
+            .args(["--cores", "1", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let child = Killed(child);
+        wait_for_port(btp, "the router");
+        wait_for_port(admin, "the admin API");
+        Router {
+            _child: child,
+            btp,
+            admin,
+            dir,
+        }
+    }
+
+    /// Runs the load generator closed loop for `duration` and returns its JSON report.
+    fn load(&self, duration: &str) -> Value {
+        self.load_as(duration, "both")
+    }
+
+    /// The same, playing `role` (`both`, `send`).
+    fn load_as(&self, duration: &str, role: &str) -> Value {
+        let json = self.dir.join("report.json");
+        let url = format!("ws://127.0.0.1:{}", self.btp);
+        let status = Command::new(loadgen())
+            .args([
+                "--router",
+                &url,
+                "--duration",
+                duration,
+                "--connections",
+                "1",
+            ])
+            .args(["--role", role])
+            .args([
+                "--window",
+                "16",
+                "--amount",
+                "3",
+                "--json",
+                json.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+    }
+
+    /// A sink-only load generator (bob), running until it is closed or killed.
+    fn sink(&self) -> Killed {
+        let url = format!("ws://127.0.0.1:{}", self.btp);
+        Killed(
+            Command::new(loadgen())
+                .args(["--router", &url, "--role", "sink", "--duration", "60s"])
+                .args(["--connections", "1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+/// bob's entry in `GET /peers`.
+fn bob(router: &Router) -> Value {
+    let (_, peers) = request(router.admin, "GET", "/peers", Some(TOKEN));
+    let peers: Value = serde_json::from_str(&peers).unwrap();
+    peers["peers"][1].clone()
+}
+
+/// Waits (bounded) until `check` holds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One request to the admin API: (status, body).
+fn request(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// The value of the sample `series` (name and labels exactly as written) in `metrics`.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_equal_the_load_generators_counts_and_promtool_accepts_them() {
+    let router = Router::start("metrics");
+    let report = router.load("1s");
+    let fulfilled = report["fulfilled"].as_u64().unwrap();
+    assert!(fulfilled > 0, "{report}");
+    let (status, metrics) = request(router.admin, "GET", "/metrics", None);
+    assert_eq!(status, 200, "{metrics}");
+    let count = |s: &str| sample(&metrics, s) as u64;
+    assert_eq!(
+        count(r#"ilp_fulfills_total{peer="alice",direction="incoming"}"#),
+        fulfilled
+    );
+    assert_eq!(
+        count(r#"ilp_fulfills_total{peer="bob",direction="outgoing"}"#),
+        fulfilled
+    );
+    assert_eq!(
+        count(r#"ilp_prepares_total{peer="alice",direction="incoming"}"#),
+        fulfilled
+    );
+    assert_eq!(
+        count(r#"ilp_amount_total{peer="alice",direction="incoming"}"#),
+        3 * fulfilled
+    );
+    assert_eq!(
+        count(r#"ilp_amount_total{peer="bob",direction="outgoing"}"#),
+        3 * fulfilled
+    );
+    assert_eq!(count(r#"ilp_balance{peer="alice"}"#), 3 * fulfilled);
+    assert_eq!(
+        sample(&metrics, r#"ilp_balance{peer="bob"}"#),
+        -3.0 * fulfilled as f64
+    );
+    assert_eq!(
+        count(r#"ilp_in_flight{peer="alice",direction="incoming"}"#),
+        0
+    );
+    assert_eq!(
+        count(r#"ilp_round_trip_seconds_count{peer="bob"}"#),
+        fulfilled
+    );
+    assert_eq!(
+        count(r#"ilp_link_up{peer="bob"}"#),
+        0,
+        "the sink left with the run"
+    );
+    assert!(
+        !metrics.contains("g.router"),
+        "no ILP address is ever a label"
+    );
+    assert!(
+        metrics.contains("ilp_core_busy_seconds_total{core=\"0\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("process_resident_memory_bytes"),
+        "{metrics}"
+    );
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_fulfilled_count() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let router = Router::start("scrape");
+    let report = router.load("1s");
+    let fulfilled = report["fulfilled"].as_u64().unwrap();
+    let web = free_port();
+    let config = router.dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ilp-router\n    \
+             static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            router.admin
+        ),
+    )
+    .unwrap();
+    let _server = Killed(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                router.dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(web, "prometheus");
+    let query =
+        "/api/v1/query?query=ilp_fulfills_total%7Bpeer%3D%22bob%22%2Cdirection%3D%22outgoing%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        let (status, body) = request(web, "GET", query, None);
+        if status == 200 {
+            let json: Value = serde_json::from_str(&body).unwrap();
+            if let Some(value) = json["data"]["result"][0]["value"][1].as_str() {
+                break value.parse::<u64>().unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "prometheus never had the sample");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(seen, fulfilled);
+}
+
+#[test]
+fn the_json_endpoints_answer_with_the_token_and_refuse_without() {
+    let router = Router::start("json");
+    let (status, _) = request(router.admin, "GET", "/health", None);
+    assert_eq!(status, 200);
+    assert_eq!(request(router.admin, "GET", "/peers", None).0, 401);
+    assert_eq!(request(router.admin, "GET", "/peers", Some("wrong")).0, 401);
+    let get = |path: &str| {
+        let (status, body) = request(router.admin, "GET", path, Some(TOKEN));
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    assert_eq!(get("/ready")["ready"], true);
+    let peers = get("/peers");
+    assert_eq!(peers["peers"][0]["name"], "alice");
+    assert_eq!(peers["peers"][1]["asset_code"], "USD");
+    let routes = get("/routes");
+    assert!(routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["peer"] == "bob"));
+    let explain = get("/routes/explain?destination=g.router.bob.wallet");
+    assert_eq!(explain["peer"], "bob");
+    assert_eq!(explain["prefix"], "g.router.bob");
+    let config = get("/config");
+    assert!(
+        !config.to_string().contains("alice-secret"),
+        "secrets redacted"
+    );
+    assert!(!config.to_string().contains(TOKEN), "secrets redacted");
+    assert_eq!(request(router.admin, "GET", "/nothing", Some(TOKEN)).0, 404);
+    assert_eq!(
+        request(router.admin, "POST", "/peers/zed/drain", Some(TOKEN)).0,
+        404
+    );
+}
+
+#[test]
+fn a_drained_peer_takes_nothing_new_its_links_close_and_it_comes_back_when_undrained() {
+    let router = Router::start("drain");
+    let mut sink = router.sink();
+    eventually("bob's link is up", || bob(&router)["link_up"] == true);
+    let report = router.load_as("300ms", "send");
+    assert!(report["fulfilled"].as_u64().unwrap() > 0, "{report}");
+    let (status, body) = request(router.admin, "POST", "/peers/bob/drain", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    // Nothing is in flight: its link closes at the next tick, and the sink sees it go.
+    eventually("bob's link closed", || sink.0.try_wait().unwrap().is_some());
+    assert_eq!(bob(&router)["draining"], true);
+    assert_eq!(bob(&router)["links_per_core"][0], 0);
+    // A reconnect is refused while it is drained; Prepares to it are T01.
+    let mut again = router.sink();
+    eventually("the reconnect refused", || {
+        again.0.try_wait().unwrap().is_some()
+    });
+    let report = router.load_as("300ms", "send");
+    assert_eq!(report["fulfilled"], 0, "{report}");
+    assert!(report["rejected"]["T01"].as_u64().unwrap() > 0, "{report}");
+    let (status, _) = request(router.admin, "POST", "/peers/bob/undrain", Some(TOKEN));
+    assert_eq!(status, 200);
+    assert_eq!(bob(&router)["draining"], false);
+    let _sink = router.sink();
+    eventually("bob's link is up again", || bob(&router)["link_up"] == true);
+    let report = router.load_as("300ms", "send");
+    assert!(report["fulfilled"].as_u64().unwrap() > 0, "{report}");
+    drop(sink);
+}

@@ -1,0 +1,670 @@
+//! The router's admin endpoints: what the generic server (`server.rs`) calls for each
+//! request. Everything here reads what the cores publish (their reports, on request, see
+//! `shard/report.rs`) or sets a flag they follow at their next tick (drains); nothing waits on
+//! a core for longer than the report deadline, and nothing here runs on a packet core.
+//!
+//! | method, path | answer |
+//! | --- | --- |
+//! | `GET /metrics` | Prometheus text: per peer traffic, balances, in flight, links, round trips; per core CPU; drops, bad frames, auth failures; process |
+//! | `GET /health` | 200 `{"status":"ok"}` while the process serves requests (liveness) |
+//! | `GET /ready` | 200 when every core answered a report request in time, else 503 |
+//! | `GET /peers` | per peer: relation, asset, links per core, balance posted and held, in flight, health, drain |
+//! | `GET /routes` | every route: prefix, peer or group, source (`config` or `implicit`) |
+//! | `GET /routes/explain?destination=…` | the route that matches and why; for a group, what each core would pick now |
+//! | `GET /config` | the running config, secrets redacted |
+//! | `POST /peers/{name}/drain`, `/undrain` | drain a peer (no new Prepares from or to it; its links close once idle), or end that |
+//!
+//! Metrics are labelled only with peer names from the config, directions, reject codes from
+//! a fixed list and core numbers: never with an ILP address.
+
+use super::prometheus::{Counts, Exposition, Kind, Value as Value64};
+use super::{AdminCounters, Request, Response};
+use crate::config::Config;
+use crate::engine::group::{Backend, Group, Policy};
+use crate::engine::route::Hop;
+use crate::engine::stats::{
+    PeerStats, CODES, CODE_OTHER, INCOMING, OUTGOING, ROUND_TRIP_BOUNDS_MS,
+};
+use crate::engine::PeerId;
+use crate::shard::report::CoreReport;
+use crate::shard::Shared;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a request waits for the cores' reports.
+const REPORT_DEADLINE: Duration = Duration::from_millis(500);
+
+/// The router's admin handler.
+#[derive(Debug)]
+pub(crate) struct RouterAdmin {
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    counters: Arc<AdminCounters>,
+}
+
+/// The per-peer sums over cores.
+#[derive(Debug, Default, Clone)]
+struct PeerTotals {
+    stats: PeerStats,
+    posted: i128,
+    held: i128,
+    in_flight_in: u64,
+    in_flight_out: u64,
+    links: Vec<u64>,
+    link_up: bool,
+    ejected_on: Vec<usize>,
+    draining: bool,
+}
+
+impl RouterAdmin {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        counters: Arc<AdminCounters>,
+    ) -> RouterAdmin {
+        RouterAdmin {
+            config,
+            shared,
+            counters,
+        }
+    }
+
+    /// Answers one request.
+    pub(crate) fn handle(&self, request: &Request) -> Response {
+        let path = request.path.trim_end_matches('/');
+        let method = request.method.as_str();
+        match (method, path) {
+            ("GET", "/metrics") => Response::metrics(self.metrics()),
+            ("GET", "/health") => Response::json(200, json!({"status": "ok"})),
+            ("GET", "/ready") => self.ready(),
+            ("GET", "/peers") => self.peers(),
+            ("GET", "/routes") => self.routes(),
+            ("GET", "/routes/explain") => self.explain(request),
+            ("GET", "/config") => Response::json(200, self.config_json()),
+            ("POST", p) if p.starts_with("/peers/") => self.peer_action(p),
+            (
+                _,
+                "/metrics" | "/health" | "/ready" | "/peers" | "/routes" | "/routes/explain"
+                | "/config",
+            ) => Response::error(405, &format!("{method} is not allowed on {path}")),
+            _ => Response::error(404, &format!("no endpoint {path}")),
+        }
+    }
+
+    /// Every core's report (those that did not answer in time are left out, and counted).
+    fn reports(&self) -> (Vec<Arc<CoreReport>>, usize) {
+        let all = self.shared.reports.collect(REPORT_DEADLINE);
+        let wanted = self.shared.reports.requested();
+        let missing = all
+            .iter()
+            .filter(|r| r.as_ref().is_none_or(|r| r.request < wanted))
+            .count();
+        (all.into_iter().flatten().collect(), missing)
+    }
+
+    fn totals(&self, reports: &[Arc<CoreReport>]) -> Vec<PeerTotals> {
+        let cores = self.shared.cores;
+        let mut totals = vec![
+            PeerTotals {
+                links: vec![0; cores],
+                ..PeerTotals::default()
+            };
+            self.config.peers().len()
+        ];
+        for report in reports {
+            for (total, peer) in totals.iter_mut().zip(&report.peers) {
+                total.stats.add(&peer.stats);
+                total.posted += peer.posted;
+                total.held += peer.held;
+                total.in_flight_in += peer.in_flight_in;
+                total.in_flight_out += peer.in_flight_out;
+                total.links[report.core] = peer.links;
+                total.link_up |= peer.link_up;
+                if peer.ejected {
+                    total.ejected_on.push(report.core);
+                }
+            }
+        }
+        for (i, total) in totals.iter_mut().enumerate() {
+            total.draining = self.shared.draining[i].load(Ordering::Relaxed);
+        }
+        totals
+    }
+
+    fn ready(&self) -> Response {
+        let (reports, missing) = self.reports();
+        let body = json!({
+            "ready": missing == 0,
+            "cores": self.shared.cores,
+            "answered": reports.len(),
+        });
+        Response::json(if missing == 0 { 200 } else { 503 }, body)
+    }
+
+    fn metrics(&self) -> String {
+        let (reports, missing) = self.reports();
+        let totals = self.totals(&reports);
+        let mut out = String::with_capacity(16 * 1024);
+        let mut w = Exposition::new(&mut out);
+        let names: Vec<&str> = self
+            .config
+            .peers()
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let dirs = [(INCOMING, "incoming"), (OUTGOING, "outgoing")];
+
+        w.family(
+            "ilp_prepares_total",
+            "Prepares from the peer (incoming) and forwarded to it (outgoing).",
+            Kind::Counter,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            for (d, dir) in dirs {
+                w.sample(&[("peer", name), ("direction", dir)], t.stats.prepares[d]);
+            }
+        }
+        w.family(
+            "ilp_fulfills_total",
+            "Fulfills relayed to the peer (incoming) and received from it (outgoing).",
+            Kind::Counter,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            for (d, dir) in dirs {
+                w.sample(&[("peer", name), ("direction", dir)], t.stats.fulfills[d]);
+            }
+        }
+        w.family("ilp_rejects_total", "Rejects sent to the peer (incoming: ours and relayed) and received from it (outgoing), by ILP code.", Kind::Counter);
+        for (name, t) in names.iter().zip(&totals) {
+            for (d, dir) in dirs {
+                for (i, &count) in t.stats.rejects[d].iter().enumerate() {
+                    if count == 0 {
+                        continue;
+                    }
+                    let code = if i == CODE_OTHER {
+                        "other"
+                    } else {
+                        CODES[i].as_str()
+                    };
+                    w.sample(&[("peer", name), ("direction", dir), ("code", code)], count);
+                }
+            }
+        }
+        w.family("ilp_amount_total", "Amounts of fulfilled Prepares, in the peer's units (incoming: from it; outgoing: to it).", Kind::Counter);
+        for (name, t) in names.iter().zip(&totals) {
+            for (d, dir) in dirs {
+                w.sample(
+                    &[("peer", name), ("direction", dir)],
+                    exact_u(t.stats.amount[d]),
+                );
+            }
+        }
+        w.family(
+            "ilp_balance",
+            "Posted balance, in the peer's units (positive: the peer owes us).",
+            Kind::Gauge,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            w.sample(&[("peer", name)], exact_i(t.posted));
+        }
+        w.family(
+            "ilp_balance_held",
+            "Held against the peer's balance by its Prepares in flight.",
+            Kind::Gauge,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            w.sample(&[("peer", name)], exact_i(t.held));
+        }
+        w.family(
+            "ilp_in_flight",
+            "Prepares in flight from the peer (incoming) and to it (outgoing).",
+            Kind::Gauge,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            w.sample(&[("peer", name), ("direction", "incoming")], t.in_flight_in);
+            w.sample(
+                &[("peer", name), ("direction", "outgoing")],
+                t.in_flight_out,
+            );
+        }
+        w.family("ilp_link_up", "1 when the router can send the peer Prepares (a link on some core, or an HTTP peer that can be reached).", Kind::Gauge);
+        for (name, t) in names.iter().zip(&totals) {
+            w.sample(&[("peer", name)], u64::from(t.link_up));
+        }
+        w.family(
+            "ilp_links",
+            "The peer's open links, all cores.",
+            Kind::Gauge,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            w.sample(&[("peer", name)], t.links.iter().sum::<u64>());
+        }
+        w.family(
+            "ilp_backend_ejected",
+            "Cores on which the backend is ejected from its group.",
+            Kind::Gauge,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            if self
+                .config
+                .groups()
+                .iter()
+                .any(|g| g.peers.iter().any(|p| self.config.peer(*p).name == *name))
+            {
+                w.sample(&[("peer", name)], t.ejected_on.len());
+            }
+        }
+        w.family(
+            "ilp_draining",
+            "1 while the peer is drained by the operator.",
+            Kind::Gauge,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            w.sample(&[("peer", name)], u64::from(t.draining));
+        }
+        let bounds: Vec<f64> = ROUND_TRIP_BOUNDS_MS
+            .iter()
+            .map(|&ms| ms as f64 / 1000.0)
+            .collect();
+        w.family(
+            "ilp_round_trip_seconds",
+            "Time from forwarding a Prepare to the peer to its answer (1 ms resolution).",
+            Kind::Histogram,
+        );
+        for (name, t) in names.iter().zip(&totals) {
+            let sum = t.stats.round_trip_sum_ms as f64 / 1000.0;
+            w.histogram(
+                &[("peer", name)],
+                &bounds,
+                Counts::PerBucket(&t.stats.round_trip),
+                sum,
+            );
+        }
+
+        w.family(
+            "ilp_core_busy_seconds_total",
+            "CPU time of each core's thread (spinning included).",
+            Kind::Counter,
+        );
+        for report in &reports {
+            if let Some(seconds) = thread_cpu_seconds(report.tid) {
+                w.sample(&[("core", &report.core.to_string())], seconds);
+            }
+        }
+        w.gauge(
+            "ilp_cores_not_reporting",
+            "Cores that did not answer the last report request in time.",
+            missing,
+        );
+        let sum = |f: &dyn Fn(&CoreReport) -> u64| reports.iter().map(|r| f(r)).sum::<u64>();
+        w.counter(
+            "ilp_ring_deferred_total",
+            "Messages to another core that waited for room in its ring.",
+            sum(&|r| r.runtime.cross_core_deferred),
+        );
+        w.gauge(
+            "ilp_ring_backlog",
+            "Messages for other cores waiting for room in their rings.",
+            sum(&|r| r.mesh_backlog),
+        );
+        w.counter(
+            "ilp_ring_dropped_total",
+            "Messages to another core dropped because that core had stopped.",
+            sum(&|r| r.runtime.cross_core_dropped),
+        );
+        w.counter(
+            "ilp_link_queue_overflows_total",
+            "Links closed because their output queue went over link_queue_bytes_max.",
+            sum(&|r| r.links.queue_overflows),
+        );
+        w.counter(
+            "ilp_reads_paused_total",
+            "Times a link's reader paused because its queue was over half the cap.",
+            sum(&|r| r.runtime.reads_paused),
+        );
+        w.counter(
+            "ilp_bad_frames_total",
+            "BTP messages that were not readable.",
+            sum(&|r| r.btp.unreadable),
+        );
+        w.family(
+            "ilp_auth_failures_total",
+            "Failed authentications, by transport.",
+            Kind::Counter,
+        );
+        w.sample(&[("transport", "btp")], sum(&|r| r.btp.auth_failures));
+        w.sample(
+            &[("transport", "http")],
+            sum(&|r| r.runtime.http_auth_failures),
+        );
+        w.counter(
+            "ilp_http_refused_total",
+            "ILP-over-HTTP requests answered with an HTTP error.",
+            sum(&|r| r.runtime.http_refused),
+        );
+        w.counter(
+            "ilp_links_refused_total",
+            "Connections refused at a links_max or unauthenticated_max cap.",
+            sum(&|r| r.runtime.links_refused + r.runtime.unauthenticated_refused),
+        );
+        w.counter(
+            "ilp_write_timeouts_total",
+            "Links closed because writes made no progress for write_timeout_ms.",
+            sum(&|r| r.runtime.write_timeouts),
+        );
+        w.counter(
+            "ilp_expired_total",
+            "Prepares answered R00 because the next hop did not answer by the expiry.",
+            sum(&|r| r.engine.expired),
+        );
+        w.counter(
+            "ilp_late_replies_total",
+            "Replies that came after their Prepare was resolved (never credited).",
+            sum(&|r| r.engine.late_replies),
+        );
+        w.counter(
+            "ilp_wrong_fulfillments_total",
+            "Fulfills whose hash did not match (answered F05).",
+            sum(&|r| r.engine.wrong_fulfillments),
+        );
+        w.counter(
+            "ilp_backend_ejections_total",
+            "Backends ejected from their group (all cores).",
+            sum(&|r| r.health.ejections),
+        );
+        w.counter(
+            "ilp_backend_failovers_total",
+            "Prepares sent to a backend other than the group's first choice.",
+            sum(&|r| r.health.failovers + r.health.rerouted),
+        );
+        w.counter("ilp_reloads_total", "Configuration reloads applied.", 0u64);
+        self.counters.write(&mut w);
+        super::write_process_metrics(&mut w);
+        out
+    }
+
+    fn peers(&self) -> Response {
+        let (reports, missing) = self.reports();
+        let totals = self.totals(&reports);
+        let peers: Vec<Value> = self
+            .config
+            .peers()
+            .iter()
+            .zip(&totals)
+            .map(|(p, t)| {
+                let group = self
+                    .config
+                    .groups()
+                    .iter()
+                    .find(|g| g.peers.contains(&p.id))
+                    .map(|g| g.name.clone());
+                json!({
+                    "name": p.name,
+                    "relation": p.relation.as_str(),
+                    "asset_code": p.asset_code,
+                    "asset_scale": p.asset_scale,
+                    "max_balance": p.max_balance.to_string(),
+                    "posted": t.posted.to_string(),
+                    "held": t.held.to_string(),
+                    "in_flight": {"incoming": t.in_flight_in, "outgoing": t.in_flight_out},
+                    "links_per_core": t.links,
+                    "link_up": t.link_up,
+                    "group": group,
+                    "ejected_on_cores": t.ejected_on,
+                    "draining": t.draining,
+                    "prepares": {"incoming": t.stats.prepares[INCOMING], "outgoing": t.stats.prepares[OUTGOING]},
+                    "fulfills": {"incoming": t.stats.fulfills[INCOMING], "outgoing": t.stats.fulfills[OUTGOING]},
+                })
+            })
+            .collect();
+        Response::json(200, json!({"peers": peers, "cores_not_reporting": missing}))
+    }
+
+    fn hop_json(&self, hop: Hop) -> Value {
+        match hop {
+            Hop::Peer(peer) => json!({"peer": self.config.peer(peer).name}),
+            Hop::Group(group) => json!({"group": self.config.groups()[group.index()].name}),
+        }
+    }
+
+    fn routes(&self) -> Response {
+        let mut routes: Vec<Value> = self
+            .config
+            .routes()
+            .iter()
+            .map(|r| {
+                let mut entry = json!({
+                    "prefix": r.prefix,
+                    "source": if r.implicit { "implicit" } else { "config" },
+                });
+                merge(&mut entry, self.hop_json(r.hop));
+                entry
+            })
+            .collect();
+        if let Some(peer) = self.config.default_route() {
+            routes.push(json!({
+                "prefix": "(default)",
+                "peer": self.config.peer(peer).name,
+                "source": "default_route",
+            }));
+        }
+        Response::json(200, json!({"routes": routes}))
+    }
+
+    fn explain(&self, request: &Request) -> Response {
+        let Some(destination) = request.param("destination") else {
+            return Response::error(400, "give ?destination=<ILP address>");
+        };
+        if crate::wire::check_address(destination.as_bytes()).is_err() {
+            return Response::error(400, &format!("{destination:?} is not a valid ILP address"));
+        }
+        let table = self.config.route_table();
+        let Some(matched) = table.lookup_match(destination.as_bytes()) else {
+            return Response::json(
+                200,
+                json!({
+                    "destination": destination,
+                    "route": null,
+                    "why": "no route matches on a segment boundary and the default route does not \
+                            apply (it serves only our own scheme); answered F02",
+                }),
+            );
+        };
+        let prefix = &destination[..matched.prefix_len];
+        let why = if matched.prefix_len == 0 {
+            "no route matches; the default route applies to destinations in our scheme".to_owned()
+        } else {
+            format!("the longest prefix that matches on a segment boundary is {prefix:?}")
+        };
+        let mut answer = json!({"destination": destination, "prefix": prefix, "why": why});
+        merge(&mut answer, self.hop_json(matched.hop));
+        if let Hop::Group(g) = matched.hop {
+            let group = &self.config.groups()[g.index()];
+            let (reports, _) = self.reports();
+            let picks: Vec<Value> = reports
+                .iter()
+                .map(|report| {
+                    let pick = self.pick(group, report, destination, matched.prefix_len);
+                    json!({"core": report.core, "backend": pick.map(|p| self.config.peer(p).name.clone())})
+                })
+                .collect();
+            answer["picks"] = Value::Array(picks);
+            answer["policy"] = json!(match group.policy {
+                Policy::Hash { hash_segments } => format!("hash (hash_segments = {hash_segments})"),
+                Policy::LeastInFlight => "least_in_flight".to_owned(),
+            });
+        }
+        Response::json(200, answer)
+    }
+
+    /// What `group` would choose on `report`'s core now (its backends' state as reported).
+    fn pick(
+        &self,
+        group: &crate::config::Group,
+        report: &CoreReport,
+        destination: &str,
+        prefix_len: usize,
+    ) -> Option<PeerId> {
+        let backends = group
+            .peers
+            .iter()
+            .zip(&group.weights)
+            .map(|(&peer, &weight)| Backend {
+                peer,
+                name: self.config.peer(peer).name.clone(),
+                weight,
+            })
+            .collect();
+        let mut table = Group::new(backends, group.policy);
+        for &peer in &group.peers {
+            let p = &report.peers[peer.index()];
+            table.set_up(peer, p.link_up && !p.ejected && !p.draining);
+        }
+        let in_flight = |peer: PeerId| report.peers[peer.index()].in_flight_out as usize;
+        table.select(
+            destination.as_bytes(),
+            prefix_len,
+            in_flight,
+            |_| false,
+            None,
+        )
+    }
+
+    fn config_json(&self) -> Value {
+        let c = &self.config;
+        let peers: Vec<Value> = c
+            .peers()
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "address": p.address,
+                    "relation": p.relation.as_str(),
+                    "asset_code": p.asset_code,
+                    "asset_scale": p.asset_scale,
+                    "max_balance": p.max_balance.to_string(),
+                    "max_packet_amount": p.max_packet_amount.to_string(),
+                    "auth_tokens": vec!["(redacted)"; p.auth_tokens.len()],
+                    "btp_url": p.dial().map(|d| d.url.to_string()),
+                    "http_url": p.http().map(|d| d.url.to_string()),
+                    "outgoing_token": (p.dial().is_some() || p.http().is_some()).then_some("(redacted)"),
+                })
+            })
+            .collect();
+        let groups: Vec<Value> = c
+            .groups()
+            .iter()
+            .map(|g| {
+                json!({
+                    "name": g.name,
+                    "peers": g.peers.iter().map(|&p| c.peer(p).name.clone()).collect::<Vec<_>>(),
+                    "weights": g.weights,
+                    "policy": match g.policy {
+                        Policy::Hash { .. } => "hash",
+                        Policy::LeastInFlight => "least_in_flight",
+                    },
+                    "hash_segments": match g.policy {
+                        Policy::Hash { hash_segments } => Some(hash_segments),
+                        Policy::LeastInFlight => None,
+                    },
+                    "backend_in_flight_max": g.backend_in_flight_max,
+                    "outlier_window": g.outlier.window,
+                    "outlier_failure_percent": g.outlier.failure_percent,
+                    "ejection_base_ms": g.outlier.ejection_base_ms,
+                    "ejection_max_ms": g.outlier.ejection_max_ms,
+                    "max_ejection_percent": g.outlier.max_ejection_percent,
+                })
+            })
+            .collect();
+        let rates: serde_json::Map<String, Value> = c
+            .rates()
+            .iter()
+            .map(|(code, price)| (code.clone(), json!(price.to_string())))
+            .collect();
+        json!({
+            "ilp_address": c.ilp_address(),
+            "spread": c.spread().to_string(),
+            "min_message_window_ms": c.min_message_window_ms(),
+            "max_hold_time_ms": c.max_hold_time_ms(),
+            "listen": {
+                "btp": c.listen_btp().map(|a| a.to_string()),
+                "http": c.listen_http().map(|a| a.to_string()),
+            },
+            "peers": peers,
+            "groups": groups,
+            "routes": self.routes_only(),
+            "rates": rates,
+            "limits": format!("{:?}", c.limits()),
+            "state": {
+                "dir": c.state().dir.as_ref().map(|d| d.display().to_string()),
+                "msync_interval_ms": c.state().msync_interval_ms,
+            },
+            "admin": c.admin().map(|a| json!({
+                "listen": a.listen.to_string(),
+                "token": a.token.as_ref().map(|_| "(redacted)"),
+                "metrics_token": a.metrics_token,
+            })),
+        })
+    }
+
+    fn routes_only(&self) -> Vec<Value> {
+        self.config
+            .routes()
+            .iter()
+            .filter(|r| !r.implicit)
+            .map(|r| {
+                let mut entry = json!({"prefix": r.prefix});
+                merge(&mut entry, self.hop_json(r.hop));
+                entry
+            })
+            .collect()
+    }
+
+    /// `POST /peers/{name}/drain` and `/undrain`.
+    fn peer_action(&self, path: &str) -> Response {
+        let rest = &path["/peers/".len()..];
+        let Some((name, action)) = rest.split_once('/') else {
+            return Response::error(404, &format!("no endpoint {path}"));
+        };
+        let Some(peer) = self.config.peer_id(name) else {
+            return Response::error(404, &format!("no peer is named {name:?}"));
+        };
+        let drain = match action {
+            "drain" => true,
+            "undrain" => false,
+            _ => return Response::error(404, &format!("no endpoint {path}")),
+        };
+        let was = self.shared.draining[peer.index()].swap(drain, Ordering::Relaxed);
+        tracing::info!(peer = %name, "admin: {action}");
+        Response::json(
+            200,
+            json!({"peer": name, "draining": drain, "changed": was != drain}),
+        )
+    }
+}
+
+/// Copies the fields of `more` (an object) into `into` (an object).
+fn merge(into: &mut Value, more: Value) {
+    if let (Some(into), Value::Object(more)) = (into.as_object_mut(), more) {
+        into.extend(more);
+    }
+}
+
+/// An amount, exact while it fits 64 bits (then as a float, as Prometheus stores it anyway).
+fn exact_u(n: u128) -> Value64 {
+    u64::try_from(n).map_or(Value64::F64(n as f64), Value64::U64)
+}
+
+/// A balance, exact while it fits 64 bits.
+fn exact_i(n: i128) -> Value64 {
+    i64::try_from(n).map_or(Value64::F64(n as f64), Value64::I64)
+}
+
+/// A thread's CPU time from `/proc/self/task/<tid>/schedstat` (its first field, ns).
+fn thread_cpu_seconds(tid: i32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
