@@ -7,8 +7,8 @@
 //! `same_asset`'s single peer: what choosing a backend costs.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ilp_router::engine::rate::Decimal;
 use ilp_router::engine::group::{Backend, Policy};
+use ilp_router::engine::rate::Decimal;
 use ilp_router::engine::route::{Hop, RouteTable};
 use ilp_router::engine::{
     CoreId, Decision, Engine, EngineConfig, GroupConfig, GroupId, OutlierConfig, PeerConfig,

@@ -41,6 +41,58 @@ pub enum Command {
         #[arg(long)]
         state_dir: PathBuf,
     },
+    /// Ask a running router's admin API (`[admin]`) and print its answer: JSON, or the
+    /// Prometheus text for `metrics`. Exits 1 when the router answers with an error.
+    Admin(AdminArgs),
+}
+
+/// `ilp-router admin`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The router's config file: the admin listener and token come from its `[admin]` table.
+    #[arg(long, short = 'c', required_unless_present = "url")]
+    pub config: Option<PathBuf>,
+    /// The admin API's address instead, e.g. `127.0.0.1:7780`.
+    #[arg(long, conflicts_with = "config")]
+    pub url: Option<String>,
+    /// The bearer token with `--url` (or set `ILP_ROUTER_ADMIN_TOKEN`).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// What to ask.
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+/// The admin requests.
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// `GET /health`.
+    Health,
+    /// `GET /ready`.
+    Ready,
+    /// `GET /metrics` (Prometheus text).
+    Metrics,
+    /// `GET /peers`.
+    Peers,
+    /// `GET /routes`.
+    Routes,
+    /// `GET /routes/explain?destination=…`.
+    Explain {
+        /// The ILP address to explain.
+        destination: String,
+    },
+    /// `GET /config` (secrets redacted).
+    Config,
+    /// `POST /peers/{name}/drain`.
+    Drain {
+        /// The peer's name.
+        peer: String,
+    },
+    /// `POST /peers/{name}/undrain`.
+    Undrain {
+        /// The peer's name.
+        peer: String,
+    },
 }
 
 /// Codecs `decode` knows.

@@ -1,7 +1,7 @@
 //! The `ilp-router` command.
 
 use clap::Parser;
-use ilp_router::cli::{parse_cpu_list, Cli, Command, KindArg, RunArgs};
+use ilp_router::cli::{parse_cpu_list, AdminAction, AdminArgs, Cli, Command, KindArg, RunArgs};
 use ilp_router::config::Config;
 use ilp_router::decode::{self, Kind};
 use ilp_router::shard::{self, RunOptions};
@@ -16,6 +16,69 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Decode { kind, hex } => run_decode(kind, &hex),
         Command::Balances { state_dir } => balances(&state_dir),
+        Command::Admin(args) => admin(args),
+    }
+}
+
+/// `ilp-router admin`: one request to the admin API, its answer on stdout.
+fn admin(args: AdminArgs) -> ExitCode {
+    let (address, token) = match (&args.config, &args.url) {
+        (Some(file), _) => match load(file) {
+            Ok(config) => match config.admin() {
+                Some(admin) => (
+                    admin.listen.to_string(),
+                    admin.token.as_ref().map(|t| t.expose().to_owned()),
+                ),
+                None => {
+                    eprintln!("ilp-router admin: {} has no [admin] table", file.display());
+                    return ExitCode::from(1);
+                }
+            },
+            Err(e) => {
+                eprintln!("ilp-router admin: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, Some(url)) => (
+            url.clone(),
+            args.token
+                .clone()
+                .or_else(|| std::env::var("ILP_ROUTER_ADMIN_TOKEN").ok()),
+        ),
+        (None, None) => unreachable!("clap requires --config or --url"),
+    };
+    let encode = ilp_router::admin::percent_encode;
+    let (method, path) = match &args.action {
+        AdminAction::Health => ("GET", "/health".to_owned()),
+        AdminAction::Ready => ("GET", "/ready".to_owned()),
+        AdminAction::Metrics => ("GET", "/metrics".to_owned()),
+        AdminAction::Peers => ("GET", "/peers".to_owned()),
+        AdminAction::Routes => ("GET", "/routes".to_owned()),
+        AdminAction::Explain { destination } => (
+            "GET",
+            format!("/routes/explain?destination={}", encode(destination)),
+        ),
+        AdminAction::Config => ("GET", "/config".to_owned()),
+        AdminAction::Drain { peer } => ("POST", format!("/peers/{}/drain", encode(peer))),
+        AdminAction::Undrain { peer } => ("POST", format!("/peers/{}/undrain", encode(peer))),
+    };
+    match ilp_router::admin::client::request(&address, method, &path, token.as_deref()) {
+        Ok((status, body)) => {
+            print!("{body}");
+            if !body.ends_with('\n') {
+                println!();
+            }
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("ilp-router admin: {method} {path}: HTTP {status}");
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("ilp-router admin: {address}: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -384,6 +384,37 @@ fn the_json_endpoints_answer_with_the_token_and_refuse_without() {
     );
     assert!(!config.to_string().contains(TOKEN), "secrets redacted");
     assert_eq!(request(router.admin, "GET", "/nothing", Some(TOKEN)).0, 404);
+    // The same through `ilp-router admin`, with the config or with --url and --token.
+    let cli = |args: &[&str]| {
+        Command::new(router_binary())
+            .arg("admin")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let config = router.dir.join("router.toml");
+    let out = cli(&["--config", config.to_str().unwrap(), "peers"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peers: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(peers["peers"][1]["name"], "bob");
+    let url = format!("127.0.0.1:{}", router.admin);
+    let out = cli(&[
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+        "explain",
+        "g.router.alice.x",
+    ]);
+    let explain: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(explain["peer"], "alice");
+    let out = cli(&["--url", &url, "--token", "wrong", "routes"]);
+    assert!(!out.status.success(), "a refused request exits 1");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
     assert_eq!(
         request(router.admin, "POST", "/peers/zed/drain", Some(TOKEN)).0,
         404

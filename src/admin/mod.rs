@@ -20,6 +20,7 @@
 //! the handler is enough for a dozen endpoints).
 
 pub(crate) mod api;
+pub mod client;
 pub mod http;
 pub mod process;
 pub mod prometheus;
@@ -28,6 +29,7 @@ pub mod server;
 #[cfg(test)]
 mod tests;
 
+pub use client::percent_encode;
 pub use http::{percent_decode, BadTarget, Request, Response};
 pub use process::{write_process_metrics, ProcessStats};
 pub use prometheus::{Counts, Exposition, Kind, Labels, Value, CONTENT_TYPE};

@@ -27,23 +27,45 @@ fn defaults_to_loopback_without_a_token() {
 
 #[test]
 fn off_loopback_needs_a_token_and_the_token_may_come_from_a_file() {
-    refused("listen = \"0.0.0.0:7780\"", "admin.listen", "not a loopback address");
+    refused(
+        "listen = \"0.0.0.0:7780\"",
+        "admin.listen",
+        "not a loopback address",
+    );
     let config = admin("listen = \"0.0.0.0:7780\"\ntoken = \"t0ken\"").unwrap();
-    assert_eq!(config.admin().unwrap().token.as_ref().unwrap().expose(), "t0ken");
+    assert_eq!(
+        config.admin().unwrap().token.as_ref().unwrap().expose(),
+        "t0ken"
+    );
     let file = std::env::temp_dir().join(format!("ilp-admin-token-{}", std::process::id()));
     std::fs::write(&file, "from-file\n").unwrap();
     let config = admin(&format!("token_file = \"{}\"", file.display())).unwrap();
-    assert_eq!(config.admin().unwrap().token.as_ref().unwrap().expose(), "from-file");
+    assert_eq!(
+        config.admin().unwrap().token.as_ref().unwrap().expose(),
+        "from-file"
+    );
     std::fs::remove_file(&file).unwrap();
     refused(
         &format!("token_file = \"{}\"", file.display()),
         "admin.token_file",
         "cannot read",
     );
-    refused("token = \"a\"\ntoken_file = \"/x\"", "admin.token_file", "give one of them");
+    refused(
+        "token = \"a\"\ntoken_file = \"/x\"",
+        "admin.token_file",
+        "give one of them",
+    );
     refused("token = \"\"", "admin.token", "empty");
-    refused("metrics_token = true", "admin.metrics_token", "no admin.token");
-    refused("listen = \"localhost:7780\"", "admin.listen", "not an IP address");
+    refused(
+        "metrics_token = true",
+        "admin.metrics_token",
+        "no admin.token",
+    );
+    refused(
+        "listen = \"localhost:7780\"",
+        "admin.listen",
+        "not an IP address",
+    );
     refused("port = 1", "port", "unknown field");
     let secret = format!("{:?}", admin("token = \"s3cret\"").unwrap());
     assert!(!secret.contains("s3cret"), "the token is never printed");

@@ -248,9 +248,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
                 Arc::clone(&server.counters),
             );
             let handler: crate::admin::Handler = Arc::new(move |request| api.handle(request));
-            let server = crate::admin::spawn(server, handler).map_err(|e| {
-                RunError::Start(format!("admin.listen {}: {e}", admin.listen))
-            })?;
+            let server = crate::admin::spawn(server, handler)
+                .map_err(|e| RunError::Start(format!("admin.listen {}: {e}", admin.listen)))?;
             tracing::info!(address = %server.local_addr(), "admin API listening");
             Some(server)
         }
