@@ -8,6 +8,8 @@
 //! - [`state`]: durable balances: memory-mapped ledger rows per core, recovery, reading.
 //! - [`config`] and [`cli`]: the TOML config and the command line.
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
+//! - [`admin`]: the admin API (metrics, health, peers, routes, drains), off the packet cores.
+//! - [`notify`]: systemd's readiness protocol (`sd_notify`).
 
 pub mod admin;
 pub mod cli;
@@ -17,6 +19,7 @@ pub mod engine;
 pub mod id;
 pub mod limits;
 pub mod link;
+pub mod notify;
 pub mod shard;
 pub mod state;
 pub mod wire;

@@ -125,14 +125,78 @@ fn readme_config_example_is_valid() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // And the example config the main job runs.
-    let example_run = concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/router.toml");
-    assert!(router()
-        .args(["check-config", example_run])
-        .output()
+    // And the example config the main job runs, and the one the .deb installs.
+    for example in ["/tuning/router.toml", "/packaging/ilp-router.toml"] {
+        let path = format!("{}{example}", env!("CARGO_MANIFEST_DIR"));
+        let output = router().args(["check-config", &path]).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Under systemd (`NOTIFY_SOCKET`), the router says READY=1 once every core listens and
+/// STOPPING=1 when SIGTERM starts the shutdown.
+#[test]
+fn systemd_hears_ready_then_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("ilp-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .status
-        .success());
+        .local_addr()
+        .unwrap()
+        .port();
+    let config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/router.toml"))
+            .unwrap()
+            .replace("127.0.0.1:7768", &format!("127.0.0.1:{port}"));
+    let config_path = dir.join("router.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut child = router()
+        .args([
+            "run",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--cores",
+            "1",
+        ])
+        .args(["--log-level", "warn"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let received = socket.recv(&mut buf);
+    let ready = received.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+    if ready.as_deref().ok() != Some("READY=1") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("expected READY=1, got {ready:?} (a router without io_uring cannot start)");
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "listening when ready"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let n = socket
+        .recv(&mut buf)
+        .expect("STOPPING=1 before the timeout");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

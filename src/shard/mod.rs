@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     /// Per peer: drained by the operator (`POST /peers/{name}/drain`); each core follows at
     /// its next tick.
     pub(crate) draining: Vec<AtomicBool>,
+    /// Cores whose listeners are bound; the last one tells systemd the router is ready.
+    started: AtomicUsize,
 }
 
 impl Shared {
@@ -102,6 +104,7 @@ impl Shared {
             failed: AtomicUsize::new(0),
             reports: report::ReportHub::new(cores),
             draining: (0..peers).map(|_| AtomicBool::new(false)).collect(),
+            started: AtomicUsize::new(0),
         }
     }
 }
@@ -214,6 +217,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             .spawn(move || {
                 if let Some(signal) = signals.forever().next() {
                     tracing::info!(signal, "shutting down");
+                    notify_systemd(crate::notify::stopping(), "STOPPING=1");
                     shared.shutdown.store(true, Ordering::Relaxed);
                 }
             })
@@ -277,6 +281,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
                     tracing::error!(core, "{e}");
                     shared.failed.fetch_add(1, Ordering::Relaxed);
                     shared.shutdown.store(true, Ordering::Relaxed);
+                    notify_systemd(crate::notify::stopping(), "STOPPING=1");
                 }
             })
             .map_err(|e| RunError::Start(format!("executor on CPU {cpu}: {e}")))?;
@@ -303,6 +308,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     match shared.failed.load(Ordering::Relaxed) {
         0 => Ok(()),
         n => Err(RunError::Start(format!("{n} core(s) failed; see the log"))),
+    }
+}
+
+/// Logs a failed notification to systemd (the router runs on without it).
+fn notify_systemd(result: std::io::Result<()>, what: &str) {
+    if let Err(e) = result {
+        tracing::warn!("telling systemd {what}: {e}");
     }
 }
 
@@ -474,6 +486,10 @@ async fn core_main(
         }
         None => None,
     };
+    if shared.started.fetch_add(1, Ordering::AcqRel) + 1 == cores {
+        tracing::info!("every core is listening");
+        notify_systemd(crate::notify::ready(), "READY=1");
+    }
     let dials_here = |p: &crate::config::Peer| {
         p.dial()
             .is_some_and(|d| d.per_core || config.home_core(p.id, cores).0 as usize == core)
