@@ -6,6 +6,7 @@
 //! - [`link`]: WebSocket framing, BTP sessions and peer authentication (sans-IO).
 //! - [`shard`]: the running router: one pinned executor per core, sockets, cross-core mesh.
 //! - [`state`]: durable balances: memory-mapped ledger rows per core, recovery, reading.
+//! - [`settlements`]: settlements made outside the router, journalled once per key.
 //! - [`config`] and [`cli`]: the TOML config and the command line.
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
 //! - [`admin`]: the admin API (metrics, health, peers, routes, drains), off the packet cores.
@@ -20,6 +21,7 @@ pub mod id;
 pub mod limits;
 pub mod link;
 pub mod notify;
+pub mod settlements;
 pub mod shard;
 pub mod state;
 pub mod wire;

@@ -83,8 +83,20 @@ fn admin(args: AdminArgs) -> ExitCode {
 }
 
 fn balances(dir: &Path) -> ExitCode {
+    let journal = dir.join(ilp_router::settlements::JOURNAL);
+    let settled = match ilp_router::settlements::Journal::read(&journal) {
+        Ok(journal) => journal,
+        Err(e) => {
+            eprintln!("ilp-router balances: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match ilp_router::state::balances(dir) {
-        Ok(balances) => {
+        Ok(mut balances) => {
+            // Settlements are journalled apart from the ledger rows.
+            for (name, posted) in &mut balances {
+                *posted += settled.sum(name);
+            }
             println!("{}", ilp_router::state::balances_json(&balances));
             ExitCode::SUCCESS
         }

@@ -78,7 +78,7 @@ impl Drop for Killed {
 }
 
 struct Router {
-    _child: Killed,
+    child: Killed,
     btp: u16,
     admin: u16,
     dir: PathBuf,
@@ -103,23 +103,37 @@ impl Router {
         ))
         .unwrap()
         .replace("127.0.0.1:7768", &format!("127.0.0.1:{btp}"))
-            + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{TOKEN}\"\n");
+            + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{TOKEN}\"\n")
+            + &format!("\n[state]\ndir = \"{}\"\n", dir.join("state").display());
         std::fs::write(dir.join("router.toml"), config).unwrap();
+        let child = Router::spawn(&dir);
+        wait_for_port(btp, "the router");
+        wait_for_port(admin, "the admin API");
+        Router {
+            child,
+            btp,
+            admin,
+            dir,
+        }
+    }
+
+    fn spawn(dir: &std::path::Path) -> Killed {
         let child = Command::new(router_binary())
             .args(["run", "--config", dir.join("router.toml").to_str().unwrap()])
             .args(["--cores", "1", "--log-level", "warn"])
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let child = Killed(child);
-        wait_for_port(btp, "the router");
-        wait_for_port(admin, "the admin API");
-        Router {
-            _child: child,
-            btp,
-            admin,
-            dir,
-        }
+        Killed(child)
+    }
+
+    /// Kills the router (SIGKILL) and starts it again on the same config and state.
+    fn crash_and_restart(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        self.child = Router::spawn(&self.dir);
+        wait_for_port(self.btp, "the router");
+        wait_for_port(self.admin, "the admin API");
     }
 
     /// Runs the load generator closed loop for `duration` and returns its JSON report.
@@ -189,13 +203,25 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 /// One request to the admin API: (status, body).
 fn request(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    request_with(port, method, path, token, "")
+}
+
+/// One request with a body.
+fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
     let mut answer = String::new();
@@ -450,4 +476,78 @@ fn a_drained_peer_takes_nothing_new_its_links_close_and_it_comes_back_when_undra
     let report = router.load_as("300ms", "send");
     assert!(report["fulfilled"].as_u64().unwrap() > 0, "{report}");
     drop(sink);
+}
+
+#[test]
+fn a_settlement_applies_once_per_key_across_a_crash_and_restart() {
+    let mut router = Router::start("settle");
+    let settle = |router: &Router, key: &str, amount: &str| {
+        let body = format!(
+            r#"{{"amount": "{amount}", "direction": "incoming", "idempotency_key": "{key}"}}"#
+        );
+        request_with(
+            router.admin,
+            "POST",
+            "/peers/alice/settlements",
+            Some(TOKEN),
+            &body,
+        )
+    };
+    let posted = |router: &Router| {
+        let (_, peers) = request(router.admin, "GET", "/peers", Some(TOKEN));
+        let peers: Value = serde_json::from_str(&peers).unwrap();
+        peers["peers"][0]["posted"]
+            .as_str()
+            .unwrap()
+            .parse::<i128>()
+            .unwrap()
+    };
+    // Traffic first: alice owes 3 per Fulfill.
+    let fulfilled = i128::from(router.load("300ms")["fulfilled"].as_u64().unwrap());
+    assert_eq!(posted(&router), 3 * fulfilled);
+    let (status, body) = settle(&router, "k1", "100");
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        settle(&router, "k1", "100").0,
+        200,
+        "a duplicate is answered, not applied"
+    );
+    assert_eq!(
+        settle(&router, "k1", "101").0,
+        409,
+        "a key reused for another settlement"
+    );
+    assert_eq!(settle(&router, "", "1").0, 400);
+    assert_eq!(settle(&router, "k2", "1.5").0, 400);
+    let (status, _) = request_with(
+        router.admin,
+        "POST",
+        "/peers/alice/settlements",
+        Some(TOKEN),
+        "{}",
+    );
+    assert_eq!(status, 400);
+    eventually("applied", || posted(&router) == 3 * fulfilled - 100);
+    router.crash_and_restart();
+    assert_eq!(
+        posted(&router),
+        3 * fulfilled - 100,
+        "once, after the crash too"
+    );
+    assert_eq!(settle(&router, "k1", "100").0, 200);
+    assert_eq!(posted(&router), 3 * fulfilled - 100);
+    let out = Command::new(router_binary())
+        .args([
+            "balances",
+            "--state-dir",
+            router.dir.join("state").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let balances: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(balances["peers"][0]["name"], "alice");
+    assert_eq!(
+        balances["peers"][0]["posted"],
+        (3 * fulfilled - 100).to_string()
+    );
 }

@@ -13,6 +13,7 @@
 //! | `GET /routes/explain?destination=…` | the route that matches and why; for a group, what each core would pick now |
 //! | `GET /config` | the running config, secrets redacted |
 //! | `POST /peers/{name}/drain`, `/undrain` | drain a peer (no new Prepares from or to it; its links close once idle), or end that |
+//! | `POST /peers/{name}/settlements` | `{"amount","direction","idempotency_key"}`: a settlement made outside the router, applied once per key (`crate::settlements`) |
 //!
 //! Metrics are labelled only with peer names from the config, directions, reject codes from
 //! a fixed list and core numbers: never with an ILP address.
@@ -26,11 +27,13 @@ use crate::engine::stats::{
     PeerStats, CODES, CODE_OTHER, INCOMING, OUTGOING, ROUND_TRIP_BOUNDS_MS,
 };
 use crate::engine::PeerId;
+use crate::settlements::{Direction, Journal, Recorded, Refused, Settlement, KEY_LEN_MAX};
 use crate::shard::report::CoreReport;
 use crate::shard::Shared;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long a request waits for the cores' reports.
@@ -42,6 +45,8 @@ pub(crate) struct RouterAdmin {
     config: Arc<Config>,
     shared: Arc<Shared>,
     counters: Arc<AdminCounters>,
+    /// The settlements recorded (one request at a time writes it).
+    journal: Mutex<Journal>,
 }
 
 /// The per-peer sums over cores.
@@ -63,11 +68,13 @@ impl RouterAdmin {
         config: Arc<Config>,
         shared: Arc<Shared>,
         counters: Arc<AdminCounters>,
+        journal: Journal,
     ) -> RouterAdmin {
         RouterAdmin {
             config,
             shared,
             counters,
+            journal: Mutex::new(journal),
         }
     }
 
@@ -83,7 +90,7 @@ impl RouterAdmin {
             ("GET", "/routes") => self.routes(),
             ("GET", "/routes/explain") => self.explain(request),
             ("GET", "/config") => Response::json(200, self.config_json()),
-            ("POST", p) if p.starts_with("/peers/") => self.peer_action(p),
+            ("POST", p) if p.starts_with("/peers/") => self.peer_action(p, request),
             (
                 _,
                 "/metrics" | "/health" | "/ready" | "/peers" | "/routes" | "/routes/explain"
@@ -127,8 +134,11 @@ impl RouterAdmin {
                 }
             }
         }
+        let journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         for (i, total) in totals.iter_mut().enumerate() {
             total.draining = self.shared.draining[i].load(Ordering::Relaxed);
+            // Settlements live in the journal, not in the cores' rows.
+            total.posted += journal.sum(&self.config.peers()[i].name);
         }
         totals
     }
@@ -622,8 +632,8 @@ impl RouterAdmin {
             .collect()
     }
 
-    /// `POST /peers/{name}/drain` and `/undrain`.
-    fn peer_action(&self, path: &str) -> Response {
+    /// `POST /peers/{name}/drain`, `/undrain` and `/settlements`.
+    fn peer_action(&self, path: &str, request: &Request) -> Response {
         let rest = &path["/peers/".len()..];
         let Some((name, action)) = rest.split_once('/') else {
             return Response::error(404, &format!("no endpoint {path}"));
@@ -634,6 +644,7 @@ impl RouterAdmin {
         let drain = match action {
             "drain" => true,
             "undrain" => false,
+            "settlements" => return self.settle(peer, name, &request.body),
             _ => return Response::error(404, &format!("no endpoint {path}")),
         };
         let was = self.shared.draining[peer.index()].swap(drain, Ordering::Relaxed);
@@ -642,6 +653,79 @@ impl RouterAdmin {
             200,
             json!({"peer": name, "draining": drain, "changed": was != drain}),
         )
+    }
+}
+
+impl RouterAdmin {
+    /// `POST /peers/{name}/settlements`: journal it (durable first), then hand its delta to
+    /// the peer's home core, which applies it at its next tick.
+    fn settle(&self, peer: PeerId, name: &str, body: &[u8]) -> Response {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            amount: String,
+            direction: Direction,
+            idempotency_key: String,
+        }
+        let body: Body = match serde_json::from_slice(body) {
+            Ok(body) => body,
+            Err(e) => {
+                return Response::error(
+                    400,
+                    &format!(
+                        "expected {{\"amount\": \"<units>\", \"direction\": \"incoming|outgoing\", \
+                         \"idempotency_key\": \"…\"}}: {e}"
+                    ),
+                )
+            }
+        };
+        if body.idempotency_key.is_empty() || body.idempotency_key.len() > KEY_LEN_MAX {
+            return Response::error(400, &format!("idempotency_key: 1 to {KEY_LEN_MAX} bytes"));
+        }
+        let settlement = Settlement {
+            key: body.idempotency_key,
+            peer: name.to_owned(),
+            amount: body.amount,
+            direction: body.direction,
+        };
+        let delta = match settlement.delta() {
+            Ok(delta) => delta,
+            Err(e) => return Response::error(400, &e),
+        };
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        match journal.record(settlement) {
+            Ok(Recorded::New) => {
+                let home = self.config.home_core(peer, self.shared.cores);
+                let mut queue = self.shared.settlements[usize::from(home.0)]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                queue.push((peer, delta));
+                drop(queue);
+                tracing::info!(peer = %name, delta = %delta, "admin: settlement recorded");
+                Response::json(
+                    201,
+                    json!({"peer": name, "applied": true, "delta": delta.to_string()}),
+                )
+            }
+            Ok(Recorded::Duplicate) => Response::json(
+                200,
+                json!({"peer": name, "applied": false, "duplicate": true}),
+            ),
+            Err(Refused::Conflict) => Response::error(
+                409,
+                "this idempotency_key was used for a different settlement",
+            ),
+            Err(Refused::Full) => {
+                Response::error(507, "the settlement journal holds its most keys")
+            }
+            Err(Refused::Io(e)) => {
+                tracing::error!("settlement journal: {e}");
+                Response::error(
+                    500,
+                    &format!("the settlement journal could not be written: {e}"),
+                )
+            }
+        }
     }
 }
 

@@ -560,6 +560,21 @@ impl Ledger {
         self.store.store(peer, account.posted_local);
     }
 
+    /// Adds a settlement made outside the router to `peer`'s posted balance (negative: the
+    /// peer paid us). Home shard only; not stored in this core's row: the settlement journal
+    /// is its durable record (`crate::settlements`).
+    pub fn settle(&mut self, peer: PeerId, delta: i128) {
+        let account = &mut self.accounts[peer.index()];
+        assert_eq!(
+            account.home, self.core,
+            "a settlement goes to the home shard"
+        );
+        account.posted = account
+            .posted
+            .checked_add(delta)
+            .expect("posted balance overflow");
+    }
+
     /// Takes a message from another core.
     pub fn handle_lease(&mut self, message: LeaseMessage) {
         assert_eq!(message.to, self.core, "lease message for another core");

@@ -432,6 +432,12 @@ impl Engine {
         &self.backends
     }
 
+    /// Applies a settlement made outside the router to `peer`'s posted balance (call it on
+    /// the peer's home core; see `crate::settlements`).
+    pub fn settle(&mut self, peer: PeerId, delta: i128) {
+        self.ledger.settle(peer, delta);
+    }
+
     /// The next change of a backend's health, for the log.
     pub fn poll_health_event(&mut self) -> Option<HealthEvent> {
         self.backends.poll_event()

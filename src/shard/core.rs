@@ -848,6 +848,7 @@ impl CoreState {
         self.engine.handle_timeout(now);
         self.log_health();
         self.follow_drains(now);
+        self.apply_settlements();
         let requested = self.shared.reports.requested();
         if requested > self.reported {
             self.reported = requested;
@@ -898,6 +899,24 @@ impl CoreState {
             for id in self.pools.links_of(peer) {
                 self.http_client_closing(now, id);
             }
+        }
+    }
+
+    /// Applies the settlements the admin side left for peers homed on this core.
+    fn apply_settlements(&mut self) {
+        let queued = {
+            let Ok(mut queue) = self.shared.settlements[self.core].try_lock() else {
+                // The admin thread is adding one: next tick.
+                return;
+            };
+            if queue.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *queue)
+        };
+        for (peer, delta) in queued {
+            self.engine.settle(peer, delta);
+            tracing::info!(core = self.core, peer = %self.config.peer(peer).name, delta = %delta, "settlement applied");
         }
     }
 

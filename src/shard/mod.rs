@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) draining: Vec<AtomicBool>,
     /// Cores whose listeners are bound; the last one tells systemd the router is ready.
     started: AtomicUsize,
+    /// Per core: settlements (peer, delta) for peers homed there, applied at its next tick.
+    pub(crate) settlements: Vec<std::sync::Mutex<Vec<(PeerId, i128)>>>,
 }
 
 impl Shared {
@@ -105,6 +107,9 @@ impl Shared {
             reports: report::ReportHub::new(cores),
             draining: (0..peers).map(|_| AtomicBool::new(false)).collect(),
             started: AtomicUsize::new(0),
+            settlements: (0..cores)
+                .map(|_| std::sync::Mutex::new(Vec::new()))
+                .collect(),
         }
     }
 }
@@ -201,6 +206,15 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let peers = config.peers().len();
     let shared = Arc::new(Shared::new(cores, peers));
     let mut state = open_state(&config, cores)?;
+    // Settlements are journalled apart from the ledger rows: add them to what was recovered.
+    let journal = match &config.state().dir {
+        Some(dir) => crate::settlements::Journal::open(dir).map_err(RunError::Start)?,
+        None => crate::settlements::Journal::in_memory(),
+    };
+    for (posted, peer) in state.posted.iter_mut().zip(config.peers()) {
+        *posted += journal.sum(&peer.name);
+    }
+    let mut journal = Some(journal);
     let posted = Arc::new(std::mem::take(&mut state.posted));
     let config = Arc::new(config);
     let signals = signal_hook::iterator::Signals::new([
@@ -250,6 +264,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
                 Arc::clone(&config),
                 Arc::clone(&shared),
                 Arc::clone(&server.counters),
+                journal.take().expect("taken once"),
             );
             let handler: crate::admin::Handler = Arc::new(move |request| api.handle(request));
             let server = crate::admin::spawn(server, handler)
