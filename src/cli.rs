@@ -21,6 +21,10 @@ pub enum Command {
     CheckConfig {
         /// The TOML config file.
         file: PathBuf,
+        /// Also list what changes from this (running) config to FILE, each marked as applied
+        /// by a reload (`live`) or needing a restart.
+        #[arg(long, value_name = "OLD")]
+        diff: Option<PathBuf>,
     },
     /// Decode one ILP or BTP packet given in hex and print it as JSON.
     ///
@@ -93,6 +97,8 @@ pub enum AdminAction {
         /// The peer's name.
         peer: String,
     },
+    /// `POST /reload`: read the config file again and apply what can change live.
+    Reload,
 }
 
 /// Codecs `decode` knows.

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(*args),
-        Command::CheckConfig { file } => check_config(&file),
+        Command::CheckConfig { file, diff } => match diff {
+            Some(old) => diff_configs(&old, &file),
+            None => check_config(&file),
+        },
         Command::Decode { kind, hex } => run_decode(kind, &hex),
         Command::Balances { state_dir } => balances(&state_dir),
         Command::Admin(args) => admin(args),
@@ -61,6 +64,7 @@ fn admin(args: AdminArgs) -> ExitCode {
         AdminAction::Config => ("GET", "/config".to_owned()),
         AdminAction::Drain { peer } => ("POST", format!("/peers/{}/drain", encode(peer))),
         AdminAction::Undrain { peer } => ("POST", format!("/peers/{}/undrain", encode(peer))),
+        AdminAction::Reload => ("POST", "/reload".to_owned()),
     };
     match ilp_router::admin::client::request(&address, method, &path, token.as_deref()) {
         Ok((status, body)) => {
@@ -79,6 +83,34 @@ fn admin(args: AdminArgs) -> ExitCode {
             eprintln!("ilp-router admin: {address}: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `check-config --diff OLD NEW`: both must be valid; prints each change and whether a
+/// reload applies it; exit 0 when a reload would apply all of them, 1 otherwise.
+fn diff_configs(old: &Path, new: &Path) -> ExitCode {
+    let (old, new) = match (load(old), load(new)) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ilp-router check-config: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let changes = old.diff(&new);
+    if changes.is_empty() {
+        println!("no changes");
+    }
+    for change in &changes {
+        let how = if change.live { "live   " } else { "restart" };
+        println!("{how} {}", change.what);
+    }
+    if changes.iter().all(|c| c.live) {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "ilp-router check-config: a reload would be refused: some changes need a restart"
+        );
+        ExitCode::from(1)
     }
 }
 
@@ -140,6 +172,21 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    // The same overrides, for every config a reload reads.
+    let limits: Vec<(&'static str, u64)> = args.limits.overrides();
+    let (state_dir, msync_ms) = (args.state_dir.clone(), args.msync_interval_ms);
+    let overrides: shard::Overrides = std::sync::Arc::new(move |config: &mut Config| {
+        for &(key, value) in &limits {
+            config.set_limit(key, value)?;
+        }
+        if let Some(dir) = &state_dir {
+            config.set_state_dir(dir.clone());
+        }
+        if let Some(ms) = msync_ms {
+            config.set_msync_interval_ms(ms);
+        }
+        Ok(())
+    });
     if let Some(dir) = args.state_dir {
         config.set_state_dir(dir);
     }
@@ -174,6 +221,8 @@ fn run(args: RunArgs) -> ExitCode {
         RunOptions {
             cpus,
             btp_port_per_core: args.btp_port_per_core,
+            config_path: Some(args.config.clone()),
+            overrides: Some(overrides),
         },
     ) {
         Ok(()) => {

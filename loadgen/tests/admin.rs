@@ -551,3 +551,113 @@ fn a_settlement_applies_once_per_key_across_a_crash_and_restart() {
         (3 * fulfilled - 100).to_string()
     );
 }
+
+#[test]
+fn a_reload_under_load_applies_routes_and_tokens_without_a_reject() {
+    let router = Router::start("reload");
+    let config_path = router.dir.join("router.toml");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let json = router.dir.join("reload-load.json");
+    let url = format!("ws://127.0.0.1:{}", router.btp);
+    let load = Killed(
+        Command::new(loadgen())
+            .args(["--router", &url, "--duration", "3s", "--connections", "1"])
+            .args(["--window", "16", "--json", json.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    // A route added, a token rotated in, a packet limit raised: all live.
+    let changed = original
+        .replace("[\"alice-secret\"]", "[\"alice-secret\", \"alice-next\"]")
+        .replace(
+            "max_packet_amount = \"1000000000\"",
+            "max_packet_amount = \"2000000000\"",
+        )
+        + "\n[[routes]]\nprefix = \"g.router.extra\"\npeer = \"bob\"\n";
+    std::fs::write(&config_path, &changed).unwrap();
+    let (status, body) = request(router.admin, "POST", "/reload", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let changes = answer["changes"].to_string();
+    assert!(
+        changes.contains("routes: + g.router.extra -> peer bob"),
+        "{changes}"
+    );
+    assert!(
+        changes.contains("peers.alice.auth_tokens: rotated"),
+        "{changes}"
+    );
+    // A config that does not validate: refused, naming the key; the running one stays.
+    std::fs::write(
+        &config_path,
+        changed.replace("relation = \"child\"", "relation = \"cousin\""),
+    )
+    .unwrap();
+    let (status, body) = request(router.admin, "POST", "/reload", Some(TOKEN));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("peers[0].relation"), "{body}");
+    // One that needs a restart (a new peer): refused whole.
+    let more = changed.clone()
+        + "\n[[peers]]\nname = \"carol\"\nauth_tokens = [\"c\"]\nrelation = \"child\"\n\
+           asset_code = \"USD\"\nasset_scale = 9\nmax_balance = \"1\"\n";
+    std::fs::write(&config_path, more).unwrap();
+    let (status, body) = request(router.admin, "POST", "/reload", Some(TOKEN));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("need a restart"), "{body}");
+    // The run saw no reject and no error.
+    let mut load = load;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while load.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the load generator did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["fulfilled"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["rejected"], serde_json::json!({}), "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    let (_, explain) = request(
+        router.admin,
+        "GET",
+        "/routes/explain?destination=g.router.extra.x",
+        Some(TOKEN),
+    );
+    assert!(
+        explain.contains("\"prefix\":\"g.router.extra\""),
+        "{explain}"
+    );
+    let (_, metrics) = request(router.admin, "GET", "/metrics", None);
+    assert_eq!(
+        sample(&metrics, r#"ilp_reloads_total{result="applied"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, r#"ilp_reloads_total{result="refused"}"#),
+        2.0
+    );
+    // SIGHUP reloads too: the extra route goes away.
+    std::fs::write(&config_path, &original).unwrap();
+    let kill = Command::new("kill")
+        .args(["-HUP", &router.child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    eventually("the SIGHUP reload applied", || {
+        let (_, explain) = request(
+            router.admin,
+            "GET",
+            "/routes/explain?destination=g.router.extra.x",
+            Some(TOKEN),
+        );
+        explain.contains("\"route\":null")
+    });
+    // check-config --diff says what a reload would do.
+    let out = Command::new(router_binary())
+        .args(["check-config", "--diff", config_path.to_str().unwrap()])
+        .arg(router.dir.join("router.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no changes");
+}

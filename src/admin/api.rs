@@ -13,6 +13,7 @@
 //! | `GET /routes/explain?destination=…` | the route that matches and why; for a group, what each core would pick now |
 //! | `GET /config` | the running config, secrets redacted |
 //! | `POST /peers/{name}/drain`, `/undrain` | drain a peer (no new Prepares from or to it; its links close once idle), or end that |
+//! | `POST /reload` | read the config file again and apply it (see `shard/reload.rs`), or say why not |
 //! | `POST /peers/{name}/settlements` | `{"amount","direction","idempotency_key"}`: a settlement made outside the router, applied once per key (`crate::settlements`) |
 //!
 //! Metrics are labelled only with peer names from the config, directions, reject codes from
@@ -78,6 +79,25 @@ impl RouterAdmin {
         }
     }
 
+    /// The running config (a reload may have replaced the one the router started with).
+    fn current(&self) -> Arc<Config> {
+        self.shared
+            .config
+            .current()
+            .unwrap_or_else(|| Arc::clone(&self.config))
+    }
+
+    /// `POST /reload`: 200 with what changed, or 400 with why nothing did.
+    fn reload(&self) -> Response {
+        match self.shared.config.reload() {
+            Ok(changes) => {
+                let changes: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
+                Response::json(200, json!({"reloaded": true, "changes": changes}))
+            }
+            Err(e) => Response::json(400, json!({"reloaded": false, "error": e})),
+        }
+    }
+
     /// Answers one request.
     pub(crate) fn handle(&self, request: &Request) -> Response {
         let path = request.path.trim_end_matches('/');
@@ -90,11 +110,12 @@ impl RouterAdmin {
             ("GET", "/routes") => self.routes(),
             ("GET", "/routes/explain") => self.explain(request),
             ("GET", "/config") => Response::json(200, self.config_json()),
+            ("POST", "/reload") => self.reload(),
             ("POST", p) if p.starts_with("/peers/") => self.peer_action(p, request),
             (
                 _,
                 "/metrics" | "/health" | "/ready" | "/peers" | "/routes" | "/routes/explain"
-                | "/config",
+                | "/config" | "/reload",
             ) => Response::error(405, &format!("{method} is not allowed on {path}")),
             _ => Response::error(404, &format!("no endpoint {path}")),
         }
@@ -251,17 +272,17 @@ impl RouterAdmin {
         for (name, t) in names.iter().zip(&totals) {
             w.sample(&[("peer", name)], t.links.iter().sum::<u64>());
         }
+        let current = self.current();
         w.family(
             "ilp_backend_ejected",
             "Cores on which the backend is ejected from its group.",
             Kind::Gauge,
         );
         for (name, t) in names.iter().zip(&totals) {
-            if self
-                .config
+            if current
                 .groups()
                 .iter()
-                .any(|g| g.peers.iter().any(|p| self.config.peer(*p).name == *name))
+                .any(|g| g.peers.iter().any(|p| current.peer(*p).name == *name))
             {
                 w.sample(&[("peer", name)], t.ejected_on.len());
             }
@@ -389,7 +410,19 @@ impl RouterAdmin {
             "Prepares sent to a backend other than the group's first choice.",
             sum(&|r| r.health.failovers + r.health.rerouted),
         );
-        w.counter("ilp_reloads_total", "Configuration reloads applied.", 0u64);
+        w.family(
+            "ilp_reloads_total",
+            "Configuration reloads, applied or refused (the running config then stays).",
+            Kind::Counter,
+        );
+        w.sample(
+            &[("result", "applied")],
+            self.shared.config.reloads.load(Ordering::Relaxed),
+        );
+        w.sample(
+            &[("result", "refused")],
+            self.shared.config.refused.load(Ordering::Relaxed),
+        );
         self.counters.write(&mut w);
         super::write_process_metrics(&mut w);
         out
@@ -398,14 +431,14 @@ impl RouterAdmin {
     fn peers(&self) -> Response {
         let (reports, missing) = self.reports();
         let totals = self.totals(&reports);
+        let current = self.current();
         let peers: Vec<Value> = self
             .config
             .peers()
             .iter()
             .zip(&totals)
             .map(|(p, t)| {
-                let group = self
-                    .config
+                let group = current
                     .groups()
                     .iter()
                     .find(|g| g.peers.contains(&p.id))
@@ -433,13 +466,15 @@ impl RouterAdmin {
     }
 
     fn hop_json(&self, hop: Hop) -> Value {
+        let config = self.current();
         match hop {
-            Hop::Peer(peer) => json!({"peer": self.config.peer(peer).name}),
-            Hop::Group(group) => json!({"group": self.config.groups()[group.index()].name}),
+            Hop::Peer(peer) => json!({"peer": config.peer(peer).name}),
+            Hop::Group(group) => json!({"group": config.groups()[group.index()].name}),
         }
     }
 
     fn routes(&self) -> Response {
+        let config = self.current();
         let mut routes: Vec<Value> = self
             .config
             .routes()
@@ -453,10 +488,10 @@ impl RouterAdmin {
                 entry
             })
             .collect();
-        if let Some(peer) = self.config.default_route() {
+        if let Some(peer) = config.default_route() {
             routes.push(json!({
                 "prefix": "(default)",
-                "peer": self.config.peer(peer).name,
+                "peer": config.peer(peer).name,
                 "source": "default_route",
             }));
         }
@@ -470,7 +505,8 @@ impl RouterAdmin {
         if crate::wire::check_address(destination.as_bytes()).is_err() {
             return Response::error(400, &format!("{destination:?} is not a valid ILP address"));
         }
-        let table = self.config.route_table();
+        let config = self.current();
+        let table = config.route_table();
         let Some(matched) = table.lookup_match(destination.as_bytes()) else {
             return Response::json(
                 200,
@@ -491,13 +527,13 @@ impl RouterAdmin {
         let mut answer = json!({"destination": destination, "prefix": prefix, "why": why});
         merge(&mut answer, self.hop_json(matched.hop));
         if let Hop::Group(g) = matched.hop {
-            let group = &self.config.groups()[g.index()];
+            let group = &config.groups()[g.index()];
             let (reports, _) = self.reports();
             let picks: Vec<Value> = reports
                 .iter()
                 .map(|report| {
                     let pick = self.pick(group, report, destination, matched.prefix_len);
-                    json!({"core": report.core, "backend": pick.map(|p| self.config.peer(p).name.clone())})
+                    json!({"core": report.core, "backend": pick.map(|p| config.peer(p).name.clone())})
                 })
                 .collect();
             answer["picks"] = Value::Array(picks);
@@ -543,7 +579,8 @@ impl RouterAdmin {
     }
 
     fn config_json(&self) -> Value {
-        let c = &self.config;
+        let config = self.current();
+        let c = &config;
         let peers: Vec<Value> = c
             .peers()
             .iter()
@@ -620,7 +657,8 @@ impl RouterAdmin {
     }
 
     fn routes_only(&self) -> Vec<Value> {
-        self.config
+        let config = self.current();
+        config
             .routes()
             .iter()
             .filter(|r| !r.implicit)

@@ -63,6 +63,7 @@
 //! Not done here: resolving host names (a URL's host is kept as written) and TLS (it
 //! terminates in front of the router).
 
+mod diff;
 mod error;
 mod group;
 mod limits;
@@ -75,6 +76,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use self::diff::Change;
 pub use self::error::ConfigError;
 pub use self::group::{Group, GROUPS_MAX};
 use self::limits::check_limits;

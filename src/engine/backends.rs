@@ -178,6 +178,31 @@ impl Backends {
         }
     }
 
+    /// New groups (a reload): the in-flight counts carry over, as does the health of every
+    /// peer that is a backend before and after (its ejection included); link state is set
+    /// again by the caller.
+    pub(super) fn rebuild(&mut self, configs: Vec<GroupConfig>) {
+        let mut next = Backends::new(configs, self.in_flight.len());
+        next.in_flight = std::mem::take(&mut self.in_flight);
+        next.counters = self.counters.clone();
+        next.events = std::mem::take(&mut self.events);
+        for peer in std::mem::take(&mut self.ejected) {
+            if next.group_of[peer.index()] != NO_GROUP {
+                next.health[peer.index()] = self.health[peer.index()];
+                next.ejected.push(peer);
+            }
+        }
+        for (i, health) in self.health.iter().enumerate() {
+            if next.group_of[i] != NO_GROUP && health.ejected_until.is_none() {
+                next.health[i].outcomes = health.outcomes;
+                next.health[i].seen = health.seen;
+                next.health[i].ejections = health.ejections;
+                next.health[i].returned_at = health.returned_at;
+            }
+        }
+        *self = next;
+    }
+
     /// The group configs.
     pub fn configs(&self) -> &[GroupConfig] {
         &self.configs

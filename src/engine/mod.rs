@@ -468,6 +468,23 @@ impl Engine {
         self.routes = routes;
     }
 
+    /// Applies a reloaded config with the same peers: routes, groups, prices and spread, and
+    /// each peer's `max_packet_amount`. Prepares in flight, balances, leases, rate buckets and
+    /// link state are untouched; the in-flight counts and health of backends carry over.
+    ///
+    /// # Panics
+    /// When the peer count differs (the config's diff refuses that reload).
+    pub fn reconfigure(&mut self, config: EngineConfig) {
+        assert_eq!(config.peers.len(), self.peers.len(), "the same peers");
+        self.rates = Rates::new(&config.peers, &config.prices, config.spread);
+        self.routes = config.routes;
+        self.backends.rebuild(config.groups);
+        for (i, peer) in config.peers.into_iter().enumerate() {
+            self.peers[i].max_packet_amount = peer.max_packet_amount;
+            self.refresh_backend(PeerId(i as u16));
+        }
+    }
+
     /// Writes the local Reject for `reason` into `buf` (at least [`REJECT_LEN_MAX`] bytes);
     /// returns its length.
     pub fn emit_reject(&self, reason: RejectReason, buf: &mut [u8]) -> usize {

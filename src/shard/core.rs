@@ -28,7 +28,8 @@ pub(crate) use super::RuntimeCounters;
 use super::Shared;
 use crate::config::Config;
 use crate::engine::{
-    Decision, Engine, HealthChange, PeerId, RejectReason, Reply, SlotId, Tag, REJECT_LEN_MAX,
+    CoreId, Decision, Engine, HealthChange, PeerId, RejectReason, Reply, SlotId, Tag,
+    REJECT_LEN_MAX,
 };
 use crate::link::auth::PeerAuth;
 use crate::link::btp::{
@@ -61,6 +62,11 @@ pub(crate) struct CoreState {
     pub(crate) counters: RuntimeCounters,
     /// The last report request answered (see `report.rs`).
     reported: u64,
+    /// The config epoch applied (see `reload.rs`).
+    config_epoch: u64,
+    /// Bumped by every applied reload: credentials cached by HTTP connections before it are
+    /// checked again.
+    pub(crate) auth_generation: u64,
 }
 
 impl std::fmt::Debug for CoreState {
@@ -96,6 +102,8 @@ impl CoreState {
             http_dials: Vec::new(),
             counters: RuntimeCounters::default(),
             reported: 0,
+            config_epoch: 0,
+            auth_generation: 0,
             config,
         };
         // A peer we POST to is reachable from the start, before the first tick.
@@ -847,6 +855,14 @@ impl CoreState {
     pub(crate) fn on_tick(&mut self, now: i64) {
         self.engine.handle_timeout(now);
         self.log_health();
+        let epoch = self.shared.config.epoch();
+        if epoch > self.config_epoch {
+            if let Some(config) = self.shared.config.current() {
+                self.apply_config(config);
+            }
+            self.config_epoch = epoch;
+            self.shared.config.applied(self.core, epoch);
+        }
         self.follow_drains(now);
         self.apply_settlements();
         let requested = self.shared.reports.requested();
@@ -900,6 +916,19 @@ impl CoreState {
                 self.http_client_closing(now, id);
             }
         }
+    }
+
+    /// Applies a reloaded config (the same peers; see `reload.rs`): the engine's routes,
+    /// groups, prices and packet limits, and the peers' tokens for new authentications.
+    fn apply_config(&mut self, config: Arc<Config>) {
+        let cores = self.shared.cores;
+        self.engine
+            .reconfigure(config.engine_config(CoreId(self.core as u16), cores));
+        self.auth = Rc::new(super::peer_auth(&config));
+        self.auth_generation += 1;
+        self.config = config;
+        self.refresh_link_state();
+        tracing::debug!(core = self.core, "reloaded config applied");
     }
 
     /// Applies the settlements the admin side left for peers homed on this core.

@@ -290,13 +290,18 @@ struct Credentials {
     account: Option<Box<str>>,
     token: Box<[u8]>,
     peer: PeerId,
+    /// The core's `auth_generation` when they were checked: a reload checks them again.
+    generation: u64,
 }
 
 impl Authenticated {
     /// The peer `token` (with the path's `account`) authenticates, if any.
     fn peer(&mut self, st: &CoreState, account: Option<&str>, token: &[u8]) -> Option<PeerId> {
         if let Some(last) = &self.last {
-            if last.account.as_deref() == account && constant_time_eq(&last.token, token) {
+            if last.generation == st.auth_generation
+                && last.account.as_deref() == account
+                && constant_time_eq(&last.token, token)
+            {
                 return Some(last.peer);
             }
         }
@@ -305,6 +310,7 @@ impl Authenticated {
             account: account.map(Box::from),
             token: Box::from(token),
             peer,
+            generation: st.auth_generation,
         });
         Some(peer)
     }

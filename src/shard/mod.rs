@@ -15,6 +15,7 @@ mod http_pool;
 mod io;
 mod links;
 mod mesh;
+pub(crate) mod reload;
 pub(crate) mod report;
 mod tag;
 
@@ -38,13 +39,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How to run: which CPUs, and the listener layout.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// One executor per CPU, pinned, in this order (core i runs on `cpus[i]`).
     pub cpus: Vec<usize>,
     /// Core i listens on the BTP port + i instead of sharing the port (SO_REUSEPORT).
     pub btp_port_per_core: bool,
+    /// The config file, read again on SIGHUP and `POST /reload`.
+    pub config_path: Option<std::path::PathBuf>,
+    /// The command-line overrides, applied again to a reloaded config.
+    pub overrides: Option<Overrides>,
 }
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("cpus", &self.cpus)
+            .field("btp_port_per_core", &self.btp_port_per_core)
+            .field("config_path", &self.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+pub use reload::Overrides;
 
 /// Why the router could not run.
 #[derive(Debug)]
@@ -91,6 +108,8 @@ pub(crate) struct Shared {
     started: AtomicUsize,
     /// Per core: settlements (peer, delta) for peers homed there, applied at its next tick.
     pub(crate) settlements: Vec<std::sync::Mutex<Vec<(PeerId, i128)>>>,
+    /// The running config and reloads.
+    pub(crate) config: reload::ConfigHub,
 }
 
 impl Shared {
@@ -110,6 +129,7 @@ impl Shared {
             settlements: (0..cores)
                 .map(|_| std::sync::Mutex::new(Vec::new()))
                 .collect(),
+            config: reload::ConfigHub::new(cores),
         }
     }
 }
@@ -217,9 +237,15 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let mut journal = Some(journal);
     let posted = Arc::new(std::mem::take(&mut state.posted));
     let config = Arc::new(config);
+    shared.config.start(
+        Arc::clone(&config),
+        options.config_path.clone(),
+        options.overrides.clone(),
+    );
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| RunError::Start(format!("signal handlers: {e}")))?;
     let handle = signals.handle();
@@ -229,10 +255,18 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
+                for signal in signals.forever() {
+                    if signal == signal_hook::consts::SIGHUP {
+                        tracing::info!("SIGHUP: reloading the config");
+                        notify_systemd(crate::notify::reloading(), "RELOADING=1");
+                        let _ = shared.config.reload();
+                        notify_systemd(crate::notify::ready(), "READY=1");
+                        continue;
+                    }
                     tracing::info!(signal, "shutting down");
                     notify_systemd(crate::notify::stopping(), "STOPPING=1");
                     shared.shutdown.store(true, Ordering::Relaxed);
+                    break;
                 }
             })
             .map_err(|e| RunError::Start(format!("signal thread: {e}")))?;
