@@ -7,45 +7,17 @@
 //! installs: without them these checks print `SKIPPED …` and pass, except under CI (`CI`
 //! set), where a missing one is a failure.
 
+mod common;
+
+use common::{free_port, loadgen, router_binary, wait_for_port, Killed};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "admin-test-token";
-
-fn loadgen() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ilp-loadgen"))
-}
-
-/// The router binary sits beside ours in the same target directory.
-fn router_binary() -> PathBuf {
-    let path = loadgen().with_file_name("ilp-router");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace`",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A tool from the `prometheus` package, or `None` (skipped outside CI).
 fn tool(name: &str) -> Option<PathBuf> {
@@ -64,16 +36,6 @@ fn tool(name: &str) -> Option<PathBuf> {
             );
             None
         }
-    }
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -6,29 +6,16 @@
 //! fulfilling. Nothing here asserts on a timing figure: only on counts, and on which seconds
 //! of the per-sink timelines fall inside a down interval.
 
+mod common;
+
+use common::{free_port, loadgen, router_binary, wait_for_port, Killed};
 use serde_json::Value;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SINKS: usize = 4;
-
-fn loadgen() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ilp-loadgen"))
-}
-
-/// The router binary sits beside ours in the same target directory (`cargo test
-/// --workspace` builds both).
-fn router_binary() -> PathBuf {
-    let path = loadgen().with_file_name("ilp-router");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
-        path.display()
-    );
-    path
-}
 
 fn io_uring_missing(test: &str) -> bool {
     let missing = io_uring::IoUring::new(8).is_err();
@@ -36,14 +23,6 @@ fn io_uring_missing(test: &str) -> bool {
         eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
     }
     missing
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `count` consecutive ports free now, for the HTTP sinks (`--sink-listen` numbers them).
@@ -69,14 +48,6 @@ fn free_ports(count: u16) -> u16 {
     panic!("no {count} consecutive free ports");
 }
 
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A scratch directory, removed when dropped.
 struct Dir(PathBuf);
 
@@ -96,16 +67,6 @@ impl Dir {
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
