@@ -46,6 +46,7 @@ fn engine_full(
         posted: 0,
         packets_per_second: 0,
         amount_per_second: 0,
+        ildcp_segment: None,
     };
     let mut table: Vec<(String, Hop)> = vec![
         ("g.alice".into(), PeerId(0).into()),
@@ -155,7 +156,7 @@ fn round_trip(engine: &mut Engine, buf: &mut [u8], p: &Packets, reply: &[u8], i:
                 Reply::Fulfill { .. } | Reply::Relay { .. }
             )
         }
-        Decision::Reject(_) | Decision::Wait { .. } => false,
+        Decision::Reject(_) | Decision::Wait { .. } | Decision::PeerConfig => false,
     }
 }
 

@@ -32,6 +32,7 @@ fn config(core: u16) -> EngineConfig {
         posted: 0,
         packets_per_second: 0,
         amount_per_second: 0,
+        ildcp_segment: None,
     };
     let routes = [(&b"g.alice"[..], PeerId(0)), (b"g.bob", PeerId(1))];
     EngineConfig {
@@ -106,7 +107,7 @@ fn forwarding_path_never_allocates() {
                 answer(engine, slot);
                 false
             }
-            Decision::Reject(_) => false,
+            Decision::Reject(_) | Decision::PeerConfig => false,
             // Until the first grant arrives: the hold waits for it.
             Decision::Wait { .. } => true,
         };

@@ -183,6 +183,7 @@ fn engine_config(core: usize, cores: usize) -> EngineConfig {
                 posted: 0,
                 packets_per_second: 0,
                 amount_per_second: 0,
+                ildcp_segment: None,
             })
             .collect(),
         routes: RouteTable::build(b"g.router", routes, Some(PeerId(DEFAULT_ROUTE as u16))).unwrap(),
@@ -381,6 +382,10 @@ impl Sim {
             return Err(ErrorCode::R02_INSUFFICIENT_TIMEOUT);
         }
         let d = p.destination().as_bytes();
+        if d == b"peer.config" && *p.execution_condition() == PEER_PROTOCOL_CONDITION {
+            // ILDCP is answered to children only (RFC 31); the simulation has none.
+            return Err(ErrorCode::F00_BAD_REQUEST);
+        }
         if d.starts_with(b"peer.") {
             return Err(if *p.execution_condition() == PEER_PROTOCOL_CONDITION {
                 ErrorCode::F02_UNREACHABLE
@@ -459,6 +464,7 @@ impl Sim {
                 let packet = packet[..len].to_vec();
                 self.forwarded(id, from, core, amount_in, expected, to, slot, &packet);
             }
+            Decision::PeerConfig => panic!("seed {seed}: the simulation has no children"),
             Decision::Wait { .. } => {
                 // The oracle knows the peer's whole balance; a waiting hold may still end T04.
                 if let Err(code) = expected {
@@ -580,7 +586,9 @@ impl Sim {
                         self.answer(id);
                         self.count("T04 after waiting");
                     }
-                    Decision::Wait { .. } => panic!("seed {seed}: poll_ready said wait"),
+                    Decision::Wait { .. } | Decision::PeerConfig => {
+                        panic!("seed {seed}: poll_ready said wait")
+                    }
                 }
             }
         }

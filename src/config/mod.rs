@@ -390,6 +390,7 @@ impl Config {
                 amount_per_second: p
                     .max_amount_per_second
                     .unwrap_or(self.limits.peer_amount_per_second),
+                ildcp_segment: (p.relation == Relation::Child).then(|| p.name.clone()),
             })
             .collect();
         EngineConfig {

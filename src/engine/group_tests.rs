@@ -26,6 +26,7 @@ fn peer() -> PeerConfig {
         posted: 0,
         packets_per_second: 0,
         amount_per_second: 0,
+        ildcp_segment: None,
     }
 }
 
@@ -133,7 +134,7 @@ fn send(
     match engine.handle_prepare(now, ALICE, 1, &mut packet) {
         Decision::Forward { to, slot, .. } => Ok((to, slot)),
         Decision::Reject(reason) => Err(reason),
-        Decision::Wait { .. } => panic!("no waits with one core"),
+        Decision::Wait { .. } | Decision::PeerConfig => panic!("no waits with one core"),
     }
 }
 

@@ -20,7 +20,9 @@
 //! exchange rate, outgoing expiry, table space, balance hold. Every check that can fail runs
 //! before the hold; after the hold nothing can fail.
 //!
-//! Non-goals here: ILDCP/CCP answers (the control plane's), settlement, and I/O.
+//! `peer.config` (ILDCP, RFC 31) from a child is answered here ([`Decision::PeerConfig`]:
+//! its address, asset code and scale, a Fulfill made once at start). Non-goals here: CCP
+//! (`peer.route.*`, answered F02 until the control plane speaks it), settlement, and I/O.
 //!
 //! This file holds the Prepare path (`check_and_hold`, in check order, top to bottom);
 //! `reply.rs` the answer path (replies, failures, expiries); the tests are in `tests.rs`.
@@ -61,6 +63,7 @@ use rate::{ConvertError, Decimal, Rate};
 use route::{Hop, RouteTable};
 use stats::{code_index, PeerStats, INCOMING, OUTGOING};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The runtime's handle for an incoming request, opaque to the engine (the runtime packs a
 /// link index, a 32-bit link generation and a request id into it).
@@ -93,6 +96,9 @@ pub struct PeerConfig {
     pub packets_per_second: u64,
     /// Amount per second (its units) its Prepares may carry, all cores together; 0: no limit.
     pub amount_per_second: u64,
+    /// A child's address segment: it may ask `peer.config` (ILDCP, RFC 31) and is told
+    /// `<our address>.<segment>`. `None` for parents and peers (answered F00).
+    pub ildcp_segment: Option<String>,
 }
 
 /// Everything one core's engine needs; built and validated by the config loader.
@@ -207,6 +213,8 @@ pub enum Decision {
         /// The in-flight entry.
         slot: SlotId,
     },
+    /// A child asked `peer.config` (ILDCP): answer with [`Engine::peer_config_reply`].
+    PeerConfig,
 }
 
 /// A Prepare whose hold waited ([`Decision::Wait`]) and is now decided.
@@ -231,7 +239,7 @@ pub struct Counters {
     /// Rejects from next hops relayed.
     pub relayed_rejects: u64,
     /// Local Rejects by code index (see [`Counters::reject_index`]).
-    pub local_rejects: [u64; 13],
+    pub local_rejects: [u64; 14],
     /// Replies that came after the slot expired or for unknown slots: dropped, never credited.
     pub late_replies: u64,
     /// Fulfills whose hash did not match (answered F05).
@@ -242,6 +250,8 @@ pub struct Counters {
     pub expired: u64,
     /// Prepares whose hold waited for headroom from other cores.
     pub waited: u64,
+    /// `peer.config` requests (ILDCP) answered.
+    pub peer_config: u64,
 }
 
 impl Counters {
@@ -261,6 +271,7 @@ impl Counters {
             RejectReason::InsufficientSourceAmount => 10,
             RejectReason::InsufficientTimeout => 11,
             RejectReason::RateLimited => 12,
+            RejectReason::NotAChild => 13,
         }
     }
 }
@@ -313,6 +324,9 @@ pub struct Engine {
     counters: Counters,
     /// Per-peer traffic counters (the metrics).
     stats: Vec<PeerStats>,
+    /// Per peer: the ILDCP answer (a Fulfill), made once; `None` for peers that are not
+    /// children.
+    peer_config: Vec<Option<Arc<[u8]>>>,
 }
 
 impl Engine {
@@ -379,6 +393,15 @@ impl Engine {
             limiter: Limiter::new(config.core, config.cores, &rates, now),
             counters: Counters::default(),
             stats: vec![PeerStats::default(); config.peers.len()],
+            peer_config: config
+                .peers
+                .iter()
+                .map(|p| {
+                    p.ildcp_segment
+                        .as_deref()
+                        .map(|s| ildcp_reply(&config.address, s, p))
+                })
+                .collect(),
             peers: config.peers,
         }
     }
@@ -485,6 +508,13 @@ impl Engine {
         }
     }
 
+    /// The ILDCP answer for `peer` (after [`Decision::PeerConfig`]): a Fulfill with the
+    /// peer-protocol fulfillment whose data is its address, asset scale and asset code. Made
+    /// once at start; this clones a reference.
+    pub fn peer_config_reply(&self, peer: PeerId) -> Option<Arc<[u8]>> {
+        self.peer_config[peer.index()].clone()
+    }
+
     /// Writes the local Reject for `reason` into `buf` (at least [`REJECT_LEN_MAX`] bytes);
     /// returns its length.
     pub fn emit_reject(&self, reason: RejectReason, buf: &mut [u8]) -> usize {
@@ -505,9 +535,16 @@ impl Engine {
         self.stats[from.index()].prepares[INCOMING] += 1;
         match self.check_and_hold(now, from, tag, packet) {
             Ok(decision) => {
-                if let Decision::Forward { to, .. } = decision {
-                    self.counters.forwarded += 1;
-                    self.stats[to.index()].prepares[OUTGOING] += 1;
+                match decision {
+                    Decision::Forward { to, .. } => {
+                        self.counters.forwarded += 1;
+                        self.stats[to.index()].prepares[OUTGOING] += 1;
+                    }
+                    Decision::PeerConfig => {
+                        self.counters.peer_config += 1;
+                        self.stats[from.index()].fulfills[INCOMING] += 1;
+                    }
+                    Decision::Reject(_) | Decision::Wait { .. } => {}
                 }
                 decision
             }
@@ -548,7 +585,15 @@ impl Engine {
         if expires_in <= now {
             return Err(RejectReason::InsufficientTimeout);
         }
-        // (4) destinations we never forward
+        // (4) destinations we never forward; ILDCP (RFC 31) is answered here, to children only
+        if prepare.destination().as_bytes() == b"peer.config"
+            && *prepare.execution_condition() == PEER_PROTOCOL_CONDITION
+        {
+            return match self.peer_config[from.index()] {
+                Some(_) => Ok(Decision::PeerConfig),
+                None => Err(RejectReason::NotAChild),
+            };
+        }
         self.check_destination(&prepare)?;
         // (5) max packet amount, in the incoming peer's units
         let amount_in = prepare.amount();
@@ -803,6 +848,38 @@ impl Engine {
     pub fn poll_lease(&mut self) -> Option<LeaseMessage> {
         self.ledger.poll_lease()
     }
+}
+
+/// The ILDCP response (RFC 31) for a child at `<own>.<segment>`: Fulfill(32 zero bytes,
+/// var-octet address, UInt8 scale, var-octet code).
+fn ildcp_reply(own: &[u8], segment: &str, peer: &PeerConfig) -> Arc<[u8]> {
+    let mut address = own.to_vec();
+    address.push(b'.');
+    address.extend_from_slice(segment.as_bytes());
+    let mut data = Vec::with_capacity(address.len() + peer.asset_code.len() + 8);
+    push_var_octets(&mut data, &address);
+    data.push(peer.asset_scale);
+    push_var_octets(&mut data, peer.asset_code.as_bytes());
+    let repr = crate::wire::FulfillRepr {
+        fulfillment: &[0; 32],
+        data: &data,
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out.into()
+}
+
+/// An OER variable-length octet string: the length determinant, then the bytes.
+fn push_var_octets(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = bytes.len();
+    if len < 128 {
+        out.push(len as u8);
+    } else {
+        let width = (usize::BITS - len.leading_zeros()).div_ceil(8) as usize;
+        out.push(0x80 | width as u8);
+        out.extend_from_slice(&len.to_be_bytes()[8 - width..]);
+    }
+    out.extend_from_slice(bytes);
 }
 
 /// The peer-protocol fulfillment (32 zero bytes) hashes to [`PEER_PROTOCOL_CONDITION`].

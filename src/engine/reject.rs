@@ -37,6 +37,9 @@ pub enum RejectReason {
     InsufficientSourceAmount,
     /// R02: already expired, or too little time left to subtract our margin.
     InsufficientTimeout,
+    /// F00: `peer.config` (ILDCP) from a peer that is not our child (RFC 31: only children
+    /// learn their address from us; the JS connector answers F00 too).
+    NotAChild,
 }
 
 impl RejectReason {
@@ -80,6 +83,7 @@ impl RejectReason {
             RejectReason::TimedOut => ErrorCode::R00_TRANSFER_TIMED_OUT,
             RejectReason::InsufficientSourceAmount => ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT,
             RejectReason::InsufficientTimeout => ErrorCode::R02_INSUFFICIENT_TIMEOUT,
+            RejectReason::NotAChild => ErrorCode::F00_BAD_REQUEST,
         }
     }
 
@@ -99,6 +103,7 @@ impl RejectReason {
             RejectReason::TimedOut => b"packet expired",
             RejectReason::InsufficientSourceAmount => b"amount too small to forward",
             RejectReason::InsufficientTimeout => b"insufficient time left to forward",
+            RejectReason::NotAChild => b"peer.config is answered for children only",
         }
     }
 

@@ -23,6 +23,7 @@ fn peer(code: &str, scale: u8, max_balance: u64) -> PeerConfig {
         posted: 0,
         packets_per_second: 0,
         amount_per_second: 0,
+        ildcp_segment: None,
     }
 }
 
@@ -215,9 +216,21 @@ fn rule_4_peer_protocol_destinations_are_never_forwarded() {
         rejected(&mut e, ALICE, wrong).code(),
         ErrorCode::F01_INVALID_PACKET
     );
+    // ILDCP with the right condition is answered to children only (see the RFC 31 test); no
+    // peer here is one.
     let right = prepare_to(b"peer.config", 0, NOW + 10_000, PEER_PROTOCOL_CONDITION);
     assert_eq!(
         rejected(&mut e, ALICE, right).code(),
+        ErrorCode::F00_BAD_REQUEST
+    );
+    let ccp = prepare_to(
+        b"peer.route.update",
+        0,
+        NOW + 10_000,
+        PEER_PROTOCOL_CONDITION,
+    );
+    assert_eq!(
+        rejected(&mut e, ALICE, ccp).code(),
         ErrorCode::F02_UNREACHABLE
     );
     let ccp = prepare_to(b"peer.route.control", 0, NOW + 10_000, condition(1));
@@ -689,4 +702,53 @@ fn per_peer_stats_count_each_direction_codes_amounts_and_round_trips() {
     assert_eq!(bob.round_trip[0], 1);
     assert_eq!(bob.round_trip[2], 1);
     assert_eq!(bob.round_trip_sum_ms, 3);
+}
+
+/// The vectors' `ildcp_response_usd_9`: a child `alice` of `g.connector` in USD at scale 9.
+const ILDCP_RESPONSE_USD_9: &str = "0d3800000000000000000000000000000000000000000000000000000000000000001711672e636f6e6e6563746f722e616c6963650903555344";
+/// The vectors' `ildcp_request_generated` (expires 2100-01-01T00:01:00Z).
+const ILDCP_REQUEST: &str = "0c460000000000000000323130303031303130303031303030303066687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f29250b706565722e636f6e66696700";
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn rfc31_a_child_asking_peer_config_gets_its_address_and_asset() {
+    let mut config = config(64);
+    config.address = b"g.connector".to_vec();
+    config.routes = RouteTable::build(b"g.connector", [(&b"g.bob"[..], BOB)], None).unwrap();
+    config.peers[ALICE.index()].ildcp_segment = Some("alice".into());
+    let mut engine = Engine::new(config, NOW);
+    let mut request = unhex(ILDCP_REQUEST);
+    assert_eq!(
+        engine.handle_prepare(NOW, ALICE, 1, &mut request),
+        Decision::PeerConfig
+    );
+    let reply = engine.peer_config_reply(ALICE).expect("a child");
+    assert_eq!(&reply[..], &unhex(ILDCP_RESPONSE_USD_9)[..]);
+    assert_eq!(engine.counters().peer_config, 1);
+    // Not a child: F00, as the JS connector answers (RFC 31 serves children).
+    let mut request = unhex(ILDCP_REQUEST);
+    assert_eq!(
+        engine.handle_prepare(NOW, BOB, 2, &mut request),
+        Decision::Reject(RejectReason::NotAChild)
+    );
+    assert_eq!(RejectReason::NotAChild.code(), ErrorCode::F00_BAD_REQUEST);
+    assert!(engine.peer_config_reply(BOB).is_none());
+    // Expired: R02, before anything else about it.
+    let mut request = unhex(ILDCP_REQUEST);
+    assert_eq!(
+        engine.handle_prepare(4_200_000_000_000, ALICE, 3, &mut request),
+        Decision::Reject(RejectReason::InsufficientTimeout)
+    );
+    // Without the peer-protocol condition: F01, as before.
+    let mut request = prepare_to(b"peer.config", 0, NOW + 10_000, condition(1));
+    assert_eq!(
+        engine.handle_prepare(NOW, ALICE, 4, &mut request),
+        Decision::Reject(RejectReason::PeerProtocolCondition)
+    );
 }

@@ -395,7 +395,7 @@ impl CoreState {
                     };
                     http.owe_until(expires_at.unwrap_or(now));
                 }
-                Decision::Reject(_) => {}
+                Decision::Reject(_) | Decision::PeerConfig => {}
             }
         }
         match decision {
@@ -408,6 +408,11 @@ impl CoreState {
             } => self.forward(now, slot, to, expires_at, &ilp[..len]),
             // Comes out of `drain_ready` once the lease traffic decides it.
             Decision::Wait { .. } => {}
+            Decision::PeerConfig => {
+                if let Some(reply) = self.engine.peer_config_reply(peer) {
+                    self.reply_bytes(tag, &reply);
+                }
+            }
         }
     }
 
@@ -433,7 +438,7 @@ impl CoreState {
                     expires_at,
                 } => self.forward(now, slot, to, expires_at, &packet[..len]),
                 Decision::Reject(reason) => self.reply_reject(ready.tag, reason),
-                Decision::Wait { .. } => unreachable!("poll_ready decides"),
+                Decision::Wait { .. } | Decision::PeerConfig => unreachable!("poll_ready decides"),
             }
         }
         self.ready_packet = packet;

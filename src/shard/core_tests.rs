@@ -859,3 +859,44 @@ fn a_drained_backend_takes_nothing_new_finishes_what_it_has_then_its_links_close
     core.on_tick(now + 15);
     assert!(!core.engine.is_draining(B1));
 }
+
+#[test]
+fn a_child_asking_peer_config_over_btp_gets_its_address() {
+    use crate::engine::PEER_PROTOCOL_CONDITION;
+    let mut cores = cores(1);
+    let core = &mut cores[0];
+    let mut alice = TestPeer::connect(core, T0, ALICE, "alice");
+    let mut bob = TestPeer::connect(core, T0, BOB, "bob");
+    let expires_at = T0 + 60_000;
+    let request = || {
+        let repr = PrepareRepr {
+            amount: 0,
+            expires_at,
+            execution_condition: &PEER_PROTOCOL_CONDITION,
+            destination: Address::new_checked(b"peer.config").expect("valid"),
+            data: b"",
+        };
+        let mut out = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut out);
+        out
+    };
+    alice.send(core, T0, Send::Prepare { tag: 1, expires_at }, &request());
+    let answers = alice.receive(core, T0);
+    let [Received::Reply { tag: 1, ilp }] = &answers[..] else {
+        panic!("{answers:?}")
+    };
+    let Packet::Fulfill(fulfill) = Packet::new_checked(&ilp[..]).unwrap() else {
+        panic!("a Fulfill")
+    };
+    assert_eq!(fulfill.fulfillment(), &[0u8; 32]);
+    // var-octet "g.router.alice", scale 9, var-octet "USD".
+    assert_eq!(fulfill.data(), b"\x0eg.router.alice\x09\x03USD");
+    // bob is a peer, not a child: F00.
+    bob.send(core, T0, Send::Prepare { tag: 2, expires_at }, &request());
+    let answers = bob.receive(core, T0);
+    assert!(
+        matches!(&answers[..], [Received::Reply { tag: 2, ilp }]
+            if reject_code(ilp) == Some(ErrorCode::F00_BAD_REQUEST)),
+        "{answers:?}"
+    );
+}
