@@ -99,6 +99,21 @@ pub enum AdminAction {
     },
     /// `POST /reload`: read the config file again and apply what can change live.
     Reload,
+    /// `POST /peers/{name}/settlements`: record a settlement made outside the router, once
+    /// per idempotency key.
+    Settle {
+        /// The peer's name.
+        peer: String,
+        /// The amount, in the peer's units.
+        #[arg(long)]
+        amount: String,
+        /// `incoming` (the peer paid us) or `outgoing` (we paid it).
+        #[arg(long)]
+        direction: String,
+        /// The idempotency key: the same key again is applied once.
+        #[arg(long)]
+        key: String,
+    },
 }
 
 /// Codecs `decode` knows.

@@ -65,8 +65,32 @@ fn admin(args: AdminArgs) -> ExitCode {
         AdminAction::Drain { peer } => ("POST", format!("/peers/{}/drain", encode(peer))),
         AdminAction::Undrain { peer } => ("POST", format!("/peers/{}/undrain", encode(peer))),
         AdminAction::Reload => ("POST", "/reload".to_owned()),
+        AdminAction::Settle { peer, .. } => {
+            ("POST", format!("/peers/{}/settlements", encode(peer)))
+        }
     };
-    match ilp_router::admin::client::request(&address, method, &path, token.as_deref()) {
+    let body = match &args.action {
+        AdminAction::Settle {
+            amount,
+            direction,
+            key,
+            ..
+        } => serde_json::json!({
+            "amount": amount,
+            "direction": direction,
+            "idempotency_key": key,
+        })
+        .to_string(),
+        _ => String::new(),
+    };
+    let answer = ilp_router::admin::client::request_with(
+        &address,
+        method,
+        &path,
+        token.as_deref(),
+        body.as_bytes(),
+    );
+    match answer {
         Ok((status, body)) => {
             print!("{body}");
             if !body.ends_with('\n') {

@@ -498,6 +498,27 @@ fn a_settlement_applies_once_per_key_across_a_crash_and_restart() {
     );
     assert_eq!(settle(&router, "k1", "100").0, 200);
     assert_eq!(posted(&router), 3 * fulfilled - 100);
+    // From a shell: we paid alice 5.
+    let config = router.dir.join("router.toml");
+    let out = Command::new(router_binary())
+        .args([
+            "admin",
+            "--config",
+            config.to_str().unwrap(),
+            "settle",
+            "alice",
+        ])
+        .args(["--amount", "5", "--direction", "outgoing", "--key", "k3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the shell's settlement applied", || {
+        posted(&router) == 3 * fulfilled - 95
+    });
     let out = Command::new(router_binary())
         .args([
             "balances",
@@ -510,7 +531,7 @@ fn a_settlement_applies_once_per_key_across_a_crash_and_restart() {
     assert_eq!(balances["peers"][0]["name"], "alice");
     assert_eq!(
         balances["peers"][0]["posted"],
-        (3 * fulfilled - 100).to_string()
+        (3 * fulfilled - 95).to_string()
     );
 }
 

@@ -16,6 +16,17 @@ pub fn request(
     path: &str,
     token: Option<&str>,
 ) -> io::Result<(u16, String)> {
+    request_with(address, method, path, token, b"")
+}
+
+/// [`request`] with a JSON body.
+pub fn request_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> io::Result<(u16, String)> {
     let timeout = Duration::from_secs(10);
     let target = address
         .to_socket_addrs()?
@@ -25,11 +36,18 @@ pub fn request(
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let kind = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\n\
-         Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}{kind}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
     );
     stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
     let mut answer = Vec::new();
     stream.take(ANSWER_LEN_MAX).read_to_end(&mut answer)?;
     let answer = String::from_utf8_lossy(&answer);
