@@ -10,6 +10,7 @@
 //! - [`config`] and [`cli`]: the TOML config and the command line.
 //! - [`decode`]: the JSON rendering behind `ilp-router decode`.
 //! - [`admin`]: the admin API (metrics, health, peers, routes, drains), off the packet cores.
+//! - [`ildcp`]: the ILDCP client: learning our address from a parent at start.
 //! - [`notify`]: systemd's readiness protocol (`sd_notify`).
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod id;
+pub mod ildcp;
 pub mod limits;
 pub mod link;
 pub mod notify;

@@ -167,6 +167,36 @@ fn load(file: &Path) -> Result<Config, String> {
     Config::load(file).map_err(|e| e.to_string())
 }
 
+/// Loads the config; when it leaves `ilp_address` out and names a parent to dial, first asks
+/// that parent for our address (ILDCP), retrying with a growing pause until it answers: no
+/// core starts, so nothing is forwarded, before the address is known.
+fn load_or_learn(file: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let parent = Config::parent_to_ask(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let Some(parent) = parent else {
+        return load(file);
+    };
+    let mut pause = std::time::Duration::from_millis(500);
+    let learned = loop {
+        match ilp_router::ildcp::ask(&parent.url, &parent.username, parent.token.expose()) {
+            Ok(learned) => break learned,
+            Err(e) => {
+                tracing::warn!(parent = %parent.name, "asking for our address (ILDCP): {e}; again in {pause:?}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    };
+    tracing::info!(
+        parent = %parent.name,
+        address = %learned.address,
+        asset = %learned.asset_code,
+        scale = learned.asset_scale,
+        "learned our address from the parent (ILDCP)"
+    );
+    Config::load_with_address(file, Some(&learned.address)).map_err(|e| e.to_string())
+}
+
 fn run(args: RunArgs) -> ExitCode {
     let filter = match args.log_level.parse::<tracing::Level>() {
         Ok(level) => level,
@@ -183,7 +213,7 @@ fn run(args: RunArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let mut config = match load(&args.config) {
+    let mut config = match load_or_learn(&args.config) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("ilp-router: {e}");

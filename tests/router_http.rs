@@ -89,15 +89,12 @@ fn fulfill(n: u8) -> Vec<u8> {
 /// Connects to the router's HTTP listener. `Router::start` waits for the BTP listener only;
 /// each core binds its HTTP listener just after, so a refused connect is retried (bounded).
 fn connect(port: u16) -> TcpStream {
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     let stream = loop {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(stream) => break stream,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "nothing listens on {port}"
-                );
+                assert!(Instant::now() < deadline, "nothing listens on {port}");
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => panic!("connect to {port}: {e}"),

@@ -70,3 +70,27 @@ fn off_loopback_needs_a_token_and_the_token_may_come_from_a_file() {
     let secret = format!("{:?}", admin("token = \"s3cret\"").unwrap());
     assert!(!secret.contains("s3cret"), "the token is never printed");
 }
+
+#[test]
+fn ilp_address_may_be_left_out_only_for_a_parent_to_fill_in() {
+    let peers = "[[peers]]\nname = \"up\"\nrelation = \"parent\"\nasset_code = \"USD\"\n\
+                 asset_scale = 9\nmax_balance = \"1\"\nbtp_url = \"ws://127.0.0.1:9\"\n\
+                 outgoing_token = \"t\"\noutgoing_username = \"me\"\n";
+    let message = Config::from_toml_str(peers).unwrap_err().to_string();
+    assert!(message.contains("ilp_address"), "{message}");
+    assert!(message.contains("ILDCP"), "{message}");
+    let parent = Config::parent_to_ask(peers)
+        .unwrap()
+        .expect("a parent to ask");
+    assert_eq!(parent.name, "up");
+    assert_eq!(parent.username, "me");
+    assert_eq!(parent.url.port, 9);
+    let config = Config::from_toml_str_with_address(peers, Some("g.learned")).unwrap();
+    assert_eq!(config.ilp_address(), "g.learned");
+    assert_eq!(config.peers()[0].address, "g.learned.up");
+    // With an address set, or without a parent to dial, there is nobody to ask.
+    let set = format!("ilp_address = \"g.set\"\n{peers}");
+    assert!(Config::parent_to_ask(&set).unwrap().is_none());
+    let child = peers.replace("\"parent\"", "\"child\"");
+    assert!(Config::parent_to_ask(&child).unwrap().is_none());
+}

@@ -20,7 +20,7 @@
 //!
 //! | key | type | default | meaning |
 //! | --- | --- | --- | --- |
-//! | `ilp_address` | string | required | our ILP address |
+//! | `ilp_address` | string | required, unless a parent tells us | our ILP address; left out, the router asks the first `relation = "parent"` peer with a `btp_url` (ILDCP, RFC 31) at start and runs as what it answers |
 //! | `spread` | decimal string in `[0, 1)` | `"0"` | fraction kept on each conversion |
 //! | `default_route` | peer name | none | next hop for destinations in our scheme that no route matches |
 //! | `min_message_window_ms` | integer | 1000 | taken off each hop's expiry; the least time a Prepare must have left |
@@ -201,6 +201,19 @@ pub struct AdminConfig {
     pub metrics_token: bool,
 }
 
+/// The parent a router without `ilp_address` asks for one ([`Config::parent_to_ask`]).
+#[derive(Debug, Clone)]
+pub struct ParentToAsk {
+    /// Its name in the config.
+    pub name: String,
+    /// Where we dial it.
+    pub url: BtpUrl,
+    /// The `auth_username` we present.
+    pub username: String,
+    /// The `auth_token` we present.
+    pub token: Secret,
+}
+
 /// The default `admin.listen`.
 pub const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:7780";
 
@@ -228,8 +241,55 @@ impl Config {
 
     /// Parses and checks a config given as TOML text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::syntax(text, &e))?;
+        Config::from_toml_str_with_address(text, None)
+    }
+
+    /// Like [`from_toml_str`](Self::from_toml_str); when the text leaves `ilp_address` out,
+    /// `address` (learned from the parent) stands in for it.
+    pub fn from_toml_str_with_address(
+        text: &str,
+        address: Option<&str>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::syntax(text, &e))?;
+        if raw.ilp_address.is_none() {
+            raw.ilp_address = address.map(str::to_owned);
+        }
         Config::validate(raw)
+    }
+
+    /// Reads the config file at `path` like [`load`](Self::load), with `address` standing in
+    /// for a missing `ilp_address`.
+    pub fn load_with_address(path: &Path, address: Option<&str>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str_with_address(&text, address).map_err(|e| e.in_file(path))
+    }
+
+    /// When the text leaves `ilp_address` out: the parent to ask for it by ILDCP (RFC 31),
+    /// the first peer with `relation = "parent"`, a `btp_url` and an `outgoing_token`.
+    /// `None` when the address is set or no such parent exists (validation then says so).
+    pub fn parent_to_ask(text: &str) -> Result<Option<ParentToAsk>, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::syntax(text, &e))?;
+        if raw.ilp_address.is_some() {
+            return Ok(None);
+        }
+        for (i, peer) in raw.peers.iter().enumerate() {
+            let (Some(url), Some(token)) = (&peer.btp_url, &peer.outgoing_token) else {
+                continue;
+            };
+            if peer.relation != "parent" {
+                continue;
+            }
+            return Ok(Some(ParentToAsk {
+                name: peer.name.clone(),
+                url: url::parse_btp_url(&format!("peers[{i}].btp_url"), url)?,
+                username: peer.outgoing_username.clone().unwrap_or_default(),
+                token: Secret::new(token.clone()),
+            }));
+        }
+        Ok(None)
     }
 
     /// Our ILP address.

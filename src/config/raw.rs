@@ -16,7 +16,7 @@ use super::limits::RawLimits;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
-    pub(super) ilp_address: String,
+    pub(super) ilp_address: Option<String>,
     pub(super) spread: Option<String>,
     pub(super) default_route: Option<String>,
     pub(super) min_message_window_ms: Option<u64>,

@@ -130,8 +130,16 @@ fn check_admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
     })
 }
 
-/// `ilp_address`: a valid ILP address.
-fn check_ilp_address(ilp_address: String) -> Result<String, ConfigError> {
+/// `ilp_address`: a valid ILP address (left out only when a parent tells us ours; see
+/// [`Config::parent_to_ask`]).
+fn check_ilp_address(ilp_address: Option<String>) -> Result<String, ConfigError> {
+    let Some(ilp_address) = ilp_address else {
+        return Err(ConfigError::invalid(
+            "ilp_address",
+            "missing: set it, or give a peer with relation = \"parent\" a btp_url and an \
+             outgoing_token, and the router asks that parent for its address (ILDCP) at start",
+        ));
+    };
     if check_address(ilp_address.as_bytes()).is_err() {
         return Err(ConfigError::invalid(
             "ilp_address",

@@ -107,11 +107,13 @@ impl ConfigHub {
         let (path, overrides) = lock(&self.source)
             .clone()
             .ok_or("the router was started without a config file to reload")?;
-        let mut new = Config::load(&path).map_err(|e| e.to_string())?;
+        let old = self.current().ok_or("the router has not started")?;
+        // A file without ilp_address keeps the address learned from the parent at start.
+        let mut new =
+            Config::load_with_address(&path, Some(old.ilp_address())).map_err(|e| e.to_string())?;
         if let Some(overrides) = overrides {
             overrides(&mut new).map_err(|e| e.to_string())?;
         }
-        let old = self.current().ok_or("the router has not started")?;
         let changes = old.diff(&new);
         let restart: Vec<&str> = changes
             .iter()
