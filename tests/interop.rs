@@ -193,6 +193,13 @@ fn cluster_group_failover() {
     assert_passes(&["cluster.js"], CLUSTER_TIMEOUT);
 }
 
+/// ILDCP (RFC 31) with the JS client library that ilp-connector uses: a child of our router
+/// learns `g.router.kid` and its asset; a peer that is not a child is refused.
+#[test]
+fn ildcp_child_learns_its_address_from_the_router() {
+    assert_passes(&["ildcp.js"], SCRIPT_TIMEOUT);
+}
+
 /// STREAM sender → router → (ILP over HTTP: we POST to ilp-node's `/accounts/router/ilp`) →
 /// interledger-rs `ilp-node` (its STREAM receiver), and ilp-node paying (its SPSP + STREAM
 /// client) → (ILP over HTTP: it POSTs to our `[listen] http`) → router → STREAM receiver.
