@@ -3,7 +3,8 @@
 //! (`ilp-plugin-http` 1.6) between the two, driven by the Node scripts in
 //! `tests/interop/` (see its README); and a mixed topology (one JS connector over ILP over
 //! HTTP, one over BTP) paying both ways for 20 rounds with idle gaps; and a group of three JS
-//! connector processes behind one route, one of them killed between payments. Each script
+//! connector processes behind one route, one of them killed between payments; and ILDCP with
+//! the JS client library (`ildcp.js`). Each script
 //! gets the router binary built for this test, runs for at most its limit and prints `PASS …`
 //! last when the amounts arrived as the rates say.
 //!
