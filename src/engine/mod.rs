@@ -28,9 +28,11 @@
 //! `reply.rs` the answer path (replies, failures, expiries); the tests are in `tests.rs`.
 
 pub mod backends;
+mod counters;
 pub mod group;
 mod ledger;
 mod limiter;
+mod peer_tables;
 mod pending;
 pub mod rate;
 mod reject;
@@ -54,12 +56,14 @@ pub use reply::{Expired, Reply};
 pub use backends::{
     Backends, GroupConfig, HealthChange, HealthCounters, HealthEvent, OutlierConfig,
 };
+pub use counters::Counters;
 
 /// Re-exported from [`crate::id`], where they live.
 pub use crate::id::{CoreId, GroupId, PeerId};
 
 use crate::wire::{Address, AmountTooLarge, Prepare};
-use rate::{ConvertError, Decimal, Rate};
+use peer_tables::{ildcp_reply, Rates};
+use rate::{ConvertError, Decimal};
 use route::{Hop, RouteTable};
 use stats::{code_index, PeerStats, INCOMING, OUTGOING};
 use std::collections::HashMap;
@@ -132,63 +136,6 @@ pub struct EngineConfig {
     pub cores: usize,
 }
 
-/// Conversion factors for every (incoming, outgoing) peer pair, by asset.
-#[derive(Debug, Clone)]
-struct Rates {
-    /// The asset index of each peer.
-    peer_asset: Vec<u16>,
-    assets: usize,
-    /// `assets × assets`; `None` where no rate is known (T00).
-    matrix: Vec<Option<Rate>>,
-}
-
-impl Rates {
-    fn new(peers: &[PeerConfig], prices: &[(String, Decimal)], spread: Decimal) -> Rates {
-        let mut assets: Vec<(&str, u8)> = Vec::new();
-        let peer_asset = peers
-            .iter()
-            .map(|p| {
-                let key = (p.asset_code.as_str(), p.asset_scale);
-                let index = assets.iter().position(|&a| a == key).unwrap_or_else(|| {
-                    assets.push(key);
-                    assets.len() - 1
-                });
-                index as u16
-            })
-            .collect();
-        let price = |code: &str| prices.iter().find(|(c, _)| c == code).map(|(_, p)| *p);
-        let mut matrix = Vec::with_capacity(assets.len() * assets.len());
-        for &(code_in, scale_in) in &assets {
-            for &(code_out, scale_out) in &assets {
-                let rate = if code_in == code_out {
-                    // Same asset: prices cancel; the spread and scales still apply.
-                    Rate::new(Decimal::ONE, scale_in, Decimal::ONE, scale_out, spread).ok()
-                } else {
-                    match (price(code_in), price(code_out)) {
-                        (Some(pin), Some(pout)) => {
-                            Rate::new(pin, scale_in, pout, scale_out, spread).ok()
-                        }
-                        _ => None,
-                    }
-                };
-                matrix.push(rate);
-            }
-        }
-        Rates {
-            peer_asset,
-            assets: assets.len(),
-            matrix,
-        }
-    }
-
-    #[inline]
-    fn get(&self, from: PeerId, to: PeerId) -> Option<Rate> {
-        let i = usize::from(self.peer_asset[from.index()]);
-        let j = usize::from(self.peer_asset[to.index()]);
-        self.matrix[i * self.assets + j]
-    }
-}
-
 /// What to do with a Prepare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -225,55 +172,6 @@ pub struct Ready {
     /// [`Decision::Forward`] (send the first `len` bytes [`Engine::poll_ready`] wrote) or
     /// [`Decision::Reject`] (T04).
     pub decision: Decision,
-}
-
-/// Counters, read by the control plane for metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Prepares handed to [`Engine::handle_prepare`].
-    pub prepares: u64,
-    /// Prepares forwarded.
-    pub forwarded: u64,
-    /// Valid, timely Fulfills relayed.
-    pub fulfilled: u64,
-    /// Rejects from next hops relayed.
-    pub relayed_rejects: u64,
-    /// Local Rejects by code index (see [`Counters::reject_index`]).
-    pub local_rejects: [u64; 14],
-    /// Replies that came after the slot expired or for unknown slots: dropped, never credited.
-    pub late_replies: u64,
-    /// Fulfills whose hash did not match (answered F05).
-    pub wrong_fulfillments: u64,
-    /// Replies that did not decode (answered T00).
-    pub invalid_replies: u64,
-    /// Prepares expired on the wheel (answered R00).
-    pub expired: u64,
-    /// Prepares whose hold waited for headroom from other cores.
-    pub waited: u64,
-    /// `peer.config` requests (ILDCP) answered.
-    pub peer_config: u64,
-}
-
-impl Counters {
-    /// The index of `reason` in [`Counters::local_rejects`].
-    pub fn reject_index(reason: RejectReason) -> usize {
-        match reason {
-            RejectReason::InvalidPacket => 0,
-            RejectReason::PeerProtocolCondition => 1,
-            RejectReason::Unreachable => 2,
-            RejectReason::WrongCondition => 3,
-            RejectReason::AmountTooLarge(_) => 4,
-            RejectReason::Internal => 5,
-            RejectReason::PeerUnreachable => 6,
-            RejectReason::ConnectorBusy => 7,
-            RejectReason::InsufficientLiquidity => 8,
-            RejectReason::TimedOut => 9,
-            RejectReason::InsufficientSourceAmount => 10,
-            RejectReason::InsufficientTimeout => 11,
-            RejectReason::RateLimited => 12,
-            RejectReason::NotAChild => 13,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -848,38 +746,6 @@ impl Engine {
     pub fn poll_lease(&mut self) -> Option<LeaseMessage> {
         self.ledger.poll_lease()
     }
-}
-
-/// The ILDCP response (RFC 31) for a child at `<own>.<segment>`: Fulfill(32 zero bytes,
-/// var-octet address, UInt8 scale, var-octet code).
-fn ildcp_reply(own: &[u8], segment: &str, peer: &PeerConfig) -> Arc<[u8]> {
-    let mut address = own.to_vec();
-    address.push(b'.');
-    address.extend_from_slice(segment.as_bytes());
-    let mut data = Vec::with_capacity(address.len() + peer.asset_code.len() + 8);
-    push_var_octets(&mut data, &address);
-    data.push(peer.asset_scale);
-    push_var_octets(&mut data, peer.asset_code.as_bytes());
-    let repr = crate::wire::FulfillRepr {
-        fulfillment: &[0; 32],
-        data: &data,
-    };
-    let mut out = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut out);
-    out.into()
-}
-
-/// An OER variable-length octet string: the length determinant, then the bytes.
-fn push_var_octets(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
-    if len < 128 {
-        out.push(len as u8);
-    } else {
-        let width = (usize::BITS - len.leading_zeros()).div_ceil(8) as usize;
-        out.push(0x80 | width as u8);
-        out.extend_from_slice(&len.to_be_bytes()[8 - width..]);
-    }
-    out.extend_from_slice(bytes);
 }
 
 /// The peer-protocol fulfillment (32 zero bytes) hashes to [`PEER_PROTOCOL_CONDITION`].
