@@ -186,27 +186,43 @@ impl RouterAdmin {
             .map(|p| p.name.as_str())
             .collect();
         let dirs = [(INCOMING, "incoming"), (OUTGOING, "outgoing")];
-
-        w.family(
-            "ilp_prepares_total",
-            "Prepares from the peer (incoming) and forwarded to it (outgoing).",
-            Kind::Counter,
-        );
-        for (name, t) in names.iter().zip(&totals) {
-            for (d, dir) in dirs {
-                w.sample(&[("peer", name), ("direction", dir)], t.stats.prepares[d]);
+        // One sample per peer, or per peer and direction, from its totals.
+        let per_peer = |w: &mut Exposition<'_>,
+                        family: (&str, &str, Kind),
+                        f: &dyn Fn(&PeerTotals) -> Value64| {
+            w.family(family.0, family.1, family.2);
+            for (name, t) in names.iter().zip(&totals) {
+                w.sample(&[("peer", name)], f(t));
             }
-        }
-        w.family(
-            "ilp_fulfills_total",
-            "Fulfills relayed to the peer (incoming) and received from it (outgoing).",
-            Kind::Counter,
-        );
-        for (name, t) in names.iter().zip(&totals) {
-            for (d, dir) in dirs {
-                w.sample(&[("peer", name), ("direction", dir)], t.stats.fulfills[d]);
+        };
+        let per_dir = |w: &mut Exposition<'_>,
+                       family: (&str, &str, Kind),
+                       f: &dyn Fn(&PeerTotals, usize) -> Value64| {
+            w.family(family.0, family.1, family.2);
+            for (name, t) in names.iter().zip(&totals) {
+                for (d, dir) in dirs {
+                    w.sample(&[("peer", name), ("direction", dir)], f(t, d));
+                }
             }
-        }
+        };
+        per_dir(
+            &mut w,
+            (
+                "ilp_prepares_total",
+                "Prepares from the peer (incoming) and forwarded to it (outgoing).",
+                Kind::Counter,
+            ),
+            &|t, d| t.stats.prepares[d].into(),
+        );
+        per_dir(
+            &mut w,
+            (
+                "ilp_fulfills_total",
+                "Fulfills relayed to the peer (incoming) and received from it (outgoing).",
+                Kind::Counter,
+            ),
+            &|t, d| t.stats.fulfills[d].into(),
+        );
         w.family("ilp_rejects_total", "Rejects sent to the peer (incoming: ours and relayed) and received from it (outgoing), by ILP code.", Kind::Counter);
         for (name, t) in names.iter().zip(&totals) {
             for (d, dir) in dirs {
@@ -223,77 +239,79 @@ impl RouterAdmin {
                 }
             }
         }
-        w.family("ilp_amount_total", "Amounts of fulfilled Prepares, in the peer's units (incoming: from it; outgoing: to it).", Kind::Counter);
-        for (name, t) in names.iter().zip(&totals) {
-            for (d, dir) in dirs {
-                w.sample(
-                    &[("peer", name), ("direction", dir)],
-                    exact_u(t.stats.amount[d]),
-                );
-            }
-        }
-        w.family(
-            "ilp_balance",
-            "Posted balance, in the peer's units (positive: the peer owes us).",
-            Kind::Gauge,
+        per_dir(
+            &mut w,
+            ("ilp_amount_total", "Amounts of fulfilled Prepares, in the peer's units (incoming: from it; outgoing: to it).", Kind::Counter),
+            &|t, d| exact_u(t.stats.amount[d]),
         );
-        for (name, t) in names.iter().zip(&totals) {
-            w.sample(&[("peer", name)], exact_i(t.posted));
-        }
-        w.family(
-            "ilp_balance_held",
-            "Held against the peer's balance by its Prepares in flight.",
-            Kind::Gauge,
+        per_peer(
+            &mut w,
+            (
+                "ilp_balance",
+                "Posted balance, in the peer's units (positive: the peer owes us).",
+                Kind::Gauge,
+            ),
+            &|t| exact_i(t.posted),
         );
-        for (name, t) in names.iter().zip(&totals) {
-            w.sample(&[("peer", name)], exact_i(t.held));
-        }
-        w.family(
-            "ilp_in_flight",
-            "Prepares in flight from the peer (incoming) and to it (outgoing).",
-            Kind::Gauge,
+        per_peer(
+            &mut w,
+            (
+                "ilp_balance_held",
+                "Held against the peer's balance by its Prepares in flight.",
+                Kind::Gauge,
+            ),
+            &|t| exact_i(t.held),
         );
-        for (name, t) in names.iter().zip(&totals) {
-            w.sample(&[("peer", name), ("direction", "incoming")], t.in_flight_in);
-            w.sample(
-                &[("peer", name), ("direction", "outgoing")],
-                t.in_flight_out,
-            );
-        }
-        w.family("ilp_link_up", "1 when the router can send the peer Prepares (a link on some core, or an HTTP peer that can be reached).", Kind::Gauge);
-        for (name, t) in names.iter().zip(&totals) {
-            w.sample(&[("peer", name)], u64::from(t.link_up));
-        }
-        w.family(
-            "ilp_links",
-            "The peer's open links, all cores.",
-            Kind::Gauge,
+        per_dir(
+            &mut w,
+            (
+                "ilp_in_flight",
+                "Prepares in flight from the peer (incoming) and to it (outgoing).",
+                Kind::Gauge,
+            ),
+            &|t, d| {
+                if d == INCOMING {
+                    t.in_flight_in
+                } else {
+                    t.in_flight_out
+                }
+                .into()
+            },
         );
-        for (name, t) in names.iter().zip(&totals) {
-            w.sample(&[("peer", name)], t.links.iter().sum::<u64>());
-        }
+        per_peer(
+            &mut w,
+            ("ilp_link_up", "1 when the router can send the peer Prepares (a link on some core, or an HTTP peer that can be reached).", Kind::Gauge),
+            &|t| u64::from(t.link_up).into(),
+        );
+        per_peer(
+            &mut w,
+            (
+                "ilp_links",
+                "The peer's open links, all cores.",
+                Kind::Gauge,
+            ),
+            &|t| t.links.iter().sum::<u64>().into(),
+        );
+        per_peer(
+            &mut w,
+            (
+                "ilp_draining",
+                "1 while the peer is drained by the operator.",
+                Kind::Gauge,
+            ),
+            &|t| u64::from(t.draining).into(),
+        );
         let current = self.current();
         w.family(
             "ilp_backend_ejected",
             "Cores on which the backend is ejected from its group.",
             Kind::Gauge,
         );
-        for (name, t) in names.iter().zip(&totals) {
-            if current
-                .groups()
-                .iter()
-                .any(|g| g.peers.iter().any(|p| current.peer(*p).name == *name))
-            {
+        for (i, (name, t)) in names.iter().zip(&totals).enumerate() {
+            let peer = PeerId(i as u16);
+            if current.groups().iter().any(|g| g.peers.contains(&peer)) {
                 w.sample(&[("peer", name)], t.ejected_on.len());
             }
-        }
-        w.family(
-            "ilp_draining",
-            "1 while the peer is drained by the operator.",
-            Kind::Gauge,
-        );
-        for (name, t) in names.iter().zip(&totals) {
-            w.sample(&[("peer", name)], u64::from(t.draining));
         }
         let bounds: Vec<f64> = ROUND_TRIP_BOUNDS_MS
             .iter()
