@@ -120,6 +120,9 @@ struct Health {
     outcomes: u32,
     /// How many of `outcomes` are real (at most the window).
     seen: u32,
+    /// Whether its group's table counts it as up now: the runtime restates link state every
+    /// tick, and the table is touched only when this changes.
+    in_table: bool,
 }
 
 /// No group: the peer is not a backend.
@@ -200,6 +203,10 @@ impl Backends {
                 next.health[i].returned_at = health.returned_at;
             }
         }
+        // The new tables start with every backend down; the caller restates link state.
+        for health in &mut next.health {
+            health.in_table = false;
+        }
         *self = next;
     }
 
@@ -252,7 +259,10 @@ impl Backends {
         let health = &mut self.health[peer.index()];
         health.link_up = up;
         let eligible = up && health.ejected_until.is_none();
-        self.groups[usize::from(group)].set_up(peer, eligible);
+        if eligible != health.in_table {
+            health.in_table = eligible;
+            self.groups[usize::from(group)].set_up(peer, eligible);
+        }
     }
 
     /// The backend of group `group` for a Prepare to `destination` (matched by a prefix of
@@ -319,6 +329,7 @@ impl Backends {
                     health.outcomes = 0;
                     health.seen = 0;
                     let up = health.link_up;
+                    health.in_table = up;
                     let group = self.group_of[peer.index()];
                     self.groups[usize::from(group)].set_up(peer, up);
                     self.counters.returns += 1;
@@ -384,6 +395,7 @@ impl Backends {
             .saturating_mul(u64::from(health.ejections))
             .min(outlier.ejection_max_ms.max(base));
         health.ejected_until = Some(now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX / 4)));
+        health.in_table = false;
         self.ejected.push(peer);
         self.groups[group].set_up(peer, false);
         self.counters.ejections += 1;
