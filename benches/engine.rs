@@ -194,7 +194,7 @@ fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("ilp-bench-ledger-{}", std::process::id()));
     let names: Vec<String> = (0..16).map(|i| format!("peer{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut recovered = ilp_router::state::recover(&dir, &names, 1).unwrap();
+    let mut recovered = ilp_router::state::recover(&dir, &names, 1, names.len()).unwrap();
     let mut e = engine_with(16, 10, Some(Box::new(recovered.files.remove(0))));
     let mut buf = p.prepare.clone();
     let mut i = 0u64;

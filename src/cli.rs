@@ -179,6 +179,9 @@ pub struct LimitArgs {
     /// Connections in all, per core.
     #[arg(long)]
     pub links_max: Option<u64>,
+    /// Peer slots, reloads included.
+    #[arg(long)]
+    pub peers_max: Option<u64>,
     /// Time a new connection has to authenticate, in ms.
     #[arg(long)]
     pub auth_timeout_ms: Option<u64>,
@@ -262,6 +265,7 @@ impl LimitArgs {
             ("frame_len_max", self.frame_len_max),
             ("connections_per_peer_max", self.connections_per_peer_max),
             ("links_max", self.links_max),
+            ("peers_max", self.peers_max),
             ("auth_timeout_ms", self.auth_timeout_ms),
             ("bad_frames_max", self.bad_frames_max),
             ("tick_ms", self.tick_ms),

@@ -163,6 +163,11 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Every peer name with settlements, and their sum.
+    pub fn sums(&self) -> impl Iterator<Item = (&str, i128)> {
+        self.sums.iter().map(|(name, &sum)| (name.as_str(), sum))
+    }
+
     /// The sum of the settlements of the peer `name`.
     pub fn sum(&self, name: &str) -> i128 {
         self.sums.get(name).copied().unwrap_or(0)

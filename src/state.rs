@@ -58,6 +58,15 @@
 //! in the config match rows by name; a new peer starts at zero; a peer that is no longer
 //! configured keeps its row (reported by [`Recovered::removed`]).
 //!
+//! Row `i` is the peer with id `i`. A new set has a row for each of the `peers_max` slots: the
+//! configured peers, then unnamed spare rows, then the rows of peers no longer configured. A
+//! peer a reload adds takes the next spare row: [`name_row`] appends `<epoch> <row> <name>` to
+//! `rows.log` and syncs it before the peer can post, and recovery (and [`balances`]) read the
+//! names of spare rows from the lines of the current epoch, the last line of a row winning (a
+//! refused reload may have named one that was never posted to). A balance in a row nothing
+//! names is refused like a damaged file. A fold writes the names into the new headers and
+//! removes the log.
+//!
 //! Over 800 lines because its unit tests live beside the code (the code is under 750).
 
 use crate::engine::{PeerId, PostedStore};
@@ -429,11 +438,15 @@ fn current_set(dir: &Path) -> Result<(u64, Vec<FileState>, Vec<PathBuf>), StateE
     Ok((epoch, current, stale.into_iter().map(|f| f.path).collect()))
 }
 
-/// Per peer name, the sum over the current set, in first-seen order.
+/// Per peer name, the sum over the current set, in first-seen order (spare rows, unnamed,
+/// hold nothing: [`name_rows`] checked).
 fn sum_by_name(files: &[FileState]) -> Vec<(String, i128)> {
     let mut sums: Vec<(String, i128)> = Vec::new();
     for file in files {
         for (name, &value) in file.header.names.iter().zip(&file.values) {
+            if name.is_empty() {
+                continue;
+            }
             match sums.iter_mut().find(|(n, _)| n == name) {
                 Some((_, sum)) => *sum = sum.checked_add(value).expect("balance overflow"),
                 None => sums.push((name.clone(), value)),
@@ -452,8 +465,117 @@ pub fn balances(dir: &Path) -> Result<Vec<(String, i128)>, StateError> {
             source: io::Error::new(io::ErrorKind::NotFound, "no such state directory"),
         });
     }
-    let (_, current, _) = current_set(dir)?;
+    let (epoch, mut current, _) = current_set(dir)?;
+    name_rows(dir, epoch, &mut current)?;
     Ok(sum_by_name(&current))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows named while running
+// ---------------------------------------------------------------------------------------------
+
+/// The file that names spare rows given to peers added while the router runs.
+pub const ROWS_LOG: &str = "rows.log";
+
+/// Gives the spare row `row` of every file of `epoch` to the peer `name` (a peer added by a
+/// reload): appends `<epoch> <row> <name>` to `rows.log` and syncs it, before the peer can
+/// post. Recovery reads the names of that epoch's spare rows from it; a fold writes them into
+/// the new headers and removes the log.
+pub fn name_row(dir: &Path, epoch: u64, row: usize, name: &str) -> Result<(), StateError> {
+    debug_assert!(!name.is_empty() && !name.contains(char::is_whitespace));
+    let path = dir.join(ROWS_LOG);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    file.write_all(format!("{epoch} {row} {name}\n").as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(io_error(&path))?;
+    // The first line also needs the directory entry on disk.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// Names the spare rows of `files` (all of `epoch`) from `rows.log`, and refuses a file with a
+/// balance in a row that nothing names. A torn last line (no newline: the router died while
+/// writing it) names nothing: its peer never posted, since a post waits for the sync.
+fn name_rows(dir: &Path, epoch: u64, files: &mut [FileState]) -> Result<(), StateError> {
+    let path = dir.join(ROWS_LOG);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(StateError::Io { path, source: e }),
+    };
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    // Per file and row: unnamed in the header.
+    let spares: Vec<Vec<bool>> = files
+        .iter()
+        .map(|f| f.header.names.iter().map(String::is_empty).collect())
+        .collect();
+    for (k, line) in complete.lines().enumerate() {
+        let mut fields = line.split(' ');
+        let parsed = match (fields.next(), fields.next(), fields.next(), fields.next()) {
+            (Some(e), Some(r), Some(n), None) if !n.is_empty() => e
+                .parse::<u64>()
+                .ok()
+                .zip(r.parse::<usize>().ok())
+                .map(|(e, r)| (e, r, n)),
+            _ => None,
+        };
+        let (line_epoch, row, name) = parsed
+            .ok_or_else(|| corrupt(&path, format!("line {} is not \"epoch row name\"", k + 1)))?;
+        if line_epoch != epoch {
+            // Folded by an earlier recovery into the headers of a later set.
+            continue;
+        }
+        for (file, spare) in files.iter_mut().zip(&spares) {
+            match file.header.names.get_mut(row) {
+                // The last line for a spare row wins: a reload that was refused after naming
+                // it never published its peer, so the row was never posted to.
+                Some(slot) if spare.get(row) == Some(&true) || slot == name => {
+                    *slot = name.to_owned()
+                }
+                Some(slot) => {
+                    return Err(corrupt(
+                        &path,
+                        format!(
+                            "line {} gives row {row} to {name:?}, but {} names it {slot:?}",
+                            k + 1,
+                            file.path.display()
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(corrupt(
+                        &path,
+                        format!(
+                            "line {} names row {row}, past the {} rows of {}",
+                            k + 1,
+                            file.header.names.len(),
+                            file.path.display()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    for file in files.iter() {
+        let unnamed = file
+            .header
+            .names
+            .iter()
+            .zip(&file.values)
+            .position(|(name, &value)| name.is_empty() && value != 0);
+        if let Some(row) = unnamed {
+            return Err(corrupt(
+                &file.path,
+                format!("row {row} holds a balance but no peer name (none in {ROWS_LOG} either)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `{"peers":[{"name":…,"posted":"…"}]}` for `balances`.
@@ -559,7 +681,7 @@ impl PostedStore for CoreFile {
 
     #[inline]
     fn store(&mut self, peer: PeerId, value: i128) {
-        debug_assert!(peer.index() < self.configured, "only configured peers post");
+        debug_assert!(peer.index() < self.configured, "only peers in slots post");
         write_row(self.row(peer), value);
     }
 }
@@ -610,6 +732,8 @@ pub struct Recovered {
     pub removed: Vec<(String, i128)>,
     /// Files of an older epoch that were already folded, and removed.
     pub stale: Vec<PathBuf>,
+    /// The epoch of the new set (what [`name_row`] writes).
+    pub epoch: u64,
 }
 
 fn write_new_file(path: &Path, header: &Header, values: &[i128]) -> Result<(), StateError> {
@@ -632,11 +756,18 @@ fn write_new_file(path: &Path, header: &Header, values: &[i128]) -> Result<(), S
 /// Opens the state in `dir` (created if missing) for `cores` cores and the configured peer
 /// `names`: checks every file, sums the current set, folds it into a new set (see the module
 /// docs), and maps one file per core, pre-faulted.
-pub fn recover(dir: &Path, names: &[&str], cores: usize) -> Result<Recovered, StateError> {
+pub fn recover(
+    dir: &Path,
+    names: &[&str],
+    cores: usize,
+    slots: usize,
+) -> Result<Recovered, StateError> {
     assert!(cores >= 1, "at least one core");
+    assert!(slots >= names.len(), "a slot for each configured peer");
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let lock = lock_dir(dir)?;
-    let (epoch, current, stale) = current_set(dir)?;
+    let (epoch, mut current, stale) = current_set(dir)?;
+    name_rows(dir, epoch, &mut current)?;
     let sums = sum_by_name(&current);
     let posted: Vec<i128> = names
         .iter()
@@ -646,9 +777,13 @@ pub fn recover(dir: &Path, names: &[&str], cores: usize) -> Result<Recovered, St
         .into_iter()
         .filter(|(s, _)| !names.contains(&s.as_str()))
         .collect();
+    // Rows 0..slots are the peers' slots (the configured ones, then spares a reload may name);
+    // the rows of peers no longer configured follow.
     let mut all_names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    all_names.resize(slots, String::new());
     all_names.extend(removed.iter().map(|(n, _)| n.clone()));
     let mut totals = posted.clone();
+    totals.resize(slots, 0);
     totals.extend(removed.iter().map(|&(_, v)| v));
     let zeros = vec![0i128; totals.len()];
 
@@ -681,11 +816,16 @@ pub fn recover(dir: &Path, names: &[&str], cores: usize) -> Result<Recovered, St
             removed_files.push(path);
         }
     }
+    // The new headers name every row the log named: it has done its work.
+    let log = dir.join(ROWS_LOG);
+    if log.exists() {
+        fs::remove_file(&log).map_err(io_error(&log))?;
+    }
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error(dir))?;
     let files = (0..cores)
-        .map(|core| CoreFile::open(&core_file(dir, core), names.len()))
+        .map(|core| CoreFile::open(&core_file(dir, core), slots))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Recovered {
         lock,
@@ -693,6 +833,7 @@ pub fn recover(dir: &Path, names: &[&str], cores: usize) -> Result<Recovered, St
         posted,
         removed,
         stale: removed_files,
+        epoch: next,
     })
 }
 
@@ -754,7 +895,7 @@ mod test {
     #[test]
     fn rows_round_trip_and_survive_a_reopen() {
         let dir = temp_dir("reopen");
-        let mut r = recover(&dir, &["alice", "bob"], 2).unwrap();
+        let mut r = recover(&dir, &["alice", "bob"], 2, 4).unwrap();
         assert_eq!(r.posted, vec![0, 0]);
         assert!(r.removed.is_empty());
         r.files[0].store(PeerId(0), 1_000);
@@ -768,7 +909,7 @@ mod test {
             pairs(&[("alice", 999), ("bob", -(1i128 << 100))])
         );
         drop(r); // like a kill: nothing is flushed by hand
-        let r = recover(&dir, &["alice", "bob"], 2).unwrap();
+        let r = recover(&dir, &["alice", "bob"], 2, 4).unwrap();
         assert_eq!(r.posted, vec![999, -(1i128 << 100)]);
         assert_eq!(r.files[0].load(PeerId(0)), 999, "folded into core 0");
         assert_eq!(r.files[1].load(PeerId(0)), 0);
@@ -785,14 +926,14 @@ mod test {
             lease_chunk: 0,
             posted: 0,
         }];
-        let mut r = recover(&dir, &["alice"], 1).unwrap();
+        let mut r = recover(&dir, &["alice"], 1, 3).unwrap();
         let store = r.files.remove(0);
         let mut ledger = Ledger::with_store(CoreId(0), 1, &config, Box::new(store));
         assert!(ledger.hold(PeerId(0), 30));
         ledger.post_hold(PeerId(0), 30);
         assert!(ledger.hold(PeerId(0), 50), "in flight at the crash");
         drop((ledger, r)); // like a kill: the process and its lock are gone
-        let mut r = recover(&dir, &["alice"], 1).unwrap();
+        let mut r = recover(&dir, &["alice"], 1, 3).unwrap();
         assert_eq!(r.posted, vec![30], "the hold was never committed");
         let config = [AccountConfig {
             posted: r.posted[0],
@@ -812,13 +953,13 @@ mod test {
     #[test]
     fn one_router_at_a_time() {
         let dir = temp_dir("lock");
-        let first = recover(&dir, &["alice"], 1).unwrap();
-        let error = recover(&dir, &["alice"], 1).unwrap_err().to_string();
+        let first = recover(&dir, &["alice"], 1, 3).unwrap();
+        let error = recover(&dir, &["alice"], 1, 3).unwrap_err().to_string();
         assert!(error.contains("another router is running"), "{error}");
         assert_eq!(sums(&dir), pairs(&[("alice", 0)]), "balances needs no lock");
         drop(first);
         assert!(
-            recover(&dir, &["alice"], 1).is_ok(),
+            recover(&dir, &["alice"], 1, 3).is_ok(),
             "released with the router"
         );
         fs::remove_dir_all(&dir).unwrap();
@@ -827,11 +968,11 @@ mod test {
     #[test]
     fn new_peers_start_at_zero_and_removed_peers_keep_their_rows() {
         let dir = temp_dir("peers");
-        let mut r = recover(&dir, &["alice", "bob"], 1).unwrap();
+        let mut r = recover(&dir, &["alice", "bob"], 1, 4).unwrap();
         r.files[0].store(PeerId(0), 5);
         r.files[0].store(PeerId(1), -5);
         drop(r);
-        let mut r = recover(&dir, &["carol", "alice"], 1).unwrap();
+        let mut r = recover(&dir, &["carol", "alice"], 1, 4).unwrap();
         assert_eq!(r.posted, vec![0, 5], "matched by name; carol is new");
         assert_eq!(r.removed, pairs(&[("bob", -5)]));
         r.files[0].store(PeerId(0), 9);
@@ -840,21 +981,87 @@ mod test {
             sums(&dir),
             pairs(&[("carol", 9), ("alice", 5), ("bob", -5)])
         );
-        let r = recover(&dir, &["alice", "bob"], 1).unwrap();
+        let r = recover(&dir, &["alice", "bob"], 1, 4).unwrap();
         assert_eq!(r.posted, vec![5, -5], "bob's row was kept");
         assert_eq!(r.removed, pairs(&[("carol", 9)]));
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
+    fn a_row_named_while_running_keeps_its_balance_across_a_crash() {
+        let dir = temp_dir("named");
+        let mut r = recover(&dir, &["alice"], 2, 3).unwrap();
+        // A reload adds carol in slot 1: named (synced) first, then she posts on both cores.
+        name_row(&dir, r.epoch, 1, "carol").unwrap();
+        r.files[0].store(PeerId(1), 7);
+        r.files[1].store(PeerId(1), -2);
+        r.files[0].store(PeerId(0), 3);
+        // Read while the router runs (`ilp-router balances`).
+        assert_eq!(sums(&dir), pairs(&[("alice", 3), ("carol", 5)]));
+        // A crash: the next start finds her by name, configured or not.
+        drop(r);
+        let r = recover(&dir, &["carol", "alice"], 1, 3).unwrap();
+        assert_eq!(r.posted, vec![5, 3]);
+        assert!(!dir.join(ROWS_LOG).exists(), "folded into the headers");
+        drop(r);
+        let r = recover(&dir, &["alice"], 1, 3).unwrap();
+        assert_eq!(r.removed, pairs(&[("carol", 5)]));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_last_name_of_a_spare_row_wins_and_a_torn_line_names_nothing() {
+        let dir = temp_dir("renamed");
+        let mut r = recover(&dir, &["alice"], 1, 3).unwrap();
+        // A refused reload named slot 1 for dave; the next one gives it to erin, who posts.
+        name_row(&dir, r.epoch, 1, "dave").unwrap();
+        name_row(&dir, r.epoch, 1, "erin").unwrap();
+        r.files[0].store(PeerId(1), 4);
+        // The router dies while naming slot 2.
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(dir.join(ROWS_LOG))
+            .unwrap();
+        log.write_all(format!("{} 2 fra", r.epoch).as_bytes())
+            .unwrap();
+        assert_eq!(sums(&dir), pairs(&[("alice", 0), ("erin", 4)]));
+        drop(r);
+        let r = recover(&dir, &["erin"], 1, 3).unwrap();
+        assert_eq!(r.posted, vec![4]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_balance_in_a_row_nothing_names_is_refused() {
+        let dir = temp_dir("unnamed");
+        let mut r = recover(&dir, &["alice"], 1, 3).unwrap();
+        r.files[0].store(PeerId(2), 9);
+        drop(r);
+        let error = recover(&dir, &["alice"], 1, 3).unwrap_err().to_string();
+        assert!(
+            error.contains("row 2 holds a balance but no peer name"),
+            "{error}"
+        );
+        // A log line naming a row the header already gives to another peer is refused too.
+        fs::remove_dir_all(&dir).unwrap();
+        let dir = temp_dir("clash");
+        let r = recover(&dir, &["alice"], 1, 3).unwrap();
+        name_row(&dir, r.epoch, 0, "bob").unwrap();
+        drop(r);
+        let error = recover(&dir, &["alice"], 1, 3).unwrap_err().to_string();
+        assert!(error.contains("gives row 0 to \"bob\""), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_core_count_can_change() {
         let dir = temp_dir("fold");
-        let mut r = recover(&dir, &["alice"], 3).unwrap();
+        let mut r = recover(&dir, &["alice"], 3, 3).unwrap();
         for (core, file) in r.files.iter_mut().enumerate() {
             file.store(PeerId(0), 10 * (core as i128 + 1));
         }
         drop(r);
-        let r = recover(&dir, &["alice"], 1).unwrap();
+        let r = recover(&dir, &["alice"], 1, 3).unwrap();
         assert_eq!(r.posted, vec![60]);
         assert_eq!(
             list(&dir).unwrap().len(),
@@ -862,7 +1069,7 @@ mod test {
             "core-1 and core-2 were folded away"
         );
         drop(r);
-        let r = recover(&dir, &["alice"], 2).unwrap();
+        let r = recover(&dir, &["alice"], 2, 3).unwrap();
         assert_eq!(r.posted, vec![60]);
         assert_eq!(sums(&dir), pairs(&[("alice", 60)]));
         fs::remove_dir_all(&dir).unwrap();
@@ -871,7 +1078,7 @@ mod test {
     #[test]
     fn a_fold_interrupted_after_core_0_counts_nothing_twice() {
         let dir = temp_dir("crashfold");
-        let mut r = recover(&dir, &["alice"], 2).unwrap();
+        let mut r = recover(&dir, &["alice"], 2, 3).unwrap();
         r.files[0].store(PeerId(0), 100);
         r.files[1].store(PeerId(0), 23);
         drop(r);
@@ -889,7 +1096,7 @@ mod test {
         write_new_file(&core_file(&dir, 0), &header, &[123]).unwrap();
         fs::write(dir.join("core-1.ledger.tmp"), b"half written").unwrap();
         assert_eq!(sums(&dir), pairs(&[("alice", 123)]));
-        let r = recover(&dir, &["alice"], 2).unwrap();
+        let r = recover(&dir, &["alice"], 2, 3).unwrap();
         assert_eq!(r.posted, vec![123]);
         assert!(
             !dir.join("core-1.ledger.tmp").exists(),
@@ -904,7 +1111,7 @@ mod test {
         let original = bytes.clone();
         damage(&mut bytes);
         fs::write(&path, &bytes).unwrap();
-        let error = recover(dir, &["alice"], 1).unwrap_err().to_string();
+        let error = recover(dir, &["alice"], 1, 3).unwrap_err().to_string();
         assert!(error.contains("core-0.ledger"), "{error}");
         assert!(error.contains(expect), "{error}");
         assert!(error.contains("never reset"), "{error}");
@@ -921,7 +1128,7 @@ mod test {
     #[test]
     fn corrupt_or_foreign_files_are_refused() {
         let dir = temp_dir("corrupt");
-        let mut r = recover(&dir, &["alice"], 1).unwrap();
+        let mut r = recover(&dir, &["alice"], 1, 3).unwrap();
         r.files[0].store(PeerId(0), 42);
         drop(r);
         refused(&dir, |b| b[0] = b'X', "bad magic");
@@ -948,7 +1155,7 @@ mod test {
             },
             "bad magic",
         );
-        assert_eq!(recover(&dir, &["alice"], 1).unwrap().posted, vec![42]);
+        assert_eq!(recover(&dir, &["alice"], 1, 3).unwrap().posted, vec![42]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

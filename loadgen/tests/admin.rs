@@ -55,6 +55,11 @@ impl Drop for Router {
 impl Router {
     /// `tuning/router.toml` with an admin listener and a token, on free ports.
     fn start(name: &str) -> Router {
+        Router::start_with(name, "")
+    }
+
+    /// The same, with `extra` (more peers, routes) appended to the config.
+    fn start_with(name: &str, extra: &str) -> Router {
         let btp = free_port();
         let admin = free_port();
         let dir = std::env::temp_dir().join(format!("ilp-admin-{}-{name}", std::process::id()));
@@ -66,7 +71,8 @@ impl Router {
         .unwrap()
         .replace("127.0.0.1:7768", &format!("127.0.0.1:{btp}"))
             + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{TOKEN}\"\n")
-            + &format!("\n[state]\ndir = \"{}\"\n", dir.join("state").display());
+            + &format!("\n[state]\ndir = \"{}\"\n", dir.join("state").display())
+            + extra;
         std::fs::write(dir.join("router.toml"), config).unwrap();
         let child = Router::spawn(&dir);
         wait_for_port(btp, "the router");
@@ -581,25 +587,18 @@ fn a_reload_under_load_applies_routes_and_tokens_without_a_reject() {
     let (status, body) = request(router.admin, "POST", "/reload", Some(TOKEN));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("peers[0].relation"), "{body}");
-    // One that needs a restart (a new peer): refused whole.
-    let more = changed.clone()
-        + "\n[[peers]]\nname = \"carol\"\nauth_tokens = [\"c\"]\nrelation = \"child\"\n\
-           asset_code = \"USD\"\nasset_scale = 9\nmax_balance = \"1\"\n";
+    // One that needs a restart (a peer's credit limit): refused whole.
+    let more = changed.replace(
+        "max_balance = \"1000000000000\"",
+        "max_balance = \"2000000000000\"",
+    );
+    assert_ne!(more, changed);
     std::fs::write(&config_path, more).unwrap();
     let (status, body) = request(router.admin, "POST", "/reload", Some(TOKEN));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("need a restart"), "{body}");
     // The run saw no reject and no error.
-    let mut load = load;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while load.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the load generator did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert!(report["fulfilled"].as_u64().unwrap() > 0, "{report}");
-    assert_eq!(report["rejected"], serde_json::json!({}), "{report}");
-    assert_eq!(report["errors"], 0, "{report}");
+    all_fulfilled(load, &json);
     let (_, explain) = request(
         router.admin,
         "GET",
@@ -643,4 +642,136 @@ fn a_reload_under_load_applies_routes_and_tokens_without_a_reject() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no changes");
+}
+
+/// Waits (bounded) for the load generator `load` to end, and checks its report at `json`:
+/// something fulfilled, no reject, no error.
+fn all_fulfilled(mut load: Killed, json: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while load.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the load generator did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    no_reject_or_error(&report);
+}
+
+/// Checks that a load generator's `report` fulfilled something with no reject and no error;
+/// returns how many it fulfilled.
+fn no_reject_or_error(report: &Value) -> u64 {
+    let fulfilled = report["fulfilled"].as_u64().unwrap();
+    assert!(fulfilled > 0, "{report}");
+    assert_eq!(report["rejected"], serde_json::json!({}), "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    fulfilled
+}
+
+/// A `[[peers]]` entry like bob's, named `name` (token `<name>-secret`).
+fn peer_entry(name: &str) -> String {
+    format!(
+        "\n[[peers]]\nname = \"{name}\"\nauth_tokens = [\"{name}-secret\"]\nrelation = \"child\"\n\
+         asset_code = \"USD\"\nasset_scale = 9\nmax_balance = \"1000000000000\"\n"
+    )
+}
+
+/// A peer's entry in `GET /peers`.
+fn peer_json(router: &Router, name: &str) -> Value {
+    let (_, peers) = request(router.admin, "GET", "/peers", Some(TOKEN));
+    let peers: Value = serde_json::from_str(&peers).unwrap();
+    peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no peer {name} in {peers}"))
+}
+
+#[test]
+fn a_reload_under_load_adds_a_peer_and_a_route_and_removes_another() {
+    let mut router = Router::start_with("peers", &peer_entry("carol"));
+    let config_path = router.dir.join("router.toml");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let url = format!("ws://127.0.0.1:{}", router.btp);
+    // Unaffected traffic, alice to bob, all through the reload.
+    let json = router.dir.join("steady.json");
+    let steady = Killed(
+        Command::new(loadgen())
+            .args(["--router", &url, "--duration", "4s", "--connections", "1"])
+            .args(["--window", "16", "--json", json.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // carol is connected (a sink) when the reload removes her.
+    let carol = Killed(
+        Command::new(loadgen())
+            .args(["--router", &url, "--role", "sink", "--duration", "60s"])
+            .args(["--sink", "carol:carol-secret", "--connections", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("carol's link is up", || {
+        peer_json(&router, "carol")["link_up"] == true
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let without_carol = original.replace(&peer_entry("carol"), "");
+    let changed = without_carol.clone()
+        + &peer_entry("dave")
+        + "\n[[routes]]\nprefix = \"g.far\"\npeer = \"dave\"\n";
+    std::fs::write(&config_path, &changed).unwrap();
+    let (status, body) = request(router.admin, "POST", "/reload", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    for change in [
+        "peers: + dave",
+        "peers: - carol",
+        "routes: + g.far -> peer dave",
+    ] {
+        assert!(body.contains(change), "{change}: {body}");
+    }
+    // carol: removed, drained, her link closed (and she cannot authenticate again).
+    eventually("carol's links closed", || {
+        let carol = peer_json(&router, "carol");
+        carol["removed"] == true
+            && carol["draining"] == true
+            && carol["links_per_core"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n == 0)
+    });
+    drop(carol);
+    // dave: a sink and a sender to the new route, while the steady load still runs.
+    let dave_json = router.dir.join("dave.json");
+    let status = Command::new(loadgen())
+        .args(["--router", &url, "--duration", "1s", "--connections", "1"])
+        .args(["--sink", "dave:dave-secret", "--destination", "g.far.dave"])
+        .args(["--window", "16", "--amount", "3"])
+        .args(["--json", dave_json.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dave: Value = serde_json::from_str(&std::fs::read_to_string(&dave_json).unwrap()).unwrap();
+    let paid = no_reject_or_error(&dave);
+    // The unaffected traffic saw no reject and no error.
+    all_fulfilled(steady, &json);
+    // dave's metrics and balance are exact: every Prepare to him was fulfilled, 3 each.
+    let (_, metrics) = request(router.admin, "GET", "/metrics", None);
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"ilp_fulfills_total{peer="dave",direction="outgoing"}"#
+        ),
+        paid as f64
+    );
+    let owed = -3 * paid as i128;
+    assert_eq!(peer_json(&router, "dave")["posted"], owed.to_string());
+    // A crash: dave's balance was in a row named while running, and survives it.
+    router.crash_and_restart();
+    assert_eq!(peer_json(&router, "dave")["posted"], owed.to_string());
+    let (_, peers) = request(router.admin, "GET", "/peers", Some(TOKEN));
+    assert!(!peers.contains("\"carol\""), "{peers}");
 }

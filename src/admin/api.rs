@@ -89,7 +89,7 @@ impl RouterAdmin {
 
     /// `POST /reload`: 200 with what changed, or 400 with why nothing did.
     fn reload(&self) -> Response {
-        match self.shared.config.reload() {
+        match self.shared.config.reload(&self.shared.draining) {
             Ok(changes) => {
                 let changes: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
                 Response::json(200, json!({"reloaded": true, "changes": changes}))
@@ -134,12 +134,13 @@ impl RouterAdmin {
 
     fn totals(&self, reports: &[Arc<CoreReport>]) -> Vec<PeerTotals> {
         let cores = self.shared.cores;
+        let config = self.current();
         let mut totals = vec![
             PeerTotals {
                 links: vec![0; cores],
                 ..PeerTotals::default()
             };
-            self.config.peers().len()
+            config.peers().len()
         ];
         for report in reports {
             for (total, peer) in totals.iter_mut().zip(&report.peers) {
@@ -158,8 +159,10 @@ impl RouterAdmin {
         let journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         for (i, total) in totals.iter_mut().enumerate() {
             total.draining = self.shared.draining[i].load(Ordering::Relaxed);
-            // Settlements live in the journal, not in the cores' rows.
-            total.posted += journal.sum(&self.config.peers()[i].name);
+            // Settlements live in the journal, not in the cores' rows; and a peer a reload
+            // added under the name of one the state held has that old row too.
+            let name = &config.peers()[i].name;
+            total.posted += journal.sum(name) + self.shared.config.carried_rows(name);
         }
         totals
     }
@@ -179,12 +182,8 @@ impl RouterAdmin {
         let totals = self.totals(&reports);
         let mut out = String::with_capacity(16 * 1024);
         let mut w = Exposition::new(&mut out);
-        let names: Vec<&str> = self
-            .config
-            .peers()
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
+        let config = self.current();
+        let names: Vec<&str> = config.peers().iter().map(|p| p.name.as_str()).collect();
         let dirs = [(INCOMING, "incoming"), (OUTGOING, "outgoing")];
         // One sample per peer, or per peer and direction, from its totals.
         let per_peer = |w: &mut Exposition<'_>,
@@ -450,8 +449,7 @@ impl RouterAdmin {
         let (reports, missing) = self.reports();
         let totals = self.totals(&reports);
         let current = self.current();
-        let peers: Vec<Value> = self
-            .config
+        let peers: Vec<Value> = current
             .peers()
             .iter()
             .zip(&totals)
@@ -463,6 +461,7 @@ impl RouterAdmin {
                     .map(|g| g.name.clone());
                 json!({
                     "name": p.name,
+                    "removed": p.removed,
                     "relation": p.relation.as_str(),
                     "asset_code": p.asset_code,
                     "asset_scale": p.asset_scale,
@@ -577,16 +576,25 @@ impl RouterAdmin {
             .zip(&group.weights)
             .map(|(&peer, &weight)| Backend {
                 peer,
-                name: self.config.peer(peer).name.clone(),
+                name: self.current().peer(peer).name.clone(),
                 weight,
             })
             .collect();
         let mut table = Group::new(backends, group.policy);
         for &peer in &group.peers {
-            let p = &report.peers[peer.index()];
-            table.set_up(peer, p.link_up && !p.ejected && !p.draining);
+            // A core that has not yet applied a reload has no report of a peer it added.
+            let up = report
+                .peers
+                .get(peer.index())
+                .is_some_and(|p| p.link_up && !p.ejected && !p.draining);
+            table.set_up(peer, up);
         }
-        let in_flight = |peer: PeerId| report.peers[peer.index()].in_flight_out as usize;
+        let in_flight = |peer: PeerId| {
+            report
+                .peers
+                .get(peer.index())
+                .map_or(0, |p| p.in_flight_out as usize)
+        };
         table.select(
             destination.as_bytes(),
             prefix_len,
@@ -694,7 +702,7 @@ impl RouterAdmin {
         let Some((name, action)) = rest.split_once('/') else {
             return Response::error(404, &format!("no endpoint {path}"));
         };
-        let Some(peer) = self.config.peer_id(name) else {
+        let Some(peer) = self.current().peer_id(name) else {
             return Response::error(404, &format!("no peer is named {name:?}"));
         };
         let drain = match action {
@@ -751,7 +759,7 @@ impl RouterAdmin {
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         match journal.record(settlement) {
             Ok(Recorded::New) => {
-                let home = self.config.home_core(peer, self.shared.cores);
+                let home = self.current().home_core(peer, self.shared.cores);
                 let mut queue = self.shared.settlements[usize::from(home.0)]
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());

@@ -2,13 +2,41 @@
 //! config and a new one, each marked as applied live or as needing a restart.
 //!
 //! Live (every core picks the new config up at its next tick, links and Prepares in flight
-//! untouched): routes and `default_route`, groups, `[rates]`, `spread`, a peer's
-//! `auth_tokens` (new connections and requests; links already up stay) and
-//! `max_packet_amount`. Everything else (the peer set, a peer's relation, asset, limits or
-//! outgoing link, `ilp_address`, timing, `[listen]`, `[limits]`, `[state]`, `[admin]`) needs
-//! a restart today, and a reload that changes any of it is refused as a whole.
+//! untouched): peers added and removed (a removed one is drained, then its links close; it
+//! keeps its slot and balance until the router stops, see [`Config::keep_ids_of`]), routes
+//! and `default_route`, groups, `[rates]`, `spread`, a peer's `auth_tokens` (new connections
+//! and requests; links already up stay), `max_packet_amount`, and the limits of
+//! [`LIVE_LIMITS`]. Everything else (a peer's relation, asset, balance or rate limits or
+//! outgoing link, `ilp_address`, timing, `[listen]`, the other `[limits]`, `[state]`,
+//! `[admin]`) needs a restart, and a reload that changes
+//! any of it is refused as a whole. Peers are matched by name: reordering them changes
+//! nothing.
 
 use super::{Config, Peer};
+
+/// The `[limits]` a reload applies. Each is read where it is used, never sized into a table at
+/// start: the admission caps when a connection arrives or authenticates (`links_max`,
+/// `unauthenticated_max`, `connections_per_peer_max`), the link timers at every tick
+/// (`btp_ping_interval_ms`, `btp_pings_missed_max`, `http_client_idle_timeout_ms`), the
+/// engine's in-flight share (`pending_per_peer_percent`), and what each new connection is
+/// given when it opens (the rest: connections already open keep the values they started
+/// with). The others size tables, rings, pools, buffers or rate buckets: a restart.
+pub const LIVE_LIMITS: &[&str] = &[
+    "links_max",
+    "unauthenticated_max",
+    "connections_per_peer_max",
+    "btp_ping_interval_ms",
+    "btp_pings_missed_max",
+    "http_client_idle_timeout_ms",
+    "pending_per_peer_percent",
+    "auth_timeout_ms",
+    "bad_frames_max",
+    "in_flight_per_link_max",
+    "write_timeout_ms",
+    "http_request_timeout_ms",
+    "http_idle_timeout_ms",
+    "http_pipeline_max",
+];
 
 /// One difference between two configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +66,16 @@ impl Config {
         if (self.listen_btp, self.listen_http) != (new.listen_btp, new.listen_http) {
             restart("[listen]".into());
         }
-        if format!("{:?}", self.limits) != format!("{:?}", new.limits) {
-            restart("[limits]".into());
+        let mut limits = Vec::new();
+        for key in super::Limits::KEYS {
+            let (was, now) = (self.limits.get(key), new.limits.get(key));
+            if was != now {
+                let (was, now) = (was.unwrap_or(0), now.unwrap_or(0));
+                limits.push(Change {
+                    what: format!("limits.{key}: {was} -> {now}"),
+                    live: LIVE_LIMITS.contains(key),
+                });
+            }
         }
         if self.state != new.state {
             restart("[state]".into());
@@ -58,16 +94,42 @@ impl Config {
         {
             restart("[admin]".into());
         }
-        let names = |c: &Config| c.peers.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
-        if names(self) != names(new) {
-            restart(format!(
-                "peers: {:?} -> {:?} (adding or removing peers needs a restart)",
-                names(self),
-                names(new)
-            ));
-        } else {
-            for (old, new) in self.peers.iter().zip(&new.peers) {
-                peer_changes(old, new, &mut changes);
+        changes.extend(limits);
+        for peer in new.live_peers() {
+            match self.peer_id(&peer.name).map(|id| self.peer(id)) {
+                Some(old) => peer_changes(old, peer, &mut changes),
+                None => match self.peers.iter().find(|p| p.removed && p.name == peer.name) {
+                    Some(old) if fixed(old) == fixed(peer) => changes.push(Change {
+                        what: format!(
+                            "peers: + {} (back in its slot, with its balance)",
+                            peer.name
+                        ),
+                        live: true,
+                    }),
+                    Some(_) => changes.push(Change {
+                        what: format!(
+                            "peers.{}: removed by a reload, back with another relation, asset, \
+                             max_balance, rate limits or outgoing link",
+                            peer.name
+                        ),
+                        live: false,
+                    }),
+                    None => changes.push(Change {
+                        what: format!("peers: + {}", peer.name),
+                        live: true,
+                    }),
+                },
+            }
+        }
+        for peer in self.live_peers() {
+            if new.peer_id(&peer.name).is_none() {
+                changes.push(Change {
+                    what: format!(
+                        "peers: - {} (drained, then its links close; its balance is kept)",
+                        peer.name
+                    ),
+                    live: true,
+                });
             }
         }
         let live = |what: String| Change { what, live: true };
@@ -145,6 +207,23 @@ impl Config {
     }
 }
 
+/// What of a peer needs a restart to change: its relation, asset, balance and rate limits, and
+/// how we reach it (the secret included).
+fn fixed(p: &Peer) -> impl PartialEq {
+    (
+        p.relation,
+        p.asset_code.clone(),
+        p.asset_scale,
+        p.max_balance,
+        p.max_packets_per_second,
+        p.max_amount_per_second,
+        format!("{:?}", p.outgoing),
+        p.dial()
+            .map(|d| d.token.expose().to_owned())
+            .or_else(|| p.http().map(|d| d.token.expose().to_owned())),
+    )
+}
+
 /// The differences of one peer present in both configs.
 fn peer_changes(old: &Peer, new: &Peer, changes: &mut Vec<Change>) {
     let name = &old.name;
@@ -169,23 +248,7 @@ fn peer_changes(old: &Peer, new: &Peer, changes: &mut Vec<Change>) {
             live: true,
         });
     }
-    let fixed = |p: &Peer| {
-        (
-            p.relation,
-            p.asset_code.clone(),
-            p.asset_scale,
-            p.max_balance,
-            p.max_packets_per_second,
-            p.max_amount_per_second,
-            format!("{:?}", p.outgoing),
-        )
-    };
-    let secret = |p: &Peer| {
-        p.dial()
-            .map(|d| d.token.expose().to_owned())
-            .or_else(|| p.http().map(|d| d.token.expose().to_owned()))
-    };
-    if fixed(old) != fixed(new) || secret(old) != secret(new) {
+    if fixed(old) != fixed(new) {
         changes.push(Change {
             what: format!(
                 "peers.{name}: relation, asset, max_balance, rate limits or outgoing link"
@@ -248,9 +311,88 @@ USD = "1"
     }
 
     #[test]
+    fn peers_added_and_removed_are_live_and_matched_by_name() {
+        let changes = diff(&BASE.replacen("name = \"bob\"", "name = \"carol\"", 1));
+        let whats: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
+        assert!(changes.iter().all(|c| c.live), "{changes:?}");
+        assert!(whats.contains(&"peers: + carol"), "{whats:?}");
+        assert!(
+            whats.iter().any(|w| w.starts_with("peers: - bob (drained")),
+            "{whats:?}"
+        );
+        // The same peers in another order: nothing changes.
+        let (alice, rest) = BASE.split_at(BASE.find("[[peers]]").unwrap());
+        let (first, second) = rest.split_at(rest[1..].find("[[peers]]").unwrap() + 1);
+        let second = second.replace("[rates]\nUSD = \"1\"\n", "");
+        let swapped = format!("{alice}{second}{first}[rates]\nUSD = \"1\"\n");
+        assert!(diff(&swapped).is_empty(), "{:?}", diff(&swapped));
+    }
+
+    #[test]
+    fn a_removed_peer_back_with_another_asset_needs_a_restart() {
+        let running = Config::from_toml_str(BASE).unwrap();
+        let without_bob =
+            BASE[..BASE.rfind("[[peers]]").unwrap()].to_owned() + "[rates]\nUSD = \"1\"\n";
+        let running = Config::from_toml_str(&without_bob)
+            .unwrap()
+            .keep_ids_of(&running)
+            .unwrap();
+        let same = Config::from_toml_str(BASE).unwrap();
+        let changes = running.diff(&same);
+        assert!(
+            changes.iter().all(|c| c.live) && changes[0].what.contains("back in its slot"),
+            "{changes:?}"
+        );
+        let other = Config::from_toml_str(&BASE.replacen(
+            "max_balance = \"1000\"\n[rates]",
+            "max_balance = \"7\"\n[rates]",
+            1,
+        ))
+        .unwrap();
+        let changes = running.diff(&other);
+        assert!(
+            changes
+                .iter()
+                .any(|c| !c.live && c.what.starts_with("peers.bob: removed")),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn limits_read_where_they_are_used_are_live_the_others_need_a_restart() {
+        let with = |limits: &str| {
+            let text = format!("{BASE}[limits]\n{limits}\n");
+            Config::from_toml_str(BASE)
+                .unwrap()
+                .diff(&Config::from_toml_str(&text).unwrap())
+        };
+        let changes = with("links_max = 100\nbtp_ping_interval_ms = 2000");
+        assert_eq!(
+            changes,
+            [
+                Change {
+                    what: "limits.links_max: 4096 -> 100".into(),
+                    live: true
+                },
+                Change {
+                    what: "limits.btp_ping_interval_ms: 5000 -> 2000".into(),
+                    live: true
+                },
+            ]
+        );
+        let changes = with("ring_capacity = 16");
+        assert!(
+            changes.len() == 1 && !changes[0].live && changes[0].what.contains("ring_capacity"),
+            "{changes:?}"
+        );
+        for key in LIVE_LIMITS {
+            assert!(super::super::Limits::KEYS.contains(key), "{key}");
+        }
+    }
+
+    #[test]
     fn the_peer_set_assets_and_listeners_need_a_restart() {
         for (from, to, what) in [
-            ("name = \"bob\"", "name = \"carol\"", "peers:"),
             (
                 "max_balance = \"1000\"\n[rates]",
                 "max_balance = \"5\"\n[rates]",

@@ -17,7 +17,7 @@ use crate::limits::{
     CONNECTIONS_PER_PEER_MAX, FRAME_LEN_MAX, HTTP_CONNECTIONS_PER_PEER_MAX,
     HTTP_IDLE_TIMEOUT_MS_MAX, HTTP_PIPELINE_MAX, HTTP_REQUESTS_PER_CONNECTION_MAX,
     HTTP_REQUEST_TIMEOUT_MS_MAX, IN_FLIGHT_PER_LINK_MAX, LEASE_CHUNK_DIVISOR_MAX, LINKS_MAX,
-    LINK_QUEUE_BYTES_MAX, MIB, PEER_AMOUNT_PER_SECOND_MAX, PEER_PACKETS_PER_SECOND_MAX,
+    LINK_QUEUE_BYTES_MAX, MIB, PEERS_MAX, PEER_AMOUNT_PER_SECOND_MAX, PEER_PACKETS_PER_SECOND_MAX,
     PENDING_PER_CORE_MAX, PENDING_PER_PEER_PERCENT_MAX, RECONNECT_MAX_MS_MAX, RECONNECT_MIN_MS_MAX,
     RING_CAPACITY_MAX, SHUTDOWN_GRACE_MS_MAX, SPIN_US_MAX, TICK_MS_MAX, UNAUTHENTICATED_MAX,
     WRITE_TIMEOUT_MS_MAX,
@@ -281,6 +281,11 @@ limits! {
     /// second summed over all cores; over it is T04. A peer's `max_amount_per_second`
     /// overrides it. 0: no limit (default); 0..=18446744073709551615.
     peer_amount_per_second: u64 = 0, 0, PEER_AMOUNT_PER_SECOND_MAX;
+    /// Peer slots: the most peers the router can hold from start to stop, those added by a
+    /// reload and those a reload removed (a removed peer keeps its slot and balance row until
+    /// the next start) counted together. Per-peer tables shared by the cores and the rows of
+    /// the ledger files are sized for it at start. Default 1024; 1..=65535.
+    peers_max: usize = 1024, 1, PEERS_MAX;
 }
 
 /// The checks between limits, and against the message window.

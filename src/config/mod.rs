@@ -69,6 +69,7 @@ mod group;
 mod limits;
 mod peer;
 mod raw;
+mod slots;
 mod url;
 mod validate;
 
@@ -76,7 +77,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use self::diff::Change;
+pub use self::diff::{Change, LIVE_LIMITS};
 pub use self::error::ConfigError;
 pub use self::group::{Group, GROUPS_MAX};
 use self::limits::check_limits;
@@ -84,6 +85,7 @@ pub use self::limits::Limits;
 pub use self::peer::{Dial, HttpDial, Outgoing, Peer, Relation, Secret};
 use self::raw::RawConfig;
 pub use self::url::BtpUrl;
+use self::validate::route_error;
 use crate::engine::group::Backend;
 use crate::engine::rate::Decimal;
 use crate::engine::route::{Hop, RouteTable};
@@ -450,7 +452,8 @@ impl Config {
                 amount_per_second: p
                     .max_amount_per_second
                     .unwrap_or(self.limits.peer_amount_per_second),
-                ildcp_segment: (p.relation == Relation::Child).then(|| p.name.clone()),
+                ildcp_segment: (p.relation == Relation::Child && !p.removed)
+                    .then(|| p.name.clone()),
             })
             .collect();
         EngineConfig {

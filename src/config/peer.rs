@@ -123,6 +123,11 @@ pub struct Peer {
     pub max_amount_per_second: Option<u64>,
     /// How we reach it ourselves, if we do.
     pub outgoing: Outgoing,
+    /// Removed by a reload: it keeps its slot (its id, balance and counters) until the router
+    /// stops, drained, with no tokens, routes or group (see [`Config::keep_ids_of`]).
+    ///
+    /// [`Config::keep_ids_of`]: super::Config::keep_ids_of
+    pub removed: bool,
 }
 
 impl Peer {
@@ -279,6 +284,7 @@ fn check_peer(
         max_packets_per_second: amounts.max_packets_per_second,
         max_amount_per_second: amounts.max_amount_per_second,
         outgoing,
+        removed: false,
     })
 }
 

@@ -39,6 +39,16 @@ impl Config {
         let (listen_btp, listen_http) = check_listen(raw.listen)?;
         let listening = listen_btp.is_some() || listen_http.is_some();
         let (peers, peer_ids) = check_peers(raw.peers, &ilp_address, listening)?;
+        if peers.len() > limits.peers_max {
+            return Err(ConfigError::invalid(
+                "limits.peers_max",
+                format!(
+                    "{} peers are configured, over limits.peers_max ({})",
+                    peers.len(),
+                    limits.peers_max
+                ),
+            ));
+        }
         let (groups, group_ids) = check_groups(raw.groups, &peers, &peer_ids)?;
         let routes = check_routes(raw.routes, &peers, &peer_ids, &groups, &group_ids)?;
         let default_route = match raw.default_route {
@@ -306,7 +316,7 @@ fn check_routes(
 }
 
 /// Maps a route table error to the key of the route at fault.
-fn route_error(error: RouteError, routes: &[Route]) -> ConfigError {
+pub(super) fn route_error(error: RouteError, routes: &[Route]) -> ConfigError {
     // The index of a route in `routes`, as the key that made it.
     let explicit = routes.iter().take_while(|r| !r.implicit).count();
     let key = |index: usize| {

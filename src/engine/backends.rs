@@ -181,12 +181,13 @@ impl Backends {
         }
     }
 
-    /// New groups (a reload): the in-flight counts carry over, as does the health of every
-    /// peer that is a backend before and after (its ejection included); link state is set
-    /// again by the caller.
-    pub(super) fn rebuild(&mut self, configs: Vec<GroupConfig>) {
-        let mut next = Backends::new(configs, self.in_flight.len());
-        next.in_flight = std::mem::take(&mut self.in_flight);
+    /// New groups over `peers` peers, at least as many as before (a reload): the in-flight
+    /// counts carry over, as does the health of every peer that is a backend before and after
+    /// (its ejection included); link state is set again by the caller.
+    pub(super) fn rebuild(&mut self, configs: Vec<GroupConfig>, peers: usize) {
+        assert!(peers >= self.in_flight.len(), "peers keep their slots");
+        let mut next = Backends::new(configs, peers);
+        next.in_flight[..self.in_flight.len()].copy_from_slice(&self.in_flight);
         next.counters = self.counters.clone();
         next.events = std::mem::take(&mut self.events);
         for peer in std::mem::take(&mut self.ejected) {

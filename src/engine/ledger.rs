@@ -130,7 +130,14 @@ impl PostedStore for MemoryStore {
 
     #[inline]
     fn store(&mut self, peer: PeerId, value: i128) {
-        self.0[peer.index()] = value;
+        match self.0.get_mut(peer.index()) {
+            Some(slot) => *slot = value,
+            // A peer added while running (`Ledger::add_account`).
+            None => {
+                self.0.resize(peer.index() + 1, 0);
+                self.0[peer.index()] = value;
+            }
+        }
     }
 }
 
@@ -212,6 +219,40 @@ pub struct Account {
     parked: Vec<(CoreId, u64, u64)>,
 }
 
+impl Account {
+    /// The shard of the peer `c` on `core` of `cores`, whose committed local balance is
+    /// `posted_local`.
+    fn new(core: CoreId, cores: usize, c: &AccountConfig, posted_local: i128) -> Account {
+        Account {
+            home: c.home,
+            posted_local,
+            max_balance: i128::from(c.max_balance),
+            pending_in: 0,
+            posted: if c.home == core { c.posted } else { 0 },
+            leased: 0,
+            headroom: 0,
+            posted_in_unreported: 0,
+            posted_out_unreported: 0,
+            request_outstanding: false,
+            lease_chunk: if c.lease_chunk > 0 {
+                c.lease_chunk
+            } else {
+                (c.max_balance / 16).max(1)
+            },
+            need_outstanding: 0,
+            idle_ticks: 0,
+            waiting: 0,
+            leased_to: if c.home == core {
+                vec![0; cores]
+            } else {
+                Vec::new()
+            },
+            recalls: 0,
+            parked: Vec::new(),
+        }
+    }
+}
+
 /// Limits and lease sizes of one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountConfig {
@@ -260,33 +301,7 @@ impl Ledger {
         let accounts: Vec<Account> = peers
             .iter()
             .enumerate()
-            .map(|(index, c)| Account {
-                home: c.home,
-                posted_local: store.load(PeerId(index as u16)),
-                max_balance: i128::from(c.max_balance),
-                pending_in: 0,
-                posted: if c.home == core { c.posted } else { 0 },
-                leased: 0,
-                headroom: 0,
-                posted_in_unreported: 0,
-                posted_out_unreported: 0,
-                request_outstanding: false,
-                lease_chunk: if c.lease_chunk > 0 {
-                    c.lease_chunk
-                } else {
-                    (c.max_balance / 16).max(1)
-                },
-                need_outstanding: 0,
-                idle_ticks: 0,
-                waiting: 0,
-                leased_to: if c.home == core {
-                    vec![0; cores]
-                } else {
-                    Vec::new()
-                },
-                recalls: 0,
-                parked: Vec::new(),
-            })
+            .map(|(index, c)| Account::new(core, cores, c, store.load(PeerId(index as u16))))
             .collect();
         // Per peer at once: a Request and a Report (remote), or a Grant and a Recall per other
         // core (home); the outbox is drained by the runtime between batches, and only grows
@@ -309,6 +324,20 @@ impl Ledger {
             }
         }
         ledger
+    }
+
+    /// A shard for a peer added while the router runs (a reload), at the next index: started
+    /// like those of [`with_store`](Self::with_store), its local balance from the store.
+    pub fn add_account(&mut self, config: &AccountConfig) -> PeerId {
+        let peer = PeerId(u16::try_from(self.accounts.len()).expect("peer ids are 16 bits"));
+        let account = Account::new(self.core, self.cores, config, self.store.load(peer));
+        let remote = account.home != self.core;
+        self.accounts.push(account);
+        self.outbox.reserve(2 * self.cores + 2);
+        if remote {
+            self.request_lease(peer, 0);
+        }
+        peer
     }
 
     /// This shard's core.

@@ -399,6 +399,36 @@ impl PeerRate {
             amount: self.amount.top_up(),
         }
     }
+
+    /// The state of the peer `c` on `core` of `cores` at `now`: full buckets on its home.
+    fn new(core: CoreId, cores: usize, c: &RateConfig, now: i64) -> PeerRate {
+        assert!(
+            usize::from(c.home.0) < cores,
+            "home {:?} of {cores}",
+            c.home
+        );
+        let is_home = c.home == core;
+        let remotes = cores - 1;
+        // The remotes' reserves together leave the home at least one packet token, and
+        // half a second's worth of amount (a Prepare takes any amount up to a second's).
+        let packets = c.packets_per_second;
+        let amount = c.amount_per_second;
+        PeerRate {
+            home: c.home,
+            limited: packets != 0 || amount != 0,
+            request_outstanding: false,
+            refilled_at: now,
+            active_at: i64::MIN,
+            asked_at: i64::MIN,
+            report_seq: None,
+            packets: Lane::new(
+                packets,
+                is_home,
+                Lane::reserve(packets.saturating_sub(1), remotes),
+            ),
+            amount: Lane::new(amount, is_home, Lane::reserve(amount / 2, remotes)),
+        }
+    }
 }
 
 /// The rate limits of every peer on one core (see the module docs).
@@ -425,34 +455,7 @@ impl Limiter {
         assert!(peers.len() <= usize::from(u16::MAX) + 1, "too many peers");
         let peers: Vec<PeerRate> = peers
             .iter()
-            .map(|c| {
-                assert!(
-                    usize::from(c.home.0) < cores,
-                    "home {:?} of {cores}",
-                    c.home
-                );
-                let is_home = c.home == core;
-                let remotes = cores - 1;
-                // The remotes' reserves together leave the home at least one packet token, and
-                // half a second's worth of amount (a Prepare takes any amount up to a second's).
-                let packets = c.packets_per_second;
-                let amount = c.amount_per_second;
-                PeerRate {
-                    home: c.home,
-                    limited: packets != 0 || amount != 0,
-                    request_outstanding: false,
-                    refilled_at: now,
-                    active_at: i64::MIN,
-                    asked_at: i64::MIN,
-                    report_seq: None,
-                    packets: Lane::new(
-                        packets,
-                        is_home,
-                        Lane::reserve(packets.saturating_sub(1), remotes),
-                    ),
-                    amount: Lane::new(amount, is_home, Lane::reserve(amount / 2, remotes)),
-                }
-            })
+            .map(|c| PeerRate::new(core, cores, c, now))
             .collect();
         // Per peer, at once: a remote core queues at most one Request (one outstanding) and one
         // Report (merged while queued); the home queues at most one Grant per remote core (one
@@ -476,6 +479,25 @@ impl Limiter {
             }
         }
         limiter
+    }
+
+    /// Limits for a peer added while the router runs (a reload), at the next index, started
+    /// like those of [`new`](Self::new).
+    pub fn add_peer(&mut self, cores: usize, config: &RateConfig, now: i64) -> PeerId {
+        let peer = PeerId(u16::try_from(self.peers.len()).expect("peer ids are 16 bits"));
+        let state = PeerRate::new(self.core, cores, config, now);
+        let limited_remote = state.limited && state.home != self.core;
+        self.peers.push(state);
+        let per_peer = (cores - 1).max(2);
+        self.outbox_cap += per_peer;
+        self.outbox.reserve(per_peer);
+        if limited_remote {
+            let want = self.peers[peer.index()].top_up();
+            if want != Tokens::default() {
+                self.request(peer, want, now);
+            }
+        }
+        peer
     }
 
     /// This core.

@@ -62,7 +62,7 @@ pub use counters::Counters;
 pub use crate::id::{CoreId, GroupId, PeerId};
 
 use crate::wire::{Address, AmountTooLarge, Prepare};
-use peer_tables::{ildcp_reply, Rates};
+use peer_tables::{peer_config_replies, Rates};
 use rate::{ConvertError, Decimal};
 use route::{Hop, RouteTable};
 use stats::{code_index, PeerStats, INCOMING, OUTGOING};
@@ -291,15 +291,7 @@ impl Engine {
             limiter: Limiter::new(config.core, config.cores, &rates, now),
             counters: Counters::default(),
             stats: vec![PeerStats::default(); config.peers.len()],
-            peer_config: config
-                .peers
-                .iter()
-                .map(|p| {
-                    p.ildcp_segment
-                        .as_deref()
-                        .map(|s| ildcp_reply(&config.address, s, p))
-                })
-                .collect(),
+            peer_config: peer_config_replies(&config.address, &config.peers),
             peers: config.peers,
         }
     }
@@ -389,21 +381,60 @@ impl Engine {
         self.routes = routes;
     }
 
-    /// Applies a reloaded config with the same peers: routes, groups, prices and spread, and
-    /// each peer's `max_packet_amount`. Prepares in flight, balances, leases, rate buckets and
-    /// link state are untouched; the in-flight counts and health of backends carry over.
+    /// Applies a reloaded config: routes, groups, prices and spread, the share of the
+    /// in-flight table one peer may fill, each peer's `max_packet_amount` and ILDCP answer, and the peers added after the last slot (a peer
+    /// never leaves its slot: a removed one stays, drained by the runtime). Prepares in
+    /// flight, balances, leases, rate buckets and link state are untouched; the in-flight
+    /// counts and health of backends carry over. An added peer starts like one configured at
+    /// start: link down, balance `posted` on its home core, leases and rate tokens asked for.
     ///
     /// # Panics
-    /// When the peer count differs (the config's diff refuses that reload).
+    /// When `config` has fewer peers than the engine.
     pub fn reconfigure(&mut self, config: EngineConfig) {
-        assert_eq!(config.peers.len(), self.peers.len(), "the same peers");
+        assert!(
+            config.peers.len() >= self.peers.len(),
+            "peers keep their slots: {} configured, {} running",
+            config.peers.len(),
+            self.peers.len()
+        );
+        for peer in &config.peers[self.peers.len()..] {
+            self.add_peer(peer.clone(), config.cores);
+        }
         self.rates = Rates::new(&config.peers, &config.prices, config.spread);
         self.routes = config.routes;
-        self.backends.rebuild(config.groups);
+        self.backends.rebuild(config.groups, self.peers.len());
+        self.peer_config = peer_config_replies(&config.address, &config.peers);
+        self.pending_per_peer_max =
+            u32::try_from(config.pending_per_peer_max.max(1)).unwrap_or(u32::MAX);
         for (i, peer) in config.peers.into_iter().enumerate() {
             self.peers[i].max_packet_amount = peer.max_packet_amount;
             self.refresh_backend(PeerId(i as u16));
         }
+    }
+
+    /// Grows every per-peer table by one peer, `peer`.
+    fn add_peer(&mut self, peer: PeerConfig, cores: usize) {
+        let account = AccountConfig {
+            home: peer.home,
+            max_balance: peer.max_balance,
+            lease_chunk: peer.lease_chunk,
+            posted: peer.posted,
+        };
+        let rate = RateConfig {
+            home: peer.home,
+            packets_per_second: peer.packets_per_second,
+            amount_per_second: peer.amount_per_second,
+        };
+        let id = self.ledger.add_account(&account);
+        let limited = self.limiter.add_peer(cores, &rate, self.clock);
+        debug_assert_eq!(id, limited);
+        debug_assert_eq!(id.index(), self.peers.len());
+        self.links_up.push(false);
+        self.draining.push(false);
+        self.unreachable.push(false);
+        self.pending_by_peer.push(0);
+        self.stats.push(PeerStats::default());
+        self.peers.push(peer);
     }
 
     /// The ILDCP answer for `peer` (after [`Decision::PeerConfig`]): a Fulfill with the

@@ -70,7 +70,16 @@ impl Rates {
 
 /// The ILDCP response (RFC 31) for a child at `<own>.<segment>`: Fulfill(32 zero bytes,
 /// var-octet address, UInt8 scale, var-octet code). Made once per child at start.
-pub(super) fn ildcp_reply(own: &[u8], segment: &str, peer: &PeerConfig) -> Arc<[u8]> {
+/// Per peer: its ILDCP answer, or `None` for one that is not a child.
+pub(super) fn peer_config_replies(own: &[u8], peers: &[PeerConfig]) -> Vec<Option<Arc<[u8]>>> {
+    peers
+        .iter()
+        .map(|p| p.ildcp_segment.as_deref().map(|s| ildcp_reply(own, s, p)))
+        .collect()
+}
+
+/// A child's ILDCP answer.
+fn ildcp_reply(own: &[u8], segment: &str, peer: &PeerConfig) -> Arc<[u8]> {
     let address_len = own.len() + 1 + segment.len();
     let mut data =
         vec![0u8; var_octets_len(address_len) + 1 + var_octets_len(peer.asset_code.len())];

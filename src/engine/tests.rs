@@ -752,3 +752,65 @@ fn rfc31_a_child_asking_peer_config_gets_its_address_and_asset() {
         Decision::Reject(RejectReason::PeerProtocolCondition)
     );
 }
+
+#[test]
+fn a_peer_added_by_a_reload_forwards_holds_and_posts_like_the_others() {
+    let mut e = engine();
+    let mut grown = config(64);
+    let mut dave = peer("USD", 9, 1000);
+    dave.posted = 300;
+    dave.ildcp_segment = Some("dave".into());
+    grown.peers.push(dave);
+    let dave = PeerId(5);
+    grown.routes =
+        RouteTable::build(b"g.router", [(&b"g.bob"[..], BOB), (b"g.dave", dave)], None).unwrap();
+    e.reconfigure(grown);
+    // Down until its link comes up, like every peer at start.
+    assert_eq!(
+        rejected(
+            &mut e,
+            ALICE,
+            prepare_to(b"g.dave.x", 1, NOW + 10_000, condition(1))
+        )
+        .code(),
+        ErrorCode::T01_PEER_UNREACHABLE
+    );
+    e.set_link_up(dave, true);
+    let mut packet = prepare_to(b"g.dave.x", 40, NOW + 10_000, condition(1));
+    let (to, slot, _) = forwarded(&mut e, ALICE, &mut packet);
+    assert_eq!(to, dave);
+    e.handle_reply(NOW + 1, slot, &fulfill(1));
+    assert_eq!(e.peer_stats()[dave.index()].fulfills[OUTGOING], 1);
+    // Its balance started where the reload said (300 of 1000); paying it 40 took that to
+    // 260, so 740 more is the most it may hold. And it has its ILDCP answer.
+    assert_eq!(posted(&e, dave), 260);
+    let mut packet = prepare_to(b"g.bob", 741, NOW + 10_000, condition(1));
+    assert_eq!(
+        rejected(&mut e, dave, packet.clone()).code(),
+        ErrorCode::T04_INSUFFICIENT_LIQUIDITY
+    );
+    packet = prepare_to(b"g.bob", 740, NOW + 10_000, condition(2));
+    let (_, slot, _) = forwarded(&mut e, dave, &mut packet);
+    e.handle_reply(NOW + 1, slot, &fulfill(2));
+    assert_eq!(posted(&e, dave), 1000);
+    assert!(e.peer_config_reply(dave).is_some());
+    // The old peers and their routes are as the new config says.
+    let mut packet = prepare(5);
+    assert_eq!(forwarded(&mut e, ALICE, &mut packet).0, BOB);
+}
+
+#[test]
+fn a_peer_added_on_a_core_that_is_not_its_home_asks_for_a_lease() {
+    let mut two = config(64);
+    two.cores = 2;
+    let mut e = Engine::new(two.clone(), NOW);
+    while e.poll_lease().is_some() {}
+    // Slot 5 lives on core 1: this core's shard starts empty and asks core 1 for headroom.
+    let mut dave = peer("USD", 9, 1000);
+    dave.home = CoreId(1);
+    two.peers.push(dave);
+    e.reconfigure(two);
+    let ask = e.poll_lease().expect("a lease request for the new peer");
+    assert_eq!(ask.peer, PeerId(5));
+    assert_eq!(ask.to, CoreId(1));
+}

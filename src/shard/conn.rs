@@ -174,7 +174,7 @@ fn remove(state: &State, id: LinkId) {
 
 /// Keeps one connection per core open to a peer we dial, redialling with backoff.
 pub(crate) async fn dial(state: State, peer: PeerId) {
-    let (dial, limits) = {
+    let (dial, start_limits) = {
         let st = state.borrow();
         let p = st.config.peer(peer);
         (
@@ -182,8 +182,10 @@ pub(crate) async fn dial(state: State, peer: PeerId) {
             st.config.limits().clone(),
         )
     };
-    let mut backoff = limits.reconnect_min_ms;
+    let mut backoff = start_limits.reconnect_min_ms;
     loop {
+        // Each attempt takes the limits of the running config (a reload may change some).
+        let limits = state.borrow().config.limits().clone();
         if state.borrow().shared.shutdown.load(Ordering::Relaxed) {
             return;
         }

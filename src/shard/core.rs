@@ -59,6 +59,8 @@ pub(crate) struct CoreState {
     pub(crate) draining: bool,
     /// Outbox: HTTP connections to open, for the core's dialler task.
     pub(crate) http_dials: Vec<PeerId>,
+    /// Outbox: BTP peers added by a reload that this core dials (a dialling task each).
+    pub(crate) btp_dials: Vec<PeerId>,
     pub(crate) counters: RuntimeCounters,
     /// The last report request answered (see `report.rs`).
     reported: u64,
@@ -100,6 +102,7 @@ impl CoreState {
             ready_packet: Vec::new(),
             draining: false,
             http_dials: Vec::new(),
+            btp_dials: Vec::new(),
             counters: RuntimeCounters::default(),
             reported: 0,
             config_epoch: 0,
@@ -255,7 +258,9 @@ impl CoreState {
 
     /// Tells the engine which peers have a link on some core.
     pub(crate) fn refresh_link_state(&mut self) {
-        for (i, cores) in self.shared.link_cores.iter().enumerate() {
+        // The shared table has a row for every slot; this core knows the peers it applied.
+        let known = self.peer_links.len();
+        for (i, cores) in self.shared.link_cores[..known].iter().enumerate() {
             // A peer we POST to over HTTP is reachable whenever we can connect: a failed
             // connection answers its Prepares T01.
             let peer = PeerId(i as u16);
@@ -793,6 +798,8 @@ impl CoreState {
 
     /// Takes a message from another core.
     pub(crate) fn on_cross(&mut self, now: i64, message: CrossMsg) {
+        // A core that applied a reload may already name a peer it added: apply it here first.
+        self.follow_config();
         match message {
             CrossMsg::Forward {
                 origin,
@@ -860,14 +867,7 @@ impl CoreState {
     pub(crate) fn on_tick(&mut self, now: i64) {
         self.engine.handle_timeout(now);
         self.log_health();
-        let epoch = self.shared.config.epoch();
-        if epoch > self.config_epoch {
-            if let Some(config) = self.shared.config.current() {
-                self.apply_config(config);
-            }
-            self.config_epoch = epoch;
-            self.shared.config.applied(self.core, epoch);
-        }
+        self.follow_config();
         self.follow_drains(now);
         self.apply_settlements();
         let requested = self.shared.reports.requested();
@@ -923,12 +923,44 @@ impl CoreState {
         }
     }
 
-    /// Applies a reloaded config (the same peers; see `reload.rs`): the engine's routes,
-    /// groups, prices and packet limits, and the peers' tokens for new authentications.
+    /// Applies the config a reload published, if this core has not yet.
+    #[inline]
+    fn follow_config(&mut self) {
+        let epoch = self.shared.config.epoch();
+        if epoch > self.config_epoch {
+            if let Some(config) = self.shared.config.current() {
+                self.apply_config(config);
+            }
+            self.config_epoch = epoch;
+            self.shared.config.applied(self.core, epoch);
+        }
+    }
+
+    /// Applies a reloaded config (see `reload.rs`): the engine's routes, groups, prices and
+    /// packet limits, the peers' tokens for new authentications, and the peers it added
+    /// (their tables, HTTP pools and BTP dialling; a removed peer keeps its slot, drained).
     fn apply_config(&mut self, config: Arc<Config>) {
         let cores = self.shared.cores;
-        self.engine
-            .reconfigure(config.engine_config(CoreId(self.core as u16), cores));
+        let running = self.peer_links.len();
+        let peers = config.peers().len();
+        let mut engine_config = config.engine_config(CoreId(self.core as u16), cores);
+        for (peer, slot) in config.peers()[running..]
+            .iter()
+            .zip(&mut engine_config.peers[running..])
+        {
+            slot.posted = self.shared.config.starting_posted(&peer.name);
+            tracing::info!(core = self.core, peer = %peer.name, id = peer.id.index(), "peer added");
+        }
+        self.engine.reconfigure(engine_config);
+        self.peer_links.resize(peers, Vec::new());
+        self.round_robin.resize(peers, 0);
+        self.pools.add_peers(&config);
+        self.btp_dials.extend(
+            config.peers()[running..]
+                .iter()
+                .filter(|p| super::dials_here(&config, p, self.core, cores))
+                .map(|p| p.id),
+        );
         self.auth = Rc::new(super::peer_auth(&config));
         self.auth_generation += 1;
         self.config = config;

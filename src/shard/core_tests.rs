@@ -25,14 +25,8 @@ const FULFILLMENT: [u8; 32] = [7; 32];
 const ALICE: PeerId = PeerId(0);
 const BOB: PeerId = PeerId(1);
 
-fn config(cores: usize) -> Arc<Config> {
-    config_with(cores, "")
-}
-
-/// The test config with `bob_extra` added to bob's table (e.g. an `http_url`).
-fn config_with(cores: usize, bob_extra: &str) -> Arc<Config> {
-    let text = format!(
-        r#"
+/// The test config: `{bob_extra}` and `{cores}` are filled in.
+const CONFIG_TEXT: &str = r#"
 ilp_address = "g.router"
 [listen]
 btp = "127.0.0.1:1"
@@ -61,8 +55,17 @@ tick_ms = 5
 btp_ping_interval_ms = 10000
 btp_pings_missed_max = 2
 # {cores} core(s)
-"#
-    );
+"#;
+
+fn config(cores: usize) -> Arc<Config> {
+    config_with(cores, "")
+}
+
+/// The test config with `bob_extra` added to bob's table (e.g. an `http_url`).
+fn config_with(cores: usize, bob_extra: &str) -> Arc<Config> {
+    let text = CONFIG_TEXT
+        .replace("{bob_extra}", bob_extra)
+        .replace("{cores}", &cores.to_string());
     Arc::new(Config::from_toml_str(&text).expect("the test config is valid"))
 }
 
@@ -73,7 +76,7 @@ fn cores(cores: usize) -> Vec<CoreState> {
 }
 
 fn cores_with(config: Arc<Config>, cores: usize) -> Vec<CoreState> {
-    let shared = Arc::new(Shared::new(cores, config.peers().len()));
+    let shared = Arc::new(Shared::new(cores, config.limits().peers_max));
     (0..cores)
         .map(|core| {
             let engine = Engine::new(config.engine_config(CoreId(core as u16), cores), T0);
@@ -898,5 +901,109 @@ fn a_child_asking_peer_config_over_btp_gets_its_address() {
         matches!(&answers[..], [Received::Reply { tag: 2, ilp }]
             if reject_code(ilp) == Some(ErrorCode::F00_BAD_REQUEST)),
         "{answers:?}"
+    );
+}
+
+#[test]
+fn a_peer_added_by_a_reload_works_on_a_core_before_its_home_core_applied_the_reload() {
+    let mut cores = cores(2);
+    let now = T0;
+    let mut bob = TestPeer::connect(&mut cores[0], now, BOB, "bob");
+    pump(&mut cores, now);
+    let running = Arc::clone(&cores[0].config);
+    cores[0]
+        .shared
+        .config
+        .start(Arc::clone(&running), None, None, Default::default());
+    // dave, added: slot 2, homed on core 0.
+    let text =
+        format!(
+        "{}\n[[peers]]\nname = \"dave\"\nauth_tokens = [\"dave-secret\"]\nrelation = \"child\"\n\
+         asset_code = \"USD\"\nasset_scale = 9\nmax_balance = \"1000000\"\n",
+        CONFIG_TEXT.replace("{bob_extra}", "").replace("{cores}", "2")
+    );
+    let added = Config::from_toml_str(&text)
+        .unwrap()
+        .keep_ids_of(&running)
+        .unwrap();
+    let dave = added.peer_id("dave").unwrap();
+    assert_eq!(dave, PeerId(2));
+    cores[0].shared.config.publish(Arc::new(added));
+    // Core 1 applies it at its tick; core 0 has not ticked yet.
+    cores[1].on_tick(now);
+    assert_eq!(
+        cores[0].engine.peer_stats().len(),
+        2,
+        "core 0 has not applied it"
+    );
+    let mut dave_link = TestPeer::connect(&mut cores[1], now, dave, "dave");
+    let expires_at = now + 30_000;
+    let what = Send::Prepare { tag: 9, expires_at };
+    dave_link.send(&mut cores[1], now, what, &prepare(600, expires_at));
+    // dave's headroom is leased from core 0, which applies the reload when the request
+    // (naming slot 2) reaches it; then the Prepare crosses to bob on core 0.
+    pump(&mut cores, now);
+    assert_eq!(
+        cores[0].engine.peer_stats().len(),
+        3,
+        "applied on the lease request"
+    );
+    let Received::Prepare { request_id, .. } = bob.receive(&mut cores[0], now).remove(0) else {
+        panic!("bob gets dave's Prepare on core 0");
+    };
+    bob.send(
+        &mut cores[0],
+        now + 5,
+        Send::Reply { request_id },
+        &fulfill(),
+    );
+    pump(&mut cores, now + 5);
+    let answers = dave_link.receive(&mut cores[1], now + 5);
+    assert!(
+        matches!(&answers[..], [Received::Reply { tag: 9, ilp }] if reject_code(ilp).is_none()),
+        "dave gets the Fulfill: {answers:?}"
+    );
+    let posted: i128 = cores
+        .iter()
+        .map(|c| c.engine.ledger().account(dave).posted_local())
+        .sum();
+    assert_eq!(posted, 600);
+}
+
+#[test]
+fn a_reload_lowers_connections_per_peer_max_for_the_next_connection() {
+    let mut cores = cores(1);
+    let now = T0;
+    let running = Arc::clone(&cores[0].config);
+    let _first = TestPeer::connect(&mut cores[0], now, ALICE, "alice");
+    let _second = TestPeer::connect(&mut cores[0], now, ALICE, "alice");
+    let text = CONFIG_TEXT
+        .replace("{bob_extra}", "")
+        .replace("{cores}", "1")
+        .replace("tick_ms = 5", "tick_ms = 5\nconnections_per_peer_max = 2");
+    let lowered = Config::from_toml_str(&text)
+        .unwrap()
+        .keep_ids_of(&running)
+        .unwrap();
+    assert!(running.diff(&lowered).iter().all(|c| c.live));
+    cores[0].shared.config.publish(Arc::new(lowered));
+    cores[0].on_tick(now);
+    // Two are open: a third is refused (its auth gets no answer and the link closes).
+    let core = &mut cores[0];
+    let link = core
+        .add_link(Transport::Handshake, None, Admission::Pending, now)
+        .expect("room for a link");
+    core.start_btp(now, link, BtpSession::server(now, 5_000, 64, 8), None);
+    let mut session = BtpSession::client(now, ALICE, 5_000, 64, 8);
+    let mut auth = vec![0u8; BtpSession::auth_len(b"alice", b"alice-secret")];
+    let n = session.write_auth(b"alice", b"alice-secret", &mut auth);
+    core.on_message(now, link, &mut auth[..n]);
+    assert!(
+        core.link_mut(link).is_none_or(|l| l.closing),
+        "the third connection is closed"
+    );
+    assert_eq!(
+        core.shared.connections[ALICE.index()].load(Ordering::Relaxed),
+        2
     );
 }

@@ -81,24 +81,23 @@ pub(crate) struct Gone {
     pub(crate) dial: bool,
 }
 
+/// The pool of `peer`, if we POST to it.
+fn pool_of(peer: &crate::config::Peer) -> Option<Pool> {
+    peer.http().map(|dial| Pool {
+        head: crate::link::http::request_head_prefix(
+            &dial.url.path,
+            &format!("{}:{}", dial.url.host, dial.url.port),
+            dial.token.expose(),
+        ),
+        ..Pool::default()
+    })
+}
+
 impl HttpPools {
     pub(crate) fn new(config: &Config) -> Self {
         let limits = config.limits();
         HttpPools {
-            pools: config
-                .peers()
-                .iter()
-                .map(|p| {
-                    p.http().map(|dial| Pool {
-                        head: crate::link::http::request_head_prefix(
-                            &dial.url.path,
-                            &format!("{}:{}", dial.url.host, dial.url.port),
-                            dial.token.expose(),
-                        ),
-                        ..Pool::default()
-                    })
-                })
-                .collect(),
+            pools: config.peers().iter().map(pool_of).collect(),
             depth: limits.http_requests_per_connection_max,
             connections_max: limits.http_connections_per_peer_max,
             connections_min: limits.http_connections_min,
@@ -107,6 +106,13 @@ impl HttpPools {
             queue_max: limits.link_queue_bytes_max,
             clock: 0,
         }
+    }
+
+    /// Pools for the peers a reload added (those past the last slot).
+    pub(crate) fn add_peers(&mut self, config: &Config) {
+        let known = self.pools.len();
+        self.pools
+            .extend(config.peers()[known..].iter().map(pool_of));
     }
 
     /// Whether we POST `peer`'s Prepares over HTTP.

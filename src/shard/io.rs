@@ -177,7 +177,7 @@ impl Core {
         });
         self.state.counters.cross_core_deferred += drained.deferred;
         self.state.counters.cross_core_dropped += drained.dropped;
-        if !self.state.http_dials.is_empty() {
+        if !self.state.http_dials.is_empty() || !self.state.btp_dials.is_empty() {
             if let Some(dialler) = &io.dialler {
                 let _ = dialler.try_send(());
             }

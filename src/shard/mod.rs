@@ -223,8 +223,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         (1..=64).contains(&cores),
         "select_cpus bounds the core count"
     );
-    let peers = config.peers().len();
-    let shared = Arc::new(Shared::new(cores, peers));
+    // Every per-peer table shared by the cores has a row for each slot a reload may fill.
+    let shared = Arc::new(Shared::new(cores, config.limits().peers_max));
     let mut state = open_state(&config, cores)?;
     // Settlements are journalled apart from the ledger rows: add them to what was recovered.
     let journal = match &config.state().dir {
@@ -234,6 +234,20 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     for (posted, peer) in state.posted.iter_mut().zip(config.peers()) {
         *posted += journal.sum(&peer.name);
     }
+    // What the state and the journal hold for names not configured: a reload may add them.
+    let mut slots = reload::Slots {
+        state: config.state().dir.clone().zip(state.epoch),
+        ..reload::Slots::default()
+    };
+    for (name, posted) in std::mem::take(&mut state.removed) {
+        slots.carried_rows.insert(name.clone(), posted);
+        *slots.carried.entry(name).or_default() += posted;
+    }
+    for (name, sum) in journal.sums() {
+        if config.peer_id(name).is_none() {
+            *slots.carried.entry(name.to_owned()).or_default() += sum;
+        }
+    }
     let mut journal = Some(journal);
     let posted = Arc::new(std::mem::take(&mut state.posted));
     let config = Arc::new(config);
@@ -241,6 +255,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         Arc::clone(&config),
         options.config_path.clone(),
         options.overrides.clone(),
+        slots,
     );
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -259,7 +274,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
                     if signal == signal_hook::consts::SIGHUP {
                         tracing::info!("SIGHUP: reloading the config");
                         notify_systemd(crate::notify::reloading(), "RELOADING=1");
-                        let _ = shared.config.reload();
+                        let _ = shared.config.reload(&shared.draining);
                         notify_systemd(crate::notify::ready(), "READY=1");
                         continue;
                     }
@@ -373,6 +388,10 @@ struct OpenState {
     files: Vec<Option<CoreFile>>,
     /// The recovered posted balance of each configured peer.
     posted: Vec<i128>,
+    /// The balances of peers the state holds and the config does not.
+    removed: Vec<(String, i128)>,
+    /// The epoch of the ledger files.
+    epoch: Option<u64>,
     /// The files the sync thread keeps on disk.
     sync: Option<Vec<std::path::PathBuf>>,
     /// Held until `run` returns: no second router on the same directory.
@@ -390,17 +409,22 @@ fn open_state(config: &Config, cores: usize) -> Result<OpenState, RunError> {
         return Ok(OpenState {
             files: (0..cores).map(|_| None).collect(),
             posted: vec![0; peers],
+            removed: Vec::new(),
+            epoch: None,
             sync: None,
             _lock: None,
         });
     };
     let names: Vec<&str> = config.peers().iter().map(|p| p.name.as_str()).collect();
-    let recovered = crate::state::recover(dir, &names, cores)
+    let recovered = crate::state::recover(dir, &names, cores, config.limits().peers_max)
         .map_err(|e| RunError::Start(format!("state: {e}")))?;
     for (name, posted) in names.iter().zip(&recovered.posted) {
         tracing::info!(peer = name, posted = %posted, "recovered balance");
     }
     for (name, posted) in &recovered.removed {
+        if *posted == 0 {
+            continue;
+        }
         tracing::warn!(
             peer = name,
             posted = %posted,
@@ -419,6 +443,8 @@ fn open_state(config: &Config, cores: usize) -> Result<OpenState, RunError> {
     Ok(OpenState {
         files: recovered.files.into_iter().map(Some).collect(),
         posted: recovered.posted,
+        removed: recovered.removed,
+        epoch: Some(recovered.epoch),
         sync: Some(paths),
         _lock: Some(recovered.lock),
     })
@@ -496,6 +522,12 @@ async fn core_main(
                 for peer in peers {
                     glommio::spawn_local(http::dial_http(Rc::clone(&state), peer)).detach();
                 }
+                // BTP peers a reload added: dialled until the core stops, like those of the
+                // start.
+                let peers = std::mem::take(&mut state.borrow_mut().btp_dials);
+                for peer in peers {
+                    glommio::spawn_local(conn::dial(Rc::clone(&state), peer)).detach();
+                }
             }
         }));
     }
@@ -539,11 +571,11 @@ async fn core_main(
         tracing::info!("every core is listening");
         notify_systemd(crate::notify::ready(), "READY=1");
     }
-    let dials_here = |p: &crate::config::Peer| {
-        p.dial()
-            .is_some_and(|d| d.per_core || config.home_core(p.id, cores).0 as usize == core)
-    };
-    for peer in config.peers().iter().filter(|p| dials_here(p)) {
+    for peer in config
+        .peers()
+        .iter()
+        .filter(|p| dials_here(&config, p, core, cores))
+    {
         tasks.push(glommio::spawn_local(conn::dial(Rc::clone(&state), peer.id)));
     }
 
@@ -560,6 +592,17 @@ async fn core_main(
     let st = state.borrow();
     tracing::info!(core, counters = ?st.engine.counters(), runtime = ?st.counters, health = ?st.engine.backends().counters(), links = ?st.links.counters, "core stopped");
     Ok(())
+}
+
+/// Whether `core` dials `peer` over BTP: on every core with `per_core`, else on its home.
+pub(crate) fn dials_here(
+    config: &Config,
+    peer: &crate::config::Peer,
+    core: usize,
+    cores: usize,
+) -> bool {
+    peer.dial()
+        .is_some_and(|d| d.per_core || config.home_core(peer.id, cores).0 as usize == core)
 }
 
 /// Every peer's names and tokens, for authenticating BTP links and HTTP requests.

@@ -1,14 +1,18 @@
 //! Reloading the config while the router runs (`SIGHUP`, `POST /reload`): read and check the
-//! file, refuse it whole if anything in it needs a restart ([`Config::diff`]), else publish it
-//! for the cores, each of which applies it at its next tick (`CoreState::apply_config`), and
-//! wait until they have. Links and Prepares in flight are untouched.
+//! file, refuse it whole if anything in it needs a restart ([`Config::diff`]), keep every
+//! peer's id ([`Config::keep_ids_of`]), name the ledger rows of added peers (synced, before
+//! they can post), drain removed peers, then publish it for the cores, each of which applies
+//! it at its next tick or before a message from a core that already has
+//! (`CoreState::follow_config`), and wait until they have. Links and Prepares in flight are
+//! untouched.
 //!
 //! One reload runs at a time. A refused reload leaves the running config as it was, and is
 //! logged and counted like an applied one.
 
 use crate::config::{Change, Config, ConfigError};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,9 +33,23 @@ pub(crate) struct ConfigHub {
     source: Mutex<Option<(PathBuf, Option<Overrides>)>>,
     /// One reload at a time.
     running: Mutex<()>,
+    /// Where added peers get their ledger rows, and the balances they start from.
+    slots: Mutex<Slots>,
     /// Reloads applied and refused.
     pub(crate) reloads: AtomicU64,
     pub(crate) refused: AtomicU64,
+}
+
+/// What a peer added by a reload starts from.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    /// The state directory and the epoch of its files (rows are named in `rows.log`).
+    pub(crate) state: Option<(PathBuf, u64)>,
+    /// Balances the state and the settlement journal hold for names not configured at start,
+    /// rows and settlements together: an added peer of that name starts from it.
+    pub(crate) carried: HashMap<String, i128>,
+    /// Of those, what the ledger rows hold (the rest is in the settlement journal).
+    pub(crate) carried_rows: HashMap<String, i128>,
 }
 
 impl std::fmt::Debug for ConfigHub {
@@ -50,25 +68,52 @@ impl ConfigHub {
             applied: (0..cores).map(|_| AtomicU64::new(0)).collect(),
             source: Mutex::new(None),
             running: Mutex::new(()),
+            slots: Mutex::new(Slots::default()),
             reloads: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
     }
 
-    /// Sets the running config and where a reload reads the next one.
+    /// Sets the running config, where a reload reads the next one, and what added peers start
+    /// from.
     pub(crate) fn start(
         &self,
         config: Arc<Config>,
         path: Option<PathBuf>,
         overrides: Option<Overrides>,
+        slots: Slots,
     ) {
         *lock(&self.current) = Some(config);
         *lock(&self.source) = path.map(|p| (p, overrides));
+        *lock(&self.slots) = slots;
+    }
+
+    /// The posted balance a peer named `name` starts from when a reload adds it: what the
+    /// state and the settlement journal hold for that name from before the start.
+    pub(crate) fn starting_posted(&self, name: &str) -> i128 {
+        lock(&self.slots).carried.get(name).copied().unwrap_or(0)
+    }
+
+    /// What the ledger rows of other slots hold for `name` from before the start (part of the
+    /// durable balance of a peer a reload added under that name).
+    pub(crate) fn carried_rows(&self, name: &str) -> i128 {
+        lock(&self.slots)
+            .carried_rows
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The running config (`None` before `start`).
     pub(crate) fn current(&self) -> Option<Arc<Config>> {
         lock(&self.current).clone()
+    }
+
+    /// Publishes `config` as a reload would, without reading a file or waiting for the cores.
+    #[cfg(test)]
+    pub(crate) fn publish(&self, config: Arc<Config>) {
+        *lock(&self.current) = Some(config);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The latest epoch.
@@ -83,10 +128,11 @@ impl ConfigHub {
     }
 
     /// Reads the file again and applies it; returns what changed, or why nothing did (the
-    /// config error names its key).
-    pub(crate) fn reload(&self) -> Result<Vec<Change>, String> {
+    /// config error names its key). `draining` is the operator's per-slot drain flags: a
+    /// removed peer is drained, one that comes back is not.
+    pub(crate) fn reload(&self, draining: &[AtomicBool]) -> Result<Vec<Change>, String> {
         let _one = lock(&self.running);
-        let result = self.try_reload();
+        let result = self.try_reload(draining);
         match &result {
             Ok(changes) => {
                 self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -103,7 +149,7 @@ impl ConfigHub {
         result
     }
 
-    fn try_reload(&self) -> Result<Vec<Change>, String> {
+    fn try_reload(&self, draining: &[AtomicBool]) -> Result<Vec<Change>, String> {
         let (path, overrides) = lock(&self.source)
             .clone()
             .ok_or("the router was started without a config file to reload")?;
@@ -128,6 +174,27 @@ impl ConfigHub {
         }
         if changes.is_empty() {
             return Ok(changes);
+        }
+        let new = new.keep_ids_of(&old).map_err(|e| e.to_string())?;
+        if new.peers().len() > draining.len() {
+            return Err(format!(
+                "{} peer slots, but the router started with room for {}",
+                new.peers().len(),
+                draining.len()
+            ));
+        }
+        if let Some((dir, epoch)) = &lock(&self.slots).state {
+            for peer in &new.peers()[old.peers().len()..] {
+                crate::state::name_row(dir, *epoch, peer.id.index(), &peer.name)
+                    .map_err(|e| format!("naming the ledger row of peer {:?}: {e}", peer.name))?;
+            }
+        }
+        for (old_peer, peer) in old.peers().iter().zip(new.peers()) {
+            match (old_peer.removed, peer.removed) {
+                (false, true) => draining[peer.id.index()].store(true, Ordering::Relaxed),
+                (true, false) => draining[peer.id.index()].store(false, Ordering::Relaxed),
+                _ => {}
+            }
         }
         *lock(&self.current) = Some(Arc::new(new));
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
