@@ -4,6 +4,7 @@
 //! - [`id`]: [`id::PeerId`] and [`id::CoreId`], shared by every layer.
 //! - [`engine`]: the sans-IO forwarding engine (routing, amounts, balances, expiry).
 //! - [`link`]: WebSocket framing, BTP sessions and peer authentication (sans-IO).
+//! - [`control`]: the control plane: the CCP route-exchange messages (`peer.route.*`).
 //! - [`shard`]: the running router: one pinned executor per core, sockets, cross-core mesh.
 //! - [`state`]: durable balances: memory-mapped ledger rows per core, recovery, reading.
 //! - [`settlements`]: settlements made outside the router, journalled once per key.
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod decode;
 pub mod engine;
 pub mod id;

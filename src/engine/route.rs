@@ -490,8 +490,9 @@ fn scheme_of(address: &[u8]) -> &[u8] {
     &address[..end]
 }
 
-/// A route key is a valid ILP address or a known scheme alone.
-fn is_route_prefix(prefix: &[u8]) -> bool {
+/// A route key is a valid ILP address or a known scheme alone (also what CCP accepts as a
+/// route's prefix).
+pub fn is_route_prefix(prefix: &[u8]) -> bool {
     check_address(prefix).is_ok() || is_bare_scheme(prefix)
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fills corpus/ilp_parse and corpus/btp_parse with the shared codec vectors, one file per
-# vector (its `hex` as raw bytes), named seed-<vector name>. Valid and invalid vectors alike:
-# the invalid ones sit one mutation away from the decoder's error paths.
+# Fills corpus/ilp_parse, corpus/btp_parse and corpus/ildcp_parse with the shared codec
+# vectors, one file per vector (its `hex` as raw bytes), named seed-<vector name>. Valid and
+# invalid vectors alike: the invalid ones sit one mutation away from the decoder's error paths.
+# corpus/ccp_parse gets each CCP vector twice: the whole packet (seed-<name>) and, for the
+# Prepares, their data, the CCP payload (seed-<name>-payload).
 # Then writes the hand-made seeds of ws_frame, ws_handshake, http_request and http_response
 # (real upgrade requests and 101s, masked frames carrying BTP, ILP-over-HTTP requests and
 # responses carrying ILP packets from the same vectors), also named seed-<name>.
@@ -19,7 +21,11 @@ import re
 import sys
 
 vectors, corpus = sys.argv[1], sys.argv[2]
-for source, target in (("ilp-packets.json", "ilp_parse"), ("btp-packets.json", "btp_parse")):
+for source, target in (
+    ("ilp-packets.json", "ilp_parse"),
+    ("btp-packets.json", "btp_parse"),
+    ("ildcp.json", "ildcp_parse"),
+):
     out = os.path.join(corpus, target)
     os.makedirs(out, exist_ok=True)
     for old in os.listdir(out):
@@ -34,6 +40,60 @@ for source, target in (("ilp-packets.json", "ilp_parse"), ("btp-packets.json", "
         with open(os.path.join(out, "seed-" + name), "wb") as f:
             f.write(bytes.fromhex(entry["hex"]))
     print(f"{target}: {len(entries)} seeds from {source}")
+PY
+
+python3 - "$vectors" "$here/corpus" <<'PY'
+import json
+import os
+import re
+import sys
+
+vectors, corpus = sys.argv[1], sys.argv[2]
+
+
+def length(buf, at):
+    """An OER length determinant at `at`: (value, offset after it)."""
+    first = buf[at]
+    if first < 0x80:
+        return first, at + 1
+    n = first & 0x7F
+    return int.from_bytes(buf[at + 1 : at + 1 + n], "big"), at + 1 + n
+
+
+def prepare_data(packet):
+    """The data of an ILP Prepare (type 12): after the envelope's length, amount, expiry,
+    condition and destination."""
+    _, at = length(packet, 1)
+    at += 8 + 17 + 32
+    n, at = length(packet, at)
+    n, at = length(packet, at + n)
+    return packet[at : at + n]
+
+
+out = os.path.join(corpus, "ccp_parse")
+os.makedirs(out, exist_ok=True)
+for old in os.listdir(out):
+    if old.startswith("seed-") and not old.startswith("seed-crash-"):
+        os.remove(os.path.join(out, old))
+with open(os.path.join(vectors, "ccp.json")) as f:
+    entries = json.load(f)["vectors"]
+count = 0
+for entry in entries:
+    name = entry["name"]
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        sys.exit(f"ccp.json: vector name {name!r} is not a safe file name")
+    packet = bytes.fromhex(entry["hex"])
+    seeds = {"seed-" + name: packet}
+    if packet[0] == 12:
+        payload = prepare_data(packet)
+        if "payload_hex" in entry and bytes.fromhex(entry["payload_hex"]) != payload:
+            sys.exit(f"ccp.json: {name}: payload_hex is not the Prepare's data")
+        seeds["seed-" + name + "-payload"] = payload
+    for file, data in seeds.items():
+        with open(os.path.join(out, file), "wb") as f:
+            f.write(data)
+        count += 1
+print(f"ccp_parse: {count} seeds from ccp.json")
 PY
 
 python3 - "$vectors" "$here/corpus" <<'PY'
