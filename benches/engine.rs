@@ -156,7 +156,10 @@ fn round_trip(engine: &mut Engine, buf: &mut [u8], p: &Packets, reply: &[u8], i:
                 Reply::Fulfill { .. } | Reply::Relay { .. }
             )
         }
-        Decision::Reject(_) | Decision::Wait { .. } | Decision::PeerConfig => false,
+        Decision::Reject(_)
+        | Decision::Wait { .. }
+        | Decision::PeerConfig
+        | Decision::RouteControl { .. } => false,
     }
 }
 

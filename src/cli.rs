@@ -182,6 +182,12 @@ pub struct LimitArgs {
     /// Peer slots, reloads included.
     #[arg(long)]
     pub peers_max: Option<u64>,
+    /// Routes kept from one peer's route updates.
+    #[arg(long)]
+    pub routes_per_peer_max: Option<u64>,
+    /// Longest path of a learned route.
+    #[arg(long)]
+    pub route_path_max: Option<u64>,
     /// Time a new connection has to authenticate, in ms.
     #[arg(long)]
     pub auth_timeout_ms: Option<u64>,
@@ -266,6 +272,8 @@ impl LimitArgs {
             ("connections_per_peer_max", self.connections_per_peer_max),
             ("links_max", self.links_max),
             ("peers_max", self.peers_max),
+            ("routes_per_peer_max", self.routes_per_peer_max),
+            ("route_path_max", self.route_path_max),
             ("auth_timeout_ms", self.auth_timeout_ms),
             ("bad_frames_max", self.bad_frames_max),
             ("tick_ms", self.tick_ms),

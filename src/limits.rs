@@ -57,6 +57,12 @@ pub const FRAME_LEN_MAX: usize = 16 * MIB;
 /// `links_max`: connections per core.
 pub const LINKS_MAX: usize = 1 << 20;
 
+/// `routes_per_peer_max`: routes learned from one peer (CCP).
+pub const ROUTES_PER_PEER_MAX: usize = 1 << 20;
+
+/// `route_path_max`: the longest path of a learned route.
+pub const ROUTE_PATH_MAX: usize = 256;
+
 /// `connections_per_peer_max`: never more than a core may hold in all.
 pub const CONNECTIONS_PER_PEER_MAX: usize = LINKS_MAX;
 

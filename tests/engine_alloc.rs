@@ -107,7 +107,7 @@ fn forwarding_path_never_allocates() {
                 answer(engine, slot);
                 false
             }
-            Decision::Reject(_) | Decision::PeerConfig => false,
+            Decision::Reject(_) | Decision::PeerConfig | Decision::RouteControl { .. } => false,
             // Until the first grant arrives: the hold waits for it.
             Decision::Wait { .. } => true,
         };

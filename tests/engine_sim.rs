@@ -465,6 +465,7 @@ impl Sim {
                 self.forwarded(id, from, core, amount_in, expected, to, slot, &packet);
             }
             Decision::PeerConfig => panic!("seed {seed}: the simulation has no children"),
+            Decision::RouteControl { .. } => panic!("seed {seed}: the simulation sends no CCP"),
             Decision::Wait { .. } => {
                 // The oracle knows the peer's whole balance; a waiting hold may still end T04.
                 if let Err(code) = expected {
@@ -586,7 +587,9 @@ impl Sim {
                         self.answer(id);
                         self.count("T04 after waiting");
                     }
-                    Decision::Wait { .. } | Decision::PeerConfig => {
+                    Decision::Wait { .. }
+                    | Decision::PeerConfig
+                    | Decision::RouteControl { .. } => {
                         panic!("seed {seed}: poll_ready said wait")
                     }
                 }

@@ -411,6 +411,8 @@ max_balance = "1000000000000"
 name = "bob"
 auth_tokens = ["bob-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000000000"
@@ -418,6 +420,8 @@ max_balance = "1000000000000"
 name = "mallory"
 auth_tokens = ["mallory-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000000000"
@@ -425,6 +429,8 @@ max_balance = "1000000000000"
 name = "sink"
 auth_tokens = ["sink-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000000000"
@@ -432,6 +438,8 @@ max_balance = "1000000000000"
 name = "carol"
 auth_tokens = ["carol-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000000000"
@@ -644,6 +652,8 @@ fn silent_btp_links_are_pinged_then_taken_down() {
 [[peers]]
 name = "far"
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000"

@@ -1,27 +1,13 @@
 //! A router started without `ilp_address` learns it from its parent (ILDCP, RFC 31) before it
 //! starts: here the parent is another `ilp-router`, whose child the first one is.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 #[allow(dead_code)]
 mod common {
     pub(crate) mod peer;
 }
-use common::peer::{free_port, io_uring_missing, Router};
-
-fn get(port: u16, path: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
+use common::peer::{free_port, http_get as get, io_uring_missing, Router};
 
 #[test]
 fn a_router_without_an_address_learns_it_from_its_parent() {

@@ -30,6 +30,8 @@ max_balance = "{alice_max}"
 name = "bob"
 auth_tokens = ["bob-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "{alice_max}"
@@ -37,6 +39,8 @@ max_balance = "{alice_max}"
 name = "carol"
 auth_tokens = ["carol-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000000"

@@ -33,6 +33,8 @@ max_packet_amount = "300000"
 name = "bob"
 auth_tokens = ["bob-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000"
@@ -40,6 +42,8 @@ max_balance = "1000000"
 name = "eve"
 auth_tokens = ["eve-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "XYZ"
 asset_scale = 9
 max_balance = "1000000"
@@ -47,12 +51,16 @@ max_balance = "1000000"
 name = "coarse"
 auth_tokens = ["coarse-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 0
 max_balance = "1000000"
 [[peers]]
 name = "far"
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000"

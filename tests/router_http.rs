@@ -41,6 +41,8 @@ max_balance = "1000000"
 name = "bob"
 auth_tokens = ["bob-secret"]
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000"
@@ -358,6 +360,8 @@ max_balance = "1000000"
 [[peers]]
 name = "bob"
 relation = "peer"
+# A test peer that does not speak CCP: we do not ask it for routes.
+receive_routes = false
 asset_code = "USD"
 asset_scale = 9
 max_balance = "1000000"

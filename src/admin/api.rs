@@ -440,6 +440,46 @@ impl RouterAdmin {
             &[("result", "refused")],
             self.shared.config.refused.load(Ordering::Relaxed),
         );
+        let (learned, ccp) = {
+            let view = self
+                .shared
+                .control
+                .view
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            (view.learned.len() as u64, view.counters)
+        };
+        w.family(
+            "ilp_ccp_requests_total",
+            "Route exchange (CCP) requests from peers: fulfilled, refused (F00), or answered T03 \
+             because the route speaker was busy.",
+            Kind::Counter,
+        );
+        w.sample(&[("result", "accepted")], ccp.accepted);
+        w.sample(&[("result", "refused")], ccp.refused);
+        w.sample(
+            &[("result", "busy")],
+            self.shared.control.refused_busy.load(Ordering::Relaxed),
+        );
+        w.family(
+            "ilp_ccp_updates_sent_total",
+            "Route updates we sent to peers.",
+            Kind::Counter,
+        );
+        w.sample(&[], ccp.updates_sent);
+        w.family(
+            "ilp_ccp_routes_dropped_total",
+            "Learned routes dropped: by the import filters or a per-peer limit, or expired.",
+            Kind::Counter,
+        );
+        w.sample(&[("reason", "filtered")], ccp.routes_filtered);
+        w.sample(&[("reason", "expired")], ccp.routes_expired);
+        w.family(
+            "ilp_routes_learned",
+            "Routes learned from peers by CCP, all peers together.",
+            Kind::Gauge,
+        );
+        w.sample(&[], learned);
         self.counters.write(&mut w);
         super::write_process_metrics(&mut w);
         out
@@ -492,8 +532,7 @@ impl RouterAdmin {
 
     fn routes(&self) -> Response {
         let config = self.current();
-        let mut routes: Vec<Value> = self
-            .config
+        let mut routes: Vec<Value> = config
             .routes()
             .iter()
             .map(|r| {
@@ -512,7 +551,32 @@ impl RouterAdmin {
                 "source": "default_route",
             }));
         }
-        Response::json(200, json!({"routes": routes}))
+        // Learned by CCP: every route each peer told us, and whether the table uses it (a
+        // configured route for the same prefix wins).
+        let view = self
+            .shared
+            .control
+            .view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for learned in &view.learned {
+            let configured = config.routes().iter().any(|r| r.prefix == learned.prefix);
+            routes.push(json!({
+                "prefix": learned.prefix,
+                "peer": config.peers().get(learned.peer.index()).map(|p| p.name.clone()),
+                "source": "learned",
+                "path": learned.path,
+                "epoch": learned.epoch,
+                "used": learned.best && !configured,
+            }));
+        }
+        let control = json!({
+            "routing_table_id": view.table_id,
+            "epoch": view.epoch,
+            "learned": view.learned.len(),
+        });
+        Response::json(200, json!({"routes": routes, "route_exchange": control}))
     }
 
     fn explain(&self, request: &Request) -> Response {
@@ -522,8 +586,9 @@ impl RouterAdmin {
         if crate::wire::check_address(destination.as_bytes()).is_err() {
             return Response::error(400, &format!("{destination:?} is not a valid ILP address"));
         }
-        let config = self.current();
-        let table = config.route_table();
+        let Some((config, table)) = self.shared.config.published() else {
+            return Response::error(503, "the router has not started");
+        };
         let Some(matched) = table.lookup_match(destination.as_bytes()) else {
             return Response::json(
                 200,
@@ -541,7 +606,14 @@ impl RouterAdmin {
         } else {
             format!("the longest prefix that matches on a segment boundary is {prefix:?}")
         };
-        let mut answer = json!({"destination": destination, "prefix": prefix, "why": why});
+        let source = match config.routes().iter().find(|r| r.prefix == prefix) {
+            Some(r) if r.implicit => "implicit",
+            Some(_) => "config",
+            None if matched.prefix_len == 0 => "default_route",
+            None => "learned",
+        };
+        let mut answer =
+            json!({"destination": destination, "prefix": prefix, "why": why, "source": source});
         merge(&mut answer, self.hop_json(matched.hop));
         if let Hop::Group(g) = matched.hop {
             let group = &config.groups()[g.index()];

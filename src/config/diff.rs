@@ -36,6 +36,8 @@ pub const LIVE_LIMITS: &[&str] = &[
     "http_request_timeout_ms",
     "http_idle_timeout_ms",
     "http_pipeline_max",
+    "routes_per_peer_max",
+    "route_path_max",
 ];
 
 /// One difference between two configs.
@@ -248,6 +250,15 @@ fn peer_changes(old: &Peer, new: &Peer, changes: &mut Vec<Change>) {
             live: true,
         });
     }
+    if (old.send_routes, old.receive_routes) != (new.send_routes, new.receive_routes) {
+        changes.push(Change {
+            what: format!(
+                "peers.{name}: send_routes {} -> {}, receive_routes {} -> {}",
+                old.send_routes, new.send_routes, old.receive_routes, new.receive_routes
+            ),
+            live: true,
+        });
+    }
     if fixed(old) != fixed(new) {
         changes.push(Change {
             what: format!(
@@ -308,6 +319,20 @@ USD = "1"
         assert!(whats.contains(&"routes: + g.y -> group g"), "{whats:?}");
         assert!(whats.contains(&"groups.g: +"), "{whats:?}");
         assert!(whats.contains(&"rates.EUR: + 1.1"), "{whats:?}");
+        // The route exchange switches too.
+        let switched = BASE.replacen(
+            "relation = \"child\"",
+            "relation = \"child\"\nreceive_routes = true",
+            1,
+        );
+        let changes = diff(&switched);
+        assert_eq!(
+            changes,
+            [Change {
+                what: "peers.alice: send_routes true -> true, receive_routes false -> true".into(),
+                live: true
+            }]
+        );
     }
 
     #[test]

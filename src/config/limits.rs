@@ -19,8 +19,8 @@ use crate::limits::{
     HTTP_REQUEST_TIMEOUT_MS_MAX, IN_FLIGHT_PER_LINK_MAX, LEASE_CHUNK_DIVISOR_MAX, LINKS_MAX,
     LINK_QUEUE_BYTES_MAX, MIB, PEERS_MAX, PEER_AMOUNT_PER_SECOND_MAX, PEER_PACKETS_PER_SECOND_MAX,
     PENDING_PER_CORE_MAX, PENDING_PER_PEER_PERCENT_MAX, RECONNECT_MAX_MS_MAX, RECONNECT_MIN_MS_MAX,
-    RING_CAPACITY_MAX, SHUTDOWN_GRACE_MS_MAX, SPIN_US_MAX, TICK_MS_MAX, UNAUTHENTICATED_MAX,
-    WRITE_TIMEOUT_MS_MAX,
+    RING_CAPACITY_MAX, ROUTES_PER_PEER_MAX, ROUTE_PATH_MAX, SHUTDOWN_GRACE_MS_MAX, SPIN_US_MAX,
+    TICK_MS_MAX, UNAUTHENTICATED_MAX, WRITE_TIMEOUT_MS_MAX,
 };
 
 // The ceilings against the modules they size. Asserted here, not in `crate::limits`, because
@@ -286,6 +286,12 @@ limits! {
     /// the next start) counted together. Per-peer tables shared by the cores and the rows of
     /// the ledger files are sized for it at start. Default 1024; 1..=65535.
     peers_max: usize = 1024, 1, PEERS_MAX;
+    /// Routes we keep from one peer's route updates (CCP); more are dropped and counted.
+    /// Default 10000; 1..=1048576.
+    routes_per_peer_max: usize = 10_000, 1, ROUTES_PER_PEER_MAX;
+    /// The longest path a learned route may have (hops after its speaker); longer ones are
+    /// dropped. Default 32; 1..=256.
+    route_path_max: usize = 32, 1, ROUTE_PATH_MAX;
 }
 
 /// The checks between limits, and against the message window.

@@ -123,6 +123,10 @@ pub struct Peer {
     pub max_amount_per_second: Option<u64>,
     /// How we reach it ourselves, if we do.
     pub outgoing: Outgoing,
+    /// We send it our routes (CCP) when it asks; by default to children and peers.
+    pub send_routes: bool,
+    /// We take its routes (CCP); by default from parents and peers.
+    pub receive_routes: bool,
     /// Removed by a reload: it keeps its slot (its id, balance and counters) until the router
     /// stops, drained, with no tokens, routes or group (see [`Config::keep_ids_of`]).
     ///
@@ -284,6 +288,8 @@ fn check_peer(
         max_packets_per_second: amounts.max_packets_per_second,
         max_amount_per_second: amounts.max_amount_per_second,
         outgoing,
+        send_routes: raw.send_routes.unwrap_or(relation != Relation::Parent),
+        receive_routes: raw.receive_routes.unwrap_or(relation != Relation::Child),
         removed: false,
     })
 }

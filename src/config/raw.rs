@@ -83,6 +83,8 @@ pub(super) struct RawPeer {
     pub(super) outgoing_username: Option<String>,
     pub(super) btp_dial: Option<String>,
     pub(super) http_url: Option<String>,
+    pub(super) send_routes: Option<bool>,
+    pub(super) receive_routes: Option<bool>,
 }
 
 /// One `[[routes]]` entry.

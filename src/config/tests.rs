@@ -141,7 +141,7 @@ fn defaults() {
     assert!(alice.dial().is_none());
     assert!(matches!(alice.outgoing, Outgoing::None));
     let limits = Limits::default();
-    let expected: [(&str, u64); 30] = [
+    let expected: [(&str, u64); 32] = [
         ("pending_per_core_max", 65_536),
         ("in_flight_per_link_max", 4096),
         ("ring_capacity", 8192),
@@ -172,6 +172,8 @@ fn defaults() {
         ("peer_packets_per_second", 0),
         ("peer_amount_per_second", 0),
         ("peers_max", 1024),
+        ("routes_per_peer_max", 10_000),
+        ("route_path_max", 32),
     ];
     assert_eq!(Limits::KEYS.len(), expected.len());
     for (key, value) in expected {

@@ -134,7 +134,9 @@ fn send(
     match engine.handle_prepare(now, ALICE, 1, &mut packet) {
         Decision::Forward { to, slot, .. } => Ok((to, slot)),
         Decision::Reject(reason) => Err(reason),
-        Decision::Wait { .. } | Decision::PeerConfig => panic!("no waits with one core"),
+        Decision::Wait { .. } | Decision::PeerConfig | Decision::RouteControl { .. } => {
+            panic!("no waits with one core")
+        }
     }
 }
 

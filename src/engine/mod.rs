@@ -162,6 +162,12 @@ pub enum Decision {
     },
     /// A child asked `peer.config` (ILDCP): answer with [`Engine::peer_config_reply`].
     PeerConfig,
+    /// A CCP request (`peer.route.control` or `peer.route.update`): the control plane
+    /// answers it, by `expires_at` at the latest.
+    RouteControl {
+        /// The Prepare's expiry.
+        expires_at: i64,
+    },
 }
 
 /// A Prepare whose hold waited ([`Decision::Wait`]) and is now decided.
@@ -201,7 +207,7 @@ pub struct Engine {
     /// Peers the runtime knows cannot be reached now (an HTTP peer whose connect failed):
     /// still tried on a route of their own, skipped by their group.
     unreachable: Vec<bool>,
-    routes: RouteTable,
+    routes: Arc<RouteTable>,
     /// Groups, their backends' health and the Prepares in flight to each peer.
     backends: Backends,
     /// The latest `now` seen by `handle_timeout` or `handle_reply` (for the calls without one).
@@ -276,7 +282,7 @@ impl Engine {
             draining: vec![false; config.peers.len()],
             unreachable: vec![false; config.peers.len()],
             rates: Rates::new(&config.peers, &config.prices, config.spread),
-            routes: config.routes,
+            routes: Arc::new(config.routes),
             backends: Backends::new(config.groups, config.peers.len()),
             clock: now,
             window_ms: i64::try_from(config.min_message_window_ms).expect("window fits i64"),
@@ -376,8 +382,9 @@ impl Engine {
         &self.pending
     }
 
-    /// Swaps in a new route table snapshot (from the control plane, between batches).
-    pub fn set_routes(&mut self, routes: RouteTable) {
+    /// Swaps in a new route table snapshot (from the control plane, between batches): one
+    /// table shared by every core, never copied.
+    pub fn set_routes(&mut self, routes: Arc<RouteTable>) {
         self.routes = routes;
     }
 
@@ -401,7 +408,7 @@ impl Engine {
             self.add_peer(peer.clone(), config.cores);
         }
         self.rates = Rates::new(&config.peers, &config.prices, config.spread);
-        self.routes = config.routes;
+        self.routes = Arc::new(config.routes);
         self.backends.rebuild(config.groups, self.peers.len());
         self.peer_config = peer_config_replies(&config.address, &config.peers);
         self.pending_per_peer_max =
@@ -473,7 +480,8 @@ impl Engine {
                         self.counters.peer_config += 1;
                         self.stats[from.index()].fulfills[INCOMING] += 1;
                     }
-                    Decision::Reject(_) | Decision::Wait { .. } => {}
+                    Decision::Reject(_) | Decision::Wait { .. } | Decision::RouteControl { .. } => {
+                    }
                 }
                 decision
             }
@@ -514,16 +522,11 @@ impl Engine {
         if expires_in <= now {
             return Err(RejectReason::InsufficientTimeout);
         }
-        // (4) destinations we never forward; ILDCP (RFC 31) is answered here, to children only
-        if prepare.destination().as_bytes() == b"peer.config"
-            && *prepare.execution_condition() == PEER_PROTOCOL_CONDITION
-        {
-            return match self.peer_config[from.index()] {
-                Some(_) => Ok(Decision::PeerConfig),
-                None => Err(RejectReason::NotAChild),
-            };
+        // (4) destinations we never forward; ILDCP (RFC 31) is answered here, to children
+        // only, and CCP goes to the control plane
+        if let Some(decision) = self.check_destination(from, &prepare)? {
+            return Ok(decision);
         }
-        self.check_destination(&prepare)?;
         // (5) max packet amount, in the incoming peer's units
         let amount_in = prepare.amount();
         let peer_in = &self.peers[from.index()];
@@ -673,16 +676,34 @@ impl Engine {
     /// (RFC 15; RFC 34 "Special Addresses"). F01 for `peer.config`/`peer.route` without the
     /// peer-protocol condition, as the JS connector; F02 for the rest.
     #[inline]
-    fn check_destination<T: AsRef<[u8]>>(&self, prepare: &Prepare<T>) -> Result<(), RejectReason> {
+    fn check_destination<T: AsRef<[u8]>>(
+        &self,
+        from: PeerId,
+        prepare: &Prepare<T>,
+    ) -> Result<Option<Decision>, RejectReason> {
         let destination = prepare.destination();
         let scheme = destination.scheme();
         if scheme == b"peer" {
+            let bytes = destination.as_bytes();
+            let peer_protocol = *prepare.execution_condition() == PEER_PROTOCOL_CONDITION;
+            if bytes == b"peer.config" && peer_protocol {
+                return match self.peer_config[from.index()] {
+                    Some(_) => Ok(Some(Decision::PeerConfig)),
+                    None => Err(RejectReason::NotAChild),
+                };
+            }
+            if (bytes == b"peer.route.control" || bytes == b"peer.route.update") && peer_protocol {
+                // The control plane checks the rest.
+                return Ok(Some(Decision::RouteControl {
+                    expires_at: prepare.expires_at(),
+                }));
+            }
             let served =
                 destination.has_prefix(b"peer.config") || destination.has_prefix(b"peer.route");
-            if served && *prepare.execution_condition() != PEER_PROTOCOL_CONDITION {
+            if served && !peer_protocol {
                 return Err(RejectReason::PeerProtocolCondition);
             }
-            // ILDCP and CCP are the control plane's; until it answers them, F02.
+            // Other peer protocols (peer.settle, …) are not served: F02.
             return Err(RejectReason::Unreachable);
         }
         if scheme == b"self" || destination.as_bytes() == &*self.address {
@@ -696,7 +717,7 @@ impl Engine {
         if crosses {
             return Err(RejectReason::Unreachable);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Advances the clock: files expired Prepares for [`poll_expired`](Self::poll_expired)

@@ -223,15 +223,18 @@ fn rule_4_peer_protocol_destinations_are_never_forwarded() {
         rejected(&mut e, ALICE, right).code(),
         ErrorCode::F00_BAD_REQUEST
     );
-    let ccp = prepare_to(
+    // CCP with the right condition goes to the control plane, never forwarded.
+    let mut ccp = prepare_to(
         b"peer.route.update",
         0,
         NOW + 10_000,
         PEER_PROTOCOL_CONDITION,
     );
     assert_eq!(
-        rejected(&mut e, ALICE, ccp).code(),
-        ErrorCode::F02_UNREACHABLE
+        e.handle_prepare(NOW, ALICE, 7, &mut ccp),
+        Decision::RouteControl {
+            expires_at: NOW + 10_000
+        }
     );
     let ccp = prepare_to(b"peer.route.control", 0, NOW + 10_000, condition(1));
     assert_eq!(
@@ -813,4 +816,27 @@ fn a_peer_added_on_a_core_that_is_not_its_home_asks_for_a_lease() {
     let ask = e.poll_lease().expect("a lease request for the new peer");
     assert_eq!(ask.peer, PeerId(5));
     assert_eq!(ask.to, CoreId(1));
+}
+
+#[test]
+fn a_route_table_swapped_between_a_prepare_and_its_fulfill_changes_only_new_prepares() {
+    let mut e = engine();
+    let mut packet = prepare(50);
+    let (to, slot, _) = forwarded(&mut e, ALICE, &mut packet);
+    assert_eq!(to, BOB);
+    // The control plane learned that g.bob is now reached through EURO... and swaps the table
+    // while the Prepare is in flight.
+    let table = RouteTable::build(b"g.router", [(&b"g.bob"[..], EURO)], None).unwrap();
+    e.set_routes(Arc::new(table));
+    assert_eq!(
+        e.handle_reply(NOW + 1, slot, &fulfill(1)),
+        Reply::Fulfill {
+            tag: 7,
+            to: ALICE,
+            len: fulfill(1).len()
+        }
+    );
+    assert_eq!(posted(&e, ALICE), 50);
+    let mut packet = prepare_to(b"g.bob.x", 50, NOW + 10_000, condition(2));
+    assert_eq!(forwarded(&mut e, ALICE, &mut packet).0, EURO);
 }

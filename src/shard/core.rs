@@ -18,6 +18,7 @@
 //! or the engine and passes on what it reports (splitting `impl CoreState` would only hide
 //! that loop, as ARCHITECTURE.md says).
 
+use super::control::Command;
 use super::http_pool::{self, HttpPools};
 pub(crate) use super::links::{Admission, BtpLink, HttpLink, Link, LinkId, Transport};
 use super::links::{Caps, Links, Refused, Signal};
@@ -400,6 +401,7 @@ impl CoreState {
                     };
                     http.owe_until(expires_at.unwrap_or(now));
                 }
+                Decision::RouteControl { expires_at } => http.owe_until(expires_at),
                 Decision::Reject(_) | Decision::PeerConfig => {}
             }
         }
@@ -416,6 +418,41 @@ impl CoreState {
             Decision::PeerConfig => {
                 if let Some(reply) = self.engine.peer_config_reply(peer) {
                     self.reply_bytes(tag, &reply);
+                }
+            }
+            // The speaker answers at a later tick (`follow_control`).
+            Decision::RouteControl { .. } => {
+                if !self.shared.control.request(self.core, tag, peer, ilp) {
+                    self.reply_reject(tag, RejectReason::ConnectorBusy);
+                }
+            }
+        }
+    }
+
+    /// Does what the route speaker left for this core: answers to CCP requests, and its own
+    /// requests to send (on a BTP link of ours to the peer, else over HTTP).
+    fn follow_control(&mut self, now: i64) {
+        for command in self.shared.control.take(self.core) {
+            match command {
+                Command::Answer { tag, reply } => self.reply_bytes(tag, &reply),
+                Command::Send {
+                    peer,
+                    id,
+                    prepare,
+                    expires_at,
+                } => {
+                    let tag = OutTag::Control(id);
+                    let sent = if self.pools.has(peer) {
+                        self.send_http(now, peer, tag, expires_at, &prepare)
+                    } else {
+                        match self.pick_link(peer) {
+                            Some(index) => self.send_prepare(index, tag, expires_at, &prepare),
+                            None => Err(RejectReason::PeerUnreachable),
+                        }
+                    };
+                    if sent.is_err() {
+                        self.shared.control.reply(id, false);
+                    }
                 }
             }
         }
@@ -443,7 +480,9 @@ impl CoreState {
                     expires_at,
                 } => self.forward(now, slot, to, expires_at, &packet[..len]),
                 Decision::Reject(reason) => self.reply_reject(ready.tag, reason),
-                Decision::Wait { .. } | Decision::PeerConfig => unreachable!("poll_ready decides"),
+                Decision::Wait { .. } | Decision::PeerConfig | Decision::RouteControl { .. } => {
+                    unreachable!("poll_ready decides")
+                }
             }
         }
         self.ready_packet = packet;
@@ -579,6 +618,13 @@ impl CoreState {
                 let reply = self.engine.handle_reply(now, slot, ilp);
                 self.deliver(now, reply, ilp);
             }
+            OutTag::Control(id) => {
+                let fulfilled = matches!(
+                    crate::wire::Packet::new_checked(ilp),
+                    Ok(crate::wire::Packet::Fulfill(_))
+                );
+                self.shared.control.reply(id, fulfilled);
+            }
         }
     }
 
@@ -592,6 +638,7 @@ impl CoreState {
                 let reply = self.engine.handle_failure(slot, reason);
                 self.deliver(now, reply, &[]);
             }
+            OutTag::Control(id) => self.shared.control.reply(id, false),
         }
     }
 
@@ -762,6 +809,7 @@ impl CoreState {
         for (tag, expires_at, packet) in gone.unsent {
             match OutTag::decode(tag) {
                 OutTag::Local(slot) => self.resend_unsent(now, slot, reason, expires_at, &packet),
+                OutTag::Control(id) => self.shared.control.reply(id, false),
                 OutTag::Remote { origin, slot } => {
                     let message = CrossMsg::Unsent {
                         slot,
@@ -869,6 +917,7 @@ impl CoreState {
         self.log_health();
         self.follow_config();
         self.follow_drains(now);
+        self.follow_control(now);
         self.apply_settlements();
         let requested = self.shared.reports.requested();
         if requested > self.reported {
@@ -928,8 +977,12 @@ impl CoreState {
     fn follow_config(&mut self) {
         let epoch = self.shared.config.epoch();
         if epoch > self.config_epoch {
-            if let Some(config) = self.shared.config.current() {
-                self.apply_config(config);
+            if let Some((config, routes)) = self.shared.config.published() {
+                if !Arc::ptr_eq(&config, &self.config) {
+                    self.apply_config(config);
+                }
+                // The table that goes with it (learned routes included): swapped, not copied.
+                self.engine.set_routes(routes);
             }
             self.config_epoch = epoch;
             self.shared.config.applied(self.core, epoch);

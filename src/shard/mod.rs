@@ -6,6 +6,7 @@
 //! (written when a link opens or closes), and the shutdown flag.
 
 mod conn;
+pub(crate) mod control;
 mod core;
 #[cfg(test)]
 mod core_tests;
@@ -110,6 +111,8 @@ pub(crate) struct Shared {
     pub(crate) settlements: Vec<std::sync::Mutex<Vec<(PeerId, i128)>>>,
     /// The running config and reloads.
     pub(crate) config: reload::ConfigHub,
+    /// The control plane (CCP): requests from the cores, its answers and requests for them.
+    pub(crate) control: control::ControlHub,
 }
 
 impl Shared {
@@ -130,6 +133,7 @@ impl Shared {
                 .map(|_| std::sync::Mutex::new(Vec::new()))
                 .collect(),
             config: reload::ConfigHub::new(cores),
+            control: control::ControlHub::new(cores),
         }
     }
 }
@@ -304,6 +308,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         None => None,
     };
     // The admin API, on threads of its own; stopped when `run` returns.
+    // The route speaker (CCP), on a thread of its own; it stops at shutdown.
+    let speaker = control::spawn(Arc::clone(&shared))
+        .map_err(|e| RunError::Start(format!("control thread: {e}")))?;
     let _admin = match config.admin() {
         Some(admin) => {
             let mut server = crate::admin::AdminServerConfig::new(admin.listen);
@@ -363,6 +370,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             shared.shutdown.store(true, Ordering::Relaxed);
         }
     }
+    shared.shutdown.store(true, Ordering::Relaxed);
+    let _ = speaker.join();
     // A last sync of the ledger files after every core has stopped.
     flusher_stop.store(true, Ordering::Relaxed);
     if let Some(flusher) = flusher {

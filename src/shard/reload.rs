@@ -10,6 +10,8 @@
 //! logged and counted like an applied one.
 
 use crate::config::{Change, Config, ConfigError};
+use crate::engine::route::{Hop, RouteTable};
+use crate::engine::PeerId;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +27,11 @@ const APPLY_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The running config, and reloads.
 pub(crate) struct ConfigHub {
-    current: Mutex<Option<Arc<Config>>>,
+    /// The running config and the route table the cores use with it (its routes plus those
+    /// the control plane learned), published together.
+    current: Mutex<Option<(Arc<Config>, Arc<RouteTable>)>>,
+    /// The learned routes (prefix, peer) the control plane published last.
+    learned: Mutex<Vec<(String, PeerId)>>,
     /// Bumped by every applied reload; each core applies up to it.
     epoch: AtomicU64,
     /// Per core: the epoch it applied.
@@ -64,6 +70,7 @@ impl ConfigHub {
     pub(crate) fn new(cores: usize) -> ConfigHub {
         ConfigHub {
             current: Mutex::new(None),
+            learned: Mutex::new(Vec::new()),
             epoch: AtomicU64::new(0),
             applied: (0..cores).map(|_| AtomicU64::new(0)).collect(),
             source: Mutex::new(None),
@@ -83,7 +90,8 @@ impl ConfigHub {
         overrides: Option<Overrides>,
         slots: Slots,
     ) {
-        *lock(&self.current) = Some(config);
+        let routes = Arc::new(config.route_table());
+        *lock(&self.current) = Some((config, routes));
         *lock(&self.source) = path.map(|p| (p, overrides));
         *lock(&self.slots) = slots;
     }
@@ -106,13 +114,34 @@ impl ConfigHub {
 
     /// The running config (`None` before `start`).
     pub(crate) fn current(&self) -> Option<Arc<Config>> {
+        lock(&self.current)
+            .as_ref()
+            .map(|(config, _)| Arc::clone(config))
+    }
+
+    /// The running config and its route table.
+    pub(crate) fn published(&self) -> Option<(Arc<Config>, Arc<RouteTable>)> {
         lock(&self.current).clone()
+    }
+
+    /// Publishes the routes the control plane learned: a new table (the config's routes
+    /// first) for the cores to swap in at their next tick. Returns its epoch.
+    pub(crate) fn publish_learned(&self, learned: Vec<(String, PeerId)>) -> u64 {
+        let _one = lock(&self.running);
+        let Some((config, _)) = self.published() else {
+            return self.epoch();
+        };
+        let routes = Arc::new(merged_routes(&config, &learned));
+        *lock(&self.learned) = learned;
+        *lock(&self.current) = Some((config, routes));
+        self.epoch.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Publishes `config` as a reload would, without reading a file or waiting for the cores.
     #[cfg(test)]
     pub(crate) fn publish(&self, config: Arc<Config>) {
-        *lock(&self.current) = Some(config);
+        let routes = Arc::new(merged_routes(&config, &lock(&self.learned)));
+        *lock(&self.current) = Some((config, routes));
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -196,7 +225,8 @@ impl ConfigHub {
                 _ => {}
             }
         }
-        *lock(&self.current) = Some(Arc::new(new));
+        let routes = Arc::new(merged_routes(&new, &lock(&self.learned)));
+        *lock(&self.current) = Some((Arc::new(new), routes));
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         let start = Instant::now();
         while self
@@ -210,6 +240,37 @@ impl ConfigHub {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(changes)
+    }
+}
+
+/// The route table of `config` with the `learned` routes added: a configured route wins over
+/// a learned one for the same prefix, and a learned route to a removed peer is left out.
+pub(crate) fn merged_routes(config: &Config, learned: &[(String, PeerId)]) -> RouteTable {
+    if learned.is_empty() {
+        return config.route_table();
+    }
+    let configured: std::collections::HashSet<&str> =
+        config.routes().iter().map(|r| r.prefix.as_str()).collect();
+    let usable = learned.iter().filter(|(prefix, peer)| {
+        !configured.contains(prefix.as_str())
+            && config.peers().get(peer.index()).is_some_and(|p| !p.removed)
+    });
+    let routes = config
+        .routes()
+        .iter()
+        .map(|r| (r.prefix.as_bytes(), r.hop))
+        .chain(usable.map(|(prefix, peer)| (prefix.as_bytes(), Hop::Peer(*peer))));
+    match RouteTable::build(
+        config.ilp_address().as_bytes(),
+        routes,
+        config.default_route(),
+    ) {
+        Ok(table) => table,
+        Err(e) => {
+            // Learned prefixes are checked when they arrive; keep the configured table.
+            tracing::warn!("learned routes left out of the route table: {e}");
+            config.route_table()
+        }
     }
 }
 

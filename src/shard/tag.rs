@@ -6,7 +6,7 @@
 //!   while one Prepare is in flight before a stale answer could reach the wrong connection.
 //! - [`OutTag`]: a Prepare we sent on one of our links (the BTP session or the HTTP pool keeps
 //!   it until the answer): the engine's slot on this core, or the origin core and its slot
-//!   when another core handed the Prepare over.
+//!   when another core handed the Prepare over, or the control plane's request id.
 
 use super::links::LinkId;
 use crate::engine::{SlotId, Tag};
@@ -50,10 +50,14 @@ pub(crate) enum OutTag {
         /// The slot there.
         slot: SlotId,
     },
+    /// The control plane's own request (CCP) with this id: its answer goes to the speaker.
+    Control(u32),
 }
 
 /// The top bit marks a remote tag; a local one is the slot's own packing (top bit clear).
 const REMOTE: u64 = 1 << 63;
+/// A remote tag's origin that no core has (cores are at most 64) marks a control tag.
+const CONTROL_ORIGIN: u64 = 0x7f;
 
 impl OutTag {
     /// Local: [`SlotId::to_u64`]. Remote: `1 << 63 | origin << 56 | slot index << 32 |
@@ -61,8 +65,9 @@ impl OutTag {
     pub(crate) fn encode(self) -> u64 {
         match self {
             OutTag::Local(slot) => slot.to_u64(),
+            OutTag::Control(id) => REMOTE | CONTROL_ORIGIN << 56 | u64::from(id),
             OutTag::Remote { origin, slot } => {
-                debug_assert!(origin < 128, "origin core {origin}");
+                debug_assert!(origin < 127, "origin core {origin}");
                 REMOTE
                     | (origin as u64 & 0x7f) << 56
                     | u64::from(slot.index()) << 32
@@ -74,6 +79,9 @@ impl OutTag {
     pub(crate) fn decode(tag: u64) -> OutTag {
         if tag & REMOTE == 0 {
             return OutTag::Local(SlotId::from_u64(tag));
+        }
+        if tag >> 56 & 0x7f == CONTROL_ORIGIN {
+            return OutTag::Control(tag as u32);
         }
         OutTag::Remote {
             origin: (tag >> 56 & 0x7f) as usize,
@@ -98,7 +106,7 @@ mod test {
         };
         assert_eq!(InTag::decode(tag.encode()), tag);
         let slot = SlotId::from_parts((1 << 24) - 1, 0x7fff_ffff);
-        let remote = OutTag::Remote { origin: 127, slot };
+        let remote = OutTag::Remote { origin: 126, slot };
         assert_ne!(remote.encode() & REMOTE, 0);
         assert_eq!(OutTag::decode(remote.encode()), remote);
         assert_eq!(slot.to_u64() & REMOTE, 0);
@@ -106,5 +114,11 @@ mod test {
             OutTag::decode(OutTag::Local(slot).encode()),
             OutTag::Local(slot)
         );
+        for id in [0, 1, u32::MAX] {
+            assert_eq!(
+                OutTag::decode(OutTag::Control(id).encode()),
+                OutTag::Control(id)
+            );
+        }
     }
 }

@@ -24,6 +24,52 @@ pub(crate) fn io_uring_missing(test: &str) -> bool {
     missing
 }
 
+/// The body of `GET path` on a loopback HTTP port (the admin API), bounded.
+pub(crate) fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned())
+}
+
+/// A Prepare of `amount` to `destination` whose condition is SHA-256([n; 32]) and that
+/// expires `expiry_ms` from now.
+pub(crate) fn prepare_n(destination: &str, amount: u64, expiry_ms: i64, n: u8) -> Vec<u8> {
+    use ilp_router::wire::{Address, PrepareRepr};
+    use sha2::{Digest, Sha256};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let condition: [u8; 32] = Sha256::digest([n; 32]).into();
+    let repr = PrepareRepr {
+        amount,
+        expires_at: now + expiry_ms,
+        execution_condition: &condition,
+        destination: Address::new_checked(destination.as_bytes()).unwrap(),
+        data: b"",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
+/// The Fulfill of [`prepare_n`]'s Prepare `n`.
+pub(crate) fn fulfill_n(n: u8) -> Vec<u8> {
+    let repr = ilp_router::wire::FulfillRepr {
+        fulfillment: &[n; 32],
+        data: b"",
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    out
+}
+
 /// A free loopback port (bound and released; the router binds it right after).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
