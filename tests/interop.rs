@@ -4,7 +4,8 @@
 //! `tests/interop/` (see its README); and a mixed topology (one JS connector over ILP over
 //! HTTP, one over BTP) paying both ways for 20 rounds with idle gaps; and a group of three JS
 //! connector processes behind one route, one of them killed between payments; and ILDCP with
-//! the JS client library (`ildcp.js`). Each script
+//! the JS client library (`ildcp.js`); and route exchange (CCP) along a chain of two JS
+//! connectors with this router between them and no static route (`ccp-chain.js`). Each script
 //! gets the router binary built for this test, runs for at most its limit and prints `PASS …`
 //! last when the amounts arrived as the rates say.
 //!
@@ -13,8 +14,9 @@
 //! (`CI` set), where `.ci/run` installs them and a missing piece is a failure.
 //!
 //! `ilp_node_over_http` (STREAM payments both ways with interledger-rs's `ilp-node`, over ILP
-//! over HTTP) is opt-in: it runs only when `ILP_NODE_BIN` names an `ilp-node` binary, which
-//! CI does not build (see tests/interop/README.md), and is skipped otherwise, under CI too.
+//! over HTTP) and `ilp_node_route_exchange` (the same over routes learned by CCP) are opt-in:
+//! they run only when `ILP_NODE_BIN` names an `ilp-node` binary, which CI does not build (see
+//! tests/interop/README.md), and are skipped otherwise, under CI too.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -33,6 +35,12 @@ const MIXED_TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(240);
 /// The limit of the `cluster.js` run: three connector processes and the router start in about
 /// 2 s, 18 payments take about 2 s more; the script gives up by itself after 80 s.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The limit of the `ccp-chain.js` run: about 4 s, but a JS connector may refuse the router's
+/// first route control request in its connect race, and the router then asks again after 30 s
+/// (twice at worst: at the start and when B comes back); the script gives up by itself after
+/// 90 s.
+const CCP_CHAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The limit of the `ilp-node.js` run: Redis, ilp-node and the router start in about a second,
 /// and the two payments take a few more.
@@ -201,6 +209,18 @@ fn ildcp_child_learns_its_address_from_the_router() {
     assert_passes(&["ildcp.js"], SCRIPT_TIMEOUT);
 }
 
+/// JS connector A (test.a) ═(BTP, A dials)═ router ═(BTP, we dial)═ JS connector B (test.b),
+/// `relation = "peer"` on both sides of both links and no static route anywhere: the router
+/// learns test.a and test.b over CCP and relays each to the other side. Its `GET /routes` and
+/// A's and B's own routing tables must equal what the same chain shows with a JS connector in
+/// the router's place; STREAM payments A→B and B→A arrive exactly as the rates say; when B
+/// stops, the router withdraws test.b (A drops it too) and a payment towards it fails F02;
+/// when B comes back, the route is learned again and payments succeed.
+#[test]
+fn ccp_chain_routes_learned_through_the_router() {
+    assert_passes(&["ccp-chain.js"], CCP_CHAIN_TIMEOUT);
+}
+
 /// STREAM sender → router → (ILP over HTTP: we POST to ilp-node's `/accounts/router/ilp`) →
 /// interledger-rs `ilp-node` (its STREAM receiver), and ilp-node paying (its SPSP + STREAM
 /// client) → (ILP over HTTP: it POSTs to our `[listen] http`) → router → STREAM receiver.
@@ -209,6 +229,22 @@ fn ildcp_child_learns_its_address_from_the_router() {
 /// `ILP_NODE_BIN` it is skipped, under CI too.
 #[test]
 fn ilp_node_over_http() {
+    run_ilp_node(&["ilp-node.js"]);
+}
+
+/// The same payments as `ilp_node_over_http`, over routes learned by CCP instead of static
+/// ones (`ilp-node.js --routes ccp`): our router has no route to `test.irs` and ilp-node's
+/// account `router` no ILP address of its own; our router must learn `test.irs` from ilp-node
+/// and ilp-node `test.router` from our router before the payments. Opt-in like
+/// `ilp_node_over_http`: it runs only with `ILP_NODE_BIN` set (and `redis-server` on PATH).
+#[test]
+fn ilp_node_route_exchange() {
+    run_ilp_node(&["ilp-node.js", "--routes", "ccp"]);
+}
+
+/// Runs an `ilp-node.js` script with `ILP_NODE_BIN`, or skips (under CI too) without it;
+/// `redis-server` must be on PATH (or named by `REDIS_SERVER`).
+fn run_ilp_node(args: &[&str]) {
     let Some(bin) = std::env::var_os("ILP_NODE_BIN") else {
         let _ = writeln!(
             std::io::stderr(),
@@ -228,9 +264,5 @@ fn ilp_node_over_http() {
             Path::new(&redis).display()
         ),
     }
-    assert_passes_with_env(
-        &["ilp-node.js"],
-        ILP_NODE_TIMEOUT,
-        &[("ILP_NODE_BIN", bin.as_os_str())],
-    );
+    assert_passes_with_env(args, ILP_NODE_TIMEOUT, &[("ILP_NODE_BIN", bin.as_os_str())]);
 }

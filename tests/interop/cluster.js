@@ -221,11 +221,10 @@ function moneyFor (env, tag) {
   return Object.fromEntries(CONNECTORS.map(n => [n, env.money.get(n).get(tag) || 0n]))
 }
 
+/// The sender's link: our router's child, whose STREAM connection learns g.router.sender and
+/// XRP/6 from the router over ILDCP.
 function senderPlugin (env) {
-  return new L.RecordingPlugin(
-    L.btpClient(`btp+ws://sender:sender-token@127.0.0.1:${env.routerPort}`),
-    // Our router does not serve ILDCP yet: answered locally with the address it delivers to.
-    { clientAddress: 'g.router.sender', assetCode: SENDER.code, assetScale: SENDER.scale })
+  return new L.RecordingPlugin(L.btpClient(`btp+ws://sender:sender-token@127.0.0.1:${env.routerPort}`))
 }
 
 /// Our router then the connector: each packet converted on its own, rounded down each time.
@@ -249,6 +248,9 @@ async function pay (env, label, tag, credentials, amount) {
       createConnection({ plugin, ...credentials, slippage: 0.05 }),
       CONNECT_TIMEOUT_MS, 'STREAM connect')
     connectMs = Date.now() - started
+    // What the sender learned from our router over ILDCP.
+    const learned = `${connection.sourceAccount} ${connection.sourceAssetCode}/${connection.sourceAssetScale}`
+    if (learned !== `g.router.sender ${SENDER.code}/${SENDER.scale}`) problems.push(`the sender learned ${learned} over ILDCP`)
     const stream = connection.createStream()
     await withTimeout(stream.sendTotal(amount.toString(), { timeout: PAY_TIMEOUT_MS }),
       PAY_TIMEOUT_MS + 1000, 'sendTotal')
@@ -391,6 +393,8 @@ ${CONNECTORS.map(n => `[[peers]]
 name = "${n}"
 auth_tokens = ["${n}-token"]
 relation = "peer"
+send_routes = false                   # a static route (to the group): no CCP with the cluster
+receive_routes = false
 asset_code = "${LINK.code}"
 asset_scale = ${LINK.scale}
 max_balance = "${HUGE}"`).join('\n')}

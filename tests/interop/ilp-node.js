@@ -6,6 +6,14 @@
 //   from-ilp-node: ilp-node (account alice: POST /accounts/alice/payments, SPSP + STREAM) ═ILP over HTTP═ router ─BTP─ JS STREAM receiver
 //
 //   node ilp-node.js [--direction both|to-ilp-node|from-ilp-node] [--amount N] [--from-amount N]
+//                    [--routes static|ccp]
+//
+// With `--routes static` (the default) each side has a static route to the other, and the route
+// exchange is off on our side (`send_routes`/`receive_routes` false). With `--routes ccp`
+// neither has one: our router must learn test.irs from ilp-node over CCP (its `GET /routes`
+// shows it learned from `irs`), and ilp-node test.router from our router (its account `router`
+// has no ILP address of its own, so its `GET /routes` can only have test.router from CCP);
+// then the same payments, over the learned routes.
 //
 // ILP_ROUTER_BIN names the ilp-router binary and ILP_NODE_BIN the ilp-node binary (see the
 // README for how to build it); `redis-server` must be on PATH (or REDIS_SERVER names it).
@@ -26,7 +34,7 @@ const path = require('path')
 const L = require('./lib')
 
 function args () {
-  const out = { direction: 'both', amount: 1000000000n, fromAmount: 1000000n }
+  const out = { direction: 'both', amount: 1000000000n, fromAmount: 1000000n, routes: 'static' }
   const argv = process.argv.slice(2)
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1]]
@@ -34,9 +42,11 @@ function args () {
     if (key === '--direction') out.direction = value
     else if (key === '--amount') out.amount = BigInt(value)
     else if (key === '--from-amount') out.fromAmount = BigInt(value)
+    else if (key === '--routes') out.routes = value
     else throw new Error(`unknown argument ${key}`)
   }
   if (!['both', 'to-ilp-node', 'from-ilp-node'].includes(out.direction)) throw new Error(`unknown direction ${out.direction}`)
+  if (!['static', 'ccp'].includes(out.routes)) throw new Error(`unknown --routes ${out.routes}`)
   return out
 }
 
@@ -173,12 +183,13 @@ async function paymentNotifications (port, username) {
   return { amounts, close: () => ws.terminate() }
 }
 
-async function setup (cleanup) {
+async function setup (opts, cleanup) {
   const nodeBin = nodeBinary()
+  const ccp = opts.routes === 'ccp'
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ilp-node-interop-'))
   cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const [redisPort, nodePort, settlementPort, routerPort, routerHttpPort] =
-    [await L.freePort(), await L.freePort(), await L.freePort(), await L.freePort(), await L.freePort()]
+  const [redisPort, nodePort, settlementPort, routerPort, routerHttpPort, routerAdminPort] =
+    [await L.freePort(), await L.freePort(), await L.freePort(), await L.freePort(), await L.freePort(), await L.freePort()]
 
   // Redis for ilp-node: its own, empty, with no persistence, as our child.
   const redis = startChild('redis', process.env.REDIS_SERVER || 'redis-server', [
@@ -199,11 +210,14 @@ async function setup (cleanup) {
     settlement_api_bind_address: `127.0.0.1:${settlementPort}`,
     exchange_rate: { spread: 0 }
   }
+  // Its route updates go out every 30 s by default (to Peer accounts, asked or not): every
+  // second instead, so that our router hears from it soon after its account exists.
+  if (ccp) config.route_broadcast_interval = 1000
   const configFile = path.join(dir, 'ilp-node.json')
   fs.writeFileSync(configFile, JSON.stringify(config, null, 2))
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ILP_')))
   env.RUST_LOG = process.env.ILP_NODE_LOG || 'warn'
-  const node = startChild('ilp-node', nodeBin, [configFile], { env })
+  let node = startChild('ilp-node', nodeBin, [configFile], { env })
   cleanup.push(() => node.stop())
   await waitForChildPort(node, 'ilp-node', nodePort, 20000)
 
@@ -216,9 +230,13 @@ ilp_address = "test.router"
 [listen]
 btp = "127.0.0.1:${routerPort}"
 http = "127.0.0.1:${routerHttpPort}"
+[admin]
+listen = "127.0.0.1:${routerAdminPort}"
 [[peers]]
 name = "irs"
 relation = "peer"
+${ccp ? '# route exchange both ways: the defaults for a peer' : `send_routes = false                   # static routes: no CCP with ilp-node
+receive_routes = false`}
 asset_code = "${LINK.code}"
 asset_scale = ${LINK.scale}
 max_balance = "${HUGE}"
@@ -241,9 +259,9 @@ relation = "child"
 asset_code = "${RECEIVER.code}"
 asset_scale = ${RECEIVER.scale}
 max_balance = "${HUGE}"
-[[routes]]
+${ccp ? '' : `[[routes]]
 prefix = "test.irs"
-peer = "irs"
+peer = "irs"`}
 [rates]
 ${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
 `
@@ -258,16 +276,17 @@ ${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
   // [listen] http; interledger-rs's own path form, which our router accepts like any path),
   // and its local users bob (receives) and alice (pays).
   await api(nodePort, 'PUT', '/rates', ADMIN_TOKEN, Object.fromEntries(Object.entries(RATES).map(([k, v]) => [k, Number(v)])))
-  await api(nodePort, 'POST', '/accounts', ADMIN_TOKEN, {
+  // With --routes ccp the account has no ilp_address: ilp-node then gives it
+  // test.irs.router, and its route to test.router can only come from our router's CCP.
+  await api(nodePort, 'POST', '/accounts', ADMIN_TOKEN, Object.assign(ccp ? {} : { ilp_address: 'test.router' }, {
     username: 'router',
-    ilp_address: 'test.router',
     asset_code: LINK.code,
     asset_scale: LINK.scale,
     routing_relation: 'Peer',
     ilp_over_http_url: `http://127.0.0.1:${routerHttpPort}/accounts/irs/ilp`,
     ilp_over_http_incoming_token: ROUTER_TOKEN,
     ilp_over_http_outgoing_token: IRS_TOKEN
-  })
+  }))
   for (const [username, asset] of [['bob', BOB], ['alice', ALICE]]) {
     await api(nodePort, 'POST', '/accounts', ADMIN_TOKEN, {
       username,
@@ -277,16 +296,54 @@ ${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
     })
   }
   L.log(`ilp-node accounts: ${(await api(nodePort, 'GET', '/accounts', ADMIN_TOKEN)).length} bytes of JSON; routes: ${await api(nodePort, 'GET', '/routes', ADMIN_TOKEN)}`)
-  return { nodePort, routerPort }
+  let routes = null
+  if (ccp) {
+    // ilp-node asks its peers for their routes (a route control request, SYNC) only when it
+    // starts, and its account `router` did not exist then: restart it (Redis keeps the
+    // accounts; the prices, which it keeps in memory, are set again) so that it asks our
+    // router. Our router asked ilp-node at its own start, before the account existed (ilp-node
+    // refused; the router asks again after 30 s), and takes the updates ilp-node sends its
+    // Peer accounts every second unasked, which bring it test.irs.
+    await node.stop()
+    node = startChild('ilp-node', nodeBin, [configFile], { env })
+    await waitForChildPort(node, 'ilp-node', nodePort, 20000)
+    await api(nodePort, 'PUT', '/rates', ADMIN_TOKEN, Object.fromEntries(Object.entries(RATES).map(([k, v]) => [k, Number(v)])))
+    routes = await learnedRoutes(nodePort, routerAdminPort)
+  }
+  return { nodePort, routerPort, routes }
+}
+
+/// Waits (at most 20 s) until our router has learned test.irs from `irs` and ilp-node
+/// test.router from its account `router`; returns what each shows.
+async function learnedRoutes (nodePort, routerAdminPort) {
+  const started = Date.now()
+  let ours = []
+  let theirs = {}
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${routerAdminPort}/routes`, { signal: AbortSignal.timeout(2000) })
+      ours = (await res.json()).routes.filter(r => r.source === 'learned')
+      theirs = JSON.parse(await api(nodePort, 'GET', '/routes', ADMIN_TOKEN, undefined, 2000))
+    } catch (err) {
+      L.log(`routes: ${err.message}`)
+    }
+    const irs = ours.find(r => r.prefix === 'test.irs')
+    if (irs && irs.peer === 'irs' && irs.used && theirs['test.router'] === 'router') break
+    if (Date.now() - started > 20000) {
+      throw new Error(`routes not learned within 20 s: our router's learned routes ${JSON.stringify(ours)}; ilp-node's table ${JSON.stringify(theirs)}`)
+    }
+    await L.sleep(100)
+  }
+  const oursText = ours.map(r => `${r.prefix} from ${r.peer} via ${r.path.join(' ') || '(none)'}${r.used ? '' : ' (not used)'}`).join(', ')
+  L.log(`routes learned over CCP within ${Date.now() - started} ms of ilp-node's restart: our router: ${oursText}; ilp-node: ${JSON.stringify(theirs)}`)
+  return { ms: Date.now() - started, ours, theirs, oursText }
 }
 
 /// JS STREAM sender → our router → ILP over HTTP → ilp-node's STREAM receiver (account bob).
 async function toIlpNode ({ nodePort, routerPort }, amount, cleanup) {
-  // Our router does not serve ILDCP yet: the sender's plugin answers it with the address the
-  // router gives its child (<ilp_address>.<peer name>).
-  const senderPlugin = new L.RecordingPlugin(
-    L.btpClient(`btp+ws://sender:sender-token@127.0.0.1:${routerPort}`),
-    { clientAddress: 'test.router.sender', assetCode: SENDER.code, assetScale: SENDER.scale })
+  // The sender is our router's child: its STREAM connection learns test.router.sender (and
+  // XRP/6) from the router over ILDCP.
+  const senderPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://sender:sender-token@127.0.0.1:${routerPort}`))
   await senderPlugin.connect()
   cleanup.push(() => senderPlugin.disconnect().catch(() => {}))
   const notifications = await paymentNotifications(nodePort, 'bob')
@@ -300,10 +357,11 @@ async function toIlpNode ({ nodePort, routerPort }, amount, cleanup) {
   if (!res.ok) throw new Error(`ilp-node SPSP: HTTP ${res.status}`)
   const spsp = await res.json()
   L.log(`to ilp-node: STREAM ${amount} ${SENDER.code}/${SENDER.scale} → ${spsp.destination_account} (${BOB.code}/${BOB.scale})`)
+  const seen = {}
   const delivered = await L.streamSend(senderPlugin, {
     destinationAccount: spsp.destination_account,
     sharedSecret: Buffer.from(spsp.shared_secret, 'base64')
-  }, amount)
+  }, amount, seen)
 
   const sent = senderPlugin.sent.filter(p => p.fulfilled && p.amount > 0n).map(p => p.amount)
   // Our router: exact, rounded down; ilp-node: EUR/6 → EUR/9, times 1000.
@@ -317,6 +375,8 @@ async function toIlpNode ({ nodePort, routerPort }, amount, cleanup) {
   L.log(`to ilp-node: bob's balance on ilp-node: ${balance}`)
 
   const problems = []
+  const learned = `${seen.sourceAccount} ${seen.sourceAssetCode}/${seen.sourceAssetScale}`
+  if (learned !== `test.router.sender ${SENDER.code}/${SENDER.scale}`) problems.push(`the sender learned ${learned} from our router over ILDCP`)
   if (sum(sent) !== amount) problems.push(`sender paid ${sum(sent)}, asked for ${amount}`)
   if (expected.join(',') !== got.join(',')) problems.push(`per-packet amounts at ilp-node differ from the rates: expected ${expected.join(',')}, got ${got.join(',')}`)
   if (delivered !== sum(expected)) problems.push(`sender's totalDelivered ${delivered} != expected ${sum(expected)}`)
@@ -327,9 +387,8 @@ async function toIlpNode ({ nodePort, routerPort }, amount, cleanup) {
 
 /// ilp-node (account alice pays, SPSP + STREAM) → ILP over HTTP → our router → JS STREAM receiver.
 async function fromIlpNode ({ nodePort, routerPort }, sourceAmount, cleanup) {
-  const receiverPlugin = new L.RecordingPlugin(
-    L.btpClient(`btp+ws://receiver:receiver-token@127.0.0.1:${routerPort}`),
-    { clientAddress: 'test.router.receiver', assetCode: RECEIVER.code, assetScale: RECEIVER.scale })
+  // Our router's child: its STREAM server learns test.router.receiver from the router (ILDCP).
+  const receiverPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://receiver:receiver-token@127.0.0.1:${routerPort}`))
   await receiverPlugin.connect()
   cleanup.push(() => receiverPlugin.disconnect().catch(() => {}))
   const { server, received } = await L.streamReceiver(receiverPlugin)
@@ -378,7 +437,10 @@ async function main () {
   let failed = false
   const summaries = []
   try {
-    const ctx = await setup(cleanup)
+    const ctx = await setup(opts, cleanup)
+    if (ctx.routes) {
+      summaries.push(`routes over CCP: our router learned ${ctx.routes.oursText}, ilp-node test.router → ${ctx.routes.theirs['test.router']}`)
+    }
     const runs = []
     if (opts.direction !== 'from-ilp-node') runs.push(() => toIlpNode(ctx, opts.amount, cleanup))
     if (opts.direction !== 'to-ilp-node') runs.push(() => fromIlpNode(ctx, opts.fromAmount, cleanup))
@@ -402,7 +464,7 @@ async function main () {
     }
   }
   // Printed last, after the router, ilp-node and Redis have stopped.
-  if (!failed) console.log(`PASS ilp-node over HTTP: ${summaries.join('; ')}`)
+  if (!failed) console.log(`PASS ilp-node over HTTP (${opts.routes} routes): ${summaries.join('; ')}`)
   process.exit(failed ? 1 : 0)
 }
 

@@ -9,7 +9,6 @@ const os = require('os')
 const path = require('path')
 const { EventEmitter } = require('events')
 const IlpPacket = require('ilp-packet')
-const ILDCP = require('ilp-protocol-ildcp')
 
 function log (...args) {
   console.log(`[${new Date().toISOString()}]`, ...args)
@@ -90,7 +89,9 @@ async function startRouter ({ config, btpPort, cores = Number(process.env.INTERO
 
 /// The JS reference connector in this process. Rate limit, throughput limit and deduplication
 /// are switched off; the `one-to-one` backend with spread 0 converts by asset scale only.
-async function startJsConnector ({ ilpAddress, accounts, routes = [], extra = {} }) {
+/// `container`, when given, is the connector's dependency container (`reduct`), through which
+/// a script can reach its services.
+async function startJsConnector ({ ilpAddress, accounts, routes = [], extra = {}, container }) {
   const { createApp } = require('ilp-connector')
   const connector = createApp(Object.assign({
     env: 'test',
@@ -100,25 +101,24 @@ async function startJsConnector ({ ilpAddress, accounts, routes = [], extra = {}
     backend: 'one-to-one',
     spread: 0,
     store: 'memory',
-    // Route broadcasting stays on (it also installs local and configured routes); accounts that
-    // face our router set sendRoutes/receiveRoutes false, since it does not speak CCP.
+    // Route broadcasting stays on (it also installs local and configured routes). Accounts that
+    // face our router over a static route set sendRoutes/receiveRoutes false, and our router's
+    // peer send_routes/receive_routes false; ccp-chain.js exchanges routes with it instead.
     disableMiddleware: ['rateLimit', 'throughput', 'deduplicate'],
     initialConnectTimeout: 200,
     collectDefaultMetrics: false
-  }, extra))
+  }, extra), container)
   await connector.listen()
   return connector
 }
 
-/// A plugin wrapper for a link to a peer that does not answer ILDCP (`peer.config`): it answers
-/// the request locally with a fixed address and asset, and passes everything else through.
-/// With `ildcp` null it only records. Either way it records every Prepare it sends or
-/// receives together with the outcome, for the per-packet amount checks.
+/// A plugin wrapper that passes everything through and records every Prepare it sends or
+/// receives together with the outcome, for the per-packet amount checks. Peer-protocol packets
+/// (`peer.*`: ILDCP, which STREAM asks its link for its address) go through unrecorded.
 class RecordingPlugin extends EventEmitter {
-  constructor (inner, ildcp) {
+  constructor (inner) {
     super()
     this.inner = inner
-    this.ildcp = ildcp
     this.sent = [] // { amount, destination, fulfilled, code, triggeredBy, message }
     this.received = [] // { amount, destination, fulfilled }
     this.dataHandler = null
@@ -136,10 +136,6 @@ class RecordingPlugin extends EventEmitter {
 
   async sendData (data) {
     const prepare = IlpPacket.deserializeIlpPrepare(data)
-    if (prepare.destination === 'peer.config' && this.ildcp) {
-      // serializeIldcpResponse gives the whole Fulfill (peer-protocol fulfillment).
-      return ILDCP.serializeIldcpResponse(this.ildcp)
-    }
     const reply = await this.inner.sendData(data)
     if (!prepare.destination.startsWith('peer.')) {
       const r = reply[0] === IlpPacket.Type.TYPE_ILP_REJECT ? IlpPacket.deserializeIlpReject(reply) : { code: 'fulfill' }
@@ -226,9 +222,18 @@ async function streamReceiver (plugin) {
 }
 
 /// Sends `amount` (sender's units) over one STREAM to the receiver's address and secret.
-async function streamSend (plugin, { destinationAccount, sharedSecret }, amount) {
+/// `seen`, when given, gets the sender's own address and asset as it learned them over ILDCP
+/// from its link (`sourceAccount`, `sourceAssetCode`, `sourceAssetScale`).
+async function streamSend (plugin, { destinationAccount, sharedSecret }, amount, seen = null) {
   const { createConnection } = require('ilp-protocol-stream')
   const connection = await createConnection({ plugin, destinationAccount, sharedSecret, slippage: 0.05 })
+  if (seen) {
+    Object.assign(seen, {
+      sourceAccount: connection.sourceAccount,
+      sourceAssetCode: connection.sourceAssetCode,
+      sourceAssetScale: connection.sourceAssetScale
+    })
+  }
   const stream = connection.createStream()
   await stream.sendTotal(amount.toString(), { timeout: 20000 })
   const delivered = BigInt(connection.totalDelivered)

@@ -150,6 +150,8 @@ http = "127.0.0.1:${port.routerHttp}"
 [[peers]]
 name = "a"
 relation = "peer"
+send_routes = false                  # static routes on both sides: no CCP here
+receive_routes = false
 asset_code = "${A_LINK.code}"
 asset_scale = ${A_LINK.scale}
 max_balance = "${HUGE}"
@@ -159,6 +161,8 @@ outgoing_token = "${ROUTER_AT_A}"
 [[peers]]
 name = "b"
 relation = "peer"
+send_routes = false                  # static routes on both sides: no CCP here
+receive_routes = false
 asset_code = "${B_LINK.code}"
 asset_scale = ${B_LINK.scale}
 max_balance = "${HUGE}"
@@ -265,7 +269,7 @@ ${Object.entries(RATES).map(([k, v]) => `${k} = "${v}"`).join('\n')}
   // The receivers: one STREAM server each for the whole run, totals per connection tag.
   const receivers = {}
   for (const [side, p, secret] of [['A', port.aReceiver, 'a-receiver-secret'], ['B', port.bReceiver, 'b-receiver-secret']]) {
-    const plugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:${secret}@127.0.0.1:${p}`), null)
+    const plugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:${secret}@127.0.0.1:${p}`))
     await plugin.connect()
     cleanup.push(() => plugin.disconnect())
     const { createServer } = require('ilp-protocol-stream')
@@ -300,7 +304,7 @@ class SenderPlugin extends L.RecordingPlugin {
 
 /// A fresh, connected sender plugin for `from` (the connector's BTP server serves the newest).
 async function newSender (env, from) {
-  const plugin = new SenderPlugin(L.btpClient(env.senders[from]), null)
+  const plugin = new SenderPlugin(L.btpClient(env.senders[from]))
   env.open.add(plugin)
   await plugin.connect()
   return plugin

@@ -91,6 +91,8 @@ ${http ? `http = "127.0.0.1:${routerHttpPort}"` : ''}
 [[peers]]
 name = "js"
 relation = "peer"
+send_routes = false                  # a static route both ways: no CCP on this link
+receive_routes = false
 asset_code = "${link.code}"
 asset_scale = ${link.scale}
 max_balance = "${HUGE}"
@@ -139,16 +141,15 @@ ${rateTable()}
   })
   cleanup.push(() => connector.shutdown())
 
-  // Our router does not serve ILDCP yet: the receiver's plugin answers it with the address the
-  // router delivers to (<ilp_address>.<peer name>).
-  const receiverPlugin = new L.RecordingPlugin(
-    L.btpClient(`btp+ws://receiver:receiver-token@127.0.0.1:${routerPort}`),
-    { clientAddress: 'test.router.receiver', assetCode: receiver.code, assetScale: receiver.scale })
-  // The sender is the JS connector's child: it learns test.js.sender over real ILDCP.
-  const senderPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:sender-secret@127.0.0.1:${senderPort}`), null)
+  // The receiver is our router's child: its STREAM server learns test.router.receiver (and
+  // XRP/4) from the router over ILDCP.
+  const receiverPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://receiver:receiver-token@127.0.0.1:${routerPort}`))
+  // The sender is the JS connector's child: it learns test.js.sender over ILDCP from it.
+  const senderPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:sender-secret@127.0.0.1:${senderPort}`))
 
   const convert = a => L.routerConvert(L.jsOneToOne(a, sender, link), link, receiver, RATES)
-  return { senderPlugin, receiverPlugin, convert, sender, receiver, cleanup }
+  const addresses = { sender: 'test.js.sender', receiver: 'test.router.receiver' }
+  return { senderPlugin, receiverPlugin, convert, sender, receiver, addresses, cleanup }
 }
 
 async function routerFirst (amount, transport, cleanup) {
@@ -206,6 +207,8 @@ max_packet_amount = "300000000"   # STREAM learns it from our F08 and splits the
 [[peers]]
 name = "js"
 relation = "peer"
+send_routes = false                  # a static route both ways: no CCP on this link
+receive_routes = false
 asset_code = "${link.code}"
 asset_scale = ${link.scale}
 max_balance = "${HUGE}"
@@ -225,12 +228,11 @@ ${rateTable()}
   cleanup.push(() => router.stop())
   if (http) await L.waitForPort(routerHttpPort, 10000)
 
-  // The receiver is the JS connector's child and learns test.js.receiver over real ILDCP.
-  const receiverPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:receiver-secret@127.0.0.1:${receiverPort}`), null)
-  // The sender's peer is our router, which does not serve ILDCP yet: answered locally.
-  const senderPlugin = new L.RecordingPlugin(
-    L.btpClient(`btp+ws://sender:sender-token@127.0.0.1:${routerPort}`),
-    { clientAddress: 'test.router.sender', assetCode: sender.code, assetScale: sender.scale })
+  // The receiver is the JS connector's child and learns test.js.receiver over ILDCP from it.
+  const receiverPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://:receiver-secret@127.0.0.1:${receiverPort}`))
+  // The sender is our router's child: it learns test.router.sender (and XRP/6) from the router
+  // over ILDCP.
+  const senderPlugin = new L.RecordingPlugin(L.btpClient(`btp+ws://sender:sender-token@127.0.0.1:${routerPort}`))
 
   // Wait until the router's BTP link to the JS connector is up (an HTTP link has no
   // connection state: ilp-plugin-http is connected once its server listens).
@@ -240,7 +242,8 @@ ${rateTable()}
     await L.sleep(50)
   }
   const convert = a => L.jsOneToOne(L.routerConvert(a, sender, link, RATES), link, receiver)
-  return { senderPlugin, receiverPlugin, convert, sender, receiver, cleanup }
+  const addresses = { sender: 'test.router.sender', receiver: 'test.js.receiver' }
+  return { senderPlugin, receiverPlugin, convert, sender, receiver, addresses, cleanup }
 }
 
 async function main () {
@@ -250,14 +253,19 @@ async function main () {
   let summary = null
   try {
     const setup = await (opts.topology === 'js-first' ? jsFirst : routerFirst)(opts.amount, opts.transport, cleanup)
-    const { senderPlugin, receiverPlugin, convert, sender, receiver } = setup
+    const { senderPlugin, receiverPlugin, convert, sender, receiver, addresses } = setup
     await receiverPlugin.connect()
     await senderPlugin.connect()
     const { server, received } = await L.streamReceiver(receiverPlugin)
     const credentials = server.generateAddressAndSecret()
     L.log(`STREAM ${opts.amount} ${sender.code}/${sender.scale} → ${credentials.destinationAccount} (${receiver.code}/${receiver.scale})`)
-    const delivered = await L.streamSend(senderPlugin, credentials, opts.amount)
+    const seen = {}
+    const delivered = await L.streamSend(senderPlugin, credentials, opts.amount, seen)
     await L.sleep(200)
+    // Both endpoints learned their address and asset over ILDCP from their parent (our router
+    // for one of them, the JS connector for the other): nothing is set by hand.
+    const learned = `sender ${seen.sourceAccount} ${seen.sourceAssetCode}/${seen.sourceAssetScale}, receiver ${credentials.destinationAccount.split('.').slice(0, 3).join('.')} ${server.assetCode}/${server.assetScale}`
+    L.log(`over ILDCP: ${learned}`)
 
     // Zero-amount packets (STREAM's closing frames) carry no value and are left out.
     const sent = senderPlugin.sent.filter(p => p.fulfilled && p.amount > 0n).map(p => p.amount)
@@ -270,6 +278,12 @@ async function main () {
     L.log(`per packet sent: ${sent.join(',')}; received: ${got.join(',')}; expected: ${expected.join(',')}`)
 
     const problems = []
+    if (seen.sourceAccount !== addresses.sender || seen.sourceAssetCode !== sender.code || seen.sourceAssetScale !== sender.scale) {
+      problems.push(`the sender learned ${seen.sourceAccount} ${seen.sourceAssetCode}/${seen.sourceAssetScale} over ILDCP, expected ${addresses.sender} ${sender.code}/${sender.scale}`)
+    }
+    if (!credentials.destinationAccount.startsWith(addresses.receiver + '.') || server.assetCode !== receiver.code || server.assetScale !== receiver.scale) {
+      problems.push(`the receiver learned ${credentials.destinationAccount} ${server.assetCode}/${server.assetScale} over ILDCP, expected ${addresses.receiver}.… ${receiver.code}/${receiver.scale}`)
+    }
     if (totalSent !== opts.amount) problems.push(`sender paid ${totalSent}, asked for ${opts.amount}`)
     if (expected.join(',') !== gotSorted.join(',')) problems.push(`per-packet amounts differ from the rates: expected ${expected.join(',')}, got ${gotSorted.join(',')}`)
     if (received() !== expectedTotal) problems.push(`receiver's STREAM total ${received()} != expected ${expectedTotal}`)
@@ -279,7 +293,7 @@ async function main () {
       failed = true
       for (const p of problems) L.log('FAIL', p)
     } else {
-      summary = `PASS ${opts.topology} ${opts.transport}: sent ${totalSent} ${sender.code}/${sender.scale} in ${sent.length} packet(s), received ${expectedTotal} ${receiver.code}/${receiver.scale} as the rates say`
+      summary = `PASS ${opts.topology} ${opts.transport}: sent ${totalSent} ${sender.code}/${sender.scale} in ${sent.length} packet(s), received ${expectedTotal} ${receiver.code}/${receiver.scale} as the rates say; addresses over ILDCP: ${learned}`
     }
     await senderPlugin.disconnect().catch(() => {})
     await receiverPlugin.disconnect().catch(() => {})
