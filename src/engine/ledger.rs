@@ -117,6 +117,9 @@ pub trait PostedStore: fmt::Debug {
     fn load(&self, peer: PeerId) -> i128;
     /// Records the new `posted_local` of `peer`; done when it returns.
     fn store(&mut self, peer: PeerId, value: i128);
+    /// Makes room for `peers` peers (a reload added some; see [`Ledger::add_account`]). A
+    /// store sized for every slot at start has nothing to do.
+    fn grow(&mut self, _peers: usize) {}
 }
 
 /// A [`PostedStore`] in plain memory: balances last as long as the process.
@@ -130,13 +133,12 @@ impl PostedStore for MemoryStore {
 
     #[inline]
     fn store(&mut self, peer: PeerId, value: i128) {
-        match self.0.get_mut(peer.index()) {
-            Some(slot) => *slot = value,
-            // A peer added while running (`Ledger::add_account`).
-            None => {
-                self.0.resize(peer.index() + 1, 0);
-                self.0[peer.index()] = value;
-            }
+        self.0[peer.index()] = value;
+    }
+
+    fn grow(&mut self, peers: usize) {
+        if self.0.len() < peers {
+            self.0.resize(peers, 0);
         }
     }
 }
@@ -330,6 +332,7 @@ impl Ledger {
     /// like those of [`with_store`](Self::with_store), its local balance from the store.
     pub fn add_account(&mut self, config: &AccountConfig) -> PeerId {
         let peer = PeerId(u16::try_from(self.accounts.len()).expect("peer ids are 16 bits"));
+        self.store.grow(peer.index() + 1);
         let account = Account::new(self.core, self.cores, config, self.store.load(peer));
         let remote = account.home != self.core;
         self.accounts.push(account);
