@@ -51,6 +51,9 @@ pub const EPOCHS_PER_UPDATE_MAX: u32 = 50;
 /// [`CONTROL_RETRY_FIRST_MS`] doubling up to this (a peer may refuse one that arrives before
 /// it has registered our link, as the JS connector does).
 pub const RETRY_MS: i64 = 30_000;
+/// How long we wait for the answer to one of our requests: longer than the runtime's expiry
+/// of the Prepare that carries it (60 s at most), after which a link would have failed it.
+pub const ANSWER_WAIT_MS: i64 = 65_000;
 /// The first retry of a refused control request.
 pub const CONTROL_RETRY_FIRST_MS: i64 = 1_000;
 /// The most route data one update carries (a Prepare's data is at most 32 767 bytes).
@@ -155,6 +158,8 @@ struct PeerState {
     acked_epoch: u32,
     update_in_flight: Option<(u32, u32)>,
     next_update_at: i64,
+    /// After a refused update: nothing before this, behind or not.
+    update_retry_at: i64,
     // Receiving.
     their_table: Option<RoutingTableId>,
     their_epoch: u32,
@@ -175,6 +180,7 @@ impl PeerState {
             acked_epoch: 0,
             update_in_flight: None,
             next_update_at: 0,
+            update_retry_at: 0,
             their_table: None,
             their_epoch: 0,
             learned: HashMap::new(),
@@ -227,7 +233,8 @@ pub struct Speaker {
     outbox: VecDeque<Outgoing>,
     next_id: u32,
     /// Our requests in flight: id -> peer.
-    pending: HashMap<u32, PeerId>,
+    /// Our requests in flight: id -> (peer, when we stop waiting for its answer).
+    pending: HashMap<u32, (PeerId, i64)>,
     changed: bool,
     counters: SpeakerCounters,
 }
@@ -333,7 +340,7 @@ impl Speaker {
         state.update_in_flight = None;
         state.control_in_flight = None;
         state.control_due_at = None;
-        self.pending.retain(|_, p| *p != peer);
+        self.pending.retain(|_, (p, _)| *p != peer);
         self.forget(peer);
     }
 
@@ -377,6 +384,8 @@ impl Speaker {
                     0
                 };
                 state.next_update_at = now;
+                // It asked again: no need to wait out an earlier refusal.
+                state.update_retry_at = now;
             }
             Mode::Idle => state.sync = false,
         }
@@ -443,7 +452,7 @@ impl Speaker {
 
     /// The answer to our request `id`: `fulfilled` or not (a Reject, a failure, an expiry).
     pub fn handle_reply(&mut self, id: u32, fulfilled: bool, now: i64) {
-        let Some(peer) = self.pending.remove(&id) else {
+        let Some((peer, _)) = self.pending.remove(&id) else {
             return;
         };
         let state = &mut self.peers[peer.index()];
@@ -465,14 +474,26 @@ impl Speaker {
                 if fulfilled {
                     state.acked_epoch = state.acked_epoch.max(to);
                 } else {
-                    state.next_update_at = now + RETRY_MS;
+                    state.update_retry_at = now + RETRY_MS;
                 }
             }
         }
     }
 
-    /// Periodic work: hold-down expiry, control requests due, updates owed.
+    /// Periodic work: requests whose answer never came, hold-down expiry, control requests
+    /// due, updates owed.
     pub fn tick(&mut self, now: i64) {
+        // An answer lost on the way (a core that stopped, a full queue) must not stall a peer:
+        // past its deadline a request counts as refused.
+        let lost: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, &(_, deadline))| deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in lost {
+            self.handle_reply(id, false, now);
+        }
         for i in 0..self.peers.len() {
             let peer = PeerId(i as u16);
             let state = &mut self.peers[i];
@@ -632,10 +653,10 @@ impl Speaker {
         self.horizon = self.horizon.max(cut);
     }
 
-    fn next_id(&mut self, peer: PeerId) -> u32 {
+    fn next_id(&mut self, peer: PeerId, now: i64) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.pending.insert(id, peer);
+        self.pending.insert(id, (peer, now + ANSWER_WAIT_MS));
         id
     }
 
@@ -651,7 +672,7 @@ impl Speaker {
             last_known_epoch: state.their_epoch,
             features: Vec::new(),
         };
-        let id = self.next_id(peer);
+        let id = self.next_id(peer, now);
         let state = &mut self.peers[peer.index()];
         state.control_in_flight = Some(id);
         state.control_due_at = None;
@@ -670,6 +691,7 @@ impl Speaker {
             && state.sync
             && state.config.send_routes
             && state.update_in_flight.is_none()
+            && now >= state.update_retry_at
             && owed)
         {
             return;
@@ -728,7 +750,7 @@ impl Speaker {
             new_routes,
             withdrawn_routes,
         };
-        let id = self.next_id(peer);
+        let id = self.next_id(peer, now);
         let state = &mut self.peers[peer.index()];
         state.update_in_flight = Some((id, to));
         state.next_update_at = now + BROADCAST_INTERVAL_MS;

@@ -435,3 +435,19 @@ fn a_group_is_advertised_once_and_its_backends_own_routes_are_not_relayed() {
     let backend = &updates_to(&out, PARENT)[0].1;
     assert!(!prefixes(backend).contains(&"g.cluster"), "{backend:?}");
 }
+
+#[test]
+fn a_request_whose_answer_never_comes_counts_as_refused_at_its_deadline() {
+    let mut s = speaker();
+    sync(&mut s, CHILD, RoutingTableId([0; 16]), 0);
+    s.tick(NOW);
+    assert_eq!(updates_to(&sent(&mut s), CHILD).len(), 1);
+    // No answer: nothing more while we wait, then it counts as refused and is sent again
+    // after RETRY_MS.
+    s.tick(NOW + ANSWER_WAIT_MS - 1);
+    assert!(updates_to(&sent(&mut s), CHILD).is_empty());
+    s.tick(NOW + ANSWER_WAIT_MS);
+    assert!(updates_to(&sent(&mut s), CHILD).is_empty());
+    s.tick(NOW + ANSWER_WAIT_MS + RETRY_MS);
+    assert_eq!(updates_to(&sent(&mut s), CHILD).len(), 1);
+}
