@@ -72,6 +72,12 @@ pub(crate) struct Cli {
     /// Open loop at this many Prepares per second in all; without it, closed loop.
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: how long before each intended send time the load thread stops sleeping and
+    /// spins (polls its timers and sockets without parking), in µs (0 to 1000). A wake-up from
+    /// sleep is late by the kernel's wake-up latency; the spin absorbs it, at the cost of a
+    /// busy CPU for that long per send. 0: sleep only.
+    #[arg(long, default_value_t = 100, value_name = "US")]
+    pacer_spin_us: u64,
     /// Prepares in flight per sender connection (the cap in open loop too). HTTP: requests
     /// pipelined on each keep-alive connection, answers matched in order. Our sink and the
     /// router answer a pipelined batch at once (the router reads up to its
@@ -105,7 +111,8 @@ pub(crate) struct Cli {
     role: RoleArg,
     /// Write the JSON report here. With sinks in this process it has `sinks`: per sink its
     /// `name`, `received`, `fulfilled`, `rejected`, `wrong_fulfillments`, `fulfilled_per_s`
-    /// (one count per `timeline` row) and `down` (`from_s`/`until_s` on the timeline's clock).
+    /// (one count per `timeline` row) and `down` (`from_s`/`until_s` on the timeline's
+    /// clock, from when every thread had applied the change).
     #[arg(long)]
     pub(crate) json: Option<std::path::PathBuf>,
     /// Write a self-contained HTML report (charts) here; with several sinks, or one taken
@@ -152,6 +159,9 @@ pub(crate) enum RoleArg {
     Send,
     Sink,
 }
+
+/// The longest `--pacer-spin-us`.
+const PACER_SPIN_US_MAX: u64 = 1000;
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
@@ -235,6 +245,10 @@ pub(crate) struct CliShared {
     pub(crate) destination: String,
     pub(crate) destinations: Option<u32>,
     pub(crate) rate_per_conn: Option<f64>,
+    /// Sender connections of the run, all threads together.
+    pub(crate) senders_total: usize,
+    /// Open loop: `--pacer-spin-us`.
+    pub(crate) pacer_spin: Duration,
     pub(crate) window: usize,
     pub(crate) amount: u64,
     pub(crate) data_bytes: usize,
@@ -301,6 +315,12 @@ impl Cli {
                 return Err("--rate must be positive".into());
             }
         }
+        if self.pacer_spin_us > PACER_SPIN_US_MAX {
+            return Err(format!(
+                "--pacer-spin-us {}: at most {PACER_SPIN_US_MAX}",
+                self.pacer_spin_us
+            ));
+        }
         let (with_senders, with_sinks) = match self.role {
             RoleArg::Both => (true, true),
             RoleArg::Send => (true, false),
@@ -366,14 +386,18 @@ impl Cli {
             }
         }
         let threads = cpus.len().min(self.connections.max(1));
+        let mut senders_before = 0;
         let specs: Vec<ThreadSpec> = (0..threads)
             .map(|i| {
                 let share =
                     self.connections / threads + usize::from(i < self.connections % threads);
+                let senders = if with_senders { share } else { 0 };
+                senders_before += senders;
                 ThreadSpec {
                     index: i,
                     cpu: cpus[i],
-                    senders: if with_senders { share } else { 0 },
+                    senders,
+                    senders_before: senders_before - senders,
                     sinks: if with_sinks { share } else { 0 },
                 }
             })
@@ -389,6 +413,8 @@ impl Cli {
             destination: self.destination.clone(),
             destinations: self.destinations,
             rate_per_conn: self.rate.map(|r| r / senders_total.max(1) as f64),
+            senders_total,
+            pacer_spin: Duration::from_micros(self.pacer_spin_us),
             window: self.window,
             amount: self.amount,
             data_bytes: self.data_bytes,
@@ -421,6 +447,7 @@ impl Cli {
             "rate": self.rate, "window": self.window, "connections": self.connections, "amount": self.amount,
             "data_bytes": self.data_bytes, "expiry_ms": self.expiry_ms, "direct": self.direct,
             "mode": if self.rate.is_some() { "open-loop" } else { "closed-loop" },
+            "pacer_spin_us": self.rate.map(|_| self.pacer_spin_us),
             "role": format!("{:?}", self.role).to_lowercase(), "cpu_list": cpus,
             "sink_reject_fraction": self.sink_reject_fraction, "sink_reject_code": self.sink_reject_code,
             "sink_wrong_fraction": self.sink_wrong_fraction, "sink_delay_ms": self.sink_delay_ms,

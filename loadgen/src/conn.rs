@@ -6,6 +6,7 @@
 //! dropped on purpose (`Conn::drop_link`, for `--sink-down-at`): both tasks are cancelled, so
 //! the socket closes at once and the run goes on.
 
+use crate::pacer::Schedule;
 use crate::plan::{Destinations, Plan};
 use crate::sinks::SinkId;
 use crate::stats::{SinkAnswer, Stats};
@@ -64,6 +65,10 @@ impl Ring {
         }
     }
 }
+
+/// Open loop: the most Prepares a sender connection keeps due but unsent (its window full);
+/// past it, the schedule waits.
+pub(crate) const BACKLOG_MAX: usize = 1 << 20;
 
 /// The longest reply a sink sends (a Reject with its message, or a Fulfill).
 pub(crate) const SINK_REPLY_LEN_MAX: usize = 1200;
@@ -248,9 +253,15 @@ pub(crate) struct Conn {
     /// Sender: where each Prepare goes (`--destinations`).
     destinations: Destinations,
     packet: Vec<u8>,
+    /// Sender, open loop: the intended send times (none in closed loop, and until the send
+    /// clock starts).
+    schedule: Option<Schedule>,
     /// Sender, open loop: Prepares due but not yet sent (window full), oldest first, by
     /// intended send time (ns since start).
     backlog: std::collections::VecDeque<u64>,
+    /// Sender, open loop: the intended times of the Prepares queued in `out`, until the
+    /// writer hands them to the socket and their send lateness is counted.
+    queued: Vec<u64>,
     /// Sink: replies held back by `--sink-delay-ms` (due ms since start, bytes), each with
     /// what it is, counted (and logged) once it is sent.
     delayed: std::collections::VecDeque<(u64, Vec<u8>, SinkAnswer)>,
@@ -339,6 +350,9 @@ impl Conn {
             Ok(n) => {
                 self.next_seq += 1;
                 self.push_frame(&[&header[..n], &packet[..len]]);
+                if self.schedule.is_some() {
+                    self.queued.push(intended_ns);
+                }
                 self.stats.borrow_mut().on_sent(self.second(now_ns));
                 true
             }
@@ -355,24 +369,22 @@ impl Conn {
             || !self.opened
             || self.plan.send_start_ns == 0
             || self.plan.stopping()
+            || (self.plan.rate_per_conn.is_some() && self.schedule.is_none())
         {
             return;
         }
-        match self.plan.rate_per_conn {
+        let now = self.since_start_ns();
+        match &mut self.schedule {
             None => {
-                let now = self.since_start_ns();
                 let now_ms = unix_ms();
                 while self.send_prepare(now, now, now_ms) {}
             }
-            Some(rate) => {
-                // Intended send times: k / rate after the start of sending.
-                let now = self.since_start_ns();
-                let interval = (1e9 / rate) as u64;
-                let begin = self.plan.send_start_ns;
-                while begin + self.next_seq_intended() * interval.max(1) <= now
-                    && self.backlog.len() < 1 << 20
-                {
-                    let intended = begin + self.next_seq_intended() * interval.max(1);
+            Some(schedule) => {
+                // What is due now, never what is not yet.
+                while self.backlog.len() < BACKLOG_MAX {
+                    let Some(intended) = schedule.pop_due(now) else {
+                        break;
+                    };
                     self.backlog.push_back(intended);
                 }
                 let now_ms = unix_ms();
@@ -387,9 +399,26 @@ impl Conn {
         self.wake();
     }
 
-    /// Open loop: how many Prepares have been scheduled (sent or backlogged).
-    fn next_seq_intended(&self) -> u64 {
-        self.next_seq + self.backlog.len() as u64
+    /// Open loop: sends on `schedule` from now on.
+    pub(crate) fn set_schedule(&mut self, schedule: Schedule) {
+        self.schedule = Some(schedule);
+    }
+
+    /// Open loop: when the next Prepare is meant to go.
+    pub(crate) fn next_send_ns(&self) -> Option<u64> {
+        self.schedule.as_ref().map(Schedule::next_ns)
+    }
+
+    /// The writer took what was queued: count the send lateness of the Prepares in it.
+    fn handed_over(&mut self) {
+        if self.queued.is_empty() {
+            return;
+        }
+        let now = self.since_start_ns();
+        let mut stats = self.stats.borrow_mut();
+        for intended in self.queued.drain(..) {
+            stats.on_send_lateness(now.saturating_sub(intended));
+        }
     }
 
     /// Takes one binary message.
@@ -659,7 +688,9 @@ fn new_conn(
         data: vec![0; data_len],
         destinations,
         packet: Vec::with_capacity(4096),
+        schedule: None,
         backlog: std::collections::VecDeque::new(),
+        queued: Vec::new(),
         delayed: std::collections::VecDeque::new(),
         rng: setup.id ^ 0xdead_beef,
         io: Vec::new(),
@@ -741,6 +772,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(conn: Shared, mut writer: W, sleep: L
     ilp_router::shard::write_queued(&mut writer, &sleep, |batch| {
         let mut c = conn.borrow_mut();
         std::mem::swap(&mut c.out, batch);
+        c.handed_over();
         c.closing
     })
     .await;

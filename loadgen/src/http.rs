@@ -20,7 +20,10 @@
 //! its `serve` task and every accepted connection's task cancelled (`Sink::drop_link`): the
 //! listener and the sockets close at once.
 
-use crate::conn::{self, sender_reply, sink_answer, sink_sent, unix_ms, Ring, RING_LEN};
+use crate::conn::{
+    self, sender_reply, sink_answer, sink_sent, unix_ms, Ring, BACKLOG_MAX, RING_LEN,
+};
+use crate::pacer::Schedule;
 use crate::plan::{Destinations, Plan};
 use crate::sinks::SinkId;
 use crate::stats::{SinkAnswer, Stats};
@@ -85,7 +88,14 @@ pub(crate) struct Sender {
     destinations: Destinations,
     packet: Vec<u8>,
     head: Vec<u8>,
+    /// Open loop: the intended send times (none in closed loop, and until the send clock
+    /// starts).
+    schedule: Option<Schedule>,
+    /// Open loop: requests due but not yet sent (window full), by intended send time.
     backlog: VecDeque<u64>,
+    /// Open loop: the intended times of the requests queued in `out`, until the writer hands
+    /// them to the socket and their send lateness is counted.
+    queued: Vec<u64>,
     /// A TCP connection is up (false while redialling).
     connected: bool,
     /// The run is over for this connection.
@@ -173,6 +183,9 @@ impl Sender {
         self.out.extend_from_slice(&self.head[..n]);
         self.out.extend_from_slice(&self.packet[..len]);
         self.woken = true;
+        if self.schedule.is_some() {
+            self.queued.push(intended_ns);
+        }
         self.in_flight.push_back(InFlight {
             intended_ns,
             seq,
@@ -189,6 +202,8 @@ impl Sender {
         let lost = self.in_flight.len() as u64;
         self.in_flight.clear();
         self.out.clear();
+        // Those never written are queued (and counted) again when they go.
+        self.queued.clear();
         self.taken = 0;
         lost
     }
@@ -196,7 +211,12 @@ impl Sender {
     /// Keeps the window full (closed loop) or sends what is due (open loop).
     pub(crate) fn refill(&mut self) {
         // Nothing goes out before the send clock starts (the plan then has its start time).
-        if !self.connected || self.closing || self.plan.send_start_ns == 0 || self.plan.stopping() {
+        if !self.connected
+            || self.closing
+            || self.plan.send_start_ns == 0
+            || self.plan.stopping()
+            || (self.plan.rate_per_conn.is_some() && self.schedule.is_none())
+        {
             return;
         }
         let now = self.since_start_ns();
@@ -208,16 +228,14 @@ impl Sender {
             };
             self.write_post(again.intended_ns, again.seq, now_ms);
         }
-        match self.plan.rate_per_conn {
+        match &mut self.schedule {
             None => while self.send_prepare(now, now, now_ms) {},
-            Some(rate) => {
-                let interval = ((1e9 / rate) as u64).max(1);
-                let begin = self.plan.send_start_ns;
-                loop {
-                    let intended = begin + (self.next_seq + self.backlog.len() as u64) * interval;
-                    if intended > now || self.backlog.len() >= 1 << 20 {
+            Some(schedule) => {
+                // What is due now, never what is not yet.
+                while self.backlog.len() < BACKLOG_MAX {
+                    let Some(intended) = schedule.pop_due(now) else {
                         break;
-                    }
+                    };
                     self.backlog.push_back(intended);
                 }
                 while let Some(&intended) = self.backlog.front() {
@@ -256,6 +274,28 @@ impl Sender {
 
     pub(crate) fn set_plan(&mut self, plan: Rc<Plan>) {
         self.plan = plan;
+    }
+
+    /// Open loop: sends on `schedule` from now on.
+    pub(crate) fn set_schedule(&mut self, schedule: Schedule) {
+        self.schedule = Some(schedule);
+    }
+
+    /// Open loop: when the next request is meant to go.
+    pub(crate) fn next_send_ns(&self) -> Option<u64> {
+        self.schedule.as_ref().map(Schedule::next_ns)
+    }
+
+    /// The writer took what was queued: count the send lateness of the requests in it.
+    fn handed_over(&mut self) {
+        if self.queued.is_empty() {
+            return;
+        }
+        let now = self.since_start_ns();
+        let mut stats = self.stats.borrow_mut();
+        for intended in self.queued.drain(..) {
+            stats.on_send_lateness(now.saturating_sub(intended));
+        }
     }
 
     pub(crate) fn outstanding(&self) -> usize {
@@ -302,7 +342,9 @@ pub(crate) async fn dial(
         destinations,
         packet: Vec::with_capacity(4096),
         head: Vec::with_capacity(256),
+        schedule: None,
         backlog: VecDeque::new(),
+        queued: Vec::new(),
         connected: true,
         closing: false,
     }));
@@ -336,6 +378,7 @@ async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalRec
                 |s, batch| {
                     std::mem::swap(&mut s.out, batch);
                     s.taken += batch.len() as u64;
+                    s.handed_over();
                 },
                 |s| !s.connected || s.closing,
             ),

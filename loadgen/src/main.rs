@@ -6,7 +6,8 @@
 //! pinned executor with its share of the connections, its own histograms and counters; they
 //! are merged only at the end. Closed loop (a window of Prepares in flight per connection)
 //! without `--rate`; open loop with it, latency counted from each Prepare's intended send
-//! time.
+//! time, and each Prepare sent at that time to within a few microseconds (`pacer`; the
+//! sender's own lateness is reported beside the latency).
 //!
 //! `--transport http` speaks ILP over HTTP instead (RFC 35, synchronous mode): the sender
 //! POSTs Prepares to the `--router` URL and the sink serves HTTP on `--sink-listen`.
@@ -21,14 +22,16 @@
 //! threads, clock, progress, exit status), `summary` (the JSON report and the text summary),
 //! `report` and `report_sinks` (the HTML report), `worker` (one load thread), `connect` and
 //! `direct` (how a thread opens its connections), `sinks` (the sinks and their faults),
-//! `plan` (what every connection knows), `conn` (BTP) and `http` (ILP over HTTP) (the
-//! connections), `stats` (counters and histograms).
+//! `pacer` (the open loop's schedule and its timing), `plan` (what every connection knows),
+//! `conn` (BTP) and `http` (ILP over HTTP) (the connections), `stats` (counters and
+//! histograms).
 
 mod cli;
 mod conn;
 mod connect;
 mod direct;
 mod http;
+mod pacer;
 mod plan;
 mod report;
 mod report_sinks;

@@ -290,6 +290,7 @@ fn render_headline(out: &mut String, report: &Value) {
     card(out, "", "Latency p99", &opt_us(lat("p99")), &p90);
     card(out, "", "Latency p99.9", &opt_us(lat("p999")), "");
     card(out, "", "Latency max", &opt_us(lat("max")), "");
+    render_send_lateness(out, report);
 
     let cpu_pp = num(report.get("router_cpu_us_per_packet"));
     let cpu_s = num(report.get("router_cpu_s"));
@@ -304,6 +305,28 @@ fn render_headline(out: &mut String, report: &Value) {
         );
     }
     out.push_str("</div>\n</section>\n");
+}
+
+/// The sender's own lateness (open loop: handed to the socket minus intended time), beside
+/// the latency it is part of; a closed-loop run has no intended times.
+fn render_send_lateness(out: &mut String, report: &Value) {
+    let late = |k: &str| num(report.pointer(&format!("/send_lateness_us/{k}")));
+    if report.get("send_lateness_us").is_some_and(Value::is_object) {
+        let detail = format!(
+            "p99 {} \u{00b7} max {} \u{00b7} sender's own",
+            opt_us(late("p99")),
+            opt_us(late("max"))
+        );
+        card(out, "", "Send lateness p50", &opt_us(late("p50")), &detail);
+    } else if report.pointer("/config/mode").and_then(Value::as_str) == Some("closed-loop") {
+        card(
+            out,
+            "",
+            "Send lateness",
+            NA,
+            "closed loop: no intended send times",
+        );
+    }
 }
 
 /// Total rejections and the per-code counts, largest first (ties by code).
@@ -1088,6 +1111,25 @@ mod test {
         let html = render_html(&r);
         assert!(html.contains("ended early"));
         assert!(html.contains("Bad fulfillments"));
+    }
+
+    #[test]
+    fn send_lateness_renders_in_open_loop_and_says_why_not_in_closed_loop() {
+        let mut r = full();
+        let html = render_html(&r);
+        assert!(html.contains("Send lateness"));
+        assert!(html.contains("closed loop: no intended send times"));
+        r["config"]["mode"] = json!("open-loop");
+        r["send_lateness_us"] = json!({"p50": 1.25, "p99": 4.5, "p999": 9.0, "max": 61.0});
+        let html = render_html(&r);
+        assert!(html.contains("Send lateness p50"));
+        assert!(html.contains("1.25 \u{b5}s"), "{html}");
+        assert!(html.contains("p99 4.5 \u{b5}s"));
+        assert!(html.contains("max 61 \u{b5}s"));
+        assert!(!html.contains("closed loop: no intended send times"));
+        // Nothing sent: the percentiles are null.
+        r["send_lateness_us"] = json!({"p50": null, "p99": null, "max": null});
+        assert!(render_html(&r).contains("Send lateness p50"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! start, a report that cannot be written) is printed by `main`, with status 2.
 
 use crate::cli::Cli;
+use crate::pacer;
 use crate::report;
 use crate::sinks;
 use crate::stats::Stats;
@@ -17,6 +18,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How far ahead of now the send clock starts.
+const SEND_LEAD: Duration = Duration::from_millis(2);
 
 /// CPU time of all threads of `pid`, in seconds (from /proc, nanosecond resolution).
 fn process_cpu_s(pid: u32) -> Option<f64> {
@@ -40,6 +44,13 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     let specs = validated.specs;
     let threads = specs.len();
     let plays_sinks = specs.iter().any(|s| s.sinks > 0);
+    // An idle executor spins this long before it parks: open loop, at least as long as the
+    // pacer spins before each send (see `pacer`).
+    let spin = if validated.shared.rate_per_conn.is_some() {
+        pacer::executor_spin(validated.shared.pacer_spin)
+    } else {
+        Duration::from_micros(50)
+    };
     let common = Common {
         cli: Arc::new(validated.shared),
         ready: Arc::new(AtomicUsize::new(0)),
@@ -59,7 +70,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
         let c = common.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(spec.cpu))
             .name(&format!("loadgen-{}", spec.index))
-            .spin_before_park(Duration::from_micros(50));
+            .spin_before_park(spin);
         let handle = builder
             .spawn(move || async move { thread_main(spec, c).await })
             .map_err(|e| format!("executor: {e}"))?;
@@ -79,11 +90,15 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     if common.failed.load(Ordering::Relaxed) {
         common.stop.store(true, Ordering::Relaxed);
     }
+    // The send clock starts a little ahead, so that every thread (they look every 100 µs)
+    // knows of it before it comes: the first Prepares are not late.
+    let started = Instant::now() + SEND_LEAD;
+    common.send_start.store(
+        (started - common.start).as_nanos() as u64,
+        Ordering::Relaxed,
+    );
+    std::thread::sleep(started.saturating_duration_since(Instant::now()));
     let cpu_before = cli.router_pid.and_then(process_cpu_s);
-    let started = Instant::now();
-    common
-        .send_start
-        .store(common.start.elapsed().as_nanos() as u64, Ordering::Relaxed);
     let live = std::io::stderr().is_terminal();
     let mut last_print = Instant::now();
     while started.elapsed() < cli.duration && !common.stop.load(Ordering::Relaxed) {

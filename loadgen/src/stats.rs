@@ -5,6 +5,11 @@
 //! in the sender or the router shows up as latency instead of disappearing (coordinated
 //! omission). A per-second timeline keeps counts and that second's p50/p99.
 //!
+//! Open-loop runs also record each Prepare's *send lateness*, in nanoseconds: when the
+//! sender's writer handed it to the socket, minus its intended send time. It is what the load
+//! generator itself adds to every latency figure (see `pacer`). A closed-loop run has no
+//! intended times and records none.
+//!
 //! The sink side counts per sink (`SinkCounts`, indexed by `SinkId`): Prepares received,
 //! answers sent by kind, and Fulfills sent per second, on the same clock as the timeline.
 
@@ -12,11 +17,17 @@ use crate::sinks::SinkId;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 const LATENCY_MAX_US: u64 = 60_000_000;
+const LATENESS_MAX_NS: u64 = LATENCY_MAX_US * 1000;
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
+
+fn lateness_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENESS_MAX_NS, 3).expect("valid histogram bounds")
 }
 
 /// One second of the run.
@@ -77,9 +88,14 @@ pub(crate) struct Stats {
     /// HTTP transport: responses other than 200, by status (each also counts in `errors`).
     pub(crate) http_errors: BTreeMap<u16, u64>,
     pub(crate) latency: Histogram<u64>,
+    /// Open loop: each Prepare's send lateness, in ns.
+    pub(crate) send_lateness: Histogram<u64>,
     pub(crate) timeline: Vec<Second>,
     /// Sink side, by `SinkId` (grown on a sink's first Prepare).
     pub(crate) sinks: Vec<SinkCounts>,
+    /// By index in the `--sink-down-at`/`--sink-up-at` schedule: when the threads applied
+    /// it, on the send clock (earliest, latest); a busy thread applies a change late.
+    pub(crate) faults_applied: Vec<Option<(Duration, Duration)>>,
 }
 
 impl Stats {
@@ -94,9 +110,20 @@ impl Stats {
             sink_received: 0,
             http_errors: BTreeMap::new(),
             latency: histogram(),
+            send_lateness: lateness_histogram(),
             timeline: Vec::new(),
             sinks: Vec::new(),
+            faults_applied: Vec::new(),
         }
+    }
+
+    /// This thread applied change `index` of the fault schedule at `at` (send clock).
+    pub(crate) fn on_fault_applied(&mut self, index: usize, at: Duration) {
+        if self.faults_applied.len() <= index {
+            self.faults_applied.resize(index + 1, None);
+        }
+        let slot = &mut self.faults_applied[index];
+        *slot = Some(slot.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
     }
 
     fn second(&mut self, second: usize) -> &mut Second {
@@ -120,6 +147,11 @@ impl Stats {
         let s = self.second(second);
         s.fulfilled += 1;
         let _ = s.latency.record(latency_us);
+    }
+
+    /// Open loop: a Prepare was handed to the socket `lateness_ns` after its intended time.
+    pub(crate) fn on_send_lateness(&mut self, lateness_ns: u64) {
+        let _ = self.send_lateness.record(lateness_ns.min(LATENESS_MAX_NS));
     }
 
     /// A Reject with `code` came back.
@@ -184,6 +216,7 @@ impl Stats {
             *self.http_errors.entry(*status).or_default() += n;
         }
         let _ = self.latency.add(&other.latency);
+        let _ = self.send_lateness.add(&other.send_lateness);
         for (i, s) in other.timeline.iter().enumerate() {
             let mine = self.second(i);
             mine.sent += s.sent;
@@ -204,10 +237,36 @@ impl Stats {
                 *m += t;
             }
         }
+        for (i, applied) in other.faults_applied.iter().enumerate() {
+            if let Some((first, last)) = *applied {
+                self.on_fault_applied(i, first);
+                self.on_fault_applied(i, last);
+            }
+        }
     }
 
     fn percentile(h: &Histogram<u64>, p: f64) -> Option<f64> {
         (!h.is_empty()).then(|| h.value_at_quantile(p / 100.0) as f64)
+    }
+
+    /// Open loop: the send lateness in µs (`p50`, `p99`, `p999`, `max`: null when nothing
+    /// was sent) and how many Prepares it counts.
+    pub(crate) fn send_lateness_json(&self) -> Value {
+        let h = &self.send_lateness;
+        let us = |ns: u64| {
+            if h.is_empty() {
+                Value::Null
+            } else {
+                Value::from(ns as f64 / 1000.0)
+            }
+        };
+        json!({
+            "p50": us(h.value_at_quantile(0.5)),
+            "p99": us(h.value_at_quantile(0.99)),
+            "p999": us(h.value_at_quantile(0.999)),
+            "max": us(h.max()),
+            "count": h.len(),
+        })
     }
 
     /// The JSON fields measured here (the caller adds config and timing).
@@ -332,5 +391,31 @@ mod test {
         let j = Stats::new().to_json(1.0);
         assert!(j["latency_us"]["p99"].is_null());
         assert_eq!(j["latency_curve"].as_array().unwrap().len(), 0);
+        let l = Stats::new().send_lateness_json();
+        assert!(l["p50"].is_null() && l["max"].is_null());
+        assert_eq!(l["count"], 0);
+    }
+
+    #[test]
+    fn send_lateness_merges_and_reads_in_microseconds() {
+        let mut a = Stats::new();
+        for ns in [0, 1_000, 2_000, 3_000] {
+            a.on_send_lateness(ns);
+        }
+        let mut b = Stats::new();
+        b.on_send_lateness(250_000);
+        b.on_send_lateness(u64::MAX);
+        a.merge(&b);
+        let l = a.send_lateness_json();
+        assert_eq!(l["count"], 6);
+        let (p50, p99, max) = (
+            l["p50"].as_f64().unwrap(),
+            l["p99"].as_f64().unwrap(),
+            l["max"].as_f64().unwrap(),
+        );
+        assert!((1.99..=2.01).contains(&p50), "{l}");
+        assert!(p50 <= p99 && p99 <= max, "{l}");
+        // Clamped at a minute, not lost.
+        assert!((59.9e6..=60.1e6).contains(&max), "{l}");
     }
 }

@@ -1,8 +1,9 @@
 //! The end of a run on paper: `report_json` assembles the JSON report (the merged counters
-//! and histograms, the command line, whether the run ended early, the connector's CPU time,
-//! the per-sink counts of `sinks::report_json`) and `print_summary` prints its few lines on
-//! stdout (a line per sink when there are several, or one went down). `--json` writes the
-//! same object; `report::render_html` draws it.
+//! and histograms, the sender's own send lateness in open loop, the command line, whether the
+//! run ended early, the connector's CPU time, the per-sink counts of `sinks::report_json`)
+//! and `print_summary` prints its few lines on stdout (a line per sink when there are
+//! several, or one went down). `--json` writes the same object; `report::render_html` draws
+//! it.
 
 use crate::stats::Stats;
 use serde_json::{json, Value};
@@ -20,7 +21,12 @@ pub(crate) fn report_json(
     sinks: Option<Value>,
 ) -> Value {
     let mut report = total.to_json(duration_s);
+    let open_loop = config["mode"] == "open-loop";
     let object = report.as_object_mut().expect("an object");
+    // Only the open loop has intended send times to be late for.
+    if open_loop {
+        object.insert("send_lateness_us".into(), total.send_lateness_json());
+    }
     object.insert("tool".into(), json!("ilp-loadgen"));
     object.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     object.insert("config".into(), config);
@@ -40,7 +46,8 @@ pub(crate) fn report_json(
     report
 }
 
-/// Prints the report's summary on stdout: counts, rate, latency percentiles, router CPU.
+/// Prints the report's summary on stdout: counts, rate, latency percentiles, send lateness,
+/// router CPU.
 pub(crate) fn print_summary(r: &Value) {
     let f = |v: &Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.0}"));
     println!(
@@ -78,6 +85,18 @@ pub(crate) fn print_summary(r: &Value) {
         f(&l["p999"]),
         f(&l["max"])
     );
+    let s = &r["send_lateness_us"];
+    if s.is_object() {
+        let g = |v: &Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.1}"));
+        println!(
+            "  send lateness µs  p50 {}  p99 {}  max {}   (handed to the socket − intended time)",
+            g(&s["p50"]),
+            g(&s["p99"]),
+            g(&s["max"])
+        );
+    } else {
+        println!("  send lateness     n/a (closed loop: no intended send times)");
+    }
     if let Some(cpu) = r["router_cpu_us_per_packet"].as_f64() {
         println!(
             "  router CPU  {:.3} µs per packet ({:.2} s in all)",

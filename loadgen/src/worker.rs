@@ -1,14 +1,16 @@
 //! One load thread: a pinned glommio executor with its share of the connections. It opens
 //! them (`connect`; the sinks' are kept in `ThreadSinks`), reports in, waits for the main
-//! thread's clock, then keeps its senders fed (open loop), its delayed sink answers flowing
-//! and the sink fault schedule applied until told to stop, drains what is still in flight,
-//! and returns its own `Stats` to be merged. Threads share only the atomics in `Common`;
-//! nothing on the packet path is shared.
+//! thread's clock, then keeps its senders fed (open loop: the `pacer` task sends each Prepare
+//! at its intended time), its delayed sink answers flowing and the sink fault schedule
+//! applied until told to stop, drains what is still in flight, and returns its own `Stats`
+//! to be merged. Threads share only the atomics in `Common`; nothing on the packet path is
+//! shared.
 
 use crate::cli::CliShared;
 use crate::conn::{self, Ring, Shared as Conn};
 use crate::connect::{connect_all, connect_all_http, Opener};
 use crate::http;
+use crate::pacer::{self, Schedule};
 use crate::plan::Plan;
 use crate::sinks::thread::ThreadSinks;
 use crate::stats::Stats;
@@ -18,11 +20,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Longer than any executor spin (`pacer::executor_spin`), so that the executor parks.
+const FIRST_PARK: Duration = Duration::from_millis(3);
+
 /// A thread's place: its index, its CPU and its share of the connections.
 pub(crate) struct ThreadSpec {
     pub(crate) index: usize,
     pub(crate) cpu: usize,
     pub(crate) senders: usize,
+    /// The run's sender connections on the threads before this one (this thread's first
+    /// sender is that one of the run: it places its open-loop schedule).
+    pub(crate) senders_before: usize,
     /// BTP connections of each sink on this thread (0: no sink here).
     pub(crate) sinks: usize,
 }
@@ -82,6 +90,10 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
             .await
             .map(|conns| conns.into_iter().map(Link::Btp).collect())
     };
+    // The executor's first park registers the thread for `membarrier` (glommio parks with
+    // one), which takes tens of milliseconds: have it now, before the clock starts, not as a
+    // stall in the run's first second. A sleep longer than the executor's spin parks it.
+    glommio::timer::sleep(FIRST_PARK).await;
     // Report in whether or not we connected, so the main thread can start the clock.
     if let Err(e) = &connected {
         common.failed.store(true, Ordering::Relaxed);
@@ -90,11 +102,12 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
     common.ready.fetch_add(1, Ordering::Relaxed);
     let senders: Vec<Link> = connected.unwrap_or_default();
     // The clock starts for every thread when the main thread has heard from all of them and
-    // stored the start time.
+    // stored the start time (a little ahead, so that every thread sees it before it comes).
     while common.send_start.load(Ordering::Relaxed) == 0 && !common.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_micros(100)).await;
     }
     let send_start_ns = common.send_start.load(Ordering::Relaxed);
+    let send_start = Duration::from_nanos(send_start_ns);
     let plan = Rc::new(Plan {
         send_start_ns,
         ..Plan::clone(&plan)
@@ -103,32 +116,66 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
         c.set_plan(Rc::clone(&plan));
     }
     sinks.set_plan(&plan);
-    for c in &senders {
-        c.refill();
-    }
-    let tick = if plan.rate_per_conn.is_some() {
-        Duration::from_micros(200)
+    let senders = Rc::new(senders);
+    let pacer = match plan.rate_per_conn {
+        // Open loop: the pacer sends every Prepare at its time, the first at the start.
+        Some(rate) => {
+            for (i, c) in senders.iter().enumerate() {
+                let ordinal = spec.senders_before + i;
+                c.set_schedule(Schedule::staggered(
+                    send_start_ns,
+                    rate,
+                    cli.senders_total,
+                    ordinal,
+                ));
+            }
+            let stop = Arc::clone(&common.stop);
+            (!senders.is_empty()).then(|| {
+                glommio::spawn_local(pacer::pace(
+                    Rc::clone(&senders),
+                    plan.start,
+                    pacer::Pacing::new(cli.pacer_spin),
+                    move || stop.load(Ordering::Relaxed),
+                ))
+                .detach()
+            })
+        }
+        // Closed loop: fill the windows from the start.
+        None => {
+            let until = (plan.start + send_start).saturating_duration_since(Instant::now());
+            glommio::timer::sleep(until).await;
+            for c in senders.iter() {
+                c.refill();
+            }
+            None
+        }
+    };
+    // Housekeeping: delayed sink answers, the fault schedule, the progress line. Each tick is
+    // a pass of the executor that may fall in a Prepare's round trip, so no more often than
+    // needed (open loop: delays are released to the millisecond).
+    let tick = if plan.rate_per_conn.is_some() && plan.sink.delay_ms > 0 {
+        Duration::from_millis(1)
     } else {
         Duration::from_millis(5)
     };
-    let send_start = Duration::from_nanos(send_start_ns);
     while !common.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(tick).await;
-        if plan.rate_per_conn.is_some() {
-            for c in &senders {
-                c.refill();
-            }
-        }
         if plan.sink.delay_ms > 0 {
             sinks.release_delayed();
         }
-        sinks.apply_faults(plan.start.elapsed().saturating_sub(send_start));
+        sinks.apply_faults(
+            plan.start.elapsed().saturating_sub(send_start),
+            &mut stats.borrow_mut(),
+        );
         let s = stats.borrow();
         common.progress[spec.index][0].store(s.sent, Ordering::Relaxed);
         common.progress[spec.index][1].store(s.fulfilled, Ordering::Relaxed);
     }
     // Drain: answers still in flight get a bounded grace, then count as timeouts.
     let grace = Duration::from_millis(cli.expiry_ms.min(3_000) + plan.sink.delay_ms);
+    if let Some(pacer) = pacer {
+        pacer.cancel();
+    }
     let deadline = Instant::now() + grace;
     conn::wait_until(deadline, || {
         sinks.release_delayed();
@@ -137,7 +184,7 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
     .await;
     let unanswered: usize = senders.iter().map(|c| c.outstanding()).sum();
     stats.borrow_mut().timeouts += unanswered as u64;
-    for c in &senders {
+    for c in senders.iter() {
         c.shut();
     }
     sinks.shut();
@@ -164,10 +211,25 @@ impl Link {
         }
     }
 
-    fn refill(&self) {
+    pub(crate) fn refill(&self) {
         match self {
             Link::Btp(c) => c.borrow_mut().refill(),
             Link::HttpSender(c) => c.borrow_mut().refill(),
+        }
+    }
+
+    fn set_schedule(&self, schedule: Schedule) {
+        match self {
+            Link::Btp(c) => c.borrow_mut().set_schedule(schedule),
+            Link::HttpSender(c) => c.borrow_mut().set_schedule(schedule),
+        }
+    }
+
+    /// Open loop: when the next Prepare is meant to go.
+    pub(crate) fn next_send_ns(&self) -> Option<u64> {
+        match self {
+            Link::Btp(c) => c.borrow().next_send_ns(),
+            Link::HttpSender(c) => c.borrow().next_send_ns(),
         }
     }
 

@@ -317,9 +317,10 @@ fn four_sinks_share_a_group_and_their_counts_add_up() {
     assert_eq!(received, u(&report["sink_received"]), "{report}");
 }
 
-/// Checks a run in which sink 2 was down from about 1 s to about 3 s after the send clock
-/// started: nothing reached it in a second wholly inside that interval while the others
-/// kept fulfilling, and it fulfilled again after it came back.
+/// Checks a run in which sink 2 was told to go down 1 s after the send clock started and to
+/// come back at 4 s: nothing reached it in a second wholly inside the interval it was really
+/// down (as the report says: a busy thread applies a change late) while the others kept
+/// fulfilling, and it fulfilled again after it came back.
 fn check_down_and_back(report: &Value) {
     assert_eq!(report["ended_early"], false, "{report}");
     let sinks = report["sinks"].as_array().unwrap();
@@ -327,7 +328,7 @@ fn check_down_and_back(report: &Value) {
     assert_eq!(down.len(), 1, "{report}");
     let from = down[0]["from_s"].as_f64().unwrap();
     let until = down[0]["until_s"].as_f64().unwrap();
-    assert!(until > from + 1.9, "{report}");
+    assert!(until > from + 1.5, "{report}");
     let bob2 = per_second(&sinks[1]);
     let totals: Vec<u64> = report["timeline"]
         .as_array()
@@ -387,7 +388,7 @@ fn a_btp_sink_taken_down_gets_nothing_until_it_is_back() {
             "--destination",
             "g.router.cluster",
             "--duration",
-            "5s",
+            "6s",
             "--connections",
             "1",
             "--window",
@@ -395,7 +396,7 @@ fn a_btp_sink_taken_down_gets_nothing_until_it_is_back() {
             "--sink-down-at",
             "1s:2",
             "--sink-up-at",
-            "3s:2",
+            "4s:2",
         ],
         &dir.path("btp-down.json"),
     );
@@ -439,7 +440,7 @@ fn an_http_sink_taken_down_gets_nothing_until_it_is_back() {
             "--destination",
             "g.router.cluster",
             "--duration",
-            "5s",
+            "6s",
             "--connections",
             "2",
             "--window",
@@ -447,7 +448,7 @@ fn an_http_sink_taken_down_gets_nothing_until_it_is_back() {
             "--sink-down-at",
             "1s:2",
             "--sink-up-at",
-            "3s:2",
+            "4s:2",
         ],
         &dir.path("http-down.json"),
     );

@@ -250,18 +250,22 @@ pub(crate) fn schedule(
 }
 
 /// The times `sink` is down: `(from, until)` after the send clock starts, `None` when it
-/// stays down to the end.
+/// stays down to the end. With `applied` (per schedule index, when the threads applied it:
+/// earliest, latest) the times are those at which it was really down on every thread: from the
+/// last thread's taking it down to the first thread's bringing it back; else as scheduled.
 pub(crate) fn down_intervals(
     schedule: &[FaultEvent],
+    applied: &[Option<(Duration, Duration)>],
     sink: SinkId,
 ) -> Vec<(Duration, Option<Duration>)> {
     let mut intervals: Vec<(Duration, Option<Duration>)> = Vec::new();
-    for event in schedule.iter().filter(|e| e.sink == sink) {
+    for (i, event) in schedule.iter().enumerate().filter(|(_, e)| e.sink == sink) {
+        let when = applied.get(i).copied().flatten();
         match event.change {
-            Change::Down => intervals.push((event.at, None)),
+            Change::Down => intervals.push((when.map_or(event.at, |(_, last)| last), None)),
             Change::Up => {
                 let open = intervals.last_mut().expect("checked: up follows down");
-                open.1 = Some(event.at);
+                open.1 = Some(when.map_or(event.at, |(first, _)| first));
             }
         }
     }
@@ -270,8 +274,9 @@ pub(crate) fn down_intervals(
 
 /// The report's `sinks`: one object per sink with its counts, its Fulfills sent per second
 /// (`fulfilled_per_s[i]` is second `[i, i + 1)` of the run's clock, the `timeline` row with
-/// `t = i + 1`; as long as the timeline) and when it was down (`from_s`, `until_s` on the same
-/// clock; `until_s` null when it stayed down). `send_start_s` is where the send clock started
+/// `t = i + 1`; as long as the timeline) and when it was down on every thread (`from_s`,
+/// `until_s` on the same clock, as the threads applied the schedule; `until_s` null when it
+/// stayed down). `send_start_s` is where the send clock started
 /// on the run's clock.
 pub(crate) fn report_json(
     total: &Stats,
@@ -294,7 +299,7 @@ pub(crate) fn report_json(
             let counts = total.sinks.get(i).cloned().unwrap_or_default();
             let mut per_s = counts.fulfilled_per_s.clone();
             per_s.resize(seconds, 0);
-            let down: Vec<Value> = down_intervals(schedule, SinkId::new(i))
+            let down: Vec<Value> = down_intervals(schedule, &total.faults_applied, SinkId::new(i))
                 .into_iter()
                 .map(|(from, until)| {
                     json!({
@@ -425,13 +430,23 @@ mod test {
             ]
         );
         assert_eq!(
-            down_intervals(&s, SinkId::new(1)),
+            down_intervals(&s, &[], SinkId::new(1)),
             [
                 (Duration::from_secs(5), Some(Duration::from_secs(6))),
                 (Duration::from_secs(8), None)
             ]
         );
-        assert!(down_intervals(&s, SinkId::new(3)).is_empty());
+        assert!(down_intervals(&s, &[], SinkId::new(3)).is_empty());
+        // Applied late by a busy thread: down from the last thread's taking it down, back
+        // from the first thread's bringing it up.
+        let ms = Duration::from_millis;
+        let mut applied = vec![None; s.len()];
+        applied[2] = Some((ms(5_000), ms(5_700)));
+        applied[3] = Some((ms(6_200), ms(6_900)));
+        assert_eq!(
+            down_intervals(&s, &applied, SinkId::new(1)),
+            [(ms(5_700), Some(ms(6_200))), (ms(8_000), None)]
+        );
     }
 
     #[test]

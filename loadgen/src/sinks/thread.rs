@@ -13,6 +13,7 @@ use crate::conn::{self, Role, Setup, Shared as Conn};
 use crate::connect::{wait_open, Opener};
 use crate::http::{self, Serving, SinkShared};
 use crate::plan::Plan;
+use crate::stats::Stats;
 use crate::worker::ThreadSpec;
 use glommio::task::JoinHandle;
 use ilp_router::link::url::BtpUrl;
@@ -223,13 +224,15 @@ impl ThreadSinks {
         }
     }
 
-    /// Applies the changes of the schedule due `since_send_start`.
-    pub(crate) fn apply_faults(&mut self, since_send_start: Duration) {
+    /// Applies the changes of the schedule due `since_send_start`; each one applied is
+    /// recorded in `stats` with that time (a busy thread applies a change late).
+    pub(crate) fn apply_faults(&mut self, since_send_start: Duration, stats: &mut Stats) {
         while let Some(&event) = self
             .schedule
             .get(self.next_change)
             .filter(|e| e.at <= since_send_start)
         {
+            stats.on_fault_applied(self.next_change, since_send_start);
             self.next_change += 1;
             let slot = Rc::clone(&self.slots[event.sink.index()]);
             match event.change {

@@ -1,0 +1,138 @@
+//! The open loop's own timing, on loopback with `--direct`: every open-loop run reports the
+//! sender's send lateness (handed to the socket minus intended time) beside its latency, over
+//! BTP and over HTTP; a closed-loop run has no intended times and reports none. Nothing here
+//! asserts on performance: the bounds only catch a field that is missing or nonsense.
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn io_uring_missing(test: &str) -> bool {
+    let missing = io_uring::IoUring::new(8).is_err();
+    if missing {
+        eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
+    }
+    missing
+}
+
+/// A scratch file, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        Scratch(std::env::temp_dir().join(format!(
+            "ilp-loadgen-pacing-{}-{name}.json",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs ilp-loadgen to the end (bounded) and returns its JSON report and its stdout.
+fn run_loadgen(args: &[&str], json: &Path) -> (Value, String) {
+    let child = Command::new(common::loadgen())
+        .args(args)
+        .args(["--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut killed = common::Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = killed.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ilp-loadgen {args:?} did not end within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(killed.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    std::io::Read::read_to_string(killed.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "ilp-loadgen {args:?} failed: {stderr}");
+    let report = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    (report, stdout)
+}
+
+/// An open-loop `--direct` run reports a sane `send_lateness_us`, and the text summary says it.
+fn open_loop_reports_send_lateness(transport: &str) {
+    let json = Scratch::new(transport);
+    let (report, stdout) = run_loadgen(
+        &[
+            "--direct",
+            "--transport",
+            transport,
+            "--rate",
+            "2000",
+            "--duration",
+            "1s",
+            "--connections",
+            "2",
+        ],
+        &json.0,
+    );
+    assert_eq!(report["config"]["mode"], "open-loop");
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent > 100, "{report}");
+    assert_eq!(report["fulfilled"], report["sent"], "{report}");
+    let late = &report["send_lateness_us"];
+    let (p50, p99, max) = (
+        late["p50"].as_f64().unwrap(),
+        late["p99"].as_f64().unwrap(),
+        late["max"].as_f64().unwrap(),
+    );
+    assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{late}");
+    // Generous: a Prepare is meant to go within microseconds of its time; a median a quarter
+    // of a second late would be a sender that does not pace at all.
+    assert!(p50 < 250_000.0, "{late}");
+    let counted = late["count"].as_u64().unwrap();
+    assert!(counted > 0 && counted <= sent, "{late} of {sent} sent");
+    assert!(stdout.contains("send lateness µs"), "{stdout}");
+}
+
+#[test]
+fn an_open_loop_run_over_btp_reports_its_send_lateness() {
+    if io_uring_missing("an_open_loop_run_over_btp_reports_its_send_lateness") {
+        return;
+    }
+    open_loop_reports_send_lateness("btp");
+}
+
+#[test]
+fn an_open_loop_run_over_http_reports_its_send_lateness() {
+    if io_uring_missing("an_open_loop_run_over_http_reports_its_send_lateness") {
+        return;
+    }
+    open_loop_reports_send_lateness("http");
+}
+
+#[test]
+fn a_closed_loop_run_has_no_send_lateness() {
+    if io_uring_missing("a_closed_loop_run_has_no_send_lateness") {
+        return;
+    }
+    let json = Scratch::new("closed");
+    let (report, stdout) = run_loadgen(
+        &["--direct", "--duration", "500ms", "--connections", "1"],
+        &json.0,
+    );
+    assert_eq!(report["config"]["mode"], "closed-loop");
+    assert!(report["fulfilled"].as_u64().unwrap() > 0, "{report}");
+    assert!(report.get("send_lateness_us").is_none(), "{report}");
+    assert!(
+        stdout.contains("closed loop: no intended send times"),
+        "{stdout}"
+    );
+}
