@@ -74,12 +74,13 @@ start_router() {
 # Runs one sender and one sink process per router core (connection i on port + i), all on
 # the CPUs in $2, for router cores in $1; writes $out/$3-<i>.json.
 run_load() {
-    local cores=$1 lg_cpus=$2 name=$3 pids=()
+    local cores=$1 lg_cpus=$2 name=$3 pids=() sinks=()
+    # The sinks outlive the senders (stopped once they are done), so no Prepare finds bob gone.
     for core in $(seq 0 $(( cores - 1 ))); do
         local url="ws://127.0.0.1:$(( port + core ))"
         "$loadgen" --router "$url" --role sink --sink bob:bob-secret --connections 1 \
-            --duration "$duration" --cpu-list "$lg_cpus" >/dev/null 2>&1 &
-        pids+=($!)
+            --duration 60m --cpu-list "$lg_cpus" >/dev/null 2>&1 &
+        sinks+=($!)
     done
     sleep 0.3
     for core in $(seq 0 $(( cores - 1 ))); do
@@ -91,6 +92,7 @@ run_load() {
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid" || true; done
+    for pid in "${sinks[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 }
 
 for cores in $(seq 1 "$max"); do
@@ -116,14 +118,15 @@ if [ "$cross" = 1 ]; then
         echo "== cross-core: router on CPUs $router_cpus, sender on core 0's port, sink on core 1's"
         start_router "$router_cpus"
         "$loadgen" --router "ws://127.0.0.1:$(( port + 1 ))" --role sink --sink bob:bob-secret \
-            --connections 1 --duration "$duration" --cpu-list "$lg_cpus" >/dev/null 2>&1 &
+            --connections 1 --duration 60m --cpu-list "$lg_cpus" >/dev/null 2>&1 &
         sink=$!
         sleep 0.3
         "$loadgen" --router "ws://127.0.0.1:$port" --role send --sender alice:alice-secret \
             --sink bob:bob-secret --destination g.router.bob --connections 1 --window "$window" \
             --duration "$duration" --cpu-list "$lg_cpus" --router-pid "$router_pid" \
             --json "$out/cross-0.json" >/dev/null
-        wait "$sink" || true
+        kill -TERM "$sink" 2>/dev/null || true
+        wait "$sink" 2>/dev/null || true
         stop_router
     fi
 fi
