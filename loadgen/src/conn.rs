@@ -411,13 +411,11 @@ impl Conn {
 
     /// The writer took what was queued: count the send lateness of the Prepares in it.
     fn handed_over(&mut self) {
-        if self.queued.is_empty() {
-            return;
-        }
-        let now = self.since_start_ns();
-        let mut stats = self.stats.borrow_mut();
-        for intended in self.queued.drain(..) {
-            stats.on_send_lateness(now.saturating_sub(intended));
+        if !self.queued.is_empty() {
+            let now = self.since_start_ns();
+            self.stats
+                .borrow_mut()
+                .on_handed_over(now, &mut self.queued);
         }
     }
 

@@ -154,6 +154,14 @@ impl Stats {
         let _ = self.send_lateness.record(lateness_ns.min(LATENESS_MAX_NS));
     }
 
+    /// A writer handed the Prepares `queued` (their intended times, ns) to the socket at
+    /// `now_ns`: counts their send lateness and empties `queued`.
+    pub(crate) fn on_handed_over(&mut self, now_ns: u64, queued: &mut Vec<u64>) {
+        for intended in queued.drain(..) {
+            self.on_send_lateness(now_ns.saturating_sub(intended));
+        }
+    }
+
     /// A Reject with `code` came back.
     pub(crate) fn on_rejected(&mut self, second: usize, code: &str) {
         match self.rejected.get_mut(code) {
