@@ -99,6 +99,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     );
     std::thread::sleep(started.saturating_duration_since(Instant::now()));
     let cpu_before = cli.router_pid.and_then(process_cpu_s);
+    let own_before = process_cpu_s(std::process::id());
     let live = std::io::stderr().is_terminal();
     let mut last_print = Instant::now();
     while started.elapsed() < cli.duration && !common.stop.load(Ordering::Relaxed) {
@@ -124,6 +125,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     }
     let duration_s = started.elapsed().as_secs_f64();
     let cpu_after = cli.router_pid.and_then(process_cpu_s);
+    let own_after = process_cpu_s(std::process::id());
     common.stop.store(true, Ordering::Relaxed);
     if live {
         eprintln!();
@@ -147,6 +149,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     let router_cpu_s = cpu_before
         .zip(cpu_after)
         .map(|(before, after)| after - before);
+    let own_cpu_s = own_before
+        .zip(own_after)
+        .map(|(before, after)| after - before);
     // Where the send clock started on the clock of the timelines.
     let send_start_s = common.send_start.load(Ordering::Relaxed) as f64 / 1e9;
     let shared = &common.cli;
@@ -158,6 +163,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
         cli.config_json(&cpus, shared.sinks.len()),
         common.broken.load(Ordering::Relaxed),
         router_cpu_s,
+        own_cpu_s,
         sinks,
     );
     summary::print_summary(&report);

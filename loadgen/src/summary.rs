@@ -18,6 +18,7 @@ pub(crate) fn report_json(
     config: Value,
     ended_early: bool,
     router_cpu_s: Option<f64>,
+    own_cpu_s: Option<f64>,
     sinks: Option<Value>,
 ) -> Value {
     let mut report = total.to_json(duration_s);
@@ -39,6 +40,17 @@ pub(crate) fn report_json(
         if total.fulfilled > 0 {
             object.insert(
                 "router_cpu_us_per_packet".into(),
+                json!(cpu * 1e6 / total.fulfilled as f64),
+            );
+        }
+    }
+    // The harness's own cost: this process's CPU over the send window per Fulfill (a round
+    // trip: in `both` it sent, forwarded nothing, answered as the sink and read the answer).
+    if let Some(cpu) = own_cpu_s {
+        object.insert("loadgen_cpu_s".into(), json!(cpu));
+        if total.fulfilled > 0 {
+            object.insert(
+                "loadgen_cpu_us_per_packet".into(),
                 json!(cpu * 1e6 / total.fulfilled as f64),
             );
         }
@@ -102,6 +114,13 @@ pub(crate) fn print_summary(r: &Value) {
             "  router CPU  {:.3} µs per packet ({:.2} s in all)",
             cpu,
             r["router_cpu_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(cpu) = r["loadgen_cpu_us_per_packet"].as_f64() {
+        println!(
+            "  ilp-loadgen CPU  {:.3} µs per packet ({:.2} s in all)",
+            cpu,
+            r["loadgen_cpu_s"].as_f64().unwrap_or(0.0)
         );
     }
     print_sinks(r);

@@ -135,4 +135,8 @@ fn a_closed_loop_run_has_no_send_lateness() {
         stdout.contains("closed loop: no intended send times"),
         "{stdout}"
     );
+    // Every run reports the harness's own CPU per round trip (what the router is held to).
+    let own = report["loadgen_cpu_us_per_packet"].as_f64().unwrap();
+    assert!(own > 0.0, "{report}");
+    assert!(stdout.contains("ilp-loadgen CPU"), "{stdout}");
 }
