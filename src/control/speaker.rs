@@ -31,6 +31,9 @@
 //! The runtime calls [`Speaker::handle_request`], [`Speaker::handle_reply`],
 //! [`Speaker::set_link`] and [`Speaker::tick`], sends what [`Speaker::poll_send`] gives, and
 //! rebuilds the route table when [`Speaker::take_changed`] says so.
+//!
+//! Just over 800 lines: the speaker's state machine is one type whose send and receive sides
+//! share the epoch log; its tests are in `speaker_tests.rs`.
 
 use super::ccp::{
     Mode, Request, Route, RouteControlRequest, RouteUpdateRequest, RoutingTableId, AUTH_LEN,
