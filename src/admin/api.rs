@@ -390,6 +390,25 @@ impl RouterAdmin {
             &[("transport", "http")],
             sum(&|r| r.runtime.http_auth_failures),
         );
+        w.family(
+            "ilp_tls_handshakes_total",
+            "TLS handshakes on our listeners, by result (a refused client certificate's reason is logged).",
+            Kind::Counter,
+        );
+        w.sample(&[("result", "ok")], sum(&|r| r.runtime.tls_handshakes));
+        w.sample(
+            &[("result", "failed")],
+            sum(&|r| r.runtime.tls_handshake_failures),
+        );
+        w.sample(
+            &[("result", "cert_refused")],
+            sum(&|r| r.runtime.tls_cert_refusals),
+        );
+        w.counter(
+            "ilp_tls_dial_failures_total",
+            "TLS handshakes of connections we dialled that failed.",
+            sum(&|r| r.runtime.tls_dial_failures),
+        );
         w.counter(
             "ilp_http_refused_total",
             "ILP-over-HTTP requests answered with an HTTP error.",

@@ -65,7 +65,7 @@ impl Config {
         {
             restart("min_message_window_ms / max_hold_time_ms".into());
         }
-        if (self.listen_btp, self.listen_http) != (new.listen_btp, new.listen_http) {
+        if self.listen != new.listen {
             restart("[listen]".into());
         }
         let mut limits = Vec::new();
@@ -97,6 +97,13 @@ impl Config {
             restart("[admin]".into());
         }
         changes.extend(limits);
+        if self.tls.digest != new.tls.digest {
+            // Taken by new connections; open links keep the keys they agreed.
+            changes.push(Change {
+                what: "[tls]: certificates, keys, CAs or client certificate pins".into(),
+                live: true,
+            });
+        }
         for peer in new.live_peers() {
             match self.peer_id(&peer.name).map(|id| self.peer(id)) {
                 Some(old) => peer_changes(old, peer, &mut changes),

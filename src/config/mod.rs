@@ -26,6 +26,9 @@
 //! | `min_message_window_ms` | integer | 1000 | taken off each hop's expiry; the least time a Prepare must have left |
 //! | `max_hold_time_ms` | integer | 30000 | the longest we hold a Prepare |
 //! | `listen.btp` | `"ip:port"` | none | where peers dial in (BTP over plain WebSocket) |
+//! | `listen.http` | `"ip:port"` | none | where peers POST ILP over HTTP |
+//! | `listen.btp_tls`, `listen.http_tls` | `"ip:port"` | none | the same over TLS (`wss://`, `https://`), with `[tls]` |
+//! | `[tls]` | paths | none | certificates, keys and CAs: see `tls.rs` |
 //! | `[[peers]]` | tables | none | see [`Peer`] |
 //! | `[[routes]]` | tables (`prefix`, `peer`) | none | static routes, see [`Route`] |
 //! | `[rates]` | asset code = decimal string | none | value of one whole unit of each asset |
@@ -55,7 +58,8 @@
 //! | `raw.rs` | the serde `Raw*` structs: the file's shape |
 //! | `validate.rs` | `Config::validate`: one check per table or key, in file order |
 //! | `peer.rs` | [`Peer`], [`Outgoing`], [`Secret`] and the checks of `[[peers]]` |
-//! | `url.rs` | [`BtpUrl`] and the `ws://` / `http://` parsers |
+//! | `url.rs` | [`BtpUrl`] and the `ws://` / `http://` parsers (and their TLS forms) |
+//! | `tls.rs` | [`TlsConfig`]: `[tls]` and the peers' certificate keys, loaded into rustls configs |
 //! | `tests.rs` | the unit tests |
 //!
 //! The ceilings of every limit are constants of [`crate::limits`].
@@ -70,6 +74,7 @@ mod limits;
 mod peer;
 mod raw;
 mod slots;
+mod tls;
 mod url;
 mod validate;
 
@@ -84,6 +89,7 @@ use self::limits::check_limits;
 pub use self::limits::Limits;
 pub use self::peer::{Dial, HttpDial, Outgoing, Peer, Relation, Secret};
 use self::raw::RawConfig;
+pub use self::tls::TlsConfig;
 pub use self::url::BtpUrl;
 use self::validate::route_error;
 use crate::engine::group::Backend;
@@ -108,9 +114,20 @@ min_message_window_ms = 1000
 max_hold_time_ms = 30000
 
 [listen]
-# Peers dial in here: BTP over plain WebSocket (TLS, if any, terminates in front of the
-# router). Optional: without it the router only dials out.
+# Peers dial in here: BTP over plain WebSocket. Optional: without it the router only dials out.
 btp = "127.0.0.1:7768"
+# The same over TLS (wss://), and ILP over HTTP in plaintext and over TLS (https://). The TLS
+# listeners need [tls] cert_file and key_file (PEM); peers may then be known by their client
+# certificates (client_cert_sha256 = ["<hex>"], or client_cert_name with [tls] client_ca_file).
+# btp_tls = "0.0.0.0:7443"
+# http = "127.0.0.1:7770"
+# http_tls = "0.0.0.0:7444"
+#
+# [tls]
+# cert_file = "/etc/ilp-router/router.pem"
+# key_file = "/etc/ilp-router/router.key"
+# ca_file = "/etc/ilp-router/peers-ca.pem"      # CAs of wss:// / https:// peers we dial
+# client_ca_file = "/etc/ilp-router/clients-ca.pem"
 
 # Alice dials in. She authenticates with auth_username "alice" (or an empty username) and one
 # of her tokens; two tokens let her rotate without downtime.
@@ -179,8 +196,7 @@ pub struct Config {
     default_route: Option<PeerId>,
     min_message_window_ms: u64,
     max_hold_time_ms: u64,
-    listen_btp: Option<SocketAddr>,
-    listen_http: Option<SocketAddr>,
+    listen: Listen,
     peers: Vec<Peer>,
     peer_ids: HashMap<String, PeerId>,
     groups: Vec<Group>,
@@ -190,6 +206,20 @@ pub struct Config {
     limits: Limits,
     state: StateConfig,
     admin: Option<AdminConfig>,
+    tls: TlsConfig,
+}
+
+/// `[listen]`: where peers connect, in plaintext and over TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listen {
+    /// BTP over WebSocket (`ws://`).
+    pub btp: Option<SocketAddr>,
+    /// ILP over HTTP (`http://`).
+    pub http: Option<SocketAddr>,
+    /// BTP over WebSocket over TLS (`wss://`).
+    pub btp_tls: Option<SocketAddr>,
+    /// ILP over HTTP over TLS (`https://`).
+    pub http_tls: Option<SocketAddr>,
 }
 
 /// `[admin]`: the admin API (metrics, health, peers, routes, drains).
@@ -321,12 +351,23 @@ impl Config {
 
     /// Where peers dial in (BTP over WebSocket), if anywhere.
     pub fn listen_btp(&self) -> Option<SocketAddr> {
-        self.listen_btp
+        self.listen.btp
     }
 
     /// Where peers POST ILP over HTTP (RFC 35), if anywhere.
     pub fn listen_http(&self) -> Option<SocketAddr> {
-        self.listen_http
+        self.listen.http
+    }
+
+    /// Every listener address, plaintext and TLS.
+    pub fn listen(&self) -> Listen {
+        self.listen
+    }
+
+    /// The TLS configs: our listeners', which peer a client certificate stands for, and how
+    /// we dial each peer over TLS.
+    pub fn tls(&self) -> &TlsConfig {
+        &self.tls
     }
 
     /// Every peer, indexed by [`PeerId`].

@@ -173,6 +173,17 @@ pub struct HttpDial {
     pub token: Secret,
 }
 
+/// How a peer uses TLS client certificates, as far as its other keys care.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CertUse {
+    /// Its certificate stands for it on our listeners (`client_cert_sha256`,
+    /// `client_cert_name`): it needs no token.
+    pub(super) identifies: bool,
+    /// We present a client certificate when we dial it (`client_cert_file`): we need no
+    /// `outgoing_token`.
+    pub(super) presents: bool,
+}
+
 // ---------------------------------------------------------------------------------------------
 // All peers
 // ---------------------------------------------------------------------------------------------
@@ -183,6 +194,7 @@ pub(super) fn check_peers(
     raw: Vec<RawPeer>,
     ilp_address: &str,
     listening: bool,
+    certs: &[CertUse],
 ) -> Result<(Vec<Peer>, HashMap<String, PeerId>), ConfigError> {
     if raw.len() > PEERS_MAX {
         return Err(ConfigError::invalid(
@@ -196,7 +208,8 @@ pub(super) fn check_peers(
     let mut tokens: HashMap<String, (usize, usize)> = HashMap::new();
     for (i, raw_peer) in raw.into_iter().enumerate() {
         let id = PeerId(u16::try_from(i).expect("peer count checked"));
-        let peer = check_peer(i, id, raw_peer, ilp_address, listening)?;
+        let cert = certs.get(i).copied().unwrap_or_default();
+        let peer = check_peer(i, id, raw_peer, ilp_address, listening, cert)?;
         check_name_unique(i, &peer, &peer_ids)?;
         check_tokens_unique(i, &peer, &peers, &mut tokens)?;
         peer_ids.insert(peer.name.clone(), id);
@@ -266,6 +279,7 @@ fn check_peer(
     mut raw: RawPeer,
     ilp_address: &str,
     listening: bool,
+    cert: CertUse,
 ) -> Result<Peer, ConfigError> {
     let address = check_name(i, &raw.name, ilp_address)?;
     let auth_tokens = check_auth_tokens(i, std::mem::take(&mut raw.auth_tokens))?;
@@ -273,8 +287,15 @@ fn check_peer(
     check_asset_code(i, &raw.asset_code)?;
     let asset_scale = check_asset_scale(i, raw.asset_scale)?;
     let amounts = check_amounts(i, &raw)?;
-    let outgoing = check_outgoing(i, &raw)?;
-    check_reachable(i, &raw.name, &outgoing, &auth_tokens, listening)?;
+    let outgoing = check_outgoing(i, &raw, cert.presents)?;
+    check_reachable(
+        i,
+        &raw.name,
+        &outgoing,
+        &auth_tokens,
+        listening,
+        cert.identifies,
+    )?;
     Ok(Peer {
         id,
         name: raw.name,
@@ -428,7 +449,7 @@ fn check_amounts(i: usize, raw: &RawPeer) -> Result<Amounts, ConfigError> {
 
 /// `peers[i].btp_url` or `http_url` (not both) and the keys that go with them:
 /// `outgoing_token`, and for BTP `outgoing_username` and `btp_dial`.
-fn check_outgoing(i: usize, raw: &RawPeer) -> Result<Outgoing, ConfigError> {
+fn check_outgoing(i: usize, raw: &RawPeer, cert: bool) -> Result<Outgoing, ConfigError> {
     match (raw.btp_url.as_deref(), raw.http_url.as_deref()) {
         (Some(_), Some(_)) => Err(ConfigError::invalid(
             peer_key(i, "http_url"),
@@ -447,8 +468,8 @@ fn check_outgoing(i: usize, raw: &RawPeer) -> Result<Outgoing, ConfigError> {
             check_unset(i, &unused, &message)?;
             Ok(Outgoing::None)
         }
-        (None, Some(url)) => check_http_dial(i, raw, url).map(Outgoing::Http),
-        (Some(url), None) => check_btp_dial(i, raw, url).map(Outgoing::Btp),
+        (None, Some(url)) => check_http_dial(i, raw, url, cert).map(Outgoing::Http),
+        (Some(url), None) => check_btp_dial(i, raw, url, cert).map(Outgoing::Btp),
     }
 }
 
@@ -461,7 +482,12 @@ fn check_unset(i: usize, fields: &[(&str, bool)], message: &str) -> Result<(), C
 }
 
 /// `peers[i].http_url` (the text `url`) with its `outgoing_token`.
-fn check_http_dial(i: usize, raw: &RawPeer, url: &str) -> Result<HttpDial, ConfigError> {
+fn check_http_dial(
+    i: usize,
+    raw: &RawPeer,
+    url: &str,
+    cert: bool,
+) -> Result<HttpDial, ConfigError> {
     let unused = [
         ("outgoing_username", raw.outgoing_username.is_some()),
         ("btp_dial", raw.btp_dial.is_some()),
@@ -470,15 +496,15 @@ fn check_http_dial(i: usize, raw: &RawPeer, url: &str) -> Result<HttpDial, Confi
     let url = parse_http_url(&peer_key(i, "http_url"), url)?;
     Ok(HttpDial {
         url,
-        token: check_outgoing_token(i, raw, "http_url")?,
+        token: check_outgoing_token(i, raw, "http_url", cert)?,
     })
 }
 
 /// `peers[i].btp_url` (the text `url`) with its `outgoing_token`, `outgoing_username` and
 /// `btp_dial`.
-fn check_btp_dial(i: usize, raw: &RawPeer, url: &str) -> Result<Dial, ConfigError> {
+fn check_btp_dial(i: usize, raw: &RawPeer, url: &str, cert: bool) -> Result<Dial, ConfigError> {
     let url = parse_btp_url(&peer_key(i, "btp_url"), url)?;
-    let token = check_outgoing_token(i, raw, "btp_url")?;
+    let token = check_outgoing_token(i, raw, "btp_url", cert)?;
     let per_core = match raw.btp_dial.as_deref() {
         None | Some("per_core") => true,
         Some("single") => false,
@@ -497,9 +523,17 @@ fn check_btp_dial(i: usize, raw: &RawPeer, url: &str) -> Result<Dial, ConfigErro
     })
 }
 
-/// `peers[i].outgoing_token`: required and not empty with `url_key`.
-fn check_outgoing_token(i: usize, raw: &RawPeer, url_key: &str) -> Result<Secret, ConfigError> {
+/// `peers[i].outgoing_token`: required and not empty with `url_key`, unless we present a
+/// client certificate (`cert`).
+fn check_outgoing_token(
+    i: usize,
+    raw: &RawPeer,
+    url_key: &str,
+    cert: bool,
+) -> Result<Secret, ConfigError> {
     match &raw.outgoing_token {
+        // Our client certificate stands for us: an empty token goes with it.
+        None if cert => Ok(Secret(String::new())),
         None => Err(ConfigError::invalid(
             peer_key(i, "outgoing_token"),
             format!(
@@ -523,16 +557,18 @@ fn check_reachable(
     outgoing: &Outgoing,
     auth_tokens: &[Secret],
     listening: bool,
+    by_cert: bool,
 ) -> Result<(), ConfigError> {
     if !matches!(outgoing, Outgoing::None) {
         return Ok(());
     }
-    if auth_tokens.is_empty() {
+    if auth_tokens.is_empty() && !by_cert {
         return Err(ConfigError::invalid(
             peer_key(i, "auth_tokens"),
             format!(
-                "no token, so {name:?} could never authenticate: give at least one, or set \
-                 btp_url for a peer that we dial"
+                "no token, so {name:?} could never authenticate: give at least one, set \
+                 btp_url for a peer that we dial, or client_cert_sha256 / client_cert_name \
+                 for a peer known by its TLS client certificate"
             ),
         ));
     }

@@ -36,6 +36,18 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) state: RawState,
     pub(super) admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub(super) tls: RawTls,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) client_ca_file: Option<PathBuf>,
 }
 
 /// `[admin]`.
@@ -62,6 +74,8 @@ pub(super) struct RawState {
 pub(super) struct RawListen {
     pub(super) btp: Option<String>,
     pub(super) http: Option<String>,
+    pub(super) btp_tls: Option<String>,
+    pub(super) http_tls: Option<String>,
 }
 
 /// One `[[peers]]` entry.
@@ -85,6 +99,11 @@ pub(super) struct RawPeer {
     pub(super) http_url: Option<String>,
     pub(super) send_routes: Option<bool>,
     pub(super) receive_routes: Option<bool>,
+    #[serde(default)]
+    pub(super) client_cert_sha256: Vec<String>,
+    pub(super) client_cert_name: Option<String>,
+    pub(super) client_cert_file: Option<PathBuf>,
+    pub(super) client_key_file: Option<PathBuf>,
 }
 
 /// One `[[routes]]` entry.

@@ -85,6 +85,7 @@ impl Config {
             }
         }
         self.default_route = self.default_route.map(remap);
+        self.tls.remap(&moved, slots.len());
         self.peer_ids = slots
             .iter()
             .filter(|p| !p.removed)

@@ -320,7 +320,8 @@ fn dial_only_peer_needs_no_token() {
         BtpUrl {
             host: "bob.example".into(),
             port: 9000,
-            path: "/ilp".into()
+            path: "/ilp".into(),
+            tls: false,
         }
     );
     assert_eq!(dial.username, "");
@@ -395,12 +396,13 @@ fn btp_url_errors() {
             &format!("btp_url = {url:?}\noutgoing_token = \"t\"\n"),
         )
     };
-    let m = error(&dial("wss://bob.example:443"), "peers[1].btp_url: ");
-    assert_has(&m, "TLS terminates in front of");
-    let m = error(&dial("btp+wss://bob.example:443"), "peers[1].btp_url: ");
-    assert_has(&m, "TLS");
+    for for_tls in ["wss://bob.example:443", "btp+wss://bob.example:443"] {
+        let config = parse(&dial(for_tls)).unwrap();
+        assert!(config.peer(PeerId(1)).dial().unwrap().url.tls);
+        assert!(config.tls().dial(PeerId(1)).is_some());
+    }
     for (bad, why) in [
-        ("http://bob.example:80", "not a ws:// URL"),
+        ("http://bob.example:80", "not a ws:// or wss:// URL"),
         ("ws://bob.example", "no port"),
         ("ws://:9000", "no host"),
         ("ws://bob.example:0", "not a port"),
@@ -440,10 +442,8 @@ fn http_url_for_peers_we_post_to() {
     assert!(matches!(config.peers()[1].outgoing, Outgoing::Http(_)));
     let m = http("http_url = \"http://a:1\"\n").unwrap_err().to_string();
     assert_has(&m, "peers[1].outgoing_token: required with http_url");
-    let m = http("http_url = \"https://a:1\"\noutgoing_token = \"t\"\n")
-        .unwrap_err()
-        .to_string();
-    assert_has(&m, "https:// is not supported");
+    let config = http("http_url = \"https://a:1\"\noutgoing_token = \"t\"\n").unwrap();
+    assert!(config.peers()[1].http().unwrap().url.tls);
     let m = http("http_url = \"http://a:1\"\nbtp_url = \"ws://a:2\"\noutgoing_token = \"t\"\n")
         .unwrap_err()
         .to_string();

@@ -11,10 +11,11 @@ use std::net::SocketAddr;
 use super::error::toml_key;
 use super::group::{check_groups, Group};
 use super::limits::check_limits;
-use super::peer::check_peers;
+use super::peer::{check_peers, CertUse};
 use super::raw::{RawAdmin, RawConfig, RawListen, RawRoute, RawState};
+use super::tls::{check_tls, PeerTls};
 use super::{
-    AdminConfig, Config, ConfigError, Limits, Peer, Route, Secret, StateConfig,
+    AdminConfig, Config, ConfigError, Limits, Listen, Peer, Route, Secret, StateConfig,
     ADMIN_LISTEN_DEFAULT, MSYNC_INTERVAL_MS_DEFAULT,
 };
 use crate::engine::rate::{Decimal, Rate};
@@ -36,9 +37,13 @@ impl Config {
             check_timing(raw.min_message_window_ms, raw.max_hold_time_ms)?;
         let limits = Limits::from_raw(raw.limits)?;
         check_limits(&limits, min_message_window_ms)?;
-        let (listen_btp, listen_http) = check_listen(raw.listen)?;
-        let listening = listen_btp.is_some() || listen_http.is_some();
-        let (peers, peer_ids) = check_peers(raw.peers, &ilp_address, listening)?;
+        let listen = check_listen(raw.listen)?;
+        let listening_tls = listen.btp_tls.is_some() || listen.http_tls.is_some();
+        let listening = listen.btp.is_some() || listen.http.is_some() || listening_tls;
+        let mut raw_peers = raw.peers;
+        let peer_tls: Vec<PeerTls> = raw_peers.iter_mut().map(PeerTls::take).collect();
+        let certs: Vec<CertUse> = peer_tls.iter().map(PeerTls::cert_use).collect();
+        let (peers, peer_ids) = check_peers(raw_peers, &ilp_address, listening, &certs)?;
         if peers.len() > limits.peers_max {
             return Err(ConfigError::invalid(
                 "limits.peers_max",
@@ -65,14 +70,14 @@ impl Config {
         check_rates(&peers, &rates, spread)?;
         let state = check_state(raw.state)?;
         let admin = raw.admin.map(check_admin).transpose()?;
+        let tls = check_tls(raw.tls, &peer_tls, &peers, listening_tls)?;
         Ok(Config {
             ilp_address,
             spread,
             default_route,
             min_message_window_ms,
             max_hold_time_ms,
-            listen_btp,
-            listen_http,
+            listen,
             peers,
             peer_ids,
             groups,
@@ -82,6 +87,7 @@ impl Config {
             limits,
             state,
             admin,
+            tls,
         })
     }
 }
@@ -207,17 +213,31 @@ fn check_timing(window: Option<u64>, hold: Option<u64>) -> Result<(u64, u64), Co
     Ok((min_message_window_ms, max_hold_time_ms))
 }
 
-/// `listen.btp` and `listen.http`: socket addresses, not the same one.
-fn check_listen(raw: RawListen) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ConfigError> {
-    let listen_btp = listen_address("listen.btp", raw.btp)?;
-    let listen_http = listen_address("listen.http", raw.http)?;
-    if listen_btp.is_some() && listen_btp == listen_http {
-        return Err(ConfigError::invalid(
-            "listen.http",
-            "the same address as listen.btp",
-        ));
+/// `listen.btp`, `listen.http`, `listen.btp_tls` and `listen.http_tls`: socket addresses, no
+/// two the same.
+fn check_listen(raw: RawListen) -> Result<Listen, ConfigError> {
+    let listen = Listen {
+        btp: listen_address("listen.btp", raw.btp)?,
+        http: listen_address("listen.http", raw.http)?,
+        btp_tls: listen_address("listen.btp_tls", raw.btp_tls)?,
+        http_tls: listen_address("listen.http_tls", raw.http_tls)?,
+    };
+    let all = [
+        ("listen.btp", listen.btp),
+        ("listen.http", listen.http),
+        ("listen.btp_tls", listen.btp_tls),
+        ("listen.http_tls", listen.http_tls),
+    ];
+    for (i, (key, address)) in all.iter().enumerate() {
+        let Some(address) = address else { continue };
+        if let Some((other, _)) = all[..i].iter().find(|(_, a)| a.as_ref() == Some(address)) {
+            return Err(ConfigError::invalid(
+                *key,
+                format!("the same address as {other}"),
+            ));
+        }
     }
-    Ok((listen_btp, listen_http))
+    Ok(listen)
 }
 
 /// The listener address `key`, if set: an IP address and port, nothing resolved.

@@ -20,6 +20,12 @@
 //! A peer may have several tokens at once, so a token can be rotated without a cut-over: add
 //! the new one, move the client, remove the old one.
 //!
+//! # With a client certificate
+//!
+//! A TLS link whose client certificate stands for a peer ([`crate::link::tls`]) is that
+//! peer's: [`PeerAuth::authenticate_with_cert`] accepts it with no token (an empty one), or
+//! with one of the peer's tokens; a name or a token of another peer is refused.
+//!
 //! # Timing
 //!
 //! Tokens are compared with [`constant_time_eq`], and every token of every candidate peer is
@@ -29,7 +35,7 @@
 //!
 //! # Non-goals
 //!
-//! No TLS, no hashing of stored tokens, no rate limiting of failed attempts (the session counts
+//! No hashing of stored tokens, no rate limiting of failed attempts (the session counts
 //! them; the driver decides).
 
 use std::collections::HashMap;
@@ -125,6 +131,37 @@ impl PeerAuth {
         }
     }
 
+    /// Like [`authenticate`](Self::authenticate), on a link whose client certificate stands
+    /// for `cert` (when `Some`): the name, if given, must be `cert`'s, and the token either
+    /// empty or one of `cert`'s. See the module docs.
+    pub fn authenticate_with_cert(
+        &self,
+        username: Option<&[u8]>,
+        path_account: Option<&str>,
+        token: &[u8],
+        cert: Option<PeerId>,
+    ) -> Option<PeerId> {
+        let Some(peer) = cert else {
+            return self.authenticate(username, path_account, token);
+        };
+        let name = match (username, path_account) {
+            (Some(user), _) if !user.is_empty() => Some(user),
+            (_, Some(account)) if !account.is_empty() => Some(account.as_bytes()),
+            _ => None,
+        };
+        if let Some(name) = name {
+            let named = self.by_name.get(name).map(|&i| self.entries[i].peer);
+            if named != Some(peer) {
+                return None;
+            }
+        }
+        if token.is_empty() {
+            return Some(peer);
+        }
+        let entry = self.entries.iter().find(|e| e.peer == peer)?;
+        holds(entry, token).then_some(peer)
+    }
+
     /// The one peer holding `token`; compares against every token of every peer.
     fn by_token(&self, token: &[u8]) -> Option<PeerId> {
         let mut found = None;
@@ -156,6 +193,49 @@ fn holds(entry: &Entry, token: &[u8]) -> bool {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn a_certificate_stands_for_its_peer_with_or_without_a_token() {
+        let auth = table();
+        let alice = Some(PeerId(0));
+        assert_eq!(auth.authenticate_with_cert(None, None, b"", alice), alice);
+        assert_eq!(
+            auth.authenticate_with_cert(Some(b"alice"), None, b"alice-token", alice),
+            alice
+        );
+        assert_eq!(
+            auth.authenticate_with_cert(None, Some("alice"), b"", alice),
+            alice
+        );
+        // Another peer's name or token, or a wrong token: refused.
+        assert_eq!(
+            auth.authenticate_with_cert(Some(b"bob"), None, b"", alice),
+            None
+        );
+        assert_eq!(
+            auth.authenticate_with_cert(None, None, b"bob-new", alice),
+            None
+        );
+        assert_eq!(
+            auth.authenticate_with_cert(None, None, b"alice-tokeN", alice),
+            None
+        );
+        assert_eq!(
+            auth.authenticate_with_cert(Some(b"nobody"), None, b"", alice),
+            None
+        );
+        // No certificate: tokens as before, and an empty token is nobody's.
+        assert_eq!(auth.authenticate_with_cert(None, None, b"", None), None);
+        assert_eq!(
+            auth.authenticate_with_cert(None, None, b"bob-old", None),
+            Some(PeerId(1))
+        );
+        // A peer known by its certificate alone (no tokens).
+        assert_eq!(
+            auth.authenticate_with_cert(None, None, b"", Some(PeerId(2))),
+            Some(PeerId(2))
+        );
+    }
 
     fn table() -> PeerAuth {
         let alice = ["alice-token".to_string()];

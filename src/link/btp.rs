@@ -482,6 +482,7 @@ impl BtpSession {
         now: i64,
         auth: &PeerAuth,
         path_account: Option<&str>,
+        cert: Option<PeerId>,
         bytes: &[u8],
         out: &mut [u8],
     ) -> AuthEvent {
@@ -511,7 +512,7 @@ impl BtpSession {
             return AuthEvent::Refused { len: 0 };
         };
         let request_id = packet.request_id();
-        match check_auth(&packet, auth, path_account) {
+        match check_auth(&packet, auth, path_account, cert) {
             Ok(peer) => {
                 self.state = State::Open(peer);
                 let len = BtpRepr {
@@ -801,11 +802,13 @@ impl BtpSession {
     }
 }
 
-/// The server's auth checks, in order; the peer on success.
+/// The server's auth checks, in order; the peer on success. `cert`: the peer the link's TLS
+/// client certificate stands for, which may leave the token out.
 fn check_auth(
     packet: &Btp<&[u8]>,
     auth: &PeerAuth,
     path_account: Option<&str>,
+    cert: Option<PeerId>,
 ) -> Result<PeerId, Refusal> {
     if packet.btp_type() != BtpType::Message {
         return Err(Refusal::NotAuth);
@@ -828,12 +831,13 @@ fn check_auth(
             return Err(Refusal::DuplicateNames);
         }
     }
-    let token = packet
-        .find(b"auth_token")
-        .ok_or(Refusal::MissingToken)?
-        .data;
+    let token = match (packet.find(b"auth_token"), cert) {
+        (Some(entry), _) => entry.data,
+        (None, Some(_)) => &[],
+        (None, None) => return Err(Refusal::MissingToken),
+    };
     let username = packet.find(b"auth_username").map(|entry| entry.data);
-    auth.authenticate(username, path_account, token)
+    auth.authenticate_with_cert(username, path_account, token, cert)
         .ok_or(Refusal::BadToken)
 }
 

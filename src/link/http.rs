@@ -85,6 +85,17 @@ impl Request<'_> {
 /// POST, `Content-Length` present and at most `body_len_max` (so a 413 goes out before the body
 /// is read), a bearer token present.
 pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'_>>, HttpError> {
+    parse_request_on(buf, body_len_max, true)
+}
+
+/// [`parse_request`]; with `token_required` false (a TLS connection whose client certificate
+/// stands for a peer) a request with no `Authorization`, or an empty token, has an empty
+/// `token` instead of being refused.
+fn parse_request_on(
+    buf: &[u8],
+    body_len_max: usize,
+    token_required: bool,
+) -> Result<Option<Request<'_>>, HttpError> {
     let mut headers = http1::headers::<HEADERS_MAX>();
     let parsed = http1::parse_request(buf, &mut headers, HEAD_LEN_MAX, LineEnds::Lenient);
     let Some(head) = parsed.map_err(head_error)? else {
@@ -95,10 +106,12 @@ pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'
     }
     let framing = http1::framing(head.headers);
     let body_len = body_len(&framing, body_len_max)?;
-    let authorization = framing
-        .authorization
-        .ok_or(HttpError::Unauthorized)?
-        .trim_ascii();
+    let authorization = match framing.authorization {
+        Some(authorization) => authorization.trim_ascii(),
+        // An empty part of `buf`, so that the memo can keep its place.
+        None if !token_required => &buf[..0],
+        None => return Err(HttpError::Unauthorized),
+    };
     let token = match authorization.split_at_checked(6) {
         Some((scheme, rest))
             if scheme.eq_ignore_ascii_case(b"bearer") && (rest.is_empty() || rest[0] == b' ') =>
@@ -107,7 +120,7 @@ pub fn parse_request(buf: &[u8], body_len_max: usize) -> Result<Option<Request<'
         }
         _ => authorization,
     };
-    if token.is_empty() {
+    if token.is_empty() && token_required {
         return Err(HttpError::Unauthorized);
     }
     Ok(Some(Request {
@@ -178,6 +191,17 @@ pub fn parse_request_memo<'a>(
     body_len_max: usize,
     memo: &mut HeadMemo<RequestShape>,
 ) -> Result<Option<Request<'a>>, HttpError> {
+    parse_request_memo_on(buf, body_len_max, memo, true)
+}
+
+/// [`parse_request_memo`], with a token optional unless `token_required` (see
+/// `parse_request_on`).
+pub fn parse_request_memo_on<'a>(
+    buf: &'a [u8],
+    body_len_max: usize,
+    memo: &mut HeadMemo<RequestShape>,
+    token_required: bool,
+) -> Result<Option<Request<'a>>, HttpError> {
     if let Some(shape) = memo.recall(buf) {
         let path = &buf[shape.path.0..shape.path.1];
         // The same bytes were UTF-8 when they were parsed.
@@ -190,7 +214,7 @@ pub fn parse_request_memo<'a>(
             keep_alive: shape.keep_alive,
         }));
     }
-    let parsed = parse_request(buf, body_len_max)?;
+    let parsed = parse_request_on(buf, body_len_max, token_required)?;
     if let Some(request) = parsed {
         let shape = RequestShape {
             path: span(buf, request.path.as_bytes()),
@@ -412,6 +436,29 @@ pub fn map_response(status: u16) -> Outcome {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn a_token_may_be_left_out_where_a_certificate_stands_for_the_peer() {
+        let no_auth = b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            parse_request(no_auth, 10).unwrap_err(),
+            HttpError::Unauthorized
+        );
+        let r = parse_request_on(no_auth, 10, false).unwrap().unwrap();
+        assert_eq!(r.token, b"");
+        let mut memo = HeadMemo::default();
+        for _ in 0..2 {
+            let r = parse_request_memo_on(no_auth, 10, &mut memo, false)
+                .unwrap()
+                .unwrap();
+            assert_eq!((r.token, r.body_len), (&b""[..], 0));
+        }
+        let with = b"POST / HTTP/1.1\r\nAuthorization: Bearer t\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            parse_request_on(with, 10, false).unwrap().unwrap().token,
+            b"t"
+        );
+    }
 
     #[test]
     fn a_memo_answers_for_an_identical_head_and_parses_any_other() {

@@ -1,9 +1,8 @@
 //! The URLs of peers we dial, one parser for the router's config and `ilp-loadgen` alike:
-//! `ws://` (also `btp+ws://`, any case) and `http://`.
+//! `ws://` and `wss://` (also `btp+ws://`, `btp+wss://`, any case), `http://` and `https://`.
 //!
-//! [`parse`] gives a [`BtpUrl`]: host, port and path, nothing resolved. `wss://` and
-//! `https://` are refused with a message that says where TLS goes (a proxy in front of the
-//! router); credentials in the URL are refused because tokens have their own settings. An
+//! [`parse`] gives a [`BtpUrl`]: host, port, path and whether the connection is TLS, nothing
+//! resolved. Credentials in the URL are refused because tokens have their own settings. An
 //! error is a sentence that quotes the URL; the caller says which setting it came from.
 
 use core::fmt;
@@ -12,29 +11,34 @@ use std::net::Ipv6Addr;
 /// The schemes a peer's URL may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
-    /// BTP over WebSocket: `ws://`, also written `btp+ws://`.
+    /// BTP over WebSocket: `ws://` or `wss://`, also written `btp+ws://`, `btp+wss://`.
     Ws,
-    /// ILP over HTTP: `http://`.
+    /// ILP over HTTP: `http://` or `https://`.
     Http,
 }
 
 impl Scheme {
-    /// The port a URL of this scheme means when it names none (RFC 6455 §3, RFC 9110 §4.2.1).
-    pub const fn default_port(self) -> u16 {
-        80
+    /// The port a URL of this scheme means when it names none (RFC 6455 §3, RFC 9110 §4.2.1):
+    /// 443 over TLS, 80 without.
+    pub const fn default_port(self, tls: bool) -> u16 {
+        if tls {
+            443
+        } else {
+            80
+        }
     }
 
     /// How a URL of this scheme is written, for error messages.
     const fn form(self) -> &'static str {
         match self {
-            Scheme::Ws => "write ws://host:port[/path]",
-            Scheme::Http => "write http://host:port[/path]",
+            Scheme::Ws => "write ws://host:port[/path] or wss://host:port[/path]",
+            Scheme::Http => "write http://host:port[/path] or https://host:port[/path]",
         }
     }
 }
 
 /// Where to dial a peer: host, port and path (`ws://host:port/path`, or the same for
-/// `http://`).
+/// `http://`), and whether over TLS (`wss://`, `https://`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BtpUrl {
     /// Host name or IP address (an IPv6 address without brackets).
@@ -43,6 +47,9 @@ pub struct BtpUrl {
     pub port: u16,
     /// Request path, from `/` (`/` when the URL had none).
     pub path: String,
+    /// `wss://` or `https://`: the connection is TLS, and `host` is the name its certificate
+    /// must hold.
+    pub tls: bool,
 }
 
 impl BtpUrl {
@@ -59,7 +66,8 @@ impl BtpUrl {
 
 impl fmt::Display for BtpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws://{}{}", self.host_port(), self.path)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        write!(f, "{scheme}://{}{}", self.host_port(), self.path)
     }
 }
 
@@ -68,7 +76,7 @@ impl fmt::Display for BtpUrl {
 /// when that is `None` (the router's config wants every port written out).
 pub fn parse(text: &str, scheme: Scheme, default_port: Option<u16>) -> Result<BtpUrl, String> {
     let form = scheme.form();
-    let rest = strip_scheme(text, scheme).map_err(|what| format!("{text:?}: {what}"))?;
+    let (rest, tls) = strip_scheme(text, scheme).map_err(|what| format!("{text:?}: {what}"))?;
     let (authority, path) = match rest.find('/') {
         Some(slash) => rest.split_at(slash),
         None => (rest, "/"),
@@ -82,11 +90,13 @@ pub fn parse(text: &str, scheme: Scheme, default_port: Option<u16>) -> Result<Bt
         host: host.to_owned(),
         port,
         path: path.to_owned(),
+        tls,
     })
 }
 
-/// What follows the scheme (any case) in `text`, or why there is none.
-fn strip_scheme(text: &str, scheme: Scheme) -> Result<&str, String> {
+/// What follows the scheme (any case) in `text` and whether the scheme is TLS, or why there
+/// is none.
+fn strip_scheme(text: &str, scheme: Scheme) -> Result<(&str, bool), String> {
     let lower = text.to_ascii_lowercase();
     let (lower, secure, plain) = match scheme {
         Scheme::Ws => (
@@ -96,23 +106,19 @@ fn strip_scheme(text: &str, scheme: Scheme) -> Result<&str, String> {
         ),
         Scheme::Http => (lower.as_str(), "https://", "http://"),
     };
-    if lower.starts_with(secure) {
-        return Err(match scheme {
-            Scheme::Ws => "wss:// is not supported: the router speaks plain WebSocket and TLS \
-                           terminates in front of it; dial a local TLS proxy (e.g. stunnel or \
-                           Envoy) at a ws:// address and let it make the wss:// connection"
-                .to_owned(),
-            Scheme::Http => "https:// is not supported: TLS terminates in front of the router; \
-                             POST to a local TLS proxy at an http:// address"
-                .to_owned(),
-        });
-    }
-    if !lower.starts_with(plain) {
+    let (prefix, tls) = if lower.starts_with(secure) {
+        (secure, true)
+    } else if lower.starts_with(plain) {
+        (plain, false)
+    } else {
         let article = if scheme == Scheme::Http { "an" } else { "a" };
-        return Err(format!("not {article} {plain} URL; {}", scheme.form()));
-    }
+        return Err(format!(
+            "not {article} {plain} or {secure} URL; {}",
+            scheme.form()
+        ));
+    };
     // The scheme is ASCII, so its length is the same in `text`.
-    Ok(&text[text.len() - lower.len() + plain.len()..])
+    Ok((&text[text.len() - lower.len() + prefix.len()..], tls))
 }
 
 /// The host (an IPv6 address without brackets) and port of `host:port` or `[addr]:port`, or
@@ -209,18 +215,24 @@ mod test {
         );
         let url = parse("HTTP://10.0.0.1:8080", Scheme::Http, None).unwrap();
         assert_eq!((url.port, url.path.as_str()), (8080, "/"));
-        assert!(ws("wss://a:1").unwrap_err().contains("TLS terminates"));
-        assert!(ws("http://a:1").unwrap_err().contains("not a ws:// URL"));
-        let https = parse("https://a:1", Scheme::Http, None).unwrap_err();
-        assert!(https.contains("https:// is not supported"), "{https}");
+        assert!(!url.tls);
+        let url = ws("btp+WSS://bob.example:443/x").unwrap();
+        assert!(url.tls);
+        assert_eq!(url.to_string(), "wss://bob.example:443/x");
+        assert!(ws("wss://a:1").unwrap().tls);
+        assert!(ws("http://a:1")
+            .unwrap_err()
+            .contains("not a ws:// or wss:// URL"));
+        assert!(parse("https://a:1", Scheme::Http, None).unwrap().tls);
         let not_http = parse("ws://a:1", Scheme::Http, None).unwrap_err();
         assert_eq!(
             not_http,
-            "\"ws://a:1\": not an http:// URL; write http://host:port[/path]"
+            "\"ws://a:1\": not an http:// or https:// URL; \
+             write http://host:port[/path] or https://host:port[/path]"
         );
         assert_eq!(
             parse("http://a", Scheme::Http, None).unwrap_err(),
-            "\"http://a\": no port; write http://host:port[/path]"
+            "\"http://a\": no port; write http://host:port[/path] or https://host:port[/path]"
         );
     }
 
@@ -235,7 +247,8 @@ mod test {
         let url = parse("http://[::1]/", Scheme::Http, Some(80)).unwrap();
         assert_eq!((url.host.as_str(), url.port), ("::1", 80));
         assert!(parse("http://[::1]", Scheme::Ws, Some(80)).is_err());
-        assert_eq!(Scheme::Ws.default_port(), 80);
+        assert_eq!(Scheme::Ws.default_port(false), 80);
+        assert_eq!(Scheme::Http.default_port(true), 443);
     }
 
     #[test]

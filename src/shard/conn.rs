@@ -6,6 +6,7 @@
 //!
 //! | situation | what happens |
 //! | --- | --- |
+//! | TLS listener: handshake not done `auth_timeout_ms` after the accept, not TLS, or a client certificate refused | closed, counted (`tls_handshake_failures`, `tls_cert_refusals`); see `stream.rs` |
 //! | connection accepted | counted as unauthenticated until its BTP auth succeeds (HTTP: its first authenticated request); past `unauthenticated_max` on this core it is closed at once; `links_max` counts authenticated links only |
 //! | handshake or auth not done `auth_timeout_ms` after the accept | closed |
 //! | handshake refused | the parser's status (400, 426, 431) with `Connection: close`, then closed |
@@ -18,6 +19,8 @@
 use super::core::{Admission, CoreState, LinkId, Transport};
 use super::flush::{write_queued_within, WriteEnd};
 use super::io::{unix_ms, Core};
+use super::stream::{self, AcceptFailure, LinkSocket, LinkStream};
+use crate::link::tls::MaybeTls;
 use crate::engine::PeerId;
 use crate::link::btp::BtpSession;
 use crate::link::buf::{HeadReadError, ReadBuf};
@@ -30,6 +33,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 type State = Rc<RefCell<Core>>;
@@ -71,10 +75,55 @@ pub(crate) fn limit_socket(stream: &TcpStream, write_timeout_ms: u64) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(write_timeout_ms.max(1))));
 }
 
-/// Serves a connection a peer opened: WebSocket upgrade, then BTP (auth first). It is counted
-/// as unauthenticated from the accept (`unauthenticated_max`), and must finish the handshake
-/// and its auth within `auth_timeout_ms` of it.
-pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
+/// The stream of a connection accepted at `accepted_at` (Unix ms): the socket itself, or for
+/// a TLS listener (`tls`) the TLS stream once its handshake is done (by `auth_timeout_ms`
+/// after the accept), with the peer its client certificate stands for. `None`: the handshake
+/// failed (counted and logged; the caller drops the link and its socket).
+pub(crate) async fn open_accepted(
+    state: &State,
+    stream: TcpStream,
+    tls: bool,
+    accepted_at: i64,
+) -> Option<(LinkStream, Option<PeerId>)> {
+    if !tls {
+        return Some((MaybeTls::Plain(stream), None));
+    }
+    let (config, auth_timeout_ms) = {
+        let st = state.borrow();
+        (Arc::clone(&st.config), st.config.limits().auth_timeout_ms)
+    };
+    let server = config.tls().server.clone()?;
+    let until = accepted_at.saturating_add(i64::try_from(auth_timeout_ms).unwrap_or(i64::MAX));
+    let left = u64::try_from(until.saturating_sub(unix_ms()))
+        .unwrap_or(0)
+        .max(1);
+    let within = Duration::from_millis(left);
+    let peer_addr = stream.peer_addr().ok();
+    let opened = stream::accept(stream, server, &config.tls().identities, within).await;
+    let mut st = state.borrow_mut();
+    match opened {
+        Ok(open) => {
+            st.counters.tls_handshakes += 1;
+            Some(open)
+        }
+        Err(AcceptFailure::Cert(refusal)) => {
+            st.counters.tls_cert_refusals += 1;
+            tracing::info!(core = st.core, from = ?peer_addr, "TLS client certificate refused: {}", refusal.as_str());
+            None
+        }
+        Err(AcceptFailure::Handshake(why)) => {
+            st.counters.tls_handshake_failures += 1;
+            tracing::debug!(core = st.core, from = ?peer_addr, "TLS handshake failed: {why}");
+            None
+        }
+    }
+}
+
+/// Serves a connection a peer opened: TLS on a TLS listener (`tls`), the WebSocket upgrade,
+/// then BTP (auth first). It is counted as unauthenticated from the accept
+/// (`unauthenticated_max`), and must finish the handshakes and its auth within
+/// `auth_timeout_ms` of it.
+pub(crate) async fn serve_accepted(state: State, stream: TcpStream, tls: bool) {
     let _ = stream.set_nodelay(true);
     let accepted_at = unix_ms();
     let (frame_len_max, auth_timeout_ms, in_flight, bad_frames, write_timeout_ms) = {
@@ -98,8 +147,17 @@ pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
         return;
     };
     limit_socket(&stream, write_timeout_ms);
+    let Some((mut stream, cert)) = open_accepted(&state, stream, tls, accepted_at).await else {
+        remove(&state, id);
+        return;
+    };
+    state.borrow_mut().set_cert_peer(id, cert);
     let mut buf = ReadBuf::new(read_buffer_len(frame_len_max));
-    let handshake = glommio::timer::timeout(Duration::from_millis(auth_timeout_ms), async {
+    let left = accepted_at
+        .saturating_add(auth_timeout_ms as i64)
+        .saturating_sub(unix_ms());
+    let left = Duration::from_millis(u64::try_from(left).unwrap_or(0).max(1));
+    let handshake = glommio::timer::timeout(left, async {
         let parsed = buf.read_head(&mut stream, ws::HANDSHAKE_LEN_MAX, |b| {
             ws::parse_upgrade_request(b)
                 .map(|r| r.map(|r| (r.len(), *r.key(), r.account_from_path().map(str::to_owned))))
@@ -154,8 +212,8 @@ pub(crate) async fn serve_accepted(state: State, mut stream: TcpStream) {
 /// After a refusal: ends our side (a FIN behind the answer), then discards what the peer
 /// still sends until it closes too or `until` (Unix ms). Closing with unread bytes would send
 /// a reset, which can destroy the answer before the peer reads it (RFC 9112 §9.6).
-async fn linger(stream: &mut TcpStream, buf: &mut [u8], until: i64) {
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+async fn linger(stream: &mut LinkStream, buf: &mut [u8], until: i64) {
+    stream.shutdown_write().await;
     let left = u64::try_from(until.saturating_sub(unix_ms())).unwrap_or(0);
     let _ = glommio::timer::timeout(Duration::from_millis(left.max(1)), async {
         // Bounded by the timeout: each pass reads bytes, or the loop ends.
@@ -218,9 +276,21 @@ async fn dial_once(
         address.as_str(),
         Duration::from_millis(limits.auth_timeout_ms),
     );
-    let mut stream = connect.await.map_err(|e| io::Error::other(e.to_string()))?;
+    let stream = connect.await.map_err(|e| io::Error::other(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     limit_socket(&stream, limits.write_timeout_ms);
+    let tls = state.borrow().config.tls().dial(peer).cloned();
+    let mut stream = match tls {
+        None => MaybeTls::Plain(stream),
+        Some(config) => {
+            let within = Duration::from_millis(limits.auth_timeout_ms);
+            let connected = stream::connect(stream, config, &dial.url.host, within).await;
+            if connected.is_err() {
+                state.borrow_mut().counters.tls_dial_failures += 1;
+            }
+            connected?
+        }
+    };
     let nonce = nonce();
     let host = dial.url.host_port();
     let mut request = vec![0u8; ws::upgrade_request_len(&host, &dial.url.path)];
@@ -286,13 +356,13 @@ fn nonce() -> [u8; ws::NONCE_LEN] {
 /// while the link's queue is over half of `link_queue_bytes_max` ([`wait_for_room`]).
 async fn run_link(
     state: State,
-    stream: TcpStream,
+    stream: LinkStream,
     id: LinkId,
     sleep: LocalReceiver<()>,
     role: ws::Role,
     mut buf: ReadBuf,
 ) {
-    let fd = Fd(stream.as_raw_fd());
+    let fd = Fd(stream.fd());
     let (resume, resumed) = local_channel::new_bounded(1);
     state.borrow_mut().set_reader(id, resume);
     let (mut reader, writer) = futures_lite::io::split(stream);

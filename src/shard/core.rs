@@ -172,6 +172,14 @@ impl CoreState {
         }
     }
 
+    /// The link's TLS client certificate stands for `peer` (see `crate::link::tls`): its
+    /// auth may leave the token out.
+    pub(crate) fn set_cert_peer(&mut self, id: LinkId, peer: Option<PeerId>) {
+        if let Some(link) = self.links.get_mut(id) {
+            link.cert_peer = peer;
+        }
+    }
+
     pub(crate) fn link(&self, id: LinkId) -> Option<&Link> {
         self.links.get(id)
     }
@@ -314,13 +322,16 @@ impl CoreState {
             return;
         };
         let account = link.path_account.clone();
+        let cert = link.cert_peer;
         let Some(session) = link.session_mut() else {
             return;
         };
         let awaiting_server_auth =
             session.role() == BtpRole::Server && session.state() == State::AwaitingAuth;
         if awaiting_server_auth {
-            match session.handle_auth(now, &auth, account.as_deref(), message, &mut control) {
+            let event =
+                session.handle_auth(now, &auth, account.as_deref(), cert, message, &mut control);
+            match event {
                 AuthEvent::Accepted { peer, len } => {
                     if self.open_link(id, peer) {
                         self.push_frame(id.index, &[&control[..len]]);
@@ -740,13 +751,16 @@ impl CoreState {
         }
     }
 
-    /// The peer an HTTP request's bearer token (and `/accounts/{name}/ilp` path) names.
+    /// The peer an HTTP request's bearer token (and `/accounts/{name}/ilp` path) names, on a
+    /// connection whose TLS client certificate stands for `cert` (see `crate::link::auth`).
     pub(crate) fn authenticate_http(
         &self,
         path_account: Option<&str>,
         token: &[u8],
+        cert: Option<PeerId>,
     ) -> Option<PeerId> {
-        self.auth.authenticate(None, path_account, token)
+        self.auth
+            .authenticate_with_cert(None, path_account, token, cert)
     }
 
     /// HTTP requests on a link not yet answered on the wire.

@@ -28,26 +28,32 @@
 //! | `http_pipeline_max` requests in flight | none yet | not read until an answer frees room; a partial request's clock restarts then |
 //! | the peer ends its side (or a read fails) | a partial request gets none | close after the answers owed |
 //!
+//! On the TLS listener (`listen.http_tls`) the TLS handshake comes first, within
+//! `auth_timeout_ms` of the accept (see `stream.rs`); a client certificate that stands for a
+//! peer authenticates its requests without an `Authorization` header (one, if sent, must be
+//! that peer's token).
+//!
 //! Not done: a lingering close (RFC 9112 §9.6: end our sending side, discard what the peer
 //! still sends, then close). The writer shuts down both sides, so a peer still sending a body
 //! after its 401 may get a reset, which some stacks let destroy the 401 before it is read.
 
-use super::conn::{finish_link, limit_socket, write_link, Fd};
+use super::conn::{finish_link, limit_socket, open_accepted, write_link, Fd};
 use super::core::{Admission, CoreState, HttpLink, LinkId, Transport};
 use super::http_pool::client_transport;
 use super::io::{unix_ms, Core};
+use super::stream::{LinkSocket, LinkStream};
+use crate::link::tls::MaybeTls;
 use crate::engine::PeerId;
 use crate::link::auth::constant_time_eq;
 use crate::link::buf::ReadBuf;
 use crate::link::http::{
-    parse_request_memo, parse_response_memo, HeadMemo, RequestShape, Response, HEAD_LEN_MAX,
+    parse_request_memo_on, parse_response_memo, HeadMemo, RequestShape, Response, HEAD_LEN_MAX,
 };
 use futures_lite::io::AsyncReadExt;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -77,8 +83,9 @@ enum Deadline {
 }
 
 /// Serves one HTTP connection until the peer or the router ends it (see the module's table).
-pub(crate) async fn serve_http(state: State, stream: TcpStream) {
+pub(crate) async fn serve_http(state: State, stream: TcpStream, tls: bool) {
     let _ = stream.set_nodelay(true);
+    let accepted_at = unix_ms();
     let (body_len_max, request_ms, idle_ms, pipeline_max) = {
         let st = state.borrow();
         let limits = st.config.limits();
@@ -102,7 +109,13 @@ pub(crate) async fn serve_http(state: State, stream: TcpStream) {
     };
     state.borrow_mut().set_reader(id, answered);
     limit_socket(&stream, state.borrow().config.limits().write_timeout_ms);
-    let fd = Fd(stream.as_raw_fd());
+    let Some((stream, cert)) = open_accepted(&state, stream, tls, accepted_at).await else {
+        let mut st = state.borrow_mut();
+        st.remove_link(id);
+        st.flush();
+        return;
+    };
+    let fd = Fd(stream.fd());
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
     let mut buf = ReadBuf::new(HEAD_LEN_MAX + body_len_max);
@@ -112,7 +125,7 @@ pub(crate) async fn serve_http(state: State, stream: TcpStream) {
         idle_ms,
         pipeline_max,
     };
-    read_requests(&state, id, &mut reader, &mut buf, &answer, limits).await;
+    read_requests(&state, id, cert, &mut reader, &mut buf, &answer, limits).await;
     write_owed(&state, id, &answer).await;
     finish_link(&state, id, writer_task, |_| {}).await;
 }
@@ -131,12 +144,16 @@ struct Timeouts {
 async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     state: &State,
     id: LinkId,
+    cert: Option<PeerId>,
     reader: &mut R,
     buf: &mut ReadBuf,
     answer: &LocalReceiver<()>,
     limits: Timeouts,
 ) {
-    let mut auth = Authenticated::default();
+    let mut auth = Authenticated {
+        cert,
+        ..Authenticated::default()
+    };
     // When the first byte of the request at the front of `buf` arrived; `None`: none did.
     let mut request_since: Option<i64> = None;
     // When the connection last did something: a read, or an answer written.
@@ -283,6 +300,8 @@ struct Authenticated {
     /// The connection is counted among the authenticated links.
     counted: bool,
     last: Option<Credentials>,
+    /// The peer the connection's TLS client certificate stands for.
+    cert: Option<PeerId>,
 }
 
 /// A path account and token that authenticated, and the peer they name.
@@ -305,7 +324,7 @@ impl Authenticated {
                 return Some(last.peer);
             }
         }
-        let peer = st.authenticate_http(account, token)?;
+        let peer = st.authenticate_http(account, token, self.cert)?;
         self.last = Some(Credentials {
             account: account.map(Box::from),
             token: Box::from(token),
@@ -332,7 +351,13 @@ fn dispatch(
     let mut st = state.borrow_mut();
     let mut start = 0;
     while st.http_pending(id) < pipeline_max {
-        let request = match parse_request_memo(&buf[start..], body_len_max, &mut auth.memo) {
+        let parsed = parse_request_memo_on(
+            &buf[start..],
+            body_len_max,
+            &mut auth.memo,
+            auth.cert.is_none(),
+        );
+        let request = match parsed {
             Ok(Some(request)) => request,
             Ok(None) => break,
             Err(error) => {
@@ -378,19 +403,19 @@ fn dispatch(
 /// requests on it, up to `http_requests_per_connection_max` pipelined (the answers come back
 /// in order), until either side closes it.
 pub(crate) async fn dial_http(state: State, peer: PeerId) {
-    let (address, connect_ms, body_len_max) = {
+    let (address, host, tls, connect_ms, body_len_max) = {
         let st = state.borrow();
         let dial = st.config.peer(peer).http().expect("an HTTP peer");
         let limits = st.config.limits();
         (
             dial.url.host_port(),
+            dial.url.host.clone(),
+            st.config.tls().dial(peer).cloned(),
             limits.auth_timeout_ms,
             limits.frame_len_max,
         )
     };
-    let connect =
-        TcpStream::connect_timeout(address.as_str(), Duration::from_millis(connect_ms)).await;
-    let stream = match connect {
+    let stream = match connect_http(&state, &address, &host, tls, connect_ms).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::debug!(%address, "HTTP connection failed: {e}");
@@ -400,8 +425,6 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
             return;
         }
     };
-    let _ = stream.set_nodelay(true);
-    limit_socket(&stream, state.borrow().config.limits().write_timeout_ms);
     let (wake, sleep) = local_channel::new_bounded(1);
     let client = client_transport(peer, unix_ms());
     let id = state
@@ -413,7 +436,7 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
         st.flush();
         return;
     };
-    let fd = Fd(stream.as_raw_fd());
+    let fd = Fd(stream.fd());
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
     {
@@ -443,6 +466,31 @@ pub(crate) async fn dial_http(state: State, peer: PeerId) {
     }
     let gone = |st: &mut Core| st.http_client_gone(unix_ms(), peer, Some(id));
     finish_link(&state, id, writer_task, gone).await;
+}
+
+/// Connects to `address` within `connect_ms`, then, for an `https://` peer (`tls`), runs the
+/// TLS handshake with `host` within `connect_ms` more.
+async fn connect_http(
+    state: &State,
+    address: &str,
+    host: &str,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    connect_ms: u64,
+) -> io::Result<LinkStream> {
+    let within = Duration::from_millis(connect_ms);
+    let stream = TcpStream::connect_timeout(address, within)
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    limit_socket(&stream, state.borrow().config.limits().write_timeout_ms);
+    let Some(config) = tls else {
+        return Ok(MaybeTls::Plain(stream));
+    };
+    let connected = super::stream::connect(stream, config, host, within).await;
+    if connected.is_err() {
+        state.borrow_mut().counters.tls_dial_failures += 1;
+    }
+    connected
 }
 
 /// Bytes of room a read of responses gets at least (less only while a partial response

@@ -229,6 +229,8 @@ pub(crate) struct Link {
     pub(crate) transport: Transport,
     /// The account named by the WebSocket path, if any.
     pub(crate) path_account: Option<String>,
+    /// The peer its TLS client certificate stands for, if any (`crate::link::tls`).
+    pub(crate) cert_peer: Option<PeerId>,
     /// The peer, once authenticated (BTP) or dialled.
     pub(crate) peer: Option<PeerId>,
     /// Bytes queued for the writer task.
@@ -446,6 +448,7 @@ impl Links {
             generation,
             transport,
             path_account,
+            cert_peer: None,
             peer: None,
             out: Vec::with_capacity(64 * 1024),
             signals: 0,

@@ -18,6 +18,7 @@ mod links;
 mod mesh;
 pub(crate) mod reload;
 pub(crate) mod report;
+mod stream;
 mod tag;
 
 pub use flush::write_queued;
@@ -166,6 +167,16 @@ pub(crate) struct RuntimeCounters {
     pub(crate) http_refused: u64,
     /// ILP-over-HTTP requests refused with 401 (no or a wrong token).
     pub(crate) http_auth_failures: u64,
+    /// TLS handshakes done on our listeners.
+    pub(crate) tls_handshakes: u64,
+    /// TLS handshakes on our listeners that failed for any reason but a client certificate:
+    /// not TLS, a protocol error, the peer gone, the deadline.
+    pub(crate) tls_handshake_failures: u64,
+    /// Client certificates refused at the handshake (the reason is logged).
+    pub(crate) tls_cert_refusals: u64,
+    /// TLS handshakes of connections we dialled that failed (the server's certificate, or
+    /// anything else).
+    pub(crate) tls_dial_failures: u64,
     /// BTP session tallies of the links closed on this core.
     pub(crate) btp_closed: crate::link::btp::Counters,
 }
@@ -552,30 +563,25 @@ async fn core_main(
             }));
         }
     }
-    let listener = match config.listen_btp() {
-        Some(address) => {
-            let (listener, address) = bind(address, core, btp_port_per_core, "BTP peers")?;
-            Some(glommio::spawn_local(accept_loop(
-                Rc::clone(&state),
-                listener,
-                address,
-                conn::serve_accepted,
-            )))
-        }
-        None => None,
-    };
-    let http_listener = match config.listen_http() {
-        Some(address) => {
-            let (listener, address) = bind(address, core, btp_port_per_core, "ILP over HTTP")?;
-            Some(glommio::spawn_local(accept_loop(
-                Rc::clone(&state),
-                listener,
-                address,
-                http::serve_http,
-            )))
-        }
-        None => None,
-    };
+    // Plaintext and TLS listeners of both transports; `tls` says which the serve task runs.
+    let listen = config.listen();
+    let layout = [
+        (listen.btp, false, "BTP peers", Serve::Btp),
+        (listen.http, false, "ILP over HTTP", Serve::Http),
+        (listen.btp_tls, true, "BTP peers over TLS", Serve::Btp),
+        (listen.http_tls, true, "ILP over HTTPS", Serve::Http),
+    ];
+    let mut listeners = Vec::new();
+    for (address, tls, what, serve) in layout {
+        let Some(address) = address else { continue };
+        let (listener, address) = bind(address, core, btp_port_per_core, what)?;
+        listeners.push(glommio::spawn_local(accept_loop(
+            Rc::clone(&state),
+            listener,
+            address,
+            move |state, stream| serve.run(state, stream, tls),
+        )));
+    }
     if shared.started.fetch_add(1, Ordering::AcqRel) + 1 == cores {
         tracing::info!("every core is listening");
         notify_systemd(crate::notify::ready(), "READY=1");
@@ -594,8 +600,7 @@ async fn core_main(
         glommio::timer::sleep(tick).await;
         state.borrow_mut().tick();
     }
-    drop(listener);
-    drop(http_listener);
+    drop(listeners);
     shutdown(&state, &config).await;
     drop(tasks);
     let st = state.borrow();
@@ -633,6 +638,28 @@ fn peer_auth(config: &Config) -> PeerAuth {
         .map(|(p, t)| (p.id, p.name.as_str(), t.as_slice()))
         .collect();
     PeerAuth::new(&entries)
+}
+
+/// What a listener serves.
+#[derive(Clone, Copy)]
+enum Serve {
+    Btp,
+    Http,
+}
+
+impl Serve {
+    /// Serves one accepted connection (over TLS when `tls`).
+    fn run(
+        self,
+        state: Rc<RefCell<Core>>,
+        stream: glommio::net::TcpStream,
+        tls: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        match self {
+            Serve::Btp => Box::pin(conn::serve_accepted(state, stream, tls)),
+            Serve::Http => Box::pin(http::serve_http(state, stream, tls)),
+        }
+    }
 }
 
 /// Binds a listener for `core` (SO_REUSEPORT, or port + core with `--btp-port-per-core`).

@@ -190,9 +190,57 @@ impl Drop for Router {
     }
 }
 
+/// A test peer's connection: a socket, or TLS over one.
+pub(crate) enum PeerStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl PeerStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            PeerStream::Plain(s) => s,
+            PeerStream::Tls(s) => &s.sock,
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, wait: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_read_timeout(wait)
+    }
+
+    pub(crate) fn read_timeout(&self) -> std::io::Result<Option<Duration>> {
+        self.tcp().read_timeout()
+    }
+}
+
+impl Read for PeerStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            PeerStream::Plain(s) => s.read(buf),
+            PeerStream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for PeerStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            PeerStream::Plain(s) => s.write(buf),
+            PeerStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            PeerStream::Plain(s) => s.flush(),
+            PeerStream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A BTP peer over a blocking socket.
 pub(crate) struct Peer {
-    stream: TcpStream,
+    stream: PeerStream,
     buf: Vec<u8>,
     filled: usize,
     assembler: MessageAssembler,
@@ -203,9 +251,40 @@ pub(crate) struct Peer {
 impl Peer {
     /// Connects and completes the WebSocket handshake on `path`.
     pub(crate) fn connect_ws(addr: SocketAddr, path: &str) -> std::io::Result<Peer> {
-        let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
+        let stream = TcpStream::connect_timeout(&addr, WAIT)?;
+        Peer::upgrade(PeerStream::Plain(stream), addr, path)
+    }
+
+    /// Connects over TLS (`config`, the server checked as `name`) and completes the TLS and
+    /// WebSocket handshakes on `/`. The TLS handshake ends with the first read or write.
+    pub(crate) fn connect_wss(
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> std::io::Result<Peer> {
+        let stream = TcpStream::connect_timeout(&addr, WAIT)?;
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned())
+            .map_err(std::io::Error::other)?;
+        let tls = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        let stream = PeerStream::Tls(Box::new(rustls::StreamOwned::new(tls, stream)));
+        Peer::upgrade(stream, addr, "/")
+    }
+
+    /// Connects over TLS and authenticates (`token` may be empty where a client certificate
+    /// stands for the peer); `Err` says why not.
+    pub(crate) fn connect_tls(
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        username: &str,
+        token: &str,
+    ) -> Result<Peer, String> {
+        let peer = Peer::connect_wss(addr, config, "localhost").map_err(|e| e.to_string())?;
+        peer.authenticate(username, token)
+    }
+
+    fn upgrade(mut stream: PeerStream, addr: SocketAddr, path: &str) -> std::io::Result<Peer> {
         stream.set_read_timeout(Some(WAIT))?;
-        stream.set_nodelay(true)?;
+        stream.tcp().set_nodelay(true)?;
         let nonce = [7u8; ws::NONCE_LEN];
         let host = addr.to_string();
         let mut request = vec![0u8; ws::upgrade_request_len(&host, path)];
@@ -242,7 +321,13 @@ impl Peer {
 
     /// Connects and authenticates; `Err` carries the BTP Error's name if auth is refused.
     pub(crate) fn connect(addr: SocketAddr, username: &str, token: &str) -> Result<Peer, String> {
-        let mut peer = Peer::connect_ws(addr, "/").map_err(|e| e.to_string())?;
+        let peer = Peer::connect_ws(addr, "/").map_err(|e| e.to_string())?;
+        peer.authenticate(username, token)
+    }
+
+    /// Sends BTP auth and waits for its answer.
+    fn authenticate(mut self, username: &str, token: &str) -> Result<Peer, String> {
+        let peer = &mut self;
         let mut session = BtpSession::client(0, ilp_router::engine::PeerId(0), 10_000, 16, 16);
         let mut auth = vec![0u8; BtpSession::auth_len(username.as_bytes(), token.as_bytes())];
         let n = session.write_auth(username.as_bytes(), token.as_bytes(), &mut auth);
@@ -250,7 +335,7 @@ impl Peer {
         let reply = peer.recv_message().ok_or("no answer to auth")?;
         let mut control = [0u8; 128];
         match session.handle_message(0, &reply, &mut control) {
-            Event::Opened(_) if session.state() != State::Closed => Ok(peer),
+            Event::Opened(_) if session.state() != State::Closed => Ok(self),
             _ => {
                 let name = Btp::new_checked(&reply[..])
                     .ok()

@@ -43,7 +43,7 @@ fn open_server() -> BtpSession {
     let mut s = server();
     let mut out = [0u8; CONTROL_LEN_MAX];
     let auth = vector("message_auth_interledger_rs_style");
-    let event = s.handle_auth(NOW, &peers(), Some("bob"), &auth, &mut out);
+    let event = s.handle_auth(NOW, &peers(), Some("bob"), None, &auth, &mut out);
     assert!(matches!(event, AuthEvent::Accepted { .. }));
     s
 }
@@ -114,7 +114,7 @@ fn server_auth_js_style() {
     assert_eq!(s.state(), State::AwaitingAuth);
     let mut out = [0u8; CONTROL_LEN_MAX];
     let auth = vector("message_auth_ilp_plugin_btp_style");
-    let event = s.handle_auth(NOW, &peers(), None, &auth, &mut out);
+    let event = s.handle_auth(NOW, &peers(), None, None, &auth, &mut out);
     let AuthEvent::Accepted { peer, len } = event else {
         panic!("{event:?}")
     };
@@ -130,7 +130,7 @@ fn server_auth_rs_style_by_token_or_path() {
     for path in [None, Some("bob")] {
         let mut s = server();
         let mut out = [0u8; CONTROL_LEN_MAX];
-        let event = s.handle_auth(NOW, &peers(), path, &auth, &mut out);
+        let event = s.handle_auth(NOW, &peers(), path, None, &auth, &mut out);
         assert_eq!(
             event,
             AuthEvent::Accepted {
@@ -144,7 +144,7 @@ fn server_auth_rs_style_by_token_or_path() {
     // The path names alice, but the token is bob's.
     let mut s = server();
     let mut out = [0u8; CONTROL_LEN_MAX];
-    let event = s.handle_auth(NOW, &peers(), Some("alice"), &auth, &mut out);
+    let event = s.handle_auth(NOW, &peers(), Some("alice"), None, &auth, &mut out);
     assert!(matches!(event, AuthEvent::Refused { .. }));
     assert_eq!(s.state(), State::Closed);
 }
@@ -154,7 +154,8 @@ fn server_auth_empty_token() {
     let auth = vector("message_auth_empty_token");
     let mut s = server();
     let mut out = [0u8; CONTROL_LEN_MAX];
-    let AuthEvent::Refused { len } = s.handle_auth(NOW, &peers(), None, &auth, &mut out) else {
+    let AuthEvent::Refused { len } = s.handle_auth(NOW, &peers(), None, None, &auth, &mut out)
+    else {
         panic!("accepted an empty token")
     };
     assert_error(&out[..len], 8, br#"{"message":"invalid auth_token"}"#);
@@ -162,7 +163,7 @@ fn server_auth_empty_token() {
     let none = [String::new()];
     let open = PeerAuth::new(&[(PeerId(9), "guest", &none[..])]);
     let mut s = server();
-    let event = s.handle_auth(NOW, &open, Some("guest"), &auth, &mut out);
+    let event = s.handle_auth(NOW, &open, Some("guest"), None, &auth, &mut out);
     assert!(matches!(
         event,
         AuthEvent::Accepted {
@@ -179,7 +180,7 @@ fn server_auth_wrong_token_matches_js_error() {
     let mut s = server();
     let mut out = [0u8; CONTROL_LEN_MAX];
     let auth = vector("message_auth_ilp_plugin_btp_style");
-    let AuthEvent::Refused { len } = s.handle_auth(NOW, &table, None, &auth, &mut out) else {
+    let AuthEvent::Refused { len } = s.handle_auth(NOW, &table, None, None, &auth, &mut out) else {
         panic!("accepted a wrong token")
     };
     assert_error(
@@ -202,7 +203,8 @@ fn server_auth_unknown_user() {
     let mut out = [0u8; CONTROL_LEN_MAX];
     // alice's token, but the path names an account that does not exist.
     let auth = vector("message_auth_interledger_rs_style");
-    let AuthEvent::Refused { len } = s.handle_auth(NOW, &peers(), Some("carol"), &auth, &mut out)
+    let AuthEvent::Refused { len } =
+        s.handle_auth(NOW, &peers(), Some("carol"), None, &auth, &mut out)
     else {
         panic!("accepted an unknown account")
     };
@@ -255,7 +257,7 @@ fn server_auth_wrong_first_packet() {
     for (bytes, request_id, data) in cases {
         let mut s = server();
         let mut out = [0u8; CONTROL_LEN_MAX];
-        let event = s.handle_auth(NOW, &peers(), None, &bytes, &mut out);
+        let event = s.handle_auth(NOW, &peers(), None, None, &bytes, &mut out);
         let AuthEvent::Refused { len } = event else {
             panic!("{event:?}")
         };
@@ -282,7 +284,8 @@ fn server_auth_too_many_entries() {
     repr.emit(&mut bytes);
     let mut s = server();
     let mut out = [0u8; CONTROL_LEN_MAX];
-    let AuthEvent::Refused { len } = s.handle_auth(NOW, &peers(), None, &bytes, &mut out) else {
+    let AuthEvent::Refused { len } = s.handle_auth(NOW, &peers(), None, None, &bytes, &mut out)
+    else {
         panic!("accepted")
     };
     assert_error(&out[..len], 9, Refusal::TooManyEntries.data());
@@ -294,7 +297,7 @@ fn server_auth_too_many_entries() {
     let mut bytes = vec![0u8; repr.buffer_len()];
     repr.emit(&mut bytes);
     let mut s = server();
-    let event = s.handle_auth(NOW, &peers(), None, &bytes, &mut out);
+    let event = s.handle_auth(NOW, &peers(), None, None, &bytes, &mut out);
     assert!(matches!(
         event,
         AuthEvent::Accepted {
@@ -309,7 +312,7 @@ fn server_auth_unreadable_sends_nothing() {
     for bytes in [&[][..], &hex("0600000001")[..], &[0xff; 40][..]] {
         let mut s = server();
         let mut out = [0u8; CONTROL_LEN_MAX];
-        let event = s.handle_auth(NOW, &peers(), None, bytes, &mut out);
+        let event = s.handle_auth(NOW, &peers(), None, None, bytes, &mut out);
         assert_eq!(event, AuthEvent::Refused { len: 0 });
         assert_eq!(s.state(), State::Closed);
     }
@@ -328,7 +331,7 @@ fn auth_timeout() {
     // Auth arriving after that gets nothing.
     let mut out = [0u8; CONTROL_LEN_MAX];
     let auth = vector("message_auth_interledger_rs_style");
-    let event = s.handle_auth(11_001, &peers(), None, &auth, &mut out);
+    let event = s.handle_auth(11_001, &peers(), None, None, &auth, &mut out);
     assert_eq!(event, AuthEvent::Refused { len: 0 });
     // The client has a deadline too.
     let mut c = BtpSession::client(1_000, PeerId(1), 5_000, 8, 3);
@@ -354,7 +357,7 @@ fn pair() -> (BtpSession, BtpSession) {
     );
     let mut out = [0u8; CONTROL_LEN_MAX];
     let AuthEvent::Accepted { peer, len } =
-        server.handle_auth(NOW, &peers(), None, &wire, &mut out)
+        server.handle_auth(NOW, &peers(), None, None, &wire, &mut out)
     else {
         panic!("refused")
     };
@@ -642,7 +645,7 @@ fn every_invalid_vector_is_unreadable_and_silent() {
     let mut s = BtpSession::server(NOW, 10_000, 8, u32::MAX);
     let mut out = [0u8; CONTROL_LEN_MAX];
     let auth = vector("message_auth_interledger_rs_style");
-    s.handle_auth(NOW, &peers(), None, &auth, &mut out);
+    s.handle_auth(NOW, &peers(), None, None, &auth, &mut out);
     let mut invalid = 0;
     for v in all["vectors"].as_array().unwrap() {
         let bytes = hex(v["hex"].as_str().unwrap());
@@ -661,7 +664,7 @@ fn table_fills_and_is_purged() {
     let mut s = BtpSession::server(NOW, 10_000, 4, 3);
     let mut out = [0u8; CONTROL_LEN_MAX];
     let auth = vector("message_auth_interledger_rs_style");
-    s.handle_auth(NOW, &peers(), None, &auth, &mut out);
+    s.handle_auth(NOW, &peers(), None, None, &auth, &mut out);
     let expires_at = NOW + 30_000;
     let ids: Vec<u32> = (0..4)
         .map(|tag| request_id_of(&send_prepare(&mut s, tag, expires_at).unwrap()))
@@ -713,7 +716,7 @@ fn in_flight_max_not_a_power_of_two() {
     let mut s = BtpSession::server(NOW, 10_000, 3, 3);
     let mut out = [0u8; CONTROL_LEN_MAX];
     let auth = vector("message_auth_interledger_rs_style");
-    s.handle_auth(NOW, &peers(), None, &auth, &mut out);
+    s.handle_auth(NOW, &peers(), None, None, &auth, &mut out);
     for tag in 0..3 {
         send_prepare(&mut s, tag, NOW).unwrap();
     }
