@@ -1,16 +1,19 @@
 //! The command line: the `clap` types, the parsers of single flags, and `Cli::validate`, which
 //! checks the flags against each other and turns them into what the run needs (`CliShared`
-//! for the threads, one `ThreadSpec` per CPU). Every error here names its flag; `run` prints
-//! it and exits with status 2. Nothing here opens a socket or starts a thread.
+//! for the threads, one `ThreadSpec` per CPU, and the run's TLS configs, their PEM files read
+//! here once). Every error here names its flag; `run` prints it and exits with status 2.
+//! Nothing here opens a socket or starts a thread.
 
 use crate::http;
 use crate::plan::SinkOptions;
 use crate::sinks::{self, Fault, FaultEvent, SinkSpec, DESTINATIONS_MAX};
+use crate::tls::{self, KeyPair, Trust};
 use crate::worker::ThreadSpec;
 use clap::{Parser, ValueEnum};
 use ilp_router::link::url::{self, BtpUrl, Scheme};
 use ilp_router::wire::{check_address, ErrorCode};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Load generator for ILP connectors: BTP or HTTP sender and sink peers, packets/s and
@@ -23,25 +26,31 @@ pub(crate) struct Cli {
     #[arg(long, value_enum, default_value_t = Transport::Btp)]
     transport: Transport,
     /// The connector's URL. BTP: its WebSocket URL, e.g. ws://127.0.0.1:7768 (a path is
-    /// allowed). HTTP: where the sender POSTs, http://host:port/path (path used verbatim,
-    /// default `/`).
+    /// allowed), or wss://host:port over TLS. HTTP: where the sender POSTs,
+    /// http://host:port/path (path used verbatim, default `/`), or https://… over TLS (port
+    /// 443 by default). A TLS URL needs `--ca-file` or `--insecure`; its host is the name
+    /// (SNI) the server's certificate must hold (an IP address works too).
     #[arg(long, default_value = "ws://127.0.0.1:7768")]
     router: String,
     /// The sender's credentials, NAME:TOKEN (NAME may be empty). Over HTTP only the token is
     /// sent, as `Authorization: Bearer TOKEN`: everything after the first `:` (so it may
-    /// contain `:`).
+    /// contain `:`). The token may be empty over BTP with `--client-cert` (the certificate
+    /// names the peer).
     #[arg(long, default_value = "alice:alice-secret")]
     sender: String,
     /// The sink's credentials, NAME:TOKEN. Over HTTP the sink requires `Bearer TOKEN` from
     /// whoever POSTs to it (the connector dialling it); with `--direct`, the sender's token.
-    /// Repeat it for several sinks (one a flag, in order), or number one with `--sinks`.
+    /// Repeat it for several sinks (one a flag, in order), or number one with `--sinks`. Over
+    /// BTP with `--client-cert` the token may be empty (`--sink bob:`): the certificate names
+    /// the peer.
     #[arg(long, value_name = "NAME:TOKEN", default_value = "bob:bob-secret")]
     sink: Vec<String>,
-    /// Play N sinks (1 to 256) numbered from one `--sink NAME:TOKEN`: sink i is NAME{i}, its
-    /// token TOKEN with NAME{i} in place of a leading NAME (the default gives bob1:bob1-secret
-    /// … bobN:bobN-secret), else TOKEN{i}. BTP: every sink dials the connector with its own
-    /// credentials, `--connections` connections each. HTTP: sink i listens on the port of
-    /// `--sink-listen` plus i − 1. Not with `--direct`. `--sink-log` is one file for all.
+    /// Play N sinks (1 to 256) numbered from one `--sink NAME:TOKEN`: sink i is NAME{i}, its token
+    /// TOKEN with NAME{i} in place of a leading NAME (the default gives bob1:bob1-secret …
+    /// bobN:bobN-secret), else TOKEN{i}; an empty TOKEN stays empty. BTP: every sink dials the
+    /// connector with its own credentials, `--connections` connections each. HTTP: sink i listens
+    /// on the port of `--sink-listen` plus i − 1. Not with `--direct`. `--sink-log` is one file for
+    /// all.
     #[arg(long, value_name = "N")]
     sinks: Option<usize>,
     /// HTTP: the address the sink serves ILP over HTTP on (any path, either content type),
@@ -50,6 +59,33 @@ pub(crate) struct Cli {
     /// with `--direct` (a free port then).
     #[arg(long)]
     sink_listen: Option<std::net::SocketAddr>,
+    /// TLS: trust the CA certificates in this PEM file for every server we dial over TLS
+    /// (a wss:// or https:// `--router`, or with `--direct` and `--sink-cert` our own sink).
+    /// There is no system CA store: a TLS URL needs this or `--insecure`.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// TLS: accept any server certificate (no CA, name or date checked; the handshake's
+    /// signatures still are). For tests and trusted networks; not with `--ca-file`.
+    #[arg(long)]
+    insecure: bool,
+    /// TLS: present this certificate chain (PEM, leaf first) on every connection we dial over
+    /// TLS, senders' and sinks' alike; with `--client-key`. The connector may then know the
+    /// peer by it, and over BTP the tokens may be empty (`--sink bob:`).
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// TLS: the private key of `--client-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// TLS: the sinks that listen serve TLS with this certificate chain (PEM, leaf first); with
+    /// `--sink-key`. `--transport http`: the connector dials them at https://. `--direct` (BTP or
+    /// HTTP): our senders dial the sink over TLS at 127.0.0.1, so the certificate must name that IP
+    /// (with `--ca-file`, its CA), or give `--insecure`. Without it the sinks listen in plaintext.
+    /// Not for BTP sinks behind a connector: they dial it (give `--router wss://…`).
+    #[arg(long, value_name = "PEM", requires = "sink_key")]
+    sink_cert: Option<PathBuf>,
+    /// TLS: the private key of `--sink-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "sink_cert")]
+    sink_key: Option<PathBuf>,
     /// Where the Prepares go: an ILP address the connector routes to the sink.
     #[arg(long, default_value = "g.router.bob")]
     destination: String,
@@ -114,11 +150,11 @@ pub(crate) struct Cli {
     /// (one count per `timeline` row) and `down` (`from_s`/`until_s` on the timeline's
     /// clock, from when every thread had applied the change).
     #[arg(long)]
-    pub(crate) json: Option<std::path::PathBuf>,
+    pub(crate) json: Option<PathBuf>,
     /// Write a self-contained HTML report (charts) here; with several sinks, or one taken
     /// down, a chart of each sink's Fulfills per second too.
     #[arg(long)]
-    pub(crate) report: Option<std::path::PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     /// The connector's process id: its CPU time during the run is reported per packet.
     #[arg(long)]
     pub(crate) router_pid: Option<u32>,
@@ -137,11 +173,11 @@ pub(crate) struct Cli {
     /// Sender: append the amount (8 bytes, little endian) of every valid Fulfill received to
     /// this file.
     #[arg(long)]
-    sender_log: Option<std::path::PathBuf>,
+    sender_log: Option<PathBuf>,
     /// Sink: append the amount (8 bytes, little endian) of every Fulfill sent (with the
     /// right fulfillment) to this file; with several sinks, all of them to this one file.
     #[arg(long)]
-    sink_log: Option<std::path::PathBuf>,
+    sink_log: Option<PathBuf>,
     /// Seed of the fulfillments (sender and sink must agree when run apart).
     #[arg(long, default_value_t = 0x1f2e_3d4c)]
     seed: u64,
@@ -203,14 +239,56 @@ fn parse_url(text: &str) -> Result<BtpUrl, String> {
     url::parse(text, Scheme::Ws, None).map_err(|e| format!("--router {e}"))
 }
 
-fn parse_credentials(flag: &str, text: &str) -> Result<(String, String), String> {
+/// `NAME:TOKEN` of `--{flag}`. An empty token is taken when `empty_refused` is `None`, else
+/// refused with that reason.
+fn parse_credentials(
+    flag: &str,
+    text: &str,
+    empty_refused: Option<&str>,
+) -> Result<(String, String), String> {
     let (name, token) = text
         .split_once(':')
         .ok_or_else(|| format!("--{flag} {text:?}: expected NAME:TOKEN"))?;
-    if token.is_empty() {
-        return Err(format!("--{flag}: the token is empty"));
+    if let Some(why) = empty_refused.filter(|_| token.is_empty()) {
+        return Err(format!("--{flag}: the token is empty ({why})"));
     }
     Ok((name.to_owned(), token.to_owned()))
+}
+
+/// Why an empty token is refused for the sender (`sink` false) or the sinks: `None` where it
+/// is taken, which is over BTP with `--client-cert` only (the certificate names the peer; the
+/// `--direct` sink checks the sender's token).
+fn empty_token_refused(
+    http: bool,
+    client_cert: bool,
+    direct: bool,
+    sink: bool,
+) -> Option<&'static str> {
+    if http {
+        Some("ILP over HTTP sends the token as the Bearer token, and the sink requires it")
+    } else if !client_cert {
+        Some("over BTP an empty token is for a peer known by its --client-cert")
+    } else if direct && !sink {
+        Some("--direct: the sink checks the sender's token")
+    } else {
+        None
+    }
+}
+
+/// `--X-cert` and `--X-key` together (clap requires each with the other).
+fn key_pair<'a>(
+    cert: (&'static str, &'a Option<PathBuf>),
+    key: (&'static str, &'a Option<PathBuf>),
+) -> Option<KeyPair<'a>> {
+    match (cert.1, key.1) {
+        (Some(cert_path), Some(key_path)) => Some(KeyPair {
+            cert_flag: cert.0,
+            cert: cert_path,
+            key_flag: key.0,
+            key: key_path,
+        }),
+        _ => None,
+    }
 }
 
 fn parse_cpus(text: Option<&str>) -> Result<Vec<usize>, String> {
@@ -256,8 +334,23 @@ pub(crate) struct CliShared {
     pub(crate) direct: bool,
     pub(crate) seed: u64,
     pub(crate) sink_options: SinkOptions,
-    pub(crate) sender_log: Option<std::path::PathBuf>,
-    pub(crate) sink_log: Option<std::path::PathBuf>,
+    pub(crate) sender_log: Option<PathBuf>,
+    pub(crate) sink_log: Option<PathBuf>,
+    /// The TLS of every connection we dial to a TLS URL (`target`, `http_target`, or with
+    /// `--direct` the sink): the run's one client config. None when nothing is dialled over
+    /// TLS.
+    pub(crate) dial_tls: Option<tls::Client>,
+    /// `--sink-cert`: the listening sinks (HTTP, `--direct`) serve TLS with it.
+    pub(crate) listen_tls: Option<tls::Server>,
+    /// Some connection of the run is TLS (the report's `tls`).
+    pub(crate) tls: bool,
+}
+
+/// The run's TLS, from the flags: what the connections we dial and those our sinks accept
+/// are wrapped in.
+struct RunTls {
+    dial: Option<tls::Client>,
+    listen: Option<tls::Server>,
 }
 
 /// A command line whose flags agree with each other.
@@ -279,15 +372,18 @@ impl Cli {
                 host: String::new(),
                 port: 0,
                 path: String::new(),
+                tls: false,
             }
         } else {
             parse_url(&self.router)?
         };
-        let sender = parse_credentials("sender", &self.sender)?;
+        let client_cert = self.client_cert.is_some();
+        let refused = |sink| empty_token_refused(http, client_cert, self.direct, sink);
+        let sender = parse_credentials("sender", &self.sender, refused(false))?;
         let sink_credentials = self
             .sink
             .iter()
-            .map(|text| parse_credentials("sink", text))
+            .map(|text| parse_credentials("sink", text, refused(true)))
             .collect::<Result<Vec<_>, _>>()?;
         check_address(self.destination.as_bytes())
             .map_err(|_| format!("--destination {:?} is not an ILP address", self.destination))?;
@@ -385,6 +481,7 @@ impl Cli {
                 );
             }
         }
+        let tls = self.tls(http, with_sinks, &target, http_target.as_ref())?;
         let threads = cpus.len().min(self.connections.max(1));
         let mut senders_before = 0;
         let specs: Vec<ThreadSpec> = (0..threads)
@@ -429,6 +526,9 @@ impl Cli {
             },
             sender_log: self.sender_log.clone(),
             sink_log: self.sink_log.clone(),
+            tls: tls.dial.is_some() || tls.listen.is_some(),
+            dial_tls: tls.dial,
+            listen_tls: tls.listen,
         };
         Ok(Validated {
             shared,
@@ -437,11 +537,90 @@ impl Cli {
         })
     }
 
-    /// The command line as the JSON report records it (`config`), with the CPUs it ran on and
-    /// the number of sinks.
-    pub(crate) fn config_json(&self, cpus: &[usize], sinks: usize) -> Value {
+    /// What is dialled over TLS, said as the flags that make it so; `None` when nothing is.
+    /// `target` and `http_target` are the parsed `--router` (as `validate` has them).
+    fn dialled_over_tls(
+        &self,
+        http: bool,
+        target: &BtpUrl,
+        http_target: Option<&http::HttpTarget>,
+    ) -> Option<String> {
+        let router = || format!("--router {}", self.router);
+        if self.direct {
+            self.sink_cert
+                .is_some()
+                .then(|| "--direct with --sink-cert (the senders dial the sink over TLS)".into())
+        } else if http {
+            http_target.filter(|t| t.tls).map(|_| router())
+        } else {
+            target.tls.then(router)
+        }
+    }
+
+    /// The TLS flags against the rest, and the run's TLS configs from them (their files read
+    /// here, once for the run).
+    fn tls(
+        &self,
+        http: bool,
+        with_sinks: bool,
+        target: &BtpUrl,
+        http_target: Option<&http::HttpTarget>,
+    ) -> Result<RunTls, String> {
+        let client = key_pair(
+            ("--client-cert", &self.client_cert),
+            ("--client-key", &self.client_key),
+        );
+        let sink = key_pair(
+            ("--sink-cert", &self.sink_cert),
+            ("--sink-key", &self.sink_key),
+        );
+        if sink.is_some() && !(http || self.direct) {
+            return Err(
+                "--sink-cert: a BTP sink dials the connector and listens only with \
+                 --direct; for TLS to the connector give --router wss://…"
+                    .into(),
+            );
+        }
+        if sink.is_some() && !with_sinks {
+            return Err("--sink-cert is for the sinks: --role both or sink".into());
+        }
+        let trust = match (self.insecure, &self.ca_file) {
+            (true, Some(_)) => {
+                return Err("--insecure and --ca-file: give one (--insecure checks no \
+                            certificate)"
+                    .into())
+            }
+            (true, None) => Some(Trust::Anyone),
+            (false, Some(path)) => Some(Trust::CaFile(path)),
+            (false, None) => None,
+        };
+        let dial = match (self.dialled_over_tls(http, target, http_target), trust) {
+            (Some(what), None) => {
+                return Err(format!(
+                    "{what}: TLS needs --ca-file PEM (the CA that signed the server's \
+                     certificate) or --insecure"
+                ))
+            }
+            (Some(_), Some(trust)) => Some(tls::client(trust, client)?),
+            (None, _) if trust.is_some() || client.is_some() => {
+                return Err(
+                    "--ca-file, --insecure and --client-cert are for connections \
+                     dialled over TLS, and there are none: give --router wss://… or \
+                     https://… (with --direct: --sink-cert)"
+                        .into(),
+                )
+            }
+            (None, _) => None,
+        };
+        let listen = sink.map(tls::server).transpose()?;
+        Ok(RunTls { dial, listen })
+    }
+
+    /// The command line as the JSON report records it (`config`), with the CPUs it ran on, the
+    /// number of sinks, and whether TLS was used.
+    pub(crate) fn config_json(&self, cpus: &[usize], sinks: usize, tls: bool) -> Value {
         let mut config = json!({
-            "transport": format!("{:?}", self.transport).to_lowercase(),
+            "transport": format!("{:?}", self.transport).to_lowercase(), "tls": tls,
             "sink_listen": self.sink_listen.map(|a| a.to_string()),
             "router": self.router, "destination": self.destination, "duration_s": self.duration.as_secs_f64(),
             "rate": self.rate, "window": self.window, "connections": self.connections, "amount": self.amount,

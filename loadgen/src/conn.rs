@@ -1,5 +1,5 @@
 //! One BTP connection of the load generator, as a sender (alice) or a sink (bob), over a
-//! WebSocket we dialled or (for `--direct`) accepted.
+//! WebSocket we dialled or (for `--direct`) accepted, on plain TCP or TLS (`tls::Stream`).
 //!
 //! Each connection has a reader task (a batch of frames per read) and a writer task (one write
 //! per wake-up of everything queued), like the router's links. A sink's connection can be
@@ -10,10 +10,10 @@ use crate::pacer::Schedule;
 use crate::plan::{Destinations, Plan};
 use crate::sinks::SinkId;
 use crate::stats::{SinkAnswer, Stats};
+use crate::tls::{self, Stream};
 use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use ilp_router::id::PeerId;
 use ilp_router::link::auth::PeerAuth;
@@ -426,7 +426,8 @@ impl Conn {
         if let Some(auth) = auth.filter(|_| self.session.state() == State::AwaitingAuth) {
             match self
                 .session
-                .handle_auth(now_ms, auth, None, message, &mut control)
+                // No client certificate stands for a peer here: the direct sink asks for none.
+                .handle_auth(now_ms, auth, None, None, message, &mut control)
             {
                 AuthEvent::Accepted { len, .. } => {
                     self.opened = true;
@@ -578,20 +579,19 @@ fn handshake_failed(error: HeadReadError<ws::HandshakeError>) -> io::Error {
     }
 }
 
-/// Dials `url` as a WebSocket client and runs a BTP connection on it until the run ends or the
-/// peer closes. Returns the connection once it is open (authenticated), or an error.
+/// Dials `url` as a WebSocket client (over TLS with `tls` for `wss://`) and runs a BTP
+/// connection on it until the run ends or the peer closes. Returns the connection once it is
+/// open (authenticated), or an error.
 pub(crate) async fn dial(
     plan: Rc<Plan>,
     ring: Rc<Ring>,
     stats: Rc<RefCell<Stats>>,
     setup: Setup,
     url: &BtpUrl,
+    tls: Option<&tls::Client>,
 ) -> io::Result<Shared> {
     let hostport = url.host_port();
-    let mut stream = TcpStream::connect(hostport.as_str())
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
+    let mut stream = tls::dial(url, tls).await?;
     let nonce: [u8; ws::NONCE_LEN] =
         (setup.id as u128 ^ 0x5a5a_1234_9876_fedc_0123_4567_89ab_cdef).to_le_bytes();
     let mut request = vec![0u8; ws::upgrade_request_len(&hostport, &url.path)];
@@ -622,17 +622,17 @@ pub(crate) async fn dial(
     Ok(conn)
 }
 
-/// Serves a connection the sender opened to us (`--direct`): we are the WebSocket server
-/// and check the sender's BTP auth.
+/// Serves a connection the sender opened to us (`--direct`; TLS already set up by
+/// `tls::accept` when the sink has `--sink-cert`): we are the WebSocket server and check the
+/// sender's BTP auth.
 pub(crate) async fn accept(
     plan: Rc<Plan>,
     ring: Rc<Ring>,
     stats: Rc<RefCell<Stats>>,
     setup: Setup,
-    mut stream: TcpStream,
+    mut stream: Stream,
     auth: Rc<PeerAuth>,
 ) -> io::Result<Shared> {
-    let _ = stream.set_nodelay(true);
     let mut buf = ReadBuf::new(read_buffer_len());
     let (header_len, key) = buf
         .read_head(&mut stream, ws::HANDSHAKE_LEN_MAX, |b| {
@@ -701,7 +701,7 @@ fn new_conn(
 fn start_io(
     conn: Shared,
     sleep: LocalReceiver<()>,
-    stream: TcpStream,
+    stream: Stream,
     buf: ReadBuf,
     role: ws::Role,
     auth: Option<Rc<PeerAuth>>,

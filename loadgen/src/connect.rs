@@ -3,7 +3,8 @@
 //! where to send before Prepares arrive, then the senders; each waits for BTP auth
 //! (`wait_open`), all within 10 s. `--direct` over BTP is `direct`'s. ILP over HTTP
 //! (`connect_all_http`): the sinks listen, then the senders dial. Every connection is opened
-//! with the same `Opener`: the thread's plan, ring and counters.
+//! with the same `Opener`: the thread's plan, ring and counters, and the run's TLS client
+//! config for `wss://` and `https://` (and for the `--direct` sink's `--sink-cert`).
 
 use crate::conn::{self, Ring, Role, Setup, Shared as Conn};
 use crate::direct;
@@ -11,6 +12,7 @@ use crate::http;
 use crate::plan::Plan;
 use crate::sinks::thread::ThreadSinks;
 use crate::stats::Stats;
+use crate::tls;
 use crate::worker::{Common, Link, ThreadSpec};
 use ilp_router::link::url::BtpUrl;
 use std::cell::RefCell;
@@ -19,12 +21,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// What every connection of a thread is opened with: the thread's plan (until the clock
-/// starts), the ring of fulfillments and the thread's counters.
+/// starts), the ring of fulfillments, the thread's counters and the run's TLS client config.
 #[derive(Debug, Clone)]
 pub(crate) struct Opener {
     pub(crate) plan: Rc<Plan>,
     pub(crate) ring: Rc<Ring>,
     pub(crate) stats: Rc<RefCell<Stats>>,
+    /// What a `wss://` or `https://` connection is wrapped in (`CliShared::dial_tls`).
+    pub(crate) tls: Option<tls::Client>,
 }
 
 /// `--transport btp`: this thread's sink connections (kept in `sinks`), then its sender
@@ -83,6 +87,7 @@ pub(crate) async fn connect_all_http(
             host: "127.0.0.1".into(),
             port,
             path: "/".into(),
+            tls: cli.listen_tls.is_some(),
         },
         _ => return Ok(Vec::new()),
     };
@@ -97,6 +102,7 @@ pub(crate) async fn connect_all_http(
             (spec.index * 64 + i) as u64,
             Rc::clone(&target),
             Rc::clone(&token),
+            opener.tls.clone(),
         )
         .await
         .map_err(|e| format!("sender connection to {}: {e}", target.host_port()))?;
@@ -106,7 +112,7 @@ pub(crate) async fn connect_all_http(
 }
 
 impl Opener {
-    /// Dials one BTP connection to `target`.
+    /// Dials one BTP connection to `target` (over TLS when it is `wss://`).
     pub(crate) async fn dial(&self, setup: Setup, target: &BtpUrl) -> io::Result<Conn> {
         conn::dial(
             Rc::clone(&self.plan),
@@ -114,6 +120,7 @@ impl Opener {
             Rc::clone(&self.stats),
             setup,
             target,
+            self.tls.as_ref(),
         )
         .await
     }

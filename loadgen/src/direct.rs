@@ -1,13 +1,15 @@
-//! `--direct` over BTP: the sender connects straight to the sink, with no connector between,
-//! to measure the harness's own ceiling. The sink listens on a free loopback port of this
-//! thread and accepts the senders as a connector would (checking the sender's token); the
-//! senders dial it. (`--direct` over HTTP needs no such stand-in: the HTTP sink already
+//! `--direct` over BTP: the sender connects straight to the sink, with no connector between, to
+//! measure the harness's own ceiling. The sink listens on a free loopback port of this thread and
+//! accepts the senders as a connector would (checking the sender's token); the senders dial it.
+//! With `--sink-cert` the sink serves TLS and the senders dial it over TLS (`wss://127.0.0.1:port`,
+//! the run's client config). (`--direct` over HTTP needs no such stand-in: the HTTP sink already
 //! listens, see `connect::connect_all_http`.)
 
 use crate::cli::CliShared;
 use crate::conn::{self, Role, Setup, Shared as Conn};
 use crate::connect::{wait_open, Opener};
 use crate::sinks::SinkId;
+use crate::tls;
 use crate::worker::ThreadSpec;
 use ilp_router::id::PeerId;
 use ilp_router::link::auth::PeerAuth;
@@ -43,10 +45,15 @@ pub(crate) async fn connect(
             Rc::clone(&opener.stats),
             Rc::clone(&accepted),
         );
+        let listen_tls = cli.listen_tls.clone();
         glommio::spawn_local(async move {
             for i in 0..sinks {
-                let Ok(stream) = listener.accept().await else {
+                let Ok(tcp) = listener.accept().await else {
                     return;
+                };
+                // A failed handshake is the sender's failure to report.
+                let Ok(stream) = tls::accept(tcp, listen_tls.as_ref()).await else {
+                    continue;
                 };
                 let setup = Setup {
                     role: Role::Sink(SinkId::new(0)),
@@ -75,6 +82,7 @@ pub(crate) async fn connect(
         host: "127.0.0.1".into(),
         port,
         path: "/".into(),
+        tls: cli.listen_tls.is_some(),
     };
     conns.extend(
         opener

@@ -1,24 +1,24 @@
 //! ILP over HTTP (RFC 35, synchronous mode) for the load generator, with the router's
 //! sans-IO codec (`ilp_router::link::http`).
 //!
-//! The sender is an HTTP/1.1 keep-alive client: every Prepare is one POST to the `--router`
-//! URL (path verbatim) with `Authorization: Bearer <token>`. Requests are *pipelined*: up to
-//! `--window` are written on a connection before their answers come back, and answers are
-//! matched to requests in order (HTTP/1.1 servers answer in order). `--window 1` is the
-//! classic one-request-at-a-time client. A connection the server closes (`Connection: close`,
-//! say after a 401) is dialled again: the requests it had written and not seen answered count
-//! as errors (they may have reached the server, so they are never sent twice); those still
-//! queued, never written, go out again on the new connection. A server that cannot be dialled
-//! any more ends the run, like a BTP peer that goes away. A connection with nothing in flight
-//! for 4 s is closed and dialled again, before a server's keep-alive timeout can close it
-//! under a request.
+//! The sender is an HTTP/1.1 keep-alive client: every Prepare is one POST to the `--router` URL
+//! (path verbatim; `https://` over TLS, redials too) with `Authorization: Bearer <token>`. Requests
+//! are *pipelined*: up to `--window` are written on a connection before their answers come back,
+//! and answers are matched to requests in order (HTTP/1.1 servers answer in order). `--window 1` is
+//! the classic one-request-at-a-time client. A connection the server closes (`Connection: close`,
+//! say after a 401) is dialled again: the requests it had written and not seen answered count as
+//! errors (they may have reached the server, so they are never sent twice); those still queued,
+//! never written, go out again on the new connection. A server that cannot be dialled any more ends
+//! the run, like a BTP peer that goes away. A connection with nothing in flight for 4 s is closed
+//! and dialled again, before a server's keep-alive timeout can close it under a request.
 //!
-//! The sink is an HTTP/1.1 server on `--sink-listen` (every thread listens on the same
-//! address: glommio sets `SO_REUSEPORT`; with several sinks, sink i on the port plus i − 1):
-//! any path, any content type, `Bearer <token>` required (401 and close otherwise); each
-//! Prepare is answered as the BTP sink answers it. A sink taken down (`--sink-down-at`) has
-//! its `serve` task and every accepted connection's task cancelled (`Sink::drop_link`): the
-//! listener and the sockets close at once.
+//! The sink is an HTTP/1.1 server on `--sink-listen` (every thread listens on the same address:
+//! glommio sets `SO_REUSEPORT`; with several sinks, sink i on the port plus i − 1): any path, any
+//! content type, `Bearer <token>` required (401 and close otherwise); each Prepare is answered as
+//! the BTP sink answers it. With `--sink-cert` every accepted connection is TLS (its handshake in
+//! the connection's own task, not the accept loop's). A sink taken down (`--sink-down-at`) has its
+//! `serve` task and every accepted connection's task cancelled (`Sink::drop_link`): the listener
+//! and the sockets close at once.
 
 use crate::conn::{
     self, sender_reply, sink_answer, sink_sent, unix_ms, Ring, BACKLOG_MAX, RING_LEN,
@@ -27,10 +27,11 @@ use crate::pacer::Schedule;
 use crate::plan::{Destinations, Plan};
 use crate::sinks::SinkId;
 use crate::stats::{SinkAnswer, Stats};
+use crate::tls::{self, Stream};
 use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use glommio::task::JoinHandle;
 use ilp_router::link::buf::ReadBuf;
 use ilp_router::link::http::{
@@ -56,9 +57,13 @@ const READ_ROOM: usize = BODY_LEN_MAX + HEAD_LEN_MAX;
 /// when the URL has none).
 pub(crate) type HttpTarget = BtpUrl;
 
-/// Parses `http://host[:port][/path]` (port 80 by default) with the router's URL parser.
+/// Parses `http://host[:port][/path]` or `https://…` (port 80, or 443 over TLS, by default)
+/// with the router's URL parser.
 pub(crate) fn parse_http_url(text: &str) -> Result<HttpTarget, String> {
-    url::parse(text, Scheme::Http, Some(Scheme::Http.default_port()))
+    let tls = text
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    url::parse(text, Scheme::Http, Some(Scheme::Http.default_port(tls)))
         .map_err(|e| format!("--router {e}"))
 }
 
@@ -68,6 +73,8 @@ pub(crate) struct Sender {
     ring: Rc<Ring>,
     stats: Rc<RefCell<Stats>>,
     target: Rc<HttpTarget>,
+    /// The run's TLS client config, for an `https://` target (and its redials).
+    tls: Option<tls::Client>,
     host_header: String,
     token: Rc<str>,
     out: Vec<u8>,
@@ -316,8 +323,9 @@ pub(crate) async fn dial(
     id: u64,
     target: Rc<HttpTarget>,
     token: Rc<str>,
+    tls: Option<tls::Client>,
 ) -> io::Result<SenderShared> {
-    let stream = connect(&target).await?;
+    let stream = tls::dial(&target, tls.as_ref()).await?;
     let (wake, sleep) = local_channel::new_bounded(1);
     let data_len = plan.data_bytes.clamp(8, DATA_LEN_MAX);
     let destinations = Destinations::new(&plan.destination, plan.destinations);
@@ -327,6 +335,7 @@ pub(crate) async fn dial(
         stats,
         host_header: target.host_port(),
         target,
+        tls,
         token,
         out: Vec::with_capacity(256 * 1024),
         wake,
@@ -350,15 +359,7 @@ pub(crate) async fn dial(
     Ok(sender)
 }
 
-async fn connect(target: &HttpTarget) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect(target.host_port())
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
-}
-
-async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalReceiver<()>) {
+async fn run_sender(sender: SenderShared, mut stream: Stream, sleep: LocalReceiver<()>) {
     let mut buf = ReadBuf::new(READ_BUFFER_LEN);
     loop {
         {
@@ -382,7 +383,7 @@ async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalRec
             ),
         )
         .await;
-        let (plan, target) = {
+        let (plan, target, tls) = {
             let mut s = sender.borrow_mut();
             s.connected = false;
             let lost = s.connection_closed();
@@ -393,9 +394,9 @@ async fn run_sender(sender: SenderShared, mut stream: TcpStream, sleep: LocalRec
             if s.closing || s.plan.stopping() {
                 return;
             }
-            (Rc::clone(&s.plan), Rc::clone(&s.target))
+            (Rc::clone(&s.plan), Rc::clone(&s.target), s.tls.clone())
         };
-        stream = match connect(&target).await {
+        stream = match tls::dial(&target, tls.as_ref()).await {
             Ok(stream) => stream,
             Err(_) => {
                 // The server is gone: end the run, keep what was measured.
@@ -622,7 +623,7 @@ impl Sink {
 }
 
 /// What a sink's listener needs to serve: the thread's plan, ring and counters, which sink
-/// it is and the token it requires.
+/// it is, the token it requires and its TLS (`--sink-cert`).
 #[derive(Debug, Clone)]
 pub(crate) struct Serving {
     pub(crate) plan: Rc<Plan>,
@@ -630,6 +631,7 @@ pub(crate) struct Serving {
     pub(crate) stats: Rc<RefCell<Stats>>,
     pub(crate) sink: SinkId,
     pub(crate) token: Rc<[u8]>,
+    pub(crate) tls: Option<tls::Server>,
 }
 
 /// Accepts connections on `listener` until the run ends; each becomes a connection of sink
@@ -646,14 +648,14 @@ pub(crate) async fn serve(
         stats,
         sink: sink_id,
         token,
+        tls,
     } = serving;
     let mut n: u64 = 0;
     while !plan.stopping() {
-        let Ok(stream) = listener.accept().await else {
+        let Ok(tcp) = listener.accept().await else {
             glommio::timer::sleep(Duration::from_millis(1)).await;
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let (wake, sleep) = local_channel::new_bounded(1);
         n += 1;
         let sink = Rc::new(RefCell::new(Sink {
@@ -677,8 +679,14 @@ pub(crate) async fn serve(
             list.push(Rc::clone(&sink));
         }
         let task_sink = Rc::clone(&sink);
+        let task_tls = tls.clone();
         let task = glommio::spawn_local(async move {
             let sink = task_sink;
+            let Ok(stream) = tls::accept(tcp, task_tls.as_ref()).await else {
+                // No TLS session: nothing to answer on it.
+                sink.borrow_mut().closing = true;
+                return;
+            };
             let (reader, writer) = futures_lite::io::split(stream);
             futures_lite::future::zip(
                 sink_reads(&sink, reader),

@@ -12,6 +12,17 @@
 //! `--transport http` speaks ILP over HTTP instead (RFC 35, synchronous mode): the sender
 //! POSTs Prepares to the `--router` URL and the sink serves HTTP on `--sink-listen`.
 //!
+//! TLS (rustls, TLS 1.3 and 1.2): a `wss://` or `https://` `--router` is dialled over TLS (by
+//! the senders, and over BTP by the sinks too), the URL's host the name the certificate must
+//! hold. Whom to trust: `--ca-file PEM` (there is no system CA store) or `--insecure` (any
+//! certificate; the handshake's signatures are still checked), one of them required.
+//! `--client-cert PEM --client-key PEM` presents a certificate on every TLS connection we dial
+//! (over BTP a peer so known may have an empty token, `--sink bob:`). `--sink-cert PEM
+//! --sink-key PEM` makes the sinks that listen serve TLS: over HTTP the connector then dials
+//! them at `https://`, and with `--direct` (BTP or HTTP) our senders dial the sink over TLS.
+//! The report's `config.tls` and the summary's first line say whether TLS was used; the
+//! configs are built once per run (`tls`).
+//!
 //! To front a connector cluster, one run plays several sinks (`--sinks N`, or `--sink`
 //! repeated), each a peer of the connector with its own credentials, spreads its Prepares
 //! over many destinations (`--destinations N`), takes sinks down and back up on a schedule
@@ -21,10 +32,10 @@
 //! The modules, from the top: `cli` (flags and their validation), `run` (the main thread:
 //! threads, clock, progress, exit status), `summary` (the JSON report and the text summary),
 //! `report` and `report_sinks` (the HTML report), `worker` (one load thread), `connect` and
-//! `direct` (how a thread opens its connections), `sinks` (the sinks and their faults),
-//! `pacer` (the open loop's schedule and its timing), `plan` (what every connection knows),
-//! `conn` (BTP) and `http` (ILP over HTTP) (the connections), `stats` (counters and
-//! histograms).
+//! `direct` (how a thread opens its connections), `tls` (the TLS configs, and the stream that
+//! is plain TCP or TLS), `sinks` (the sinks and their faults), `pacer` (the open loop's
+//! schedule and its timing), `plan` (what every connection knows), `conn` (BTP) and `http`
+//! (ILP over HTTP) (the connections), `stats` (counters and histograms).
 
 mod cli;
 mod conn;
@@ -39,6 +50,7 @@ mod run;
 mod sinks;
 mod stats;
 mod summary;
+mod tls;
 mod worker;
 
 use clap::Parser;

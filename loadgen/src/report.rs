@@ -166,6 +166,7 @@ fn render_header(out: &mut String, report: &Value, tool: &str) {
 const CONFIG_KEYS: &[(&str, &str, &str)] = &[
     ("router", "Router", ""),
     ("transport", "Transport", ""),
+    ("tls", "TLS", ""),
     ("destination", "Destination", ""),
     ("mode", "Mode", ""),
     ("rate", "Rate", " packets/s"),

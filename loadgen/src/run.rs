@@ -160,7 +160,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     let report = summary::report_json(
         &total,
         duration_s,
-        cli.config_json(&cpus, shared.sinks.len()),
+        cli.config_json(&cpus, shared.sinks.len(), shared.tls),
         common.broken.load(Ordering::Relaxed),
         router_cpu_s,
         own_cpu_s,

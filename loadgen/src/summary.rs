@@ -58,14 +58,20 @@ pub(crate) fn report_json(
     report
 }
 
-/// Prints the report's summary on stdout: counts, rate, latency percentiles, send lateness,
-/// router CPU.
+/// Prints the report's summary on stdout: the header (mode, duration, transport, TLS or
+/// not), counts, rate, latency percentiles, send lateness, router CPU.
 pub(crate) fn print_summary(r: &Value) {
     let f = |v: &Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.0}"));
+    let tls = if r["config"]["tls"] == Value::Bool(true) {
+        "TLS"
+    } else {
+        "no TLS"
+    };
     println!(
-        "ilp-loadgen: {} for {:.2} s",
+        "ilp-loadgen: {} for {:.2} s ({}, {tls})",
         r["config"]["mode"].as_str().unwrap_or(""),
-        r["duration_s"].as_f64().unwrap_or(0.0)
+        r["duration_s"].as_f64().unwrap_or(0.0),
+        r["config"]["transport"].as_str().unwrap_or("?")
     );
     println!("  sent        {:>12}", r["sent"]);
     println!(

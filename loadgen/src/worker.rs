@@ -81,6 +81,7 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
         plan: Rc::clone(&plan),
         ring: Rc::new(Ring::new(cli.seed)),
         stats: Rc::clone(&stats),
+        tls: cli.dial_tls.clone(),
     };
     let mut sinks = ThreadSinks::new(&spec, cli, &opener);
     let connected = if cli.http {

@@ -6,7 +6,7 @@
 //! | flags | sinks |
 //! | --- | --- |
 //! | one `--sink NAME:TOKEN` (or its default), no `--sinks` | one sink, `NAME` with `TOKEN` (unchanged from a single-sink run) |
-//! | one `--sink NAME:TOKEN`, `--sinks N` | sink i (1-based) is `NAME{i}`; its token is `TOKEN` with `NAME{i}` in place of a leading `NAME` (`bob:bob-secret` gives `bob1:bob1-secret` … `bobN:bobN-secret`), or `TOKEN{i}` when `TOKEN` does not start with `NAME` (`carol:pw` gives `carol1:pw1`) |
+//! | one `--sink NAME:TOKEN`, `--sinks N` | sink i (1-based) is `NAME{i}`; its token is `TOKEN` with `NAME{i}` in place of a leading `NAME` (`bob:bob-secret` gives `bob1:bob1-secret` … `bobN:bobN-secret`), or `TOKEN{i}` when `TOKEN` does not start with `NAME` (`carol:pw` gives `carol1:pw1`); an empty `TOKEN` (BTP with `--client-cert`) stays empty |
 //! | `--sink` given k times | k sinks, as written, in order (`--sinks`, if given too, must be k) |
 //!
 //! Over BTP every sink dials the connector with its own credentials, `--connections`
@@ -138,6 +138,8 @@ pub(crate) fn specs(
 /// Sink `i` (1-based) of `--sinks` from `--sink NAME:TOKEN`.
 fn numbered(name: &str, token: &str, i: usize) -> (String, String) {
     let token = match token.strip_prefix(name) {
+        // No token (the certificate names the peer): none for any of them.
+        _ if token.is_empty() => String::new(),
         Some(rest) => format!("{name}{i}{rest}"),
         None => format!("{token}{i}"),
     };
@@ -363,6 +365,8 @@ mod test {
             names(&specs),
             creds(&[("carol1", "pw1"), ("carol2", "pw2")])
         );
+        let specs = super::specs(&creds(&[("bob", "")]), Some(2), None).unwrap();
+        assert_eq!(names(&specs), creds(&[("bob1", ""), ("bob2", "")]));
     }
 
     #[test]

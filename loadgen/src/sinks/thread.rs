@@ -1,8 +1,9 @@
-//! One load thread's part of every sink: over BTP the connections it dials for each sink, over
-//! HTTP the listener it keeps on each sink's address and the connections that listener
-//! accepted. It opens them, releases their delayed answers, applies the fault schedule to
-//! them (see the table in `sinks`), and shuts them at the end. Thread-local: the threads apply
-//! the same schedule to their own connections, each on its own tick.
+//! One load thread's part of every sink: over BTP the connections it dials for each sink (over TLS
+//! to a `wss://` connector), over HTTP the listener it keeps on each sink's address (TLS with
+//! `--sink-cert`) and the connections that listener accepted. It opens them, releases their delayed
+//! answers, applies the fault schedule to them (see the table in `sinks`), and shuts them at the
+//! end. Thread-local: the threads apply the same schedule to their own connections, each on its own
+//! tick.
 //!
 //! A redial or rebind runs as a task of its own and gives up when the sink's `generation`
 //! moved on (it went down again meanwhile) or the run stops.
@@ -14,6 +15,7 @@ use crate::connect::{wait_open, Opener};
 use crate::http::{self, Serving, SinkShared};
 use crate::plan::Plan;
 use crate::stats::Stats;
+use crate::tls;
 use crate::worker::ThreadSpec;
 use glommio::task::JoinHandle;
 use ilp_router::link::url::BtpUrl;
@@ -67,6 +69,8 @@ pub(crate) struct ThreadSinks {
     /// `--direct` over HTTP: the sink takes the sender's token.
     direct_token: Option<String>,
     target: Rc<BtpUrl>,
+    /// HTTP: `--sink-cert`, the TLS every listener serves.
+    listen_tls: Option<tls::Server>,
     opener: Opener,
     schedule: Vec<FaultEvent>,
     /// The first change of `schedule` not yet applied.
@@ -118,6 +122,7 @@ impl ThreadSinks {
             http: cli.http,
             direct_token: cli.direct.then(|| cli.sender.1.clone()),
             target: Rc::new(cli.target.clone()),
+            listen_tls: cli.listen_tls.clone(),
             opener: opener.clone(),
             schedule: cli.faults.clone(),
             next_change: 0,
@@ -199,6 +204,7 @@ impl ThreadSinks {
             stats: Rc::clone(&self.opener.stats),
             sink: slot.id,
             token: Rc::from(token.as_bytes()),
+            tls: self.listen_tls.clone(),
         }
     }
 
