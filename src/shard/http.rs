@@ -42,13 +42,13 @@ use super::core::{Admission, CoreState, HttpLink, LinkId, Transport};
 use super::http_pool::client_transport;
 use super::io::{unix_ms, Core};
 use super::stream::{LinkSocket, LinkStream};
-use crate::link::tls::MaybeTls;
 use crate::engine::PeerId;
 use crate::link::auth::constant_time_eq;
 use crate::link::buf::ReadBuf;
 use crate::link::http::{
     parse_request_memo_on, parse_response_memo, HeadMemo, RequestShape, Response, HEAD_LEN_MAX,
 };
+use crate::link::tls::MaybeTls;
 use futures_lite::io::AsyncReadExt;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;

@@ -783,3 +783,51 @@ fn error_lengths() {
 fn tail(message: &[u8], len: usize) -> Range<usize> {
     message.len() - len..message.len()
 }
+
+#[test]
+fn server_auth_by_client_certificate() {
+    // Only the `auth` entry: no token, no username. Refused without a certificate, accepted
+    // as the certificate's peer with one.
+    let entries = [ProtocolData {
+        name: b"auth",
+        content_type: ContentType(0),
+        data: &[],
+    }];
+    let repr = BtpRepr {
+        request_id: 5,
+        body: BtpBody::Message,
+        protocol_data: &entries,
+    };
+    let mut bytes = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut bytes);
+    let mut out = [0u8; CONTROL_LEN_MAX];
+    let mut s = server();
+    let AuthEvent::Refused { len } = s.handle_auth(NOW, &peers(), None, None, &bytes, &mut out)
+    else {
+        panic!("accepted without a token or a certificate")
+    };
+    assert_error(&out[..len], 5, Refusal::MissingToken.data());
+    let mut s = server();
+    let event = s.handle_auth(NOW, &peers(), None, Some(PeerId(4)), &bytes, &mut out);
+    assert!(
+        matches!(
+            event,
+            AuthEvent::Accepted {
+                peer: PeerId(4),
+                ..
+            }
+        ),
+        "{event:?}"
+    );
+    // A certificate for bob with alice's name and token: refused.
+    let auth = auth_entries(b"alice", b"secret-token");
+    let repr = BtpRepr {
+        protocol_data: &auth,
+        ..repr
+    };
+    let mut bytes = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut bytes);
+    let mut s = server();
+    let event = s.handle_auth(NOW, &peers(), None, Some(PeerId(4)), &bytes, &mut out);
+    assert!(matches!(event, AuthEvent::Refused { .. }), "{event:?}");
+}
