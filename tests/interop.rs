@@ -5,9 +5,11 @@
 //! HTTP, one over BTP) paying both ways for 20 rounds with idle gaps; and a group of three JS
 //! connector processes behind one route, one of them killed between payments; and ILDCP with
 //! the JS client library (`ildcp.js`); and route exchange (CCP) along a chain of two JS
-//! connectors with this router between them and no static route (`ccp-chain.js`). Each script
-//! gets the router binary built for this test, runs for at most its limit and prints `PASS …`
-//! last when the amounts arrived as the rates say.
+//! connectors with this router between them and no static route (`ccp-chain.js`); and the same
+//! kind of payments over TLS only (`tls.js`: `wss://` and `https://` both ways, with
+//! certificates this test makes with rcgen). Each script gets the router binary built for this
+//! test, runs for at most its limit and prints `PASS …` last when the amounts arrived as the
+//! rates say.
 //!
 //! They need `node` and `tests/interop/node_modules` (`npm ci --prefix tests/interop`). When
 //! either is missing a test prints `SKIPPED interop: <reason>` and returns, except under CI
@@ -25,6 +27,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+// By `#[path]` rather than `mod common { mod certs; }` as tests/tls.rs has it: rustfmt, given
+// this file, would look for that module under tests/interop/ (the scripts' directory).
+#[allow(dead_code)]
+#[path = "common/certs.rs"]
+mod certs;
+use certs::Ca;
+
 /// The limit of one `stream-payment.js` run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,6 +50,10 @@ const CLUSTER_TIMEOUT: Duration = Duration::from_secs(120);
 /// (twice at worst: at the start and when B comes back); the script gives up by itself after
 /// 90 s.
 const CCP_CHAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The limit of the `tls.js` run: the router and three JS connectors start in about a second,
+/// the three payments take a second more.
+const TLS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The limit of the `ilp-node.js` run: Redis, ilp-node and the router start in about a second,
 /// and the two payments take a few more.
@@ -265,4 +278,66 @@ fn run_ilp_node(args: &[&str]) {
         ),
     }
     assert_passes_with_env(args, ILP_NODE_TIMEOUT, &[("ILP_NODE_BIN", bin.as_os_str())]);
+}
+
+/// JS connector A ═(ILP over HTTP over TLS: A POSTs to our `http_tls`, we POST to A's https
+/// server)═ router ═(BTP over `wss://`: B dials our `btp_tls`)═ JS connector B, and router
+/// ═(BTP over `wss://`: we dial C's wss server)═ JS connector C, our router on TLS listeners
+/// only, with `[tls] ca_file` the test CA for what it dials; STREAM payments A→B, B→C, C→A,
+/// each crossing two TLS links, checked per packet as the rates say. Every TLS connection the
+/// JS side opened to the router must have verified the router's certificate, the router's
+/// `ilp_tls_handshakes_total{result="ok"}` must count exactly those, and a plaintext
+/// `ws://` and `http://` request to the TLS ports must fail (counted as failed handshakes).
+/// The certificates (a CA, the router's and the JS servers' for `localhost` and 127.0.0.1)
+/// are made here with rcgen, nothing downloaded; Node trusts the CA via
+/// `NODE_EXTRA_CA_CERTS`.
+#[test]
+fn stream_through_js_connectors_and_router_over_tls() {
+    // INTEROP_TLS_CERTS=<dir>: write the certificates there (over files of the same names)
+    // and keep them, to run `tls.js` by hand (see tests/interop/README.md).
+    let keep = std::env::var_os("INTEROP_TLS_CERTS").map(PathBuf::from);
+    let dir = match &keep {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("ilp-router-interop-tls-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        }
+    };
+    std::fs::create_dir_all(&dir).expect("create the certificates' directory");
+    let _cleanup = RemoveOnDrop(keep.is_none().then(|| dir.clone()));
+    // The script runs in tests/interop: a relative path is taken from here.
+    let dir = std::fs::canonicalize(&dir).expect("the certificates' directory");
+    let ca = Ca::new("ilp-router interop test CA");
+    let ca_file = ca.write(&dir, "ca");
+    // Our router's certificate and the one the JS connectors' TLS servers present: both for
+    // `localhost` and 127.0.0.1, signed by the CA.
+    ca.server(&dir, "router");
+    ca.server(&dir, "js");
+    if keep.is_some() {
+        eprintln!(
+            "certificates in {}: ca.pem, router.pem/.key, js.pem/.key",
+            dir.display()
+        );
+    }
+    assert_passes_with_env(
+        &["tls.js"],
+        TLS_TIMEOUT,
+        &[
+            ("INTEROP_TLS_CERTS", dir.as_os_str()),
+            ("NODE_EXTRA_CA_CERTS", ca_file.as_os_str()),
+        ],
+    );
+}
+
+/// Removes a directory when dropped, if there is one.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
