@@ -396,8 +396,19 @@ fn btp_url_errors() {
             &format!("btp_url = {url:?}\noutgoing_token = \"t\"\n"),
         )
     };
+    // The CA we trust for it: given, so that the test does not depend on the system's store.
+    let dir = std::env::temp_dir().join(format!("ilp-config-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let ca = rcgen::CertificateParams::new(vec!["ca.example".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
     for for_tls in ["wss://bob.example:443", "btp+wss://bob.example:443"] {
-        let config = parse(&dial(for_tls)).unwrap();
+        let text = format!("{}\n[tls]\nca_file = {ca_file:?}\n", dial(for_tls));
+        let config = parse(&text).unwrap();
         assert!(config.peer(PeerId(1)).dial().unwrap().url.tls);
         assert!(config.tls().dial(PeerId(1)).is_some());
     }
@@ -442,8 +453,11 @@ fn http_url_for_peers_we_post_to() {
     assert!(matches!(config.peers()[1].outgoing, Outgoing::Http(_)));
     let m = http("http_url = \"http://a:1\"\n").unwrap_err().to_string();
     assert_has(&m, "peers[1].outgoing_token: required with http_url");
-    let config = http("http_url = \"https://a:1\"\noutgoing_token = \"t\"\n").unwrap();
-    assert!(config.peers()[1].http().unwrap().url.tls);
+    // https:// with the system's CAs: where the system has none, the error says to give them.
+    match http("http_url = \"https://a:1\"\noutgoing_token = \"t\"\n") {
+        Ok(config) => assert!(config.peers()[1].http().unwrap().url.tls),
+        Err(e) => assert_has(&e.to_string(), "tls.ca_file: not set, and the system's CA"),
+    }
     let m = http("http_url = \"http://a:1\"\nbtp_url = \"ws://a:2\"\noutgoing_token = \"t\"\n")
         .unwrap_err()
         .to_string();
