@@ -229,7 +229,7 @@ impl Raw {
         let mut buf = vec![0u8; 1 << 20];
         let mut filled = 0;
         let header = loop {
-            let n = stream.read(&mut buf[filled..])?;
+            let n = read_some(&mut stream, &mut buf[filled..])?;
             if n == 0 {
                 return Err(std::io::Error::other("closed during handshake"));
             }
@@ -297,7 +297,7 @@ impl Raw {
                 Ok(None) => {}
                 Err(e) => return Err(std::io::Error::other(e.to_string())),
             }
-            let n = self.stream.read(&mut self.buf[self.filled..])?;
+            let n = read_some(&mut self.stream, &mut self.buf[self.filled..])?;
             if n == 0 {
                 return Err(ErrorKind::UnexpectedEof.into());
             }
@@ -338,6 +338,17 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
                 return false
             }
             Err(_) => return true,
+        }
+    }
+}
+
+/// A read that a signal interrupted is made again (the test binary's child processes end
+/// while others read; `read` does not retry `EINTR` by itself).
+fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => return other,
         }
     }
 }
@@ -721,7 +732,7 @@ outgoing_token = "far-token"
     let mut buf = vec![0u8; 1 << 16];
     let mut filled = 0;
     let (head_len, key) = loop {
-        let n = stream.read(&mut buf[filled..]).unwrap();
+        let n = read_some(&mut stream, &mut buf[filled..]).unwrap();
         assert!(n > 0, "closed during the handshake");
         filled += n;
         if let Some(request) = ws::parse_upgrade_request(&buf[..filled]).unwrap() {
@@ -746,7 +757,7 @@ outgoing_token = "far-token"
                 Ok(None) => {}
                 Err(e) => panic!("the router sent a bad (unmasked?) frame: {e}"),
             }
-            match stream.read(&mut buf[filled..]) {
+            match read_some(stream, &mut buf[filled..]) {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => filled += n,
             }

@@ -24,7 +24,9 @@
 //!
 //! A TLS link whose client certificate stands for a peer ([`crate::link::tls`]) is that
 //! peer's: [`PeerAuth::authenticate_with_cert`] accepts it with no token (an empty one), or
-//! with one of the peer's tokens; a name or a token of another peer is refused.
+//! with one of the peer's tokens; a name or a token of another peer is refused. A peer known
+//! by a certificate ([`PeerAuth::require_certs`]) must show it: its tokens alone, without the
+//! certificate, authenticate nobody.
 //!
 //! # Timing
 //!
@@ -64,6 +66,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct Entry {
     peer: PeerId,
     tokens: Vec<Box<[u8]>>,
+    /// Known by a client certificate: a token alone is not enough.
+    cert_required: bool,
 }
 
 /// The configured peers' names and tokens, for authenticating incoming BTP connections.
@@ -93,9 +97,20 @@ impl PeerAuth {
             entries.push(Entry {
                 peer,
                 tokens: tokens.iter().map(|t| Box::from(t.as_bytes())).collect(),
+                cert_required: false,
             });
         }
         PeerAuth { entries, by_name }
+    }
+
+    /// These peers are known by their client certificates (`client_cert_sha256`,
+    /// `client_cert_name`): they must show them, a token alone does not authenticate them.
+    pub fn require_certs(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        for peer in peers {
+            for entry in self.entries.iter_mut().filter(|e| e.peer == peer) {
+                entry.cert_required = true;
+            }
+        }
     }
 
     /// How many peers are configured.
@@ -122,13 +137,18 @@ impl PeerAuth {
             (_, Some(account)) if !account.is_empty() => Some(account.as_bytes()),
             _ => None,
         };
-        match name {
+        let peer = match name {
             Some(name) => {
                 let entry = &self.entries[*self.by_name.get(name)?];
                 holds(entry, token).then_some(entry.peer)
             }
             None => self.by_token(token),
-        }
+        }?;
+        let cert_required = self
+            .entries
+            .iter()
+            .any(|e| e.peer == peer && e.cert_required);
+        (!cert_required).then_some(peer)
     }
 
     /// Like [`authenticate`](Self::authenticate), on a link whose client certificate stands

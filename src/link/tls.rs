@@ -23,9 +23,10 @@
 //!
 //! Any other certificate fails the handshake: [`CertRefusal`] says which check failed, in our
 //! log and counters, never to the peer (it sees a TLS alert). A client with no certificate is
-//! let through the handshake and must authenticate with a token as before. One whose
-//! certificate names a peer may leave the token out (BTP: an empty `auth_token`; HTTP: no
-//! `Authorization`), or give it too; a token or a name for another peer is refused.
+//! let through the handshake and must authenticate with a token as before, unless it is a
+//! peer known by a certificate: that one must show it (its tokens alone are refused). One
+//! whose certificate names a peer may leave the token out (BTP: an empty `auth_token`; HTTP:
+//! no `Authorization`), or give it too; a token or a name for another peer is refused.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -201,6 +202,14 @@ pub struct ClientIdentities {
 }
 
 impl ClientIdentities {
+    /// Every peer a certificate may stand for.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.pins
+            .values()
+            .copied()
+            .chain(self.names.iter().map(|(peer, _)| *peer))
+    }
+
     /// The peer a certificate that passed the handshake stands for: its pin's, or the first
     /// whose `client_cert_name` it holds. `None`: it names nobody (its CA signed it, but for
     /// no configured name), and the link must authenticate with a token.

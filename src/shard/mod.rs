@@ -637,7 +637,9 @@ fn peer_auth(config: &Config) -> PeerAuth {
         .zip(&tokens)
         .map(|(p, t)| (p.id, p.name.as_str(), t.as_slice()))
         .collect();
-    PeerAuth::new(&entries)
+    let mut auth = PeerAuth::new(&entries);
+    auth.require_certs(config.tls().identities.peers());
+    auth
 }
 
 /// What a listener serves.
