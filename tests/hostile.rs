@@ -626,9 +626,14 @@ fn peers_that_do_not_read_are_capped_and_cut_off() {
         Raw::authenticated(addr, Some(4096), "mallory", "mallory-secret").expect("mallory");
     let packet = prepare("g.sink.x", 10_000, b"mallory");
     for id in 1..=200 {
-        mallory
+        // The router may close the link (a reset) before the last of them is written: that
+        // is the outcome this part waits for.
+        if mallory
             .frame(Opcode::Binary, &btp_message(id, &packet))
-            .unwrap();
+            .is_err()
+        {
+            break;
+        }
     }
     stay_unread();
     let closed = mallory.closed_within(Duration::from_secs(5));
