@@ -303,6 +303,9 @@ const SLOT_FREE: Slot = Slot {
     purge_at: 0,
 };
 
+/// Slots of a new session's table of outstanding requests (see `BtpSession::slots`).
+const SLOTS_INITIAL: usize = 16;
+
 /// The BTP state of one WebSocket connection. See the module docs.
 pub struct BtpSession {
     role: Role,
@@ -314,6 +317,10 @@ pub struct BtpSession {
     /// Client: the request id of our auth Message, once sent.
     auth_request_id: Option<u32>,
     next_request_id: u32,
+    /// Our outstanding requests, each in the slot `request_id & mask`. The table starts at
+    /// [`SLOTS_INITIAL`] and doubles while more than half of it is in use, up to
+    /// `in_flight_max` rounded up to a power of two: an idle link costs a few hundred bytes,
+    /// not the whole table.
     slots: Box<[Slot]>,
     mask: u32,
     in_flight_max: usize,
@@ -395,7 +402,7 @@ impl BtpSession {
             in_flight_max <= IN_FLIGHT_MAX_LIMIT,
             "in_flight_max too large"
         );
-        let capacity = in_flight_max.next_power_of_two();
+        let capacity = in_flight_max.next_power_of_two().min(SLOTS_INITIAL);
         BtpSession {
             role,
             state: State::AwaitingAuth,
@@ -748,6 +755,11 @@ impl BtpSession {
         if self.outstanding >= self.in_flight_max {
             return None;
         }
+        if self.outstanding >= self.slots.len() / 2
+            && self.slots.len() < self.in_flight_max.next_power_of_two()
+        {
+            self.grow();
+        }
         let purge_at = expires_at.saturating_add(PURGE_GRACE_MS);
         // Fewer than `capacity` slots are busy and `capacity` consecutive ids cover every
         // slot once, so this finds a free one.
@@ -768,6 +780,19 @@ impl BtpSession {
             }
         }
         unreachable!("outstanding < in_flight_max <= capacity, yet no free slot");
+    }
+
+    /// Doubles the table of outstanding requests. Entries in distinct slots under the old mask
+    /// are in distinct slots under the new one (it only adds a bit).
+    fn grow(&mut self) {
+        let len = self.slots.len() * 2;
+        let mut slots = vec![SLOT_FREE; len].into_boxed_slice();
+        let mask = (len - 1) as u32;
+        for slot in self.slots.iter().filter(|slot| slot.used) {
+            slots[(slot.request_id & mask) as usize] = *slot;
+        }
+        self.slots = slots;
+        self.mask = mask;
     }
 
     /// Frees the entry for `request_id`, if it is outstanding, and returns its tag.

@@ -831,3 +831,36 @@ fn server_auth_by_client_certificate() {
     let event = s.handle_auth(NOW, &peers(), None, Some(PeerId(4)), &bytes, &mut out);
     assert!(matches!(event, AuthEvent::Refused { .. }), "{event:?}");
 }
+
+#[test]
+fn the_table_of_outstanding_requests_grows_as_it_fills() {
+    // An idle session holds a small table; it grows to in_flight_max as requests go out, and
+    // every request is still matched by its answer, in any order, across the growth.
+    let mut s = BtpSession::server(NOW, 10_000, 1000, 3);
+    let mut out = [0u8; CONTROL_LEN_MAX];
+    let auth = vector("message_auth_interledger_rs_style");
+    s.handle_auth(NOW, &peers(), None, None, &auth, &mut out);
+    assert_eq!(s.slots.len(), SLOTS_INITIAL);
+    let expires_at = NOW + 30_000;
+    let ids: Vec<u32> = (0..1000)
+        .map(|tag| request_id_of(&send_prepare(&mut s, tag, expires_at).unwrap()))
+        .collect();
+    assert_eq!(s.slots.len(), 1024);
+    assert_eq!(send_prepare(&mut s, 7777, expires_at), Err(SendError::Busy));
+    let fulfill = vector_ilp("response_ilp_fulfill");
+    let mut buf = [0u8; CONTROL_LEN_MAX];
+    // Every third first, then the rest: each answer finds its request's tag.
+    let order = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0)
+        .chain(ids.iter().enumerate().filter(|(i, _)| i % 3 != 0));
+    for (tag, &id) in order {
+        let reply = frame(BtpType::Response, id, &fulfill);
+        match s.handle_message(NOW, &reply, &mut buf) {
+            Event::Reply { tag: got, .. } => assert_eq!(got, tag as u64),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(s.outstanding(), 0);
+}
