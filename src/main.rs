@@ -197,6 +197,17 @@ fn load_or_learn(file: &Path) -> Result<Config, String> {
     Config::load_with_address(file, Some(&learned.address)).map_err(|e| e.to_string())
 }
 
+/// Hands the memory freed since start (the parse of a large config: its text and TOML tree
+/// are several times the config it leaves) back to the system, so that it does not stay in
+/// the process's RSS for its whole life. glibc keeps freed heap memory otherwise.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the system; no pointer is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
     let filter = match args.log_level.parse::<tracing::Level>() {
         Ok(level) => level,
@@ -250,6 +261,7 @@ fn run(args: RunArgs) -> ExitCode {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    release_freed_memory();
     let cpu_list = match args.cpu_list.as_deref().map(parse_cpu_list).transpose() {
         Ok(list) => list,
         Err(e) => {
