@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The latency table: open-loop runs of ilp-loadgen at fixed rates, through the router and
+# --direct (sender straight to sink: the floor of this machine and of the instrument), each
+# pair back to back, a fresh router per run. Prints p50 / p99 of both, the router's p50 over
+# the floor and its p99 as a multiple of the floor's, and the load generator's own send
+# lateness (how late the pacer sent, which every latency figure includes).
+#
+#   bash tuning/latency.sh [--rates 1000,10000,100000] [--duration 5s] [--runs N]
+#                          [--router-cpus LIST] [--loadgen-cpus LIST]
+#
+# Defaults: 3 runs of each pair (medians shown), 5 s each, router on the first CPU and the
+# load generator on the second. JSON of every run and the table go to target/bench/latency/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rates=1000,10000,100000
+duration=5s
+runs=3
+router_cpus=""
+loadgen_cpus=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rates) rates=$2; shift 2 ;;
+        --duration) duration=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --router-cpus) router_cpus=$2; shift 2 ;;
+        --loadgen-cpus) loadgen_cpus=$2; shift 2 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+command -v python3 >/dev/null || { echo "latency.sh: python3 is needed" >&2; exit 2; }
+mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))')
+router_cpus=${router_cpus:-${cpus[0]}}
+loadgen_cpus=${loadgen_cpus:-${cpus[1]:-${cpus[0]}}}
+
+echo "== building release binaries"
+cargo build --release --workspace --quiet
+router=target/release/ilp-router
+loadgen=target/release/ilp-loadgen
+out=target/bench/latency
+mkdir -p "$out"
+rm -f "$out"/*.json
+
+common=(--router ws://127.0.0.1:7768 --sender alice:alice-secret --sink bob:bob-secret
+        --destination g.router.bob --duration "$duration" --cpu-list "$loadgen_cpus"
+        --connections 1)
+echo "== router on CPU $router_cpus, ilp-loadgen on CPU $loadgen_cpus, $runs x $duration per rate and path"
+IFS=, read -ra rate_list <<< "$rates"
+for i in $(seq "$runs"); do
+    for rate in "${rate_list[@]}"; do
+        "$router" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error &
+        router_pid=$!
+        for _ in $(seq 100); do
+            (exec 3<>/dev/tcp/127.0.0.1/7768) 2>/dev/null && break
+            sleep 0.1
+        done
+        "$loadgen" "${common[@]}" --rate "$rate" --router-pid "$router_pid" \
+            --json "$out/router-$rate-$i.json" >/dev/null
+        kill -TERM "$router_pid"
+        wait "$router_pid" || true
+        "$loadgen" "${common[@]}" --rate "$rate" --direct --json "$out/direct-$rate-$i.json" >/dev/null
+        echo "   run $i at $rate/s done"
+    done
+done
+
+python3 - "$out" "$runs" "$rates" <<'PY'
+import json, statistics as st, sys
+out, runs, rates = sys.argv[1], int(sys.argv[2]), [int(r) for r in sys.argv[3].split(",")]
+def med(path, rate, key):
+    vals = []
+    for i in range(1, runs + 1):
+        r = json.load(open(f"{out}/{path}-{rate}-{i}.json"))
+        v = r["latency_us"][key] if key in ("p50", "p99") else (r.get("send_lateness_us") or {}).get(key.removeprefix("lateness_"))
+        vals.append(v)
+    vals = [v for v in vals if v is not None]
+    return st.median(vals) if vals else None
+lines = ["| rate | through the router p50 / p99 µs | `--direct` p50 / p99 µs | p50 over direct | p99 / direct p99 | send lateness p50 / p99 µs (router runs) |",
+         "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+for rate in rates:
+    rp50, rp99 = med("router", rate, "p50"), med("router", rate, "p99")
+    dp50, dp99 = med("direct", rate, "p50"), med("direct", rate, "p99")
+    l50, l99 = med("router", rate, "lateness_p50"), med("router", rate, "lateness_p99")
+    lat = "n/a" if l50 is None else f"{l50:.0f} / {l99:.0f}"
+    lines.append(f"| {rate:,} | {rp50:.0f} / {rp99:.0f} | {dp50:.0f} / {dp99:.0f} | {rp50 - dp50:+.0f} | {rp99 / dp99:.2f} | {lat} |")
+text = "\n".join(lines)
+print("\n" + text)
+open(f"{out}/table.md", "w").write(text + "\n")
+PY
