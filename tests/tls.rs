@@ -8,6 +8,7 @@
 //! - `routers_dial_each_other_over_tls`: a router dials `wss://` and `https://` peers with a
 //!   client certificate; a server whose certificate is from a CA we do not trust is refused.
 //! - `a_reload_takes_a_new_certificate_and_keeps_open_links`.
+//! - `a_listener_that_requires_client_certificates`: `tls.client_cert_required`.
 //! - `a_handshake_flood_does_not_stop_good_peers`.
 
 use std::io::{Read, Write};
@@ -606,6 +607,57 @@ USD = "1"
     // The links opened before the reload carry on.
     round_trip(&mut alice, &mut bob, "g.router.bob.x", 2);
     round_trip(&mut bob, &mut alice, "g.router.alice.x", 3);
+}
+
+#[test]
+fn a_listener_that_requires_client_certificates() {
+    if io_uring_missing("a_listener_that_requires_client_certificates") {
+        return;
+    }
+    let pki = pki("required");
+    let (btp, admin) = (free_port(), free_port());
+    let config = format!(
+        r#"
+ilp_address = "g.router"
+[listen]
+btp_tls = "127.0.0.1:{btp}"
+[admin]
+listen = "127.0.0.1:{admin}"
+[tls]
+cert_file = "{cert}"
+key_file = "{key}"
+client_cert_required = true
+[[peers]]
+name = "alice"
+relation = "child"
+client_cert_sha256 = ["{alice_pin}"]
+{PEER}
+[[peers]]
+name = "bob"
+relation = "child"
+auth_tokens = ["bob-secret"]
+{PEER}
+[rates]
+USD = "1"
+"#,
+        cert = path(&pki.server.cert_file),
+        key = path(&pki.server.key_file),
+        alice_pin = pki.alice.sha256,
+    );
+    let router = Router::start(&config, btp, &["--cores", "1"]);
+    let trust = |client: Option<&Cert>| client_config(&pki.ca.pem, client);
+    // No certificate: refused at the handshake, even with a good token.
+    assert!(Peer::connect_tls(router.addr(), trust(None), "bob", "bob-secret").is_err());
+    Peer::connect_tls(router.addr(), trust(Some(&pki.alice)), "", "").expect("alice");
+    let metrics = http_get(admin, "/metrics");
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"ilp_tls_handshakes_total{result="cert_refused"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
 }
 
 fn write_atomically(path: &PathBuf, text: &str) {

@@ -48,6 +48,7 @@ pub(super) struct RawTls {
     pub(super) key_file: Option<PathBuf>,
     pub(super) ca_file: Option<PathBuf>,
     pub(super) client_ca_file: Option<PathBuf>,
+    pub(super) client_cert_required: Option<bool>,
 }
 
 /// `[admin]`.

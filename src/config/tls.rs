@@ -8,6 +8,7 @@
 //! | `tls.cert_file`, `tls.key_file` | our certificate chain and key (PEM), for the TLS listeners; required with one |
 //! | `tls.ca_file` | the CAs we trust for `wss://` and `https://` peers we dial; default: the system's |
 //! | `tls.client_ca_file` | the CAs that sign peers' client certificates, for `client_cert_name` |
+//! | `tls.client_cert_required` | `true`: a client without a certificate fails the handshake (every peer on the TLS listeners uses one); default `false` |
 //! | `peers[i].client_cert_sha256` | fingerprints of the client certificates that stand for the peer |
 //! | `peers[i].client_cert_name` | a DNS name a certificate from `client_ca_file` must hold to stand for the peer |
 //! | `peers[i].client_cert_file`, `client_key_file` | the client certificate we present when we dial the peer over TLS |
@@ -105,6 +106,7 @@ pub(super) fn check_tls(
     listening_tls: bool,
 ) -> Result<TlsConfig, ConfigError> {
     let mut digest = Sha256::new();
+    digest.update([u8::from(raw.client_cert_required.unwrap_or(false))]);
     let identities = check_identities(&raw, peer_tls, listening_tls)?;
     for (peer, tls) in peers.iter().zip(peer_tls).filter(|(_, t)| t.identifies()) {
         digest.update(peer.name.as_bytes());
@@ -128,7 +130,8 @@ pub(super) fn check_tls(
                 None => None,
                 Some(path) => Some(load_certs(&mut digest, "tls.client_ca_file", path)?),
             };
-            let config = tls::server_config(&identity, &identities, client_ca.as_deref())
+            let required = raw.client_cert_required.unwrap_or(false);
+            let config = tls::server_config(&identity, &identities, client_ca.as_deref(), required)
                 .map_err(|e| ConfigError::invalid("tls.cert_file", e))?;
             Some(config)
         }

@@ -6,7 +6,7 @@
 //!
 //! | side | versions | certificates |
 //! | --- | --- | --- |
-//! | our listeners | TLS 1.3 and 1.2 | our chain and key (`[tls] cert_file`, `key_file`); a client certificate is asked for, never required |
+//! | our listeners | TLS 1.3 and 1.2 | our chain and key (`[tls] cert_file`, `key_file`); a client certificate is asked for, and required with `[tls] client_cert_required` |
 //! | our dialers | TLS 1.3 and 1.2 | the server's chain against `[tls] ca_file`, or the system's CAs without it; the host of the URL must be in it; a peer's `client_cert_file` is presented when set |
 //!
 //! # Client certificates (mutual TLS)
@@ -239,6 +239,8 @@ pub enum CertRefusal {
     NotPinned,
     /// Not pinned, and its chain does not verify to `client_ca_file` (or it expired).
     CaRefused,
+    /// None, where `tls.client_cert_required` asks every client for one.
+    Missing,
 }
 
 impl CertRefusal {
@@ -249,6 +251,7 @@ impl CertRefusal {
             CertRefusal::PinnedUnreadable => "pinned certificate with an unreadable validity",
             CertRefusal::NotPinned => "certificate pinned by no peer (and no client_ca_file)",
             CertRefusal::CaRefused => "certificate not pinned and refused by client_ca_file",
+            CertRefusal::Missing => "no certificate, and tls.client_cert_required is set",
         }
     }
 
@@ -258,6 +261,7 @@ impl CertRefusal {
             rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
                 other.0.downcast_ref::<RefusalError>().map(|r| r.0)
             }
+            rustls::Error::NoCertificatesPresented => Some(CertRefusal::Missing),
             _ => None,
         }
     }
@@ -284,6 +288,8 @@ fn refuse(refusal: CertRefusal) -> rustls::Error {
 /// The client-certificate check of our listeners (see the module docs).
 #[derive(Debug)]
 struct PeerCertVerifier {
+    /// A client without a certificate fails the handshake (`tls.client_cert_required`).
+    required: bool,
     pins: Vec<[u8; 32]>,
     ca: Option<Arc<dyn ClientCertVerifier>>,
     provider: Arc<CryptoProvider>,
@@ -295,7 +301,7 @@ impl ClientCertVerifier for PeerCertVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.required
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -355,11 +361,13 @@ impl ClientCertVerifier for PeerCertVerifier {
 }
 
 /// The server config of our TLS listeners: `identity`, TLS 1.3 and 1.2, client
-/// certificates checked against `pins` and `client_ca`.
+/// certificates checked against `pins` and `client_ca`, and required of every client when
+/// `required` (otherwise asked for).
 pub fn server_config(
     identity: &Identity,
     pins: &ClientIdentities,
     client_ca: Option<&[CertificateDer<'static>]>,
+    required: bool,
 ) -> Result<Arc<ServerConfig>, String> {
     let provider = provider();
     let ca = match client_ca {
@@ -380,6 +388,7 @@ pub fn server_config(
         }
     };
     let verifier = PeerCertVerifier {
+        required,
         pins: pins.pins.keys().copied().collect(),
         ca,
         provider: Arc::clone(&provider),
