@@ -553,30 +553,7 @@ fn a_reload_takes_a_new_certificate_and_keeps_open_links() {
     std::fs::copy(&old.cert_file, &cert_file).unwrap();
     std::fs::copy(&old.key_file, &key_file).unwrap();
     let btp = free_port();
-    let config = format!(
-        r#"
-ilp_address = "g.router"
-[listen]
-btp_tls = "127.0.0.1:{btp}"
-[tls]
-cert_file = "{cert}"
-key_file = "{key}"
-[[peers]]
-name = "alice"
-relation = "child"
-auth_tokens = ["alice-secret"]
-{PEER}
-[[peers]]
-name = "bob"
-relation = "child"
-auth_tokens = ["bob-secret"]
-{PEER}
-[rates]
-USD = "1"
-"#,
-        cert = path(&cert_file),
-        key = path(&key_file),
-    );
+    let config = two_peers_over_tls(btp, &cert_file, &key_file, "");
     let router = Router::start(&config, btp, &["--cores", "1"]);
     let addr = router.addr();
     let trust_old = client_config(&old_ca.pem, None);
@@ -660,22 +637,10 @@ USD = "1"
     );
 }
 
-fn write_atomically(path: &PathBuf, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-#[test]
-fn a_handshake_flood_does_not_stop_good_peers() {
-    if io_uring_missing("a_handshake_flood_does_not_stop_good_peers") {
-        return;
-    }
-    let dir = temp_dir("flood");
-    let ca = Ca::new("flood CA");
-    let server = ca.server(&dir.0, "server");
-    let btp = free_port();
-    let config = format!(
+/// A router on a `wss://` listener at `btp` with `cert`/`key`, and two children that
+/// authenticate with tokens, alice and bob; `extra` is appended (e.g. `[limits]`).
+fn two_peers_over_tls(btp: u16, cert: &Path, key: &Path, extra: &str) -> String {
+    format!(
         r#"
 ilp_address = "g.router"
 [listen]
@@ -695,13 +660,29 @@ auth_tokens = ["bob-secret"]
 {PEER}
 [rates]
 USD = "1"
-[limits]
-auth_timeout_ms = 1500
-unauthenticated_max = 100
-"#,
-        cert = path(&server.cert_file),
-        key = path(&server.key_file),
-    );
+{extra}"#,
+        cert = path(cert),
+        key = path(key),
+    )
+}
+
+fn write_atomically(path: &PathBuf, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_handshake_flood_does_not_stop_good_peers() {
+    if io_uring_missing("a_handshake_flood_does_not_stop_good_peers") {
+        return;
+    }
+    let dir = temp_dir("flood");
+    let ca = Ca::new("flood CA");
+    let server = ca.server(&dir.0, "server");
+    let btp = free_port();
+    let limits = "[limits]\nauth_timeout_ms = 1500\nunauthenticated_max = 100\n";
+    let config = two_peers_over_tls(btp, &server.cert_file, &server.key_file, limits);
     let router = Router::start(&config, btp, &["--cores", "1"]);
     let addr = router.addr();
     let trust = client_config(&ca.pem, None);
