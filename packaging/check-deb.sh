@@ -162,7 +162,8 @@ expect "Priority" "optional" "$(field "$deb" Priority)"
 # The synopsis is the first line of Description. cargo-deb wraps a Cargo.toml description
 # longer than 79 characters, and the rest becomes the first line of the long description.
 description=$(sed -n '/^\[package\]/,/^\[/s/^description = "\(.*\)"$/\1/p' Cargo.toml)
-synopsis=$(field "$deb" Description | head -n 1)
+# sed reads to the end (head would close the pipe early: SIGPIPE, and pipefail aborts).
+synopsis=$(field "$deb" Description | sed -n 1p)
 expect "Description synopsis (Cargo.toml's description)" "$description" "$synopsis"
 if [ "${#description}" -le 79 ]; then
 	ok "synopsis under 80 characters (${#description})"
@@ -243,7 +244,7 @@ for bin in ilp-router ilp-loadgen; do
 		cannot "no readelf (binutils): /usr/bin/$bin not checked for stripping and debug info"
 		continue
 	fi
-	if readelf -S --wide "$f" | grep -qE '\.(debug_[a-z]+|symtab) '; then
+	if readelf -S --wide "$f" | grep -E '\.(debug_[a-z]+|symtab) ' >/dev/null; then
 		fail "/usr/bin/$bin: expected stripped (no .debug_* or .symtab section), found $(readelf -S --wide "$f" | grep -oE '\.(debug_[a-z]+|symtab) ' | tr -d ' ' | tr '\n' ' ')"
 	else
 		ok "/usr/bin/$bin is stripped"
@@ -315,7 +316,7 @@ fi
 
 unit="$x/usr/lib/systemd/system/ilp-router.service"
 # unit_value <key>: the value of the unit's first <key>= line.
-unit_value() { sed -n "s/^$1=//p" "$unit" | head -n 1; }
+unit_value() { sed -n "s/^$1=//p" "$unit" | sed -n 1p; }
 exec_start=$(unit_value ExecStart)
 exe=${exec_start%% *}
 [ -x "$x$exe" ] && ok "unit ExecStart $exe is in the package" || fail "unit ExecStart: expected $exe in the package, found none"
@@ -348,7 +349,7 @@ if has systemd-analyze; then
 	cp "$x/usr/bin/ilp-router" "$v/usr/bin/ilp-router"
 	[ -x "$kill_bin" ] && cp "$kill_bin" "$v/usr/bin/kill"
 	if got=$(SYSTEMD_LOG_COLOR=0 systemd-analyze verify --root="$v" /usr/lib/systemd/system/ilp-router.service 2>&1) && [ -z "$got" ]; then
-		ok "systemd-analyze verify accepts ilp-router.service ($(systemd-analyze --version | head -n 1))"
+		ok "systemd-analyze verify accepts ilp-router.service ($(systemd-analyze --version | sed -n 1p))"
 	else
 		fail "systemd-analyze verify ilp-router.service: expected no complaint, found: $got"
 	fi
