@@ -13,7 +13,7 @@ mod common {
     pub(crate) mod peer;
 }
 
-use common::peer::{free_port, io_uring_missing, Peer, TempDir, WAIT};
+use common::peer::{free_port, io_uring_missing, listening_on, Peer, TempDir, WAIT};
 use ilp_router::link::btp::{BtpSession, Event};
 use ilp_router::link::websocket::{self as ws, Opcode, Role};
 use ilp_router::wire::{
@@ -70,7 +70,7 @@ impl Launched {
         };
         let deadline = Instant::now() + WAIT;
         for &port in ports {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            while !listening_on(port) {
                 assert!(Instant::now() < deadline, "router did not listen on {port}");
                 thread::sleep(Duration::from_millis(20));
             }

@@ -9,7 +9,7 @@ mod common {
     pub(crate) mod peer;
 }
 
-use common::peer::{free_port, Peer, Router, WAIT};
+use common::peer::{free_port, listening_on, Peer, Router, WAIT};
 use ilp_router::wire::{Address, BtpType, ErrorCode, FulfillRepr, Packet, PrepareRepr, Reject};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -913,7 +913,7 @@ fn refused_requests_are_counted() {
     });
     let deadline = Instant::now() + WAIT;
     for port in [btp, http] {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !listening_on(port) {
             assert!(Instant::now() < deadline, "router did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -3,7 +3,7 @@
 //! peer in `balances` and keeps a second router off its state directory. Bounded waits.
 
 use serde_json::Value;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -131,7 +131,7 @@ fn a_running_router_lists_every_peer_and_keeps_a_second_router_out() {
     let port = free_port();
     let mut first = spawn_router(&write_config(&dir.0, port), &state);
     let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening_on(port) {
         assert!(first.try_wait().unwrap().is_none(), "the router exited");
         assert!(Instant::now() < deadline, "the router did not listen");
         std::thread::sleep(Duration::from_millis(10));
@@ -157,4 +157,12 @@ fn a_running_router_lists_every_peer_and_keeps_a_second_router_out() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Whether something listens on the loopback port: a connection that is not to itself (a
+/// connect to a free port in the ephemeral range can pick that very port as its source and
+/// "succeed", TCP's simultaneous open).
+fn listening_on(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
 }

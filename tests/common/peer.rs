@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// Whether something listens on the loopback port: a connection that is not to itself (a
+/// connect to a free port in the ephemeral range can pick that very port as its source and
+/// "succeed", TCP's simultaneous open).
+pub(crate) fn listening_on(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 /// True when this kernel lets us create an io_uring (the router needs one per core); a test
 /// that needs the router prints why it skips otherwise.
 pub(crate) fn io_uring_missing(test: &str) -> bool {
@@ -148,7 +155,7 @@ impl Router {
             vec![port]
         };
         for p in ports {
-            while TcpStream::connect(("127.0.0.1", p)).is_err() {
+            while !listening_on(p) {
                 assert!(
                     Instant::now() < deadline,
                     "router did not listen on {p} within {WAIT:?}"

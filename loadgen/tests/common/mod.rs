@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a part
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -34,10 +34,18 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// Whether something listens on the loopback port: a connection that is not to itself (a
+/// connect to a free port in the ephemeral range can pick that very port as its source and
+/// "succeed", TCP's simultaneous open).
+pub(crate) fn listening_on(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 /// Waits (at most 20 s) until something listens on `port`.
 pub(crate) fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening_on(port) {
         assert!(Instant::now() < deadline, "{what} did not listen on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
