@@ -44,6 +44,7 @@ fn engine_full(
         home: CoreId(0),
         lease_chunk: 0,
         posted: 0,
+        shared_limit: false,
         packets_per_second: 0,
         amount_per_second: 0,
         ildcp_segment: None,

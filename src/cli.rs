@@ -40,10 +40,20 @@ pub enum Command {
     /// Print the durable balance of every peer in a state directory as JSON, also while the
     /// router runs: {"peers":[{"name":…,"posted":"…"}]}, amounts as decimal strings, positive
     /// when the peer owes us. Exits 1 naming the problem if a file is damaged or foreign.
+    ///
+    /// With `--etcd` instead: the balances of the peers whose limit is shared by several
+    /// routers, from the shared store: per peer the sum over routers and each router's
+    /// ceiling and last published posted balance.
     Balances {
         /// The router's state directory (`[state] dir`).
-        #[arg(long)]
-        state_dir: PathBuf,
+        #[arg(long, required_unless_present = "etcd")]
+        state_dir: Option<PathBuf>,
+        /// The etcd members' client URLs (`[cluster_state] etcd`), comma-separated.
+        #[arg(long, value_delimiter = ',', conflicts_with = "state_dir")]
+        etcd: Vec<String>,
+        /// The key prefix (`[cluster_state] prefix`).
+        #[arg(long, default_value = "/ilp-router", requires = "etcd")]
+        prefix: String,
     },
     /// Ask a running router's admin API (`[admin]`) and print its answer: JSON, or the
     /// Prometheus text for `metrics`. Exits 1 when the router answers with an error.

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod decode;

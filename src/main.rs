@@ -18,7 +18,11 @@ fn main() -> ExitCode {
             None => check_config(&file),
         },
         Command::Decode { kind, hex } => run_decode(kind, &hex),
-        Command::Balances { state_dir } => balances(&state_dir),
+        Command::Balances {
+            state_dir: Some(dir),
+            ..
+        } => balances(&dir),
+        Command::Balances { etcd, prefix, .. } => shared_balances(&etcd, &prefix),
         Command::Admin(args) => admin(args),
     }
 }
@@ -154,6 +158,34 @@ fn balances(dir: &Path) -> ExitCode {
                 *posted += settled.sum(name);
             }
             println!("{}", ilp_router::state::balances_json(&balances));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ilp-router balances: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `balances --etcd`: every shared peer's record in the shared store.
+fn shared_balances(etcd: &[String], prefix: &str) -> ExitCode {
+    use ilp_router::cluster::{etcd::EtcdClient, read_all};
+    let prefix = prefix.trim_end_matches('/');
+    let records = EtcdClient::new(etcd, std::time::Duration::from_secs(2))
+        .and_then(|mut client| read_all(&mut client, prefix));
+    match records {
+        Ok(records) => {
+            let peers: Vec<serde_json::Value> = records
+                .iter()
+                .map(|(name, record)| {
+                    let mut value = record.to_json();
+                    value["name"] = serde_json::Value::String(name.clone());
+                    value["posted"] = serde_json::Value::String(record.posted().to_string());
+                    value["ceilings"] = serde_json::Value::String(record.ceilings().to_string());
+                    value
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "peers": peers }));
             ExitCode::SUCCESS
         }
         Err(e) => {

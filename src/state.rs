@@ -925,6 +925,7 @@ mod test {
             max_balance: 100,
             lease_chunk: 0,
             posted: 0,
+            shared: false,
         }];
         let mut r = recover(&dir, &["alice"], 1, 3).unwrap();
         let store = r.files.remove(0);

@@ -30,6 +30,7 @@ fn config(core: u16) -> EngineConfig {
         home: CoreId(home),
         lease_chunk: 0,
         posted: 0,
+        shared_limit: false,
         packets_per_second: 0,
         amount_per_second: 0,
         ildcp_segment: None,

@@ -181,6 +181,7 @@ fn engine_config(core: usize, cores: usize) -> EngineConfig {
                 home: CoreId((i % cores) as u16),
                 lease_chunk: p.max_balance / 8,
                 posted: 0,
+                shared_limit: false,
                 packets_per_second: 0,
                 amount_per_second: 0,
                 ildcp_segment: None,

@@ -82,6 +82,9 @@ impl Config {
         if self.state != new.state {
             restart("[state]".into());
         }
+        if self.cluster_state != new.cluster_state {
+            restart("[cluster_state]".into());
+        }
         if format!("{:?}", self.admin) != format!("{:?}", new.admin)
             || self
                 .admin
@@ -224,6 +227,7 @@ fn fixed(p: &Peer) -> impl PartialEq {
         p.asset_code.clone(),
         p.asset_scale,
         p.max_balance,
+        p.shared_limit,
         p.max_packets_per_second,
         p.max_amount_per_second,
         format!("{:?}", p.outgoing),
@@ -269,7 +273,7 @@ fn peer_changes(old: &Peer, new: &Peer, changes: &mut Vec<Change>) {
     if fixed(old) != fixed(new) {
         changes.push(Change {
             what: format!(
-                "peers.{name}: relation, asset, max_balance, rate limits or outgoing link"
+                "peers.{name}: relation, asset, max_balance, shared_limit, rate limits or outgoing link"
             ),
             live: false,
         });

@@ -67,6 +67,7 @@
 //! Not done here: resolving host names (a URL's host is kept as written) and TLS (it
 //! terminates in front of the router).
 
+mod cluster;
 mod diff;
 mod error;
 mod group;
@@ -82,6 +83,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use self::cluster::ClusterStateConfig;
 pub use self::diff::{Change, LIVE_LIMITS};
 pub use self::error::ConfigError;
 pub use self::group::{Group, GROUPS_MAX};
@@ -207,6 +209,7 @@ pub struct Config {
     state: StateConfig,
     admin: Option<AdminConfig>,
     tls: TlsConfig,
+    cluster_state: Option<ClusterStateConfig>,
 }
 
 /// `[listen]`: where peers connect, in plaintext and over TLS.
@@ -432,6 +435,17 @@ impl Config {
         self.admin.as_ref()
     }
 
+    /// The shared store of limits shared with other routers, when `[cluster_state]` is
+    /// configured.
+    pub fn cluster_state(&self) -> Option<&ClusterStateConfig> {
+        self.cluster_state.as_ref()
+    }
+
+    /// Peers (live or removed) whose limit is shared with other routers.
+    pub fn shared_peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.iter().filter(|p| p.shared_limit)
+    }
+
     /// Overrides `state.dir` (from `--state-dir`).
     pub fn set_state_dir(&mut self, dir: PathBuf) {
         self.state.dir = Some(dir);
@@ -487,6 +501,7 @@ impl Config {
                 home: self.home_core(p.id, cores),
                 lease_chunk: (p.max_balance / divisor).max(1),
                 posted: 0,
+                shared_limit: p.shared_limit,
                 packets_per_second: p
                     .max_packets_per_second
                     .unwrap_or(self.limits.peer_packets_per_second),

@@ -132,6 +132,9 @@ pub struct Peer {
     ///
     /// [`Config::keep_ids_of`]: super::Config::keep_ids_of
     pub removed: bool,
+    /// Its `max_balance` holds across every router of `[cluster_state]` together
+    /// (`shared_limit`), not on this router alone.
+    pub shared_limit: bool,
 }
 
 impl Peer {
@@ -312,6 +315,7 @@ fn check_peer(
         send_routes: raw.send_routes.unwrap_or(relation != Relation::Parent),
         receive_routes: raw.receive_routes.unwrap_or(relation != Relation::Child),
         removed: false,
+        shared_limit: raw.shared_limit,
     })
 }
 

@@ -38,6 +38,20 @@ pub(super) struct RawConfig {
     pub(super) admin: Option<RawAdmin>,
     #[serde(default)]
     pub(super) tls: RawTls,
+    pub(super) cluster_state: Option<RawClusterState>,
+}
+
+/// `[cluster_state]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClusterState {
+    pub(super) etcd: Vec<String>,
+    pub(super) box_id: String,
+    pub(super) prefix: Option<String>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) publish_ms: Option<u64>,
+    pub(super) idle_ms: Option<u64>,
+    pub(super) chunk_divisor: Option<u64>,
 }
 
 /// `[tls]`.
@@ -100,6 +114,8 @@ pub(super) struct RawPeer {
     pub(super) http_url: Option<String>,
     pub(super) send_routes: Option<bool>,
     pub(super) receive_routes: Option<bool>,
+    #[serde(default)]
+    pub(super) shared_limit: bool,
     #[serde(default)]
     pub(super) client_cert_sha256: Vec<String>,
     pub(super) client_cert_name: Option<String>,

@@ -71,6 +71,19 @@ impl Config {
         let state = check_state(raw.state)?;
         let admin = raw.admin.map(check_admin).transpose()?;
         let tls = check_tls(raw.tls, &peer_tls, &peers, listening_tls)?;
+        let cluster_state = raw
+            .cluster_state
+            .map(super::cluster::check_cluster_state)
+            .transpose()?;
+        if cluster_state.is_none() {
+            if let Some(i) = peers.iter().position(|p| p.shared_limit) {
+                return Err(ConfigError::invalid(
+                    format!("peers[{i}].shared_limit"),
+                    "true, but there is no [cluster_state]: a limit is shared with other \
+                     routers through the etcd cluster it names",
+                ));
+            }
+        }
         Ok(Config {
             ilp_address,
             spread,
@@ -88,6 +101,7 @@ impl Config {
             state,
             admin,
             tls,
+            cluster_state,
         })
     }
 }

@@ -47,6 +47,18 @@
 //! [`Ledger::poll_resolved`] exactly once. Waiting holds are not holds: they count nowhere
 //! until they are held, and at most [`WAITERS_MAX`] wait on one core (more are refused).
 //!
+//! # Limits shared by several routers
+//!
+//! For a peer whose limit is shared with other routers (`shared_limit`), the home shard checks
+//! `posted + pending_in + leased` against a *ceiling* instead of `max_balance`: the part of
+//! the limit this router holds in the shared store (`crate::cluster`). The ceiling starts at
+//! the recovered `posted` (no headroom) and only the cluster agent moves it: up with
+//! [`Ledger::raise_ceiling`] once the store has granted it, down with
+//! [`Ledger::lower_ceiling`] before the store is told. So the ceiling here never passes what
+//! the store holds for this router, and the store keeps the sum of every router's ceilings
+//! within `max_balance`. Leases between cores work under the ceiling as they work under
+//! `max_balance`.
+//!
 //! Money math is `checked_*`: a hold whose sum would overflow is refused like one over the
 //! limit; a post or void that would overflow is a broken invariant and panics.
 //!
@@ -212,6 +224,13 @@ pub struct Account {
     idle_ticks: u32,
     /// Sum of the amounts of this peer's waiting holds on this shard.
     waiting: i128,
+    /// Home, shared limit: the part of `max_balance` this router holds for the peer (see
+    /// "Limits shared by several routers" in the module docs); `max_balance` otherwise.
+    ceiling: i128,
+    shared: bool,
+    /// Home, shared limit: holds refused for want of ceiling (the agent's sign that more is
+    /// wanted).
+    refused: u64,
     // Home only.
     /// Headroom leased to each core (indexed by core).
     leased_to: Vec<i128>,
@@ -244,6 +263,14 @@ impl Account {
             need_outstanding: 0,
             idle_ticks: 0,
             waiting: 0,
+            // A shared limit starts with no headroom: the cluster agent grants it.
+            ceiling: if c.shared && c.home == core {
+                c.posted
+            } else {
+                i128::from(c.max_balance)
+            },
+            shared: c.shared,
+            refused: 0,
             leased_to: if c.home == core {
                 vec![0; cores]
             } else {
@@ -266,6 +293,10 @@ pub struct AccountConfig {
     pub lease_chunk: u64,
     /// The posted balance at start (recovered from the state file, else 0).
     pub posted: i128,
+    /// The limit is shared with other routers (`shared_limit`): the home shard holds
+    /// `posted + pending_in + leased` under a ceiling the cluster agent sets, not under
+    /// `max_balance`.
+    pub shared: bool,
 }
 
 /// The balance shards of every peer on one core.
@@ -383,7 +414,8 @@ impl Ledger {
             let after = (account.posted.checked_add(account.pending_in))
                 .and_then(|sum| sum.checked_add(account.leased))
                 .and_then(|sum| sum.checked_add(a));
-            if !matches!(after, Some(total) if total <= account.max_balance) {
+            if !matches!(after, Some(total) if total <= account.ceiling) {
+                account.refused = account.refused.wrapping_add(u64::from(account.shared));
                 return false;
             }
             account.pending_in += a;
@@ -421,7 +453,7 @@ impl Ledger {
         if account.home == core {
             // Only headroom leased out can make room, and only if the hold would fit then.
             let without_leases = account.posted.checked_add(account.pending_in + a);
-            if !matches!(without_leases, Some(total) if total <= account.max_balance) {
+            if !matches!(without_leases, Some(total) if total <= account.ceiling) {
                 return HoldResult::Refused;
             }
             let leases_out =
@@ -529,7 +561,7 @@ impl Ledger {
     fn grant(&mut self, peer: PeerId, to: CoreId, want: u64) {
         let account = &mut self.accounts[peer.index()];
         let used = account.posted + account.pending_in + account.leased;
-        let available = (account.max_balance - used).max(0);
+        let available = (account.ceiling - used).max(0);
         let amount = i128::from(want).min(available);
         account.leased += amount;
         account.leased_to[usize::from(to.0)] += amount;
@@ -607,6 +639,35 @@ impl Ledger {
             .expect("posted balance overflow");
     }
 
+    /// Home, shared limit: raises the ceiling to `ceiling` (what the cluster agent holds for
+    /// the peer in the shared store; never lowered here, see [`lower_ceiling`]).
+    ///
+    /// [`lower_ceiling`]: Self::lower_ceiling
+    pub fn raise_ceiling(&mut self, peer: PeerId, ceiling: i128) {
+        let core = self.core;
+        let account = &mut self.accounts[peer.index()];
+        assert!(
+            account.home == core && account.shared,
+            "ceiling of a peer not shared here"
+        );
+        account.ceiling = account.ceiling.max(ceiling);
+    }
+
+    /// Home, shared limit: lowers the ceiling towards `target`, never below what is used now
+    /// (`posted + pending_in + leased`), and returns the ceiling that holds from now on: the
+    /// agent may give back to the shared store everything above it.
+    pub fn lower_ceiling(&mut self, peer: PeerId, target: i128) -> i128 {
+        let core = self.core;
+        let account = &mut self.accounts[peer.index()];
+        assert!(
+            account.home == core && account.shared,
+            "ceiling of a peer not shared here"
+        );
+        let used = account.posted + account.pending_in + account.leased;
+        account.ceiling = account.ceiling.min(target.max(used));
+        account.ceiling
+    }
+
     /// Takes a message from another core.
     pub fn handle_lease(&mut self, message: LeaseMessage) {
         assert_eq!(message.to, self.core, "lease message for another core");
@@ -620,7 +681,7 @@ impl Ledger {
                     "lease request to a core that is not home"
                 );
                 let used = account.posted + account.pending_in + account.leased;
-                let available = (account.max_balance - used).max(0);
+                let available = (account.ceiling - used).max(0);
                 if i128::from(need) > available {
                     // Idle leases elsewhere may make room: ask for them first.
                     account.parked.push((message.from, want, need));
@@ -784,6 +845,26 @@ impl Account {
         self.leased
     }
 
+    /// Home: `posted + pending_in + leased`, what the ceiling must cover.
+    pub fn used(&self) -> i128 {
+        self.posted + self.pending_in + self.leased
+    }
+
+    /// Home: the ceiling holds are checked against (`max_balance` unless the limit is shared).
+    pub fn ceiling(&self) -> i128 {
+        self.ceiling
+    }
+
+    /// Whether the limit is shared with other routers.
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Home, shared limit: holds refused so far for want of ceiling.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
     /// Remote: unspent leased headroom.
     pub fn headroom(&self) -> i128 {
         self.headroom
@@ -832,6 +913,7 @@ mod test {
             max_balance,
             lease_chunk: 0,
             posted: 0,
+            shared: false,
         };
         Ledger::new(CoreId(0), 1, &[config])
     }
@@ -860,6 +942,7 @@ mod test {
             max_balance: 1000,
             lease_chunk: 100,
             posted: 7,
+            shared: false,
         }];
         let mut home = Ledger::with_store(CoreId(0), 2, &configs, Box::new(MemoryStore(vec![7])));
         let mut remote = Ledger::new(CoreId(1), 2, &configs);
@@ -922,6 +1005,7 @@ mod test {
             max_balance,
             lease_chunk,
             posted: 0,
+            shared: false,
         }];
         let mut shards: Vec<Ledger> = (0..cores)
             .map(|c| Ledger::new(CoreId(c as u16), cores, &config))
@@ -1073,6 +1157,7 @@ mod test {
             max_balance,
             lease_chunk: 0,
             posted: 0,
+            shared: false,
         }];
         (0..cores)
             .map(|c| Ledger::new(CoreId(c as u16), cores, &config))

@@ -40,7 +40,7 @@ mod reply;
 pub mod route;
 pub mod stats;
 #[cfg(test)]
-mod test_rng;
+pub(crate) mod test_rng;
 
 pub use ledger::{
     Account, AccountConfig, HoldResult, LeaseKind, LeaseMessage, Ledger, MemoryStore, PostedStore,
@@ -96,6 +96,9 @@ pub struct PeerConfig {
     pub lease_chunk: u64,
     /// The posted balance at start (recovered balances; else 0).
     pub posted: i128,
+    /// `max_balance` is shared with other routers: the home shard holds to the ceiling the
+    /// cluster agent sets (see `ledger`, "Limits shared by several routers").
+    pub shared_limit: bool,
     /// Prepares per second the peer may send, all cores together (RFC 18); 0: no limit.
     pub packets_per_second: u64,
     /// Amount per second (its units) its Prepares may carry, all cores together; 0: no limit.
@@ -263,6 +266,7 @@ impl Engine {
                 max_balance: p.max_balance,
                 lease_chunk: p.lease_chunk,
                 posted: p.posted,
+                shared: p.shared_limit,
             })
             .collect();
         let rates: Vec<RateConfig> = config
@@ -357,6 +361,17 @@ impl Engine {
         self.ledger.settle(peer, delta);
     }
 
+    /// Raises the ceiling of a peer whose limit is shared with other routers (home core only;
+    /// see `ledger`, "Limits shared by several routers").
+    pub fn raise_ceiling(&mut self, peer: PeerId, ceiling: i128) {
+        self.ledger.raise_ceiling(peer, ceiling);
+    }
+
+    /// Lowers that ceiling towards `target`, never below what is in use; returns the new one.
+    pub fn lower_ceiling(&mut self, peer: PeerId, target: i128) -> i128 {
+        self.ledger.lower_ceiling(peer, target)
+    }
+
     /// The next change of a backend's health, for the log.
     pub fn poll_health_event(&mut self) -> Option<HealthEvent> {
         self.backends.poll_event()
@@ -426,6 +441,7 @@ impl Engine {
             max_balance: peer.max_balance,
             lease_chunk: peer.lease_chunk,
             posted: peer.posted,
+            shared: peer.shared_limit,
         };
         let rate = RateConfig {
             home: peer.home,

@@ -4,11 +4,11 @@
 
 /// xorshift64 (shifts 13, 7, 17). The state must not be 0: a zero state stays 0.
 #[derive(Debug)]
-pub(super) struct Rng(pub(super) u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     /// The next number of the stream.
-    pub(super) fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -16,17 +16,17 @@ impl Rng {
     }
 
     /// A number in `0..n` (by remainder: the slight bias does not matter here).
-    pub(super) fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
     /// An index in `0..n`; the same draw as [`below`](Self::below).
-    pub(super) fn index(&mut self, n: usize) -> usize {
+    pub(crate) fn index(&mut self, n: usize) -> usize {
         self.below(n as u64) as usize
     }
 
     /// One of `items`.
-    pub(super) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.index(items.len())]
     }
 }

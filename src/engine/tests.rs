@@ -21,6 +21,7 @@ fn peer(code: &str, scale: u8, max_balance: u64) -> PeerConfig {
         home: CoreId(0),
         lease_chunk: 0,
         posted: 0,
+        shared_limit: false,
         packets_per_second: 0,
         amount_per_second: 0,
         ildcp_segment: None,

@@ -27,6 +27,7 @@ use super::report::{self, CoreReport, PeerReport};
 use super::tag::{InTag, OutTag};
 pub(crate) use super::RuntimeCounters;
 use super::Shared;
+use crate::cluster::agent::{Command as ClusterCommand, Status as ClusterStatus};
 use crate::config::Config;
 use crate::engine::{
     CoreId, Decision, Engine, HealthChange, PeerId, RejectReason, Reply, SlotId, Tag,
@@ -70,6 +71,8 @@ pub(crate) struct CoreState {
     /// Bumped by every applied reload: credentials cached by HTTP connections before it are
     /// checked again.
     pub(crate) auth_generation: u64,
+    /// Per peer: the last cluster agent command applied here (see `cluster.rs`).
+    cluster_seq: Vec<u64>,
 }
 
 impl std::fmt::Debug for CoreState {
@@ -108,6 +111,7 @@ impl CoreState {
             reported: 0,
             config_epoch: 0,
             auth_generation: 0,
+            cluster_seq: Vec::new(),
             config,
         };
         // A peer we POST to is reachable from the start, before the first tick.
@@ -933,6 +937,7 @@ impl CoreState {
         self.follow_drains(now);
         self.follow_control(now);
         self.apply_settlements();
+        self.follow_cluster();
         let requested = self.shared.reports.requested();
         if requested > self.reported {
             self.reported = requested;
@@ -1051,6 +1056,53 @@ impl CoreState {
             self.engine.settle(peer, delta);
             tracing::info!(core = self.core, peer = %self.config.peer(peer).name, delta = %delta, "settlement applied");
         }
+    }
+
+    /// Applies what the cluster agent asked of the shared peers homed here (their ceilings)
+    /// and leaves their statuses for it (see `cluster.rs`).
+    fn follow_cluster(&mut self) {
+        if self.config.cluster_state().is_none() {
+            return;
+        }
+        for command in self.shared.cluster.take(self.core) {
+            let (peer, seq) = match command {
+                ClusterCommand::Raise { peer, ceiling, seq } => {
+                    self.engine.raise_ceiling(peer, ceiling);
+                    (peer, seq)
+                }
+                ClusterCommand::Lower { peer, target, seq } => {
+                    self.engine.lower_ceiling(peer, target);
+                    (peer, seq)
+                }
+            };
+            if self.cluster_seq.len() <= peer.index() {
+                self.cluster_seq.resize(peer.index() + 1, 0);
+            }
+            self.cluster_seq[peer.index()] = seq;
+        }
+        let statuses = self.cluster_statuses();
+        self.shared.cluster.publish(self.core, statuses.into_iter());
+    }
+
+    /// The status of each shared peer homed here.
+    pub(crate) fn cluster_statuses(&self) -> Vec<(PeerId, ClusterStatus)> {
+        let ledger = self.engine.ledger();
+        self.config
+            .shared_peers()
+            .filter(|p| ledger.account(p.id).home().0 as usize == self.core)
+            .map(|p| {
+                let account = ledger.account(p.id);
+                let status = ClusterStatus {
+                    seq: self.cluster_seq.get(p.id.index()).copied().unwrap_or(0),
+                    ceiling: account.ceiling(),
+                    used: account.used(),
+                    posted: account.posted(),
+                    held: account.pending_in() + account.leased(),
+                    refused: account.refused(),
+                };
+                (p.id, status)
+            })
+            .collect()
     }
 
     /// This core's report for the admin side (see `report.rs`): a copy of its counters.

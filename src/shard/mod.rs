@@ -5,6 +5,7 @@
 //! per-peer bitmasks of which cores have a link to the peer and per-peer connection counts
 //! (written when a link opens or closes), and the shutdown flag.
 
+pub(crate) mod cluster;
 mod conn;
 pub(crate) mod control;
 mod core;
@@ -114,6 +115,8 @@ pub(crate) struct Shared {
     pub(crate) config: reload::ConfigHub,
     /// The control plane (CCP): requests from the cores, its answers and requests for them.
     pub(crate) control: control::ControlHub,
+    /// Limits shared with other routers: the agent's commands and the cores' statuses.
+    pub(crate) cluster: cluster::ClusterHub,
 }
 
 impl Shared {
@@ -135,6 +138,7 @@ impl Shared {
                 .collect(),
             config: reload::ConfigHub::new(cores),
             control: control::ControlHub::new(cores),
+            cluster: cluster::ClusterHub::new(cores),
         }
     }
 }
@@ -322,6 +326,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     // The route speaker (CCP), on a thread of its own; it stops at shutdown.
     let speaker = control::spawn(Arc::clone(&shared))
         .map_err(|e| RunError::Start(format!("control thread: {e}")))?;
+    // The cluster agent (limits shared with other routers through etcd), when configured.
+    let agent = cluster::spawn(Arc::clone(&shared), &config)
+        .map_err(|e| RunError::Start(format!("cluster_state: {e}")))?;
     let _admin = match config.admin() {
         Some(admin) => {
             let mut server = crate::admin::AdminServerConfig::new(admin.listen);
@@ -383,6 +390,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
     shared.shutdown.store(true, Ordering::Relaxed);
     let _ = speaker.join();
+    if let Some(agent) = agent {
+        let _ = agent.join();
+    }
     // A last sync of the ledger files after every core has stopped.
     flusher_stop.store(true, Ordering::Relaxed);
     if let Some(flusher) = flusher {
@@ -602,6 +612,9 @@ async fn core_main(
     }
     drop(listeners);
     shutdown(&state, &config).await;
+    if config.cluster_state().is_some() {
+        final_cluster_status(&state, &shared, tick).await;
+    }
     drop(tasks);
     let st = state.borrow();
     tracing::info!(core, counters = ?st.engine.counters(), runtime = ?st.counters, health = ?st.engine.backends().counters(), links = ?st.links.counters, "core stopped");
@@ -703,6 +716,23 @@ async fn accept_loop<F, Fut>(
             }
         }
     }
+}
+
+/// At a stop with shared limits: once every core has stopped forwarding, wait a few ticks
+/// (the mesh tasks still run, so the last lease reports between cores land), then leave the
+/// final statuses for the cluster agent.
+async fn final_cluster_status(state: &Rc<RefCell<Core>>, shared: &Shared, tick: Duration) {
+    shared.cluster.quiet.fetch_add(1, Ordering::AcqRel);
+    let deadline = unix_ms() + 2000;
+    while shared.cluster.quiet.load(Ordering::Acquire) < shared.cores && unix_ms() < deadline {
+        glommio::timer::sleep(tick).await;
+    }
+    for _ in 0..3 {
+        glommio::timer::sleep(tick).await;
+    }
+    let st = state.borrow();
+    let statuses = st.cluster_statuses();
+    shared.cluster.publish_final(st.core, statuses);
 }
 
 /// Stop taking Prepares (T03), keep every link open while any core has Prepares in flight,

@@ -253,6 +253,9 @@ pub(crate) struct Peer {
     assembler: MessageAssembler,
     next_id: u32,
     mask: u32,
+    /// The connection ended (closed, reset, or a WebSocket Close), not just a wait that ran
+    /// out.
+    ended: bool,
 }
 
 impl Peer {
@@ -323,6 +326,7 @@ impl Peer {
             assembler: MessageAssembler::new(1 << 20),
             next_id: 1000,
             mask: 0x1234_5678,
+            ended: false,
         })
     }
 
@@ -421,7 +425,10 @@ impl Peer {
                     .handle_frame(&mut self.buf[..self.filled], &frame)
                 {
                     Ok(Message::Binary(bytes)) => Some(Some(bytes.to_vec())),
-                    Ok(Message::Close(_)) => Some(None),
+                    Ok(Message::Close(_)) => {
+                        self.ended = true;
+                        Some(None)
+                    }
                     Ok(Message::Ping(p)) => {
                         let p = p.to_vec();
                         self.buf.copy_within(len..self.filled, 0);
@@ -444,7 +451,18 @@ impl Peer {
             match self.stream.read(&mut self.buf[self.filled..]) {
                 // A signal interrupted the wait: wait again (the deadline still holds).
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(0) | Err(_) => return None,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Ok(0) | Err(_) => {
+                    self.ended = true;
+                    return None;
+                }
                 Ok(n) => self.filled += n,
             }
         }
@@ -464,6 +482,12 @@ impl Peer {
         let result = self.recv_ilp();
         self.stream.set_read_timeout(Some(WAIT)).unwrap();
         result
+    }
+
+    /// Whether the connection has ended (seen by the last receive): a receive that returned
+    /// `None` for this reason will never return anything again.
+    pub(crate) fn closed_now(&self) -> bool {
+        self.ended
     }
 
     /// True when the router closes the connection within [`WAIT`].
