@@ -138,6 +138,10 @@ struct Failed;
 const RETRY_MS: u64 = 200;
 /// Pause after the store had no headroom to give.
 const STARVED_MS: u64 = 50;
+/// How often the rate of use is estimated.
+const RATE_MS: u64 = 100;
+/// A box takes enough headroom for this long at the peer's present rate (at least a chunk).
+const LEAD_MS: i128 = 500;
 /// Compare-and-put attempts in one step.
 const ATTEMPTS: usize = 4;
 
@@ -153,6 +157,10 @@ struct PeerState {
     seq_sent: u64,
     last_used: i128,
     last_refused: u64,
+    /// Headroom used per second (an estimate), and where the estimate was last taken.
+    rate: i128,
+    rate_used: i128,
+    rate_ms: u64,
     last_change_ms: u64,
     last_publish_ms: u64,
     published_posted: Option<i128>,
@@ -198,6 +206,9 @@ impl Agent {
                 seq_sent: 0,
                 last_used: 0,
                 last_refused: 0,
+                rate: 0,
+                rate_used: 0,
+                rate_ms: 0,
                 last_change_ms: 0,
                 last_publish_ms: 0,
                 published_posted: None,
@@ -233,6 +244,14 @@ impl Agent {
     ) {
         let p = &mut self.peers[index];
         let Some(st) = p.status else { return };
+        if p.reconciled && now.saturating_sub(p.rate_ms) >= RATE_MS {
+            // How fast the peer uses headroom (what it grows by; an EWMA over RATE_MS periods).
+            let grown = (st.used - p.rate_used).max(0);
+            let per_s = grown.saturating_mul(1000) / i128::from(now - p.rate_ms);
+            p.rate = (p.rate + per_s) / 2;
+            p.rate_used = st.used;
+            p.rate_ms = now;
+        }
         if st.seq != p.seq_sent || now < p.retry_at_ms {
             return;
         }
@@ -253,14 +272,17 @@ impl Agent {
         let idle = now.saturating_sub(p.last_change_ms) >= self.settings.idle_ms;
         let headroom = st.ceiling - st.used;
         let chunk = p.chunk;
-        if wanted || (!idle && headroom < (chunk / 2).max(1)) {
-            self.take(index, now, st, store, out);
+        // At least a chunk, and what the peer uses in LEAD_MS at its present rate: a fast peer
+        // takes larger pieces, so the store sees a few transactions a second at any rate.
+        let want = chunk.max(p.rate.saturating_mul(LEAD_MS) / 1000);
+        if wanted || (!idle && headroom < (want / 2).max(1)) {
+            self.take(index, now, st, want, store, out);
             return;
         }
         let target = if idle {
             st.used + chunk / 4
-        } else if headroom > 3 * chunk {
-            st.used + chunk
+        } else if headroom > 3 * want {
+            st.used + want
         } else {
             st.ceiling
         };
@@ -317,6 +339,8 @@ impl Agent {
             p.last_change_ms = now;
             p.last_used = st.used;
             p.last_refused = st.refused;
+            p.rate_used = st.used;
+            p.rate_ms = now;
             p.published_posted = Some(st.posted);
             p.last_publish_ms = now;
             tracing::info!(peer = %name, box_id = %box_id, ?held, ceiling = %ceiling,
@@ -330,23 +354,24 @@ impl Agent {
         }
     }
 
-    /// Takes more headroom: this box's ceiling becomes `used + chunk`, or what the other
+    /// Takes more headroom: this box's ceiling becomes `used + want`, or what the other
     /// boxes leave of `max_balance` if less, in one compare-and-put.
     fn take(
         &mut self,
         index: usize,
         now: u64,
         st: Status,
+        want: i128,
         store: &mut dyn Store,
         out: &mut Vec<(usize, Command)>,
     ) {
         let box_id = self.settings.box_id.clone();
         let p = &self.peers[index];
-        let (max_balance, chunk, floor) = (i128::from(p.spec.max_balance), p.chunk, st.ceiling);
+        let (max_balance, floor) = (i128::from(p.spec.max_balance), st.ceiling);
         let mut new = None;
         let result = self.update(index, now, store, |record| {
             let room = max_balance - record.ceilings_except(&box_id);
-            let ceiling = (st.used + chunk).min(room).max(floor);
+            let ceiling = (st.used + want).min(room).max(floor);
             if ceiling <= floor {
                 new = None;
                 return None;
