@@ -711,10 +711,63 @@ fn two_routers_together_let_a_peer_owe_exactly_its_limit() {
             + tally2.sink_fulfilled.load(Ordering::Relaxed),
         max_balance
     );
+    // The metrics say it too (and are valid exposition text where promtool is installed).
+    let (status, metrics) = admin(r1.admin, "GET", "/metrics", "").unwrap();
+    assert_eq!(status, 200);
+    for family in [
+        "ilp_cluster_store_txns_total{result=\"ok\"}",
+        "ilp_cluster_ceiling{peer=\"alice\"}",
+        "ilp_cluster_granted{peer=\"alice\"}",
+        "ilp_cluster_balance{peer=\"alice\"}",
+        "ilp_cluster_starved_total",
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
+    if let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let output = promtool.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     let (mut r1, mut r2) = (r1, r2);
     r1.stop();
     r2.stop();
     let record = record(&urls);
     assert_eq!(record.posted(), i128::from(max_balance), "{record:?}");
     assert!(record.ceilings() <= i128::from(max_balance));
+    // `ilp-router balances --etcd` prints the sum over routers, and each router's entry.
+    let output = Command::new(env!("CARGO_BIN_EXE_ilp-router"))
+        .args(["balances", "--etcd", &urls.join(","), "--prefix", PREFIX])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let balances: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let alice = &balances["peers"][0];
+    assert_eq!(alice["name"], "alice");
+    assert_eq!(alice["posted"], max_balance.to_string());
+    assert_eq!(alice["boxes"].as_object().unwrap().len(), 2);
+    let output = Command::new(env!("CARGO_BIN_EXE_ilp-router"))
+        .args(["balances", "--etcd", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.1:1"));
 }

@@ -95,3 +95,99 @@ pub(super) fn check_cluster_state(raw: RawClusterState) -> Result<ClusterStateCo
         chunk_divisor: ms("chunk_divisor", raw.chunk_divisor, 8, 1, 1 << 20)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const PEERS: &str = r#"
+ilp_address = "g.router"
+[listen]
+btp = "127.0.0.1:7768"
+[[peers]]
+name = "alice"
+auth_tokens = ["alice-secret"]
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+max_balance = "1000"
+shared_limit = true
+[rates]
+USD = "1"
+"#;
+
+    const CLUSTER: &str = r#"
+[cluster_state]
+etcd = ["http://127.0.0.1:2379", "http://localhost:2381"]
+box_id = "r1"
+"#;
+
+    fn error(text: &str) -> String {
+        Config::from_toml_str(text)
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn cluster_state_with_its_defaults() {
+        let config = Config::from_toml_str(&format!("{PEERS}{CLUSTER}")).unwrap();
+        let cluster = config.cluster_state().unwrap();
+        assert_eq!(cluster.box_id, "r1");
+        assert_eq!(cluster.prefix, "/ilp-router");
+        assert_eq!(
+            (
+                cluster.timeout_ms,
+                cluster.publish_ms,
+                cluster.idle_ms,
+                cluster.chunk_divisor
+            ),
+            (500, 1000, 2000, 8)
+        );
+        let names: Vec<&str> = config.shared_peers().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["alice"]);
+    }
+
+    #[test]
+    fn each_mistake_names_its_key() {
+        let e = error(PEERS);
+        assert!(
+            e.contains("peers[0].shared_limit") && e.contains("[cluster_state]"),
+            "{e}"
+        );
+        let bad = |from: &str, to: &str| error(&format!("{PEERS}{}", CLUSTER.replace(from, to)));
+        let e = bad("http://127.0.0.1:2379", "https://127.0.0.1:2379");
+        assert!(
+            e.contains("cluster_state.etcd[0]") && e.contains("https"),
+            "{e}"
+        );
+        let e = bad("\"http://localhost:2381\"", "\"localhost:2381\"");
+        assert!(e.contains("cluster_state.etcd[1]"), "{e}");
+        let e = bad(
+            r#"["http://127.0.0.1:2379", "http://localhost:2381"]"#,
+            "[]",
+        );
+        assert!(e.contains("cluster_state.etcd: empty"), "{e}");
+        let e = bad("\"r1\"", "\"r 1\"");
+        assert!(e.contains("cluster_state.box_id"), "{e}");
+        let e = error(&format!("{PEERS}{CLUSTER}chunk_divisor = 0\n"));
+        assert!(e.contains("cluster_state.chunk_divisor"), "{e}");
+        let e = error(&format!("{PEERS}{CLUSTER}prefix = \"/\"\n"));
+        assert!(e.contains("cluster_state.prefix"), "{e}");
+        let e = error(&format!("{PEERS}{CLUSTER}etcd_timeout = 5\n"));
+        assert!(e.contains("etcd_timeout"), "{e}");
+    }
+
+    #[test]
+    fn shared_limits_change_only_with_a_restart() {
+        let running = Config::from_toml_str(&format!("{PEERS}{CLUSTER}")).unwrap();
+        let restart = |text: String| {
+            let changes = running.diff(&Config::from_toml_str(&text).unwrap());
+            assert!(changes.iter().any(|c| !c.live), "{changes:?}");
+        };
+        restart(format!("{PEERS}{}", CLUSTER.replace("\"r1\"", "\"r2\"")));
+        let unshared = PEERS.replace("shared_limit = true", "shared_limit = false");
+        restart(format!("{unshared}{CLUSTER}"));
+        let same = running.diff(&Config::from_toml_str(&format!("{PEERS}{CLUSTER}")).unwrap());
+        assert!(same.iter().all(|c| c.live), "{same:?}");
+    }
+}

@@ -38,6 +38,7 @@
 //! | `admin.token` / `admin.token_file` | string / path | none | bearer token of the admin API; required off loopback |
 //! | `admin.metrics_token` | bool | false | `/metrics` requires the token too |
 //! | `state.msync_interval_ms` | integer | 1000 | how often the ledger files are synced to disk (bounds a power loss; 0 = never) |
+//! | `[cluster_state]` | `etcd` URLs, `box_id`, … | none | several routers hold the limits of peers with `shared_limit = true` together, through etcd: see [`ClusterStateConfig`] and `cluster.rs` |
 //!
 //! Amounts (`max_balance`, `max_packet_amount`) are strings of decimal digits because TOML
 //! integers stop at `i64::MAX` and amounts go up to `u64::MAX`.
@@ -60,12 +61,12 @@
 //! | `peer.rs` | [`Peer`], [`Outgoing`], [`Secret`] and the checks of `[[peers]]` |
 //! | `url.rs` | [`BtpUrl`] and the `ws://` / `http://` parsers (and their TLS forms) |
 //! | `tls.rs` | [`TlsConfig`]: `[tls]` and the peers' certificate keys, loaded into rustls configs |
+//! | `cluster.rs` | [`ClusterStateConfig`]: `[cluster_state]` (limits shared with other routers) |
 //! | `tests.rs` | the unit tests |
 //!
 //! The ceilings of every limit are constants of [`crate::limits`].
 //!
-//! Not done here: resolving host names (a URL's host is kept as written) and TLS (it
-//! terminates in front of the router).
+//! Not done here: resolving host names (a URL's host is kept as written).
 
 mod cluster;
 mod diff;
