@@ -26,6 +26,7 @@ use common::certs::{client_config, Ca, Cert};
 use common::peer::{
     free_port, fulfill_n, http_get, io_uring_missing, prepare_n, Peer, Router, TempDir,
 };
+use ilp_router::link::websocket::Opcode;
 use ilp_router::wire::{BtpType, Packet};
 
 fn temp_dir(name: &str) -> TempDir {
@@ -253,9 +254,14 @@ auth_timeout_ms = 2000
     // By pinned certificate alone (no name, no token), and with name and token too.
     let mut alice = Peer::connect_tls(addr, trust(Some(&pki.alice)), "", "").expect("pinned");
     round_trip(&mut alice, &mut bob, "g.router.bob.x", 2);
-    let both = Peer::connect_tls(addr, trust(Some(&pki.alice)), "alice", "alice-secret");
-    // Closed again at once: Prepares to alice go to her first link below.
-    drop(both.expect("certificate and token"));
+    let mut both = Peer::connect_tls(addr, trust(Some(&pki.alice)), "alice", "alice-secret")
+        .expect("certificate and token");
+    // Closed again at once (Prepares to alice go to her first link below): the router answers
+    // a WebSocket Close and ends its side with a TLS close_notify, so the client sees a clean
+    // end of the stream, not a truncation.
+    both.send_frame(Opcode::Close, &1000u16.to_be_bytes());
+    both.read_to_close()
+        .expect("the router ends a TLS link with close_notify");
     // The certificate is alice's: bob's name, or bob's token, is refused.
     let as_bob = Peer::connect_tls(addr, trust(Some(&pki.alice)), "bob", "");
     assert!(as_bob.is_err(), "alice's certificate does not make her bob");

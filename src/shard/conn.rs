@@ -513,7 +513,8 @@ fn fail_ws(state: &State, id: LinkId, error: ws::WsError) {
 }
 
 /// Writes whatever the core queued on the link, then, once the link is closing and drained,
-/// shuts the socket down (which also ends the reader). A write that makes no progress for
+/// closes our side (over TLS with a close_notify) and shuts the socket down (which also ends
+/// the reader). A write that makes no progress for
 /// `write_timeout_ms` closes the link at once (counted in `write_timeouts`). Each time it takes
 /// the queue, a reader paused for room is woken if what it took is at most half the cap.
 pub(crate) async fn write_link<W: futures_lite::AsyncWrite + Unpin>(
@@ -553,7 +554,14 @@ pub(crate) async fn write_link<W: futures_lite::AsyncWrite + Unpin>(
         st.flush();
     }
     if end == WriteEnd::Finished {
-        let _ = writer.flush().await;
+        // Everything queued is written: end our side properly. Over TLS that is a close_notify
+        // (so the peer can tell the end from a truncation), then a FIN; in plaintext a FIN.
+        // Bounded like any write.
+        let _ = glommio::timer::timeout(deadline, async {
+            let _ = writer.close().await;
+            Ok(())
+        })
+        .await;
     }
     let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
 }

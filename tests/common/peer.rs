@@ -484,6 +484,25 @@ impl Peer {
         result
     }
 
+    /// Reads (and drops) whatever comes until the connection ends: `Ok` when it ended cleanly
+    /// (over TLS, only with the server's close_notify: without one rustls says
+    /// `UnexpectedEof`), the error otherwise; bounded by [`WAIT`].
+    pub(crate) fn read_to_close(&mut self) -> std::io::Result<()> {
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+
     /// Whether the connection has ended (seen by the last receive): a receive that returned
     /// `None` for this reason will never return anything again.
     pub(crate) fn closed_now(&self) -> bool {
