@@ -641,6 +641,7 @@ impl RouterAdmin {
                 "box_id": cluster.box_id,
                 "etcd": cluster.etcd,
                 "endpoint": view.endpoint,
+                "fenced": view.fenced,
                 "store": {"txn_ok": c.txn_ok, "txn_conflict": c.txn_conflict,
                           "errors": c.store_errors, "starved": c.starved, "requests": view.requests},
                 "peers": peers,

@@ -98,6 +98,8 @@ pub struct Settings {
     pub idle_ms: u64,
     /// Headroom is taken in chunks of `max_balance / chunk_divisor`.
     pub chunk_divisor: u64,
+    /// This process, in every entry it writes (random at each start).
+    pub instance: String,
 }
 
 /// Tallies, for the metrics.
@@ -167,6 +169,8 @@ struct PeerState {
     retry_at_ms: u64,
     last_error: Option<String>,
     record: Option<Record>,
+    /// Before reconciling again: lower the core's ceiling to this (a release while running).
+    lower_first: Option<i128>,
 }
 
 /// The agent: the state of every shared peer.
@@ -175,6 +179,8 @@ pub struct Agent {
     settings: Settings,
     peers: Vec<PeerState>,
     counters: AgentCounters,
+    /// Set when another router writes this box's entries (see `check_own_entry`).
+    fenced: Option<String>,
 }
 
 impl Agent {
@@ -184,6 +190,7 @@ impl Agent {
             settings,
             peers: Vec::new(),
             counters: AgentCounters::default(),
+            fenced: None,
         }
     }
 
@@ -215,6 +222,7 @@ impl Agent {
                 retry_at_ms: 0,
                 last_error: None,
                 record: None,
+                lower_first: None,
             });
         }
     }
@@ -253,6 +261,18 @@ impl Agent {
             p.rate_ms = now;
         }
         if st.seq != p.seq_sent || now < p.retry_at_ms {
+            return;
+        }
+        if self.fenced.is_some() {
+            // Another router has this box_id: spend nothing more than is in use.
+            if st.ceiling > st.used {
+                let target = st.used;
+                self.command(index, |peer, seq| Command::Lower { peer, target, seq }, out);
+            }
+            return;
+        }
+        if let Some(target) = p.lower_first.take() {
+            self.command(index, |peer, seq| Command::Lower { peer, target, seq }, out);
             return;
         }
         if !p.reconciled {
@@ -322,7 +342,9 @@ impl Agent {
         let mut outcome = None;
         let result = self.update(index, now, store, |record| {
             let held = record.boxes.get(&box_id).map(|e| e.ceiling);
-            let ceiling = held.unwrap_or(st.used).max(st.used);
+            // At least what is in use and what the core may already reach (a reconcile after
+            // a release comes after the core came down as far as it could).
+            let ceiling = held.unwrap_or(st.used).max(st.used).max(st.ceiling);
             let others = record.ceilings_except(&box_id);
             outcome = Some((held, ceiling, others));
             Some(BoxEntry {
@@ -330,6 +352,7 @@ impl Agent {
                 posted: st.posted,
                 at_ms: now,
                 released: None,
+                instance: String::new(), // set by `update`
             })
         });
         if let (Ok(true), Some((held, ceiling, others))) = (result, outcome) {
@@ -382,6 +405,7 @@ impl Agent {
                 posted: st.posted,
                 at_ms: now,
                 released: None,
+                instance: String::new(), // set by `update`
             })
         });
         let p = &mut self.peers[index];
@@ -421,6 +445,7 @@ impl Agent {
                 posted: st.posted,
                 at_ms: now,
                 released: None,
+                instance: String::new(), // set by `update`
             })
         });
         if let Ok(true) = result {
@@ -452,11 +477,15 @@ impl Agent {
                 Err(e) => return Err(self.failed(index, now, e)),
             };
             let mut record = record.unwrap_or_default();
-            let Some(entry) = change(&record) else {
+            if let Some(refusal) = self.check_own_entry(index, &record) {
+                return Err(self.failed(index, now, refusal));
+            }
+            let Some(mut entry) = change(&record) else {
                 self.peers[index].record = Some(record);
                 return Ok(false);
             };
             record.max_balance = max_balance;
+            entry.instance.clone_from(&self.settings.instance);
             record.boxes.insert(box_id.clone(), entry);
             match store.write(&key, &record, revision) {
                 Ok(true) => {
@@ -471,6 +500,41 @@ impl Agent {
             }
         }
         Err(self.failed(index, now, "kept losing to other writers".into()))
+    }
+
+    /// After this box wrote its entry, only this process may change it (but an operator's
+    /// release): another process writing it means a second router runs with this `box_id`;
+    /// this one then stops taking headroom for good (it is *fenced*), since the two would
+    /// overwrite each other's share. A release while this router runs takes its share from
+    /// under it: the core comes down to the released ceiling (or what is in use), and the box
+    /// reconciles again. `Some` says why this update does not go ahead.
+    fn check_own_entry(&mut self, index: usize, record: &Record) -> Option<String> {
+        let box_id = &self.settings.box_id;
+        let entry = record.boxes.get(box_id)?;
+        let p = &mut self.peers[index];
+        if !p.reconciled {
+            return None;
+        }
+        if !entry.instance.is_empty() && entry.instance != self.settings.instance {
+            let why = format!(
+                "box_id {box_id:?} is written by another router too (instance {}, this one {}): \
+                 give every router its own box_id; this one takes no more headroom",
+                entry.instance, self.settings.instance
+            );
+            if self.fenced.is_none() {
+                tracing::error!("{why}");
+            }
+            self.fenced = Some(why.clone());
+            return Some(why);
+        }
+        if let Some(reason) = &entry.released {
+            tracing::warn!(peer = %p.spec.name, reason = %reason, ceiling = %entry.ceiling,
+                "an operator released this router's share while it runs: coming down to it");
+            p.reconciled = false;
+            p.lower_first = Some(entry.ceiling);
+            return Some(format!("released by an operator while running ({reason})"));
+        }
+        None
     }
 
     fn failed(&mut self, index: usize, now: u64, error: String) -> Failed {
@@ -499,6 +563,11 @@ impl Agent {
             self.peers[index].retry_at_ms = 0;
             self.write_own(index, now_ms, st, ceiling, store);
         }
+    }
+
+    /// Why this box takes no more headroom, if another router writes its entries.
+    pub fn fenced(&self) -> Option<&str> {
+        self.fenced.as_deref()
     }
 
     /// The counters.

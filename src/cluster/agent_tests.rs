@@ -102,13 +102,17 @@ fn spec(max_balance: u64) -> PeerSpec {
     }
 }
 
+/// A new agent (a new process: a new instance) for `box_id`.
 fn agent(box_id: &str, max_balance: u64) -> Agent {
+    static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut agent = Agent::new(Settings {
         box_id: box_id.into(),
         prefix: "/t".into(),
         publish_ms: 100,
         idle_ms: 500,
         chunk_divisor: 8,
+        instance: format!("{box_id}-{start}"),
     });
     agent.follow(&[spec(max_balance)]);
     agent
@@ -380,4 +384,91 @@ fn a_box_takes_no_more_than_the_others_leave() {
     assert_eq!(accepted, 80, "both boxes together took exactly the limit");
     assert!(boxes[0].core.posted > 0 && boxes[1].core.posted > 0);
     assert!(boxes[0].agent.counters().starved > 0);
+}
+
+#[test]
+fn two_routers_with_one_box_id_are_found_out_and_the_first_stops_taking() {
+    let mut store = MemStore::default();
+    let mut first = TestBox {
+        agent: agent("r0", 1000),
+        core: FakeCore::default(),
+        alive: true,
+    };
+    first.step(0, &mut store);
+    first.core.refused = 1;
+    first.step(10, &mut store);
+    first.step(20, &mut store);
+    assert!(first.core.ceiling > 0);
+    // A second process configured with the same box_id starts and reconciles.
+    let mut second = TestBox {
+        agent: agent("r0", 1000),
+        core: FakeCore::default(),
+        alive: true,
+    };
+    second.step(30, &mut store);
+    // The first one's next write finds the other's instance in its entry.
+    for step in 0..10u64 {
+        if first.core.hold(1) {
+            first.core.posted += first.core.holds.pop().unwrap();
+        }
+        first.step(200 + step * 150, &mut store);
+    }
+    let fenced = first.agent.fenced().expect("fenced").to_owned();
+    assert!(fenced.contains("box_id \"r0\""), "{fenced}");
+    assert_eq!(
+        first.core.ceiling, first.core.posted,
+        "down to what is in use"
+    );
+    assert!(!first.core.hold(1), "and nothing more");
+}
+
+#[test]
+fn a_release_while_running_brings_the_core_down_and_reconciles() {
+    let mut store = MemStore::default();
+    let mut b = TestBox {
+        agent: agent("r0", 1000),
+        core: FakeCore::default(),
+        alive: true,
+    };
+    b.step(0, &mut store);
+    b.core.refused = 1;
+    b.step(10, &mut store);
+    b.step(20, &mut store);
+    assert!(b.core.hold(100));
+    b.core.posted += b.core.holds.pop().unwrap();
+    b.step(30, &mut store);
+    // An operator releases r0 (by mistake: it runs) from another router's admin API.
+    let mut other = MemStoreHandle(&mut store);
+    super::super::release(&mut other, "/t", "alice", "r0", "r1", "mistake").unwrap();
+    let released = record(&store).boxes["r0"].ceiling;
+    // Broken by the operator at once (the core holds more than the store now says); the
+    // box comes down and reconciles within a few steps, and holds from then on.
+    for step in 0..20u64 {
+        b.step(1000 + step * 250, &mut store);
+        if step >= 4 {
+            check(
+                std::slice::from_ref(&b),
+                &store,
+                1000,
+                &format!("step {step}"),
+            );
+        }
+    }
+    let entry = &record(&store).boxes["r0"];
+    assert!(entry.released.is_none(), "reconciled again: {entry:?}");
+    assert!(b.core.ceiling <= entry.ceiling);
+    assert!(released <= entry.ceiling);
+}
+
+/// The store seen through `&mut`, for `release`.
+struct MemStoreHandle<'a>(&'a mut MemStore);
+
+impl Store for MemStoreHandle<'_> {
+    fn read(&mut self, key: &str) -> Result<(Option<Record>, i64), String> {
+        self.0.read(key)
+    }
+
+    fn write(&mut self, key: &str, record: &Record, revision: i64) -> Result<bool, String> {
+        self.0.write(key, record, revision)
+    }
 }

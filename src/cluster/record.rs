@@ -4,7 +4,7 @@
 //!
 //! ```json
 //! {"max_balance":"10000","boxes":{
-//!   "r1":{"ceiling":"2500","posted":"1800","at_ms":1764672000123},
+//!   "r1":{"ceiling":"2500","posted":"1800","at_ms":1764672000123,"instance":"9f3c…"},
 //!   "r2":{"ceiling":"4000","posted":"3950","at_ms":1764672000456,
 //!         "released":"box lost with its disk (ticket 4411)"}}}
 //! ```
@@ -34,6 +34,9 @@ pub struct BoxEntry {
     /// Set when an operator released the box's headroom (its reason); cleared when the box
     /// writes its entry again.
     pub released: Option<String>,
+    /// The process that wrote it (random at each start): two routers given the same `box_id`
+    /// find each other's writes in their entry.
+    pub instance: String,
 }
 
 /// The value of one peer's key.
@@ -75,6 +78,11 @@ impl Record {
                         .get("released")
                         .and_then(Value::as_str)
                         .map(str::to_owned),
+                    instance: entry
+                        .get("instance")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                 };
                 boxes.insert(id.clone(), entry);
             }
@@ -93,6 +101,9 @@ impl Record {
             });
             if let Some(reason) = &entry.released {
                 e["released"] = Value::String(reason.clone());
+            }
+            if !entry.instance.is_empty() {
+                e["instance"] = Value::String(entry.instance.clone());
             }
             boxes.insert(id.clone(), e);
         }
@@ -151,6 +162,7 @@ mod tests {
                 posted: 1800,
                 at_ms: 7,
                 released: None,
+                instance: "a1".into(),
             },
         );
         record.boxes.insert(
@@ -160,6 +172,7 @@ mod tests {
                 posted: -50,
                 at_ms: 9,
                 released: Some("lost".into()),
+                instance: String::new(),
             },
         );
         let back = Record::parse(&record.to_bytes()).unwrap();

@@ -54,6 +54,8 @@ pub(crate) struct ClusterView {
     pub(crate) requests: u64,
     /// Every shared peer.
     pub(crate) peers: Vec<PeerView>,
+    /// Why this router takes no more headroom (another router writes its entries).
+    pub(crate) fenced: Option<String>,
 }
 
 impl ClusterHub {
@@ -138,6 +140,12 @@ pub(crate) fn spawn(
         publish_ms: cluster.publish_ms,
         idle_ms: cluster.idle_ms,
         chunk_divisor: cluster.chunk_divisor,
+        // This process in every entry it writes: another router given the same box_id is
+        // found out (see the agent's `check_own_entry`).
+        instance: super::control::random_ids().0[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     };
     let thread = std::thread::Builder::new()
         .name("cluster".into())
@@ -194,6 +202,7 @@ fn show(hub: &ClusterHub, agent: &Agent, settings: &Settings, store: &EtcdStore)
     view.counters = agent.counters();
     view.requests = store.0.requests();
     view.peers = agent.view();
+    view.fenced = agent.fenced().map(str::to_owned);
 }
 
 fn unix_ms() -> u64 {

@@ -336,7 +336,7 @@ fn follow_config(speaker: &mut Speaker, config: &Config, now: i64) {
 }
 
 /// A random routing table id and route-auth secret, from the kernel.
-fn random_ids() -> ([u8; 16], [u8; 32]) {
+pub(crate) fn random_ids() -> ([u8; 16], [u8; 32]) {
     use std::io::Read;
     let mut bytes = [0u8; 48];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
