@@ -46,7 +46,8 @@ pub(crate) async fn write_queued_within<W: AsyncWrite + Unpin>(
     deadline: Option<Duration>,
     mut take: impl FnMut(&mut Vec<u8>) -> bool,
 ) -> WriteEnd {
-    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Swapped with the link's queue at each take: both grow to what the traffic needs.
+    let mut batch: Vec<u8> = Vec::new();
     loop {
         let finished = take(&mut batch);
         if !batch.is_empty() {
