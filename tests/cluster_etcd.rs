@@ -2,7 +2,9 @@
 //! loopback (`[cluster_state]`, `shared_limit = true`), under the faults an operator meets:
 //! an etcd member lost, etcd's quorum lost and back, a router killed -9 under load, an
 //! operator releasing what the dead router held, the router restarting and reconciling, and
-//! both routers exhausting the limit together.
+//! both routers exhausting the limit together (one of them on two cores, the peer's Prepares
+//! arriving on the core that is not its balance's home: leases between cores under the
+//! ceiling etcd grants).
 //!
 //! Traffic: a sender (alice) multi-homed to both routers, one connection and one Prepare at a
 //! time each, and a sink (bob) on each router that fulfils everything; every count is kept by
@@ -49,10 +51,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `count` consecutive loopback ports free now.
+fn free_ports(count: u16) -> u16 {
+    for _ in 0..100 {
+        let first = free_port();
+        if first.checked_add(count).is_some()
+            && (1..count).all(|c| TcpListener::bind(("127.0.0.1", first + c)).is_ok())
+        {
+            return first;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
+
 /// One router of the front, with its own state directory kept across restarts.
 struct RouterBox {
     name: String,
     dir: PathBuf,
+    /// Cores; with more than one, core `c` listens on `btp + c` (`--btp-port-per-core`).
+    cores: usize,
     btp: u16,
     admin: u16,
     child: Option<Child>,
@@ -60,6 +77,16 @@ struct RouterBox {
 
 impl RouterBox {
     fn new(name: &str, etcd: &[String], max_balance: u64, chunk_divisor: u64) -> RouterBox {
+        RouterBox::with_cores(name, etcd, max_balance, chunk_divisor, 1)
+    }
+
+    fn with_cores(
+        name: &str,
+        etcd: &[String],
+        max_balance: u64,
+        chunk_divisor: u64,
+        cores: usize,
+    ) -> RouterBox {
         let dir = std::env::temp_dir().join(format!(
             "ilp-cluster-etcd-{}-{name}-{}",
             std::process::id(),
@@ -67,7 +94,7 @@ impl RouterBox {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (btp, admin) = (free_port(), free_port());
+        let (btp, admin) = (free_ports(cores as u16), free_port());
         let etcd: Vec<String> = etcd.iter().map(|u| format!("{u:?}")).collect();
         let config = format!(
             r#"
@@ -111,6 +138,7 @@ USD = "1"
         let mut router = RouterBox {
             name: name.to_owned(),
             dir,
+            cores,
             btp,
             admin,
             child: None,
@@ -130,7 +158,12 @@ USD = "1"
                 "--config",
                 self.dir.join("router.toml").to_str().unwrap(),
             ])
-            .args(["--cores", "1", "--log-level", &level])
+            .args(["--cores", &self.cores.to_string(), "--log-level", &level])
+            .args(if self.cores > 1 {
+                &["--btp-port-per-core"][..]
+            } else {
+                &[]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -138,7 +171,8 @@ USD = "1"
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !(listening_on(self.btp) && listening_on(self.admin)) {
+        let ports: Vec<u16> = (0..self.cores as u16).map(|c| self.btp + c).collect();
+        while !(ports.iter().all(|&p| listening_on(p)) && listening_on(self.admin)) {
             assert!(
                 Instant::now() < deadline,
                 "{} did not start: {}",
@@ -150,7 +184,12 @@ USD = "1"
     }
 
     fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.btp))
+        self.core_addr(0)
+    }
+
+    /// Where core `core` listens.
+    fn core_addr(&self, core: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.btp + core as u16))
     }
 
     fn kill9(&mut self) {
@@ -275,13 +314,15 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn start(addr: SocketAddr, amount: u64) -> Traffic {
+    /// alice dials `alice`, bob dials `bob` (the same router; another core of it, perhaps).
+    fn start(alice: SocketAddr, bob: SocketAddr, amount: u64) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Tally::default());
         let connect = move |name: &str, stop: &AtomicBool| loop {
             if stop.load(Ordering::Relaxed) {
                 return None;
             }
+            let addr = if name == "alice" { alice } else { bob };
             match Peer::connect(addr, name, &format!("{name}-secret")) {
                 Ok(peer) => return Some(peer),
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -501,8 +542,8 @@ fn a_shared_limit_holds_through_etcd_faults_and_a_router_killed() {
         urls.clone(),
         max_balance,
     );
-    let t1 = Traffic::start(r1.addr(), 1);
-    let t2 = Traffic::start(r2.addr(), 1);
+    let t1 = Traffic::start(r1.addr(), r1.addr(), 1);
+    let t2 = Traffic::start(r2.addr(), r2.addr(), 1);
     both_flow(
         &[(&t1, &r1), (&t2, &r2)],
         Duration::from_secs(10),
@@ -676,15 +717,18 @@ fn two_routers_together_let_a_peer_owe_exactly_its_limit() {
     };
     let urls = cluster.client_urls();
     let max_balance = 3000u64;
+    // r2 runs two cores, alice on core 1 and bob on core 0: alice's balance is homed on core
+    // 0, so core 1 holds her Prepares against headroom leased from core 0, under the ceiling
+    // etcd grants r2.
     let r1 = RouterBox::new("r1", &urls, max_balance, 8);
-    let r2 = RouterBox::new("r2", &urls, max_balance, 8);
+    let r2 = RouterBox::with_cores("r2", &urls, max_balance, 8, 2);
     let auditor = Auditor::start(
         vec![("r1".into(), r1.admin), ("r2".into(), r2.admin)],
         urls.clone(),
         max_balance,
     );
-    let t1 = Traffic::start(r1.addr(), 1);
-    let t2 = Traffic::start(r2.addr(), 1);
+    let t1 = Traffic::start(r1.addr(), r1.addr(), 1);
+    let t2 = Traffic::start(r2.core_addr(1), r2.core_addr(0), 1);
     // Both send until neither has fulfilled anything for a while (the limit is spent).
     let fulfilled = Mutex::new((0, Instant::now()));
     eventually("the limit is spent", Duration::from_secs(60), || {
