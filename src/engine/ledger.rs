@@ -682,6 +682,11 @@ impl Ledger {
                 );
                 let used = account.posted + account.pending_in + account.leased;
                 let available = (account.ceiling - used).max(0);
+                if available < i128::from(want) {
+                    // Another core wants more than the ceiling leaves: a sign for the cluster
+                    // agent, as a refused hold here is.
+                    account.refused = account.refused.wrapping_add(u64::from(account.shared));
+                }
                 if i128::from(need) > available {
                     // Idle leases elsewhere may make room: ask for them first.
                     account.parked.push((message.from, want, need));
@@ -1263,5 +1268,59 @@ mod test {
             let chunk = [0, 1, 10, 333][(seed / 4 % 4) as usize];
             run_shards(seed, cores, max_balance, chunk, 2000);
         }
+    }
+
+    #[test]
+    fn a_shared_limit_holds_to_the_ceiling_the_agent_sets() {
+        let config = [AccountConfig {
+            home: CoreId(0),
+            max_balance: 1000,
+            lease_chunk: 50,
+            posted: 30,
+            shared: true,
+        }];
+        let alice = PeerId(0);
+        let mut home = Ledger::new(CoreId(0), 2, &config);
+        let mut remote = Ledger::new(CoreId(1), 2, &config);
+        // No headroom until the agent grants some: the ceiling starts at the posted balance.
+        assert_eq!(home.account(alice).ceiling(), 30);
+        assert!(!home.hold(alice, 1));
+        assert_eq!(
+            home.account(alice).refused(),
+            1,
+            "the agent's sign that more is wanted"
+        );
+        home.raise_ceiling(alice, 130);
+        assert!(home.hold(alice, 60));
+        // The remote core asked for a chunk at start: it gets what the ceiling leaves.
+        while let Some(m) = remote.poll_lease() {
+            home.handle_lease(m);
+        }
+        while let Some(m) = home.poll_lease() {
+            remote.handle_lease(m);
+        }
+        assert_eq!(
+            remote.account(alice).headroom(),
+            40,
+            "130 - 30 posted - 60 held"
+        );
+        assert!(!remote.hold(alice, 41));
+        assert!(remote.hold(alice, 40));
+        assert_eq!(home.account(alice).used(), 130);
+        // Lowering never goes below what is in use; raising never lowers.
+        assert_eq!(home.lower_ceiling(alice, 0), 130);
+        home.raise_ceiling(alice, 100);
+        assert_eq!(home.account(alice).ceiling(), 130);
+        home.void_hold(alice, 60);
+        assert_eq!(home.lower_ceiling(alice, 0), 70, "30 posted + 40 leased");
+        // A remote request the ceiling cannot meet is counted too.
+        let before = home.account(alice).refused();
+        home.handle_lease(LeaseMessage {
+            peer: alice,
+            from: CoreId(1),
+            to: CoreId(0),
+            kind: LeaseKind::Request { want: 50, need: 0 },
+        });
+        assert_eq!(home.account(alice).refused(), before + 1);
     }
 }
