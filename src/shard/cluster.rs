@@ -94,17 +94,24 @@ impl ClusterHub {
         self.finished.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn push(&self, core: usize, command: Command) {
+    pub(super) fn push(&self, core: usize, command: Command) {
         self.commands[core]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(command);
     }
 
+    /// `core`'s statuses as it last left them.
+    pub(super) fn statuses(&self, core: usize) -> Vec<(PeerId, Status)> {
+        self.statuses[core]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn read_statuses(&self, agent: &mut Agent) {
-        for slot in &self.statuses {
-            let statuses = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            for (peer, status) in statuses {
+        for core in 0..self.statuses.len() {
+            for (peer, status) in self.statuses(core) {
                 agent.on_status(peer, status);
             }
         }

@@ -1007,3 +1007,91 @@ fn a_reload_lowers_connections_per_peer_max_for_the_next_connection() {
         2
     );
 }
+
+#[test]
+fn a_shared_peer_holds_to_the_ceiling_the_cluster_agent_sets_and_reports_its_status() {
+    use crate::cluster::agent::Command as AgentCommand;
+    let text = CONFIG_TEXT
+        .replace("{bob_extra}", "")
+        .replace("{cores}", "1")
+        .replace(
+            "max_balance = \"1000000\"\n[[peers]]",
+            "max_balance = \"1000000\"\nshared_limit = true\n[[peers]]",
+        )
+        + "[cluster_state]\netcd = [\"http://127.0.0.1:1\"]\nbox_id = \"r1\"\n";
+    let config = Arc::new(Config::from_toml_str(&text).expect("valid"));
+    let mut cores = cores_with(config, 1);
+    let core = &mut cores[0];
+    let mut now = T0;
+    let mut alice = TestPeer::connect(core, now, ALICE, "alice");
+    let mut bob = TestPeer::connect(core, now, BOB, "bob");
+    let status = |core: &CoreState| core.shared.cluster.statuses(0)[0].1;
+    // No ceiling granted yet: T04, and the status says holds were refused.
+    let expires_at = now + 30_000;
+    alice.send(
+        core,
+        now,
+        Send::Prepare { tag: 1, expires_at },
+        &prepare(500, expires_at),
+    );
+    let answers = alice.receive(core, now);
+    assert!(
+        matches!(&answers[..], [Received::Reply { tag: 1, ilp }]
+            if reject_code(ilp) == Some(ErrorCode::T04_INSUFFICIENT_LIQUIDITY)),
+        "{answers:?}"
+    );
+    now += 5;
+    core.on_tick(now);
+    let st = status(core);
+    assert_eq!((st.seq, st.ceiling, st.used, st.refused), (0, 0, 0, 1));
+    // The agent raises the ceiling: applied at the next tick, and the status says so.
+    let raise = AgentCommand::Raise {
+        peer: ALICE,
+        ceiling: 800,
+        seq: 1,
+    };
+    core.shared.cluster.push(0, raise);
+    now += 5;
+    core.on_tick(now);
+    let st = status(core);
+    assert_eq!((st.seq, st.ceiling), (1, 800));
+    alice.send(
+        core,
+        now,
+        Send::Prepare { tag: 2, expires_at },
+        &prepare(500, expires_at),
+    );
+    let Received::Prepare { request_id, .. } = bob.receive(core, now).remove(0) else {
+        panic!("bob gets the Prepare");
+    };
+    bob.send(core, now, Send::Reply { request_id }, &fulfill());
+    assert!(
+        matches!(&alice.receive(core, now)[..], [Received::Reply { tag: 2, ilp }] if reject_code(ilp).is_none())
+    );
+    // 500 posted: 300 left under the ceiling.
+    alice.send(
+        core,
+        now,
+        Send::Prepare { tag: 3, expires_at },
+        &prepare(301, expires_at),
+    );
+    let answers = alice.receive(core, now);
+    assert!(matches!(&answers[..], [Received::Reply { tag: 3, ilp }]
+        if reject_code(ilp) == Some(ErrorCode::T04_INSUFFICIENT_LIQUIDITY)));
+    // Lowered to 0: never below what is in use (the 500 posted).
+    core.shared.cluster.push(
+        0,
+        AgentCommand::Lower {
+            peer: ALICE,
+            target: 0,
+            seq: 2,
+        },
+    );
+    now += 5;
+    core.on_tick(now);
+    let st = status(core);
+    assert_eq!(
+        (st.seq, st.ceiling, st.used, st.posted, st.held),
+        (2, 500, 500, 500, 0)
+    );
+}
