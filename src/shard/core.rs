@@ -1080,12 +1080,14 @@ impl CoreState {
             }
             self.cluster_seq[peer.index()] = seq;
         }
-        let statuses = self.cluster_statuses();
-        self.shared.cluster.publish(self.core, statuses.into_iter());
+        // Written into the core's slot as they are made: nothing allocated per tick.
+        self.shared
+            .cluster
+            .publish(self.core, self.cluster_statuses());
     }
 
     /// The status of each shared peer homed here.
-    pub(crate) fn cluster_statuses(&self) -> Vec<(PeerId, ClusterStatus)> {
+    pub(crate) fn cluster_statuses(&self) -> impl Iterator<Item = (PeerId, ClusterStatus)> + '_ {
         let ledger = self.engine.ledger();
         self.config
             .shared_peers()
@@ -1102,7 +1104,6 @@ impl CoreState {
                 };
                 (p.id, status)
             })
-            .collect()
     }
 
     /// This core's report for the admin side (see `report.rs`): a copy of its counters.

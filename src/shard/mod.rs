@@ -731,7 +731,7 @@ async fn final_cluster_status(state: &Rc<RefCell<Core>>, shared: &Shared, tick: 
         glommio::timer::sleep(tick).await;
     }
     let st = state.borrow();
-    let statuses = st.cluster_statuses();
+    let statuses = st.cluster_statuses().collect();
     shared.cluster.publish_final(st.core, statuses);
 }
 
