@@ -210,6 +210,10 @@ pub struct LimitArgs {
     /// How long an idle core spins before it parks, in µs.
     #[arg(long)]
     pub spin_us: Option<u64>,
+    /// The most a core that has been forwarding keeps polling for the next packet, in µs
+    /// (it polls twice the recent gap between packets, at least `--spin-us`).
+    #[arg(long)]
+    pub spin_max_us: Option<u64>,
     /// At shutdown, how long queued answers get to reach the wire once in-flight Prepares
     /// resolved (by their own expiry at the latest), in ms.
     #[arg(long)]
@@ -288,6 +292,7 @@ impl LimitArgs {
             ("bad_frames_max", self.bad_frames_max),
             ("tick_ms", self.tick_ms),
             ("spin_us", self.spin_us),
+            ("spin_max_us", self.spin_max_us),
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("reconnect_min_ms", self.reconnect_min_ms),
             ("reconnect_max_ms", self.reconnect_max_ms),

@@ -144,7 +144,7 @@ fn defaults() {
     assert!(alice.dial().is_none());
     assert!(matches!(alice.outgoing, Outgoing::None));
     let limits = Limits::default();
-    let expected: [(&str, u64); 32] = [
+    let expected: [(&str, u64); 33] = [
         ("pending_per_core_max", 65_536),
         ("in_flight_per_link_max", 4096),
         ("ring_capacity", 8192),
@@ -155,6 +155,7 @@ fn defaults() {
         ("bad_frames_max", 10),
         ("tick_ms", 5),
         ("spin_us", 50),
+        ("spin_max_us", 1000),
         ("shutdown_grace_ms", 5000),
         ("reconnect_min_ms", 100),
         ("reconnect_max_ms", 10_000),

@@ -363,59 +363,57 @@ async fn run_link(
     mut buf: ReadBuf,
 ) {
     let fd = Fd(stream.fd());
-    let (resume, resumed) = local_channel::new_bounded(1);
-    state.borrow_mut().set_reader(id, resume);
-    let (mut reader, writer) = futures_lite::io::split(stream);
-    let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
     let (frame_len_max, half) = {
         let st = state.borrow();
         let limits = st.config.limits();
         (limits.frame_len_max, limits.link_queue_bytes_max / 2)
     };
+    if let MaybeTls::Plain(_) = &stream {
+        // What is queued goes to the socket at once; the writer task writes what it refuses.
+        let hot = {
+            let mut st = state.borrow_mut();
+            st.set_inline(id, fd.0);
+            st.hot()
+        };
+        if let Some(hot) = hot {
+            // Read by the core's ring driver; this task only ends the link.
+            let (reader, writer) = futures_lite::io::split(stream);
+            let writer_task =
+                glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, Fd(fd.0)));
+            let (done, finished) = local_channel::new_bounded(1);
+            state.borrow_mut().set_ring_reader(id);
+            hot.borrow_mut()
+                .add(id, fd.0, buf, role, frame_len_max, done);
+            state.borrow().wake_driver();
+            let _ = finished.recv().await;
+            finish_link(&state, id, writer_task, |_| {}).await;
+            // The socket closes only now, after the link left the table.
+            drop(reader);
+            return;
+        }
+    }
+    let (resume, resumed) = local_channel::new_bounded(1);
+    state.borrow_mut().set_reader(id, resume);
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let writer_task = glommio::spawn_local(write_link(Rc::clone(&state), id, writer, sleep, fd));
     let decoder = ws::FrameDecoder::new(role, frame_len_max);
     let mut assembler = MessageAssembler::new(frame_len_max);
-    'read: loop {
+    loop {
         let now = unix_ms();
         // Set when the queue passed half the cap with frames still in `buf`.
-        let mut held = false;
-        loop {
-            let frame = match decoder.decode(buf.data_mut()) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => {
-                    fail_ws(&state, id, e);
-                    break 'read;
-                }
-            };
-            let frame_len = frame.len;
-            let message = assembler.handle_frame(buf.data_mut(), &frame);
-            match message {
-                Ok(Message::Binary(bytes)) => state.borrow_mut().on_message(now, id, bytes),
-                Ok(Message::Ping(payload)) => {
-                    state.borrow_mut().push_control(id, Opcode::Pong, payload)
-                }
-                Ok(Message::Close(close)) => {
-                    let code = close.reply_code().0.to_be_bytes();
-                    let mut st = state.borrow_mut();
-                    st.push_control(id, Opcode::Close, &code);
-                    st.close_link(id);
-                    st.flush();
-                    break 'read;
-                }
-                Ok(Message::Text | Message::Fragment | Message::Pong(_)) => {}
-                Err(e) => {
-                    fail_ws(&state, id, e);
-                    break 'read;
-                }
-            }
-            buf.consume(frame_len);
-            // Each message may queue an answer (a Pong, a local Reject): past half the cap,
-            // the frames still in `buf` wait, as do those in the socket.
-            if state.borrow().link(id).is_some_and(|l| l.queued() > half) {
-                held = true;
-                break;
-            }
-        }
+        let held = match handle_frames(
+            &mut state.borrow_mut(),
+            id,
+            &mut buf,
+            &decoder,
+            &mut assembler,
+            half,
+            now,
+        ) {
+            Frames::Drained => false,
+            Frames::Held => true,
+            Frames::End => break,
+        };
         {
             let mut st = state.borrow_mut();
             st.flush();
@@ -447,6 +445,62 @@ async fn run_link(
         }
     }
     finish_link(&state, id, writer_task, |_| {}).await;
+}
+
+/// What [`handle_frames`] left in the read buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frames {
+    /// Every whole frame was handled; a partial one may remain.
+    Drained,
+    /// The link's queue passed half its cap: the frames left wait until it drains.
+    Held,
+    /// The link ended (a Close, a WebSocket error): stop reading.
+    End,
+}
+
+/// Hands the whole frames in `buf` to the core, one message at a time, and consumes them.
+/// Stops early when the link's queue passes `half` (each message may queue an answer: a Pong,
+/// a local Reject), so the frames still in `buf` wait, as do those in the socket.
+pub(crate) fn handle_frames(
+    st: &mut Core,
+    id: LinkId,
+    buf: &mut ReadBuf,
+    decoder: &ws::FrameDecoder,
+    assembler: &mut MessageAssembler,
+    half: usize,
+    now: i64,
+) -> Frames {
+    loop {
+        let frame = match decoder.decode(buf.data_mut()) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Frames::Drained,
+            Err(e) => {
+                fail_ws(st, id, e);
+                return Frames::End;
+            }
+        };
+        let frame_len = frame.len;
+        match assembler.handle_frame(buf.data_mut(), &frame) {
+            Ok(Message::Binary(bytes)) => st.on_message(now, id, bytes),
+            Ok(Message::Ping(payload)) => st.push_control(id, Opcode::Pong, payload),
+            Ok(Message::Close(close)) => {
+                let code = close.reply_code().0.to_be_bytes();
+                st.push_control(id, Opcode::Close, &code);
+                st.close_link(id);
+                st.flush();
+                return Frames::End;
+            }
+            Ok(Message::Text | Message::Fragment | Message::Pong(_)) => {}
+            Err(e) => {
+                fail_ws(st, id, e);
+                return Frames::End;
+            }
+        }
+        buf.consume(frame_len);
+        if st.link(id).is_some_and(|l| l.queued() > half) {
+            return Frames::Held;
+        }
+    }
 }
 
 /// Ends a link whose reader stopped: the writer flushes what is queued and closes the socket,
@@ -495,7 +549,7 @@ pub(crate) async fn wait_for_room(state: &State, id: LinkId, resumed: &LocalRece
 }
 
 /// Counts a link ended by the write deadline, once (the writer and the reader may both see it).
-fn count_write_timeout(st: &mut CoreState, id: LinkId) {
+pub(crate) fn count_write_timeout(st: &mut CoreState, id: LinkId) {
     let Some(link) = st.link_mut(id).filter(|l| !l.write_timed_out) else {
         return;
     };
@@ -503,9 +557,8 @@ fn count_write_timeout(st: &mut CoreState, id: LinkId) {
     st.counters.write_timeouts += 1;
 }
 
-fn fail_ws(state: &State, id: LinkId, error: ws::WsError) {
+fn fail_ws(st: &mut Core, id: LinkId, error: ws::WsError) {
     tracing::debug!("WebSocket error: {error}");
-    let mut st = state.borrow_mut();
     st.counters.ws_errors += 1;
     st.push_control(id, Opcode::Close, &error.close_code().0.to_be_bytes());
     st.close_link(id);

@@ -7,17 +7,21 @@
 //!
 //! | outbox | drained into |
 //! | --- | --- |
-//! | `Links::take_signals` | each link's writer wake-up, and its reader's (room freed, HTTP answers written) |
+//! | `Links::take_signals` | a plaintext link's queue written at once (`Links::write_inline`), else its writer's wake-up; its reader's (room freed, HTTP answers written), or for a link read through the core's ring ([`super::hot`]) a visit of the driver |
 //! | `MeshOut::drain` | the rings of the channel mesh; what finds a ring full waits for the next flush |
 //! | `CoreState::http_dials` | the core's dialler task |
 
 use super::core::{Admission, CoreState, LinkId, Transport};
+use super::hot::{HotRing, Wake};
 use super::links::Signal;
 use super::mesh::{CrossMsg, Full};
 use glommio::channels::channel_mesh::Senders;
 use glommio::channels::local_channel::LocalSender;
 use glommio::{GlommioError, ResourceType};
+use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
+use std::os::fd::RawFd;
+use std::rc::Rc;
 
 /// Current Unix time in milliseconds: read once per batch, never per packet.
 pub(crate) fn unix_ms() -> i64 {
@@ -25,6 +29,25 @@ pub(crate) fn unix_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A nonblocking `send` of `bytes` on `fd` (no SIGPIPE): how many the socket took.
+fn send_now(fd: RawFd, bytes: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: reads `bytes.len()` bytes from a live slice; `fd` is a socket its link's task
+    // keeps open until the link is removed, which clears `inline` first.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// One core: its sans-IO state and the handles its outboxes drain into. Derefs to the state.
@@ -44,6 +67,12 @@ struct CoreIo {
     dialler: Option<LocalSender<()>>,
     /// Reused by `flush`.
     signals: Vec<(u16, u8)>,
+    /// The core's ring for plaintext BTP links, and what wakes its driver.
+    hot: Option<(Rc<RefCell<HotRing>>, Rc<Wake>)>,
+    /// Links read through the ring that may read again (room freed, or closing).
+    ring_resumed: Vec<u16>,
+    /// The driver waits on its eventfd: what lists a link for it must wake it.
+    driver_parked: bool,
 }
 
 impl std::fmt::Debug for CoreIo {
@@ -59,6 +88,11 @@ struct LinkIo {
     writer: Option<LocalSender<()>>,
     /// A BTP reader paused for room, or an HTTP reader waiting for its pipeline.
     reader: Option<LocalSender<()>>,
+    /// A plaintext link's socket: what is queued is written to it at once
+    /// ([`Links::write_inline`](super::links::Links::write_inline)).
+    inline: Option<RawFd>,
+    /// Read by the core's ring driver ([`super::hot`]) rather than a reader task.
+    ring: bool,
 }
 
 impl Deref for Core {
@@ -88,6 +122,9 @@ impl Core {
                 links: Vec::new(),
                 dialler: None,
                 signals: Vec::new(),
+                hot: None,
+                ring_resumed: Vec::new(),
+                driver_parked: false,
             },
         }
     }
@@ -109,7 +146,7 @@ impl Core {
         }
         self.io.links[index] = LinkIo {
             writer: Some(writer),
-            reader: None,
+            ..LinkIo::default()
         };
         Some(id)
     }
@@ -118,6 +155,56 @@ impl Core {
     pub(crate) fn set_reader(&mut self, id: LinkId, reader: LocalSender<()>) {
         if self.state.link(id).is_some() {
             self.io.links[usize::from(id.index)].reader = Some(reader);
+        }
+    }
+
+    /// What is queued on this plaintext link is written to `fd` at once, where the socket
+    /// takes it (the writer task writes the rest).
+    pub(crate) fn set_inline(&mut self, id: LinkId, fd: RawFd) {
+        if self.state.link(id).is_some() {
+            self.io.links[usize::from(id.index)].inline = Some(fd);
+        }
+    }
+
+    /// The link is read by the core's ring driver: its resumes go to the driver.
+    pub(crate) fn set_ring_reader(&mut self, id: LinkId) {
+        if self.state.link(id).is_some() {
+            self.io.links[usize::from(id.index)].ring = true;
+        }
+    }
+
+    /// The core's ring, and what wakes its driver.
+    pub(crate) fn set_hot(&mut self, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake>) {
+        self.io.hot = Some((hot, wake));
+    }
+
+    /// The core's ring, where it has one.
+    pub(crate) fn hot(&self) -> Option<Rc<RefCell<HotRing>>> {
+        self.io.hot.as_ref().map(|(hot, _)| Rc::clone(hot))
+    }
+
+    /// Moves the ring links that may read again into `out` (cleared first).
+    pub(crate) fn take_ring_resumed(&mut self, out: &mut Vec<u16>) {
+        out.clear();
+        std::mem::swap(out, &mut self.io.ring_resumed);
+    }
+
+    /// Ring links wait to be visited.
+    pub(crate) fn ring_resumed_waiting(&self) -> bool {
+        !self.io.ring_resumed.is_empty()
+    }
+
+    /// The driver parks (`true`) or runs again.
+    pub(crate) fn set_driver_parked(&mut self, parked: bool) {
+        self.io.driver_parked = parked;
+    }
+
+    /// Wakes the ring driver if it is parked.
+    pub(crate) fn wake_driver(&self) {
+        if self.io.driver_parked {
+            if let Some((_, wake)) = &self.io.hot {
+                wake.signal();
+            }
         }
     }
 
@@ -146,20 +233,45 @@ impl Core {
     /// dialler when connections are wanted.
     pub(crate) fn flush(&mut self) {
         let io = &mut self.io;
+        let half = self.state.config.limits().link_queue_bytes_max / 2;
         self.state.links.take_signals(&mut io.signals);
+        let mut listed = false;
         for &(index, bits) in &io.signals {
             let Some(link) = io.links.get(usize::from(index)) else {
                 continue;
             };
+            let mut bits = bits;
             if bits & Signal::WRITER != 0 {
-                if let Some(writer) = &link.writer {
-                    let _ = writer.try_send(());
+                if let Some(fd) = link.inline {
+                    let (written, resume) = self
+                        .state
+                        .links
+                        .write_inline(index, half, |b| send_now(fd, b));
+                    if written {
+                        bits &= !Signal::WRITER;
+                    }
+                    if resume {
+                        bits |= Signal::RESUME;
+                    }
+                }
+                if bits & Signal::WRITER != 0 {
+                    if let Some(writer) = &link.writer {
+                        let _ = writer.try_send(());
+                    }
                 }
             }
             if bits & (Signal::RESUME | Signal::ANSWERED) != 0 {
-                if let Some(reader) = &link.reader {
+                if link.ring {
+                    io.ring_resumed.push(index);
+                    listed = true;
+                } else if let Some(reader) = &link.reader {
                     let _ = reader.try_send(());
                 }
+            }
+        }
+        if listed && io.driver_parked {
+            if let Some((_, wake)) = &io.hot {
+                wake.signal();
             }
         }
         let (senders, mesh_index) = (&io.mesh, &io.mesh_index);

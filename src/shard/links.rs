@@ -628,6 +628,45 @@ impl Links {
         closing
     }
 
+    /// Writes the link's queue at `index` straight to its socket with `send` (a nonblocking
+    /// write that returns how much it took), when the writer task holds nothing unwritten and
+    /// the link is not closing: the common case of a hop then costs no task wake-up. What
+    /// `send` does not take stays queued, in order, for the writer task. Returns
+    /// `(wrote everything, resume the paused reader)`; `false` first means the writer task
+    /// must be woken (a partial or refused write, a closing link, or one it is busy with).
+    pub(crate) fn write_inline(
+        &mut self,
+        index: u16,
+        half: usize,
+        send: impl FnOnce(&[u8]) -> std::io::Result<usize>,
+    ) -> (bool, bool) {
+        let Some(link) = self
+            .slots
+            .get_mut(usize::from(index))
+            .and_then(|l| l.as_mut())
+        else {
+            return (true, false);
+        };
+        if link.closing || link.writing != 0 || link.overflowed {
+            return (false, false);
+        }
+        if link.out.is_empty() {
+            return (true, false);
+        }
+        let sent = match send(&link.out) {
+            Ok(n) => n.min(link.out.len()),
+            Err(_) => 0,
+        };
+        if sent == link.out.len() {
+            link.out.clear();
+        } else {
+            link.out.drain(..sent);
+        }
+        link.taken += sent as u64;
+        let resume = link.queued() <= half && link.resume_reader();
+        (link.out.is_empty(), resume)
+    }
+
     /// Raises `signal` on a link for its I/O tasks (see [`take_signals`](Self::take_signals)).
     pub(crate) fn raise(&mut self, index: u16, signal: u8) {
         if let Some(link) = self
@@ -817,6 +856,64 @@ mod test {
         assert!(
             links.get(id).unwrap().out.is_empty(),
             "nothing more is queued"
+        );
+    }
+
+    #[test]
+    fn an_inline_write_leaves_what_the_socket_refused_queued_in_order() {
+        let mut links = Links::default();
+        let id = add(&mut links, Transport::Handshake, Admission::Authenticated).unwrap();
+        // Nothing queued: nothing to write, and no writer needed.
+        assert_eq!(
+            links.write_inline(id.index, 50, |_| panic!("no send")),
+            (true, false)
+        );
+        links.push_raw(id.index, &[b"abcdef"], 100);
+        // The socket takes four bytes: the rest stays queued for the writer task.
+        let mut wire = Vec::new();
+        let took = links.write_inline(id.index, 50, |b| {
+            wire.extend_from_slice(&b[..4]);
+            Ok(4)
+        });
+        assert_eq!(took, (false, false));
+        let link = links.get(id).unwrap();
+        assert_eq!((link.out.as_slice(), link.taken()), (&b"ef"[..], 4));
+        // A refusal (EAGAIN) takes nothing.
+        let refused =
+            links.write_inline(id.index, 50, |_| Err(std::io::ErrorKind::WouldBlock.into()));
+        assert_eq!(refused, (false, false));
+        // The writer task holds a batch: the queue is its, whatever the socket would take.
+        let mut batch = Vec::new();
+        links.take(id, &mut batch, 50);
+        links.push_raw(id.index, &[b"gh"], 100);
+        assert_eq!(
+            links.write_inline(id.index, 50, |_| panic!("no send")),
+            (false, false)
+        );
+        // Its batch written, the writer takes the (empty) queue: inline writes resume, and a
+        // reader paused for room is resumed once at most `half` is owed.
+        wire.extend_from_slice(&batch);
+        batch.clear();
+        links.take(id, &mut batch, 50);
+        assert_eq!(batch, b"gh");
+        wire.extend_from_slice(&batch);
+        batch.clear();
+        links.take(id, &mut batch, 50);
+        assert!(batch.is_empty());
+        links.push_raw(id.index, &[b"ij"], 100);
+        links.get_mut(id).unwrap().reader_paused = true;
+        let took = links.write_inline(id.index, 50, |b| {
+            wire.extend_from_slice(b);
+            Ok(b.len())
+        });
+        assert_eq!(took, (true, true));
+        assert_eq!(wire, b"abcdefghij", "every byte once, in order");
+        // A closing link is the writer task's: it writes the rest and closes the socket.
+        links.push_raw(id.index, &[b"k"], 100);
+        links.close(id);
+        assert_eq!(
+            links.write_inline(id.index, 50, |_| panic!("no send")),
+            (false, false)
         );
     }
 

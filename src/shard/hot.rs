@@ -1,0 +1,578 @@
+//! The hot path's sockets, read through an io_uring ring of the core's own rather than
+//! glommio's sockets, and the core's adaptive spin.
+//!
+//! Why (BENCHMARKS.md, "glommio's sockets against io_uring driven directly" and "Where a
+//! round trip's time goes"): every pass of glommio's executor cancels and re-arms a
+//! preemption timer, arms a throughput timer and flushes its three rings, five to seven
+//! `io_uring_enter` calls between a socket turning readable and the task that reads it
+//! running, and it issues a `membarrier` before each park. Both are per wake-up, so they are
+//! most of a hop at low and medium rates. Here a plaintext BTP link, once its WebSocket
+//! handshake is done, is read by one task per core (the *driver*) that stays on the CPU while
+//! packets keep coming:
+//!
+//! - each link has a multishot poll armed on the ring: readiness is a completion in shared
+//!   memory, seen without a system call, and the poll stays armed;
+//! - the driver reads a ready socket with `recv` into the link's read buffer and hands the
+//!   frames to [`CoreState`](super::core::CoreState) as the link's reader task did
+//!   ([`conn::handle_frames`]);
+//! - what that queues on a plaintext link is written at once by [`Core::flush`] with a
+//!   nonblocking `send` ([`Links::write_inline`](super::links::Links::write_inline)); the
+//!   link's writer task (glommio) takes over only what the socket did not take, with its
+//!   deadline as before;
+//! - **adaptive spin**: after a batch the driver keeps polling the ring for twice the recent
+//!   gap between batches (at least `spin_us`, at most `spin_max_us`), yielding to glommio
+//!   every [`YIELD_EVERY`] ([`YIELD_EVERY_IDLE`] while nothing comes) so timers, the core
+//!   mesh and the other links' tasks run; past that
+//!   it parks: it awaits, through glommio, an eventfd the ring signals on every completion.
+//!   A core whose packets come every 100 µs never parks between them; an idle core parks
+//!   after `spin_max_us` at most.
+//!
+//! TLS and HTTP links, handshakes, timers and the mesh stay on glommio. The driver reads only;
+//! ending a link is the link's own task's work (`conn::finish_link`), woken when the driver
+//! stops reading it (end of stream, a read error, a Close, a WebSocket error, the link closed).
+//!
+//! | bound | value |
+//! | --- | --- |
+//! | reads of one ready link per visit | [`READS_PER_VISIT`], then the others get their turn |
+//! | the ring | [`RING_ENTRIES`] submissions; a full queue is submitted and retried |
+//! | staying on the CPU without yielding to glommio | [`YIELD_EVERY`] while packets come, [`YIELD_EVERY_IDLE`] while spinning idle |
+//! | spinning while idle | `spin_max_us` after the last batch, then parked |
+
+use super::conn::{self, Frames};
+use super::core::LinkId;
+use super::io::{unix_ms, Core};
+use crate::link::buf::ReadBuf;
+use crate::link::websocket::{self as ws, MessageAssembler};
+use glommio::channels::local_channel::LocalSender;
+use io_uring::{cqueue, opcode, types, IoUring};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Submission queue entries of a core's ring (completions: twice that).
+pub(crate) const RING_ENTRIES: u32 = 1024;
+/// Reads of one ready link per visit before the other ready links get theirs.
+pub(crate) const READS_PER_VISIT: usize = 4;
+/// The longest the driver keeps the CPU, while it handles packets, before glommio's tasks
+/// get a pass.
+pub(crate) const YIELD_EVERY: Duration = Duration::from_micros(50);
+/// The same while it spins with nothing to do. Longer: a pass of glommio's executor takes
+/// tens of µs here (its timers re-armed, its rings flushed), and a packet that arrives
+/// during one waits for it; timers and the core mesh are then served this late at most.
+pub(crate) const YIELD_EVERY_IDLE: Duration = Duration::from_micros(250);
+
+type State = Rc<RefCell<Core>>;
+
+/// One link read through the ring.
+struct RingLink {
+    id: LinkId,
+    fd: RawFd,
+    /// `user_data` of its poll: the index in the high half, a generation in the low.
+    tag: u64,
+    buf: ReadBuf,
+    decoder: ws::FrameDecoder,
+    assembler: MessageAssembler,
+    /// Wakes the link's task once the driver stopped reading it.
+    done: LocalSender<()>,
+    /// The multishot poll is armed.
+    armed: bool,
+    /// Already in the ready list.
+    listed: bool,
+    /// Not read until its queue drains to half the cap.
+    paused: bool,
+}
+
+/// A core's ring and the links read through it.
+pub(crate) struct HotRing {
+    ring: IoUring,
+    links: Vec<Option<RingLink>>,
+    generation: u32,
+    /// Links to visit.
+    ready: Vec<u16>,
+    /// Reused by `poll`.
+    visiting: Vec<u16>,
+    resumed: Vec<u16>,
+    completions: Vec<(u64, i32, u32)>,
+}
+
+impl std::fmt::Debug for HotRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotRing")
+            .field("links", &self.links.iter().flatten().count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The eventfd the ring signals on each completion: what a parked driver waits on, and what
+/// the core writes to wake it ([`Core::wake_driver`]).
+#[derive(Debug)]
+pub(crate) struct Wake(OwnedFd);
+
+impl Wake {
+    /// Adds one to the eventfd's count: a parked driver wakes.
+    pub(crate) fn signal(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live local to a descriptor we own.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
+
+impl HotRing {
+    /// A ring for this core, and the eventfd registered on it. An error where io_uring or
+    /// eventfd is refused; the core then reads every link through glommio.
+    pub(crate) fn new() -> io::Result<(HotRing, Wake)> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .build(RING_ENTRIES)?;
+        // Blocking on purpose: glommio's read of it must wait for a count, not fail.
+        // SAFETY: plain system call; the descriptor is owned at once.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor just created and owned by nobody else.
+        let wake = Wake(unsafe { OwnedFd::from_raw_fd(fd) });
+        ring.submitter().register_eventfd(fd)?;
+        Ok((
+            HotRing {
+                ring,
+                links: Vec::new(),
+                generation: 0,
+                ready: Vec::new(),
+                visiting: Vec::new(),
+                resumed: Vec::new(),
+                completions: Vec::new(),
+            },
+            wake,
+        ))
+    }
+
+    /// Starts reading `id`'s socket `fd` (its stream must stay open until `done` is woken):
+    /// the frames already in `buf` are handled at the driver's next pass.
+    pub(crate) fn add(
+        &mut self,
+        id: LinkId,
+        fd: RawFd,
+        buf: ReadBuf,
+        role: ws::Role,
+        frame_len_max: usize,
+        done: LocalSender<()>,
+    ) {
+        let index = usize::from(id.index);
+        if self.links.len() <= index {
+            self.links.resize_with(index + 1, || None);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let tag = (u64::from(id.index) << 32) | u64::from(self.generation);
+        self.links[index] = Some(RingLink {
+            id,
+            fd,
+            tag,
+            buf,
+            decoder: ws::FrameDecoder::new(role, frame_len_max),
+            assembler: MessageAssembler::new(frame_len_max),
+            done,
+            armed: false,
+            listed: true,
+            paused: false,
+        });
+        self.ready.push(id.index);
+        self.arm(id.index);
+        let _ = self.ring.submit();
+    }
+
+    /// Queues `entry`, submitting what waits when the queue is full. False when the ring
+    /// refuses it even then.
+    fn push(&mut self, entry: &io_uring::squeue::Entry) -> bool {
+        for _ in 0..4 {
+            // SAFETY: every entry we push refers to a socket that stays open until its poll
+            // is cancelled (the link's task holds the stream until `done`), or to nothing.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return true;
+            }
+            if let Err(e) = self.ring.submit() {
+                tracing::warn!("hot ring: submit: {e}");
+            }
+        }
+        false
+    }
+
+    fn arm(&mut self, index: u16) {
+        let Some(link) = self.links[usize::from(index)].as_mut() else {
+            return;
+        };
+        if link.armed {
+            return;
+        }
+        link.armed = true;
+        let mask = (libc::POLLIN | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) as u32;
+        let entry = opcode::PollAdd::new(types::Fd(link.fd), mask)
+            .multi(true)
+            .build()
+            .user_data(link.tag);
+        if !self.push(&entry) {
+            // Never read again otherwise: the link ends (its requests fail T01).
+            tracing::warn!("hot ring: no room for a link's poll; the link is closed");
+            self.end(index);
+        }
+    }
+
+    /// Stops reading a link: its poll is cancelled and its task woken to finish it.
+    fn end(&mut self, index: u16) {
+        let Some(link) = self.links[usize::from(index)].take() else {
+            return;
+        };
+        if link.armed {
+            let entry = opcode::AsyncCancel::new(link.tag)
+                .build()
+                .user_data(u64::MAX);
+            // Not cancelled (the ring refused it): the poll ends with the socket's last
+            // reference, and its completions find no link of this tag.
+            let _ = self.push(&entry);
+        }
+        let _ = link.done.try_send(());
+    }
+
+    /// Completions waiting, or links to visit.
+    fn has_work(&mut self) -> bool {
+        !self.ready.is_empty() || !self.ring.completion().is_empty()
+    }
+
+    /// One pass: takes the completions, visits every ready link (reading it and handing its
+    /// frames to the core), re-arms polls that ended, submits. Returns how many links it read
+    /// bytes from or ended.
+    fn pass(&mut self, state: &State) -> usize {
+        self.completions.clear();
+        self.completions.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for i in 0..self.completions.len() {
+            let (tag, result, flags) = self.completions[i];
+            let index = (tag >> 32) as u16;
+            let Some(link) = self
+                .links
+                .get_mut(usize::from(index))
+                .and_then(|l| l.as_mut())
+                .filter(|l| l.tag == tag)
+            else {
+                continue;
+            };
+            if !cqueue::more(flags) || result < 0 {
+                link.armed = false;
+            }
+            if result < 0 && result != -libc::ECANCELED {
+                // A poll the kernel refused would be refused again at each re-arm.
+                tracing::debug!(
+                    "hot ring: poll failed: {}",
+                    io::Error::from_raw_os_error(-result)
+                );
+                self.end(index);
+                continue;
+            }
+            if !link.listed {
+                link.listed = true;
+                self.ready.push(index);
+            }
+        }
+        {
+            let mut st = state.borrow_mut();
+            st.take_ring_resumed(&mut self.resumed);
+        }
+        for i in 0..self.resumed.len() {
+            let index = self.resumed[i];
+            if let Some(link) = self
+                .links
+                .get_mut(usize::from(index))
+                .and_then(|l| l.as_mut())
+            {
+                link.paused = false;
+                if !link.listed {
+                    link.listed = true;
+                    self.ready.push(index);
+                }
+            }
+        }
+        std::mem::swap(&mut self.ready, &mut self.visiting);
+        let mut worked = 0;
+        for i in 0..self.visiting.len() {
+            let index = self.visiting[i];
+            let Some(link) = self
+                .links
+                .get_mut(usize::from(index))
+                .and_then(|l| l.as_mut())
+            else {
+                continue;
+            };
+            link.listed = false;
+            match visit(state, link) {
+                Visit::Quiet => {}
+                Visit::Read => worked += 1,
+                Visit::More => {
+                    worked += 1;
+                    link.listed = true;
+                    self.ready.push(index);
+                }
+                Visit::End => {
+                    worked += 1;
+                    self.end(index);
+                    continue;
+                }
+            }
+            if !self.links[usize::from(index)]
+                .as_ref()
+                .is_some_and(|l| l.paused)
+            {
+                self.arm(index);
+            }
+        }
+        self.visiting.clear();
+        if !self.ring.submission().is_empty() {
+            let _ = self.ring.submit();
+        }
+        worked
+    }
+}
+
+/// What a visit to a ready link found.
+enum Visit {
+    /// Nothing to read (or paused for room).
+    Quiet,
+    /// Read until the socket was empty.
+    Read,
+    /// Read its share of this pass; more may wait in the socket.
+    More,
+    /// Stop reading it.
+    End,
+}
+
+/// Reads a link as its reader task would: the frames in its buffer first, the room check,
+/// then the socket until it is empty (at most [`READS_PER_VISIT`] reads).
+fn visit(state: &State, link: &mut RingLink) -> Visit {
+    let now = unix_ms();
+    let mut st = state.borrow_mut();
+    let half = st.config.limits().link_queue_bytes_max / 2;
+    let mut read = false;
+    for _ in 0..READS_PER_VISIT {
+        let held = match conn::handle_frames(
+            &mut st,
+            link.id,
+            &mut link.buf,
+            &link.decoder,
+            &mut link.assembler,
+            half,
+            now,
+        ) {
+            Frames::Drained => false,
+            Frames::Held => true,
+            Frames::End => return Visit::End,
+        };
+        st.flush();
+        let Some(l) = st.link_mut(link.id).filter(|l| !l.closing) else {
+            return Visit::End;
+        };
+        if read {
+            l.received_at = now;
+        }
+        if held || l.queued() > half {
+            // The peer must read what it is owed first; `Core::flush` lists the link again
+            // once the queue drained to half (or the link closes).
+            if l.queued() > half {
+                l.reader_paused = true;
+                st.counters.reads_paused += 1;
+                link.paused = true;
+                return Visit::Quiet;
+            }
+            continue;
+        }
+        link.buf
+            .compact_if_needed(ws::frame_len_hint(link.buf.data()).max(4096));
+        let spare = link.buf.spare_mut();
+        // SAFETY: reads into the buffer's spare room, `spare.len()` bytes at most.
+        let n = unsafe {
+            libc::recv(
+                link.fd,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            link.buf.advance(n as usize);
+            read = true;
+            continue;
+        }
+        if n == 0 {
+            return Visit::End;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => {
+                return if read { Visit::Read } else { Visit::Quiet };
+            }
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::TimedOut => {
+                // The kernel's TCP_USER_TIMEOUT (`conn::limit_socket`).
+                conn::count_write_timeout(&mut st, link.id);
+                return Visit::End;
+            }
+            _ => {
+                tracing::debug!("link read failed: {e}");
+                return Visit::End;
+            }
+        }
+    }
+    // Its share is read; the frames of the last read are handled at its next visit.
+    Visit::More
+}
+
+/// The adaptive spin: how long to keep polling after the last batch.
+#[derive(Debug)]
+pub(crate) struct Spin {
+    min: Duration,
+    max: Duration,
+    /// Moving average of the gap between batches, in nanoseconds.
+    gap_ns: u64,
+    last: Option<Instant>,
+}
+
+impl Spin {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Spin {
+            min,
+            max: max.max(min),
+            gap_ns: 0,
+            last: None,
+        }
+    }
+
+    /// A batch was handled at `now`.
+    pub(crate) fn worked(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gap = u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
+            // Gaps longer than the cap say the same (park); clamping keeps one long pause
+            // from swamping the average.
+            let gap = gap.min(2 * u64::try_from(self.max.as_nanos()).unwrap_or(u64::MAX));
+            self.gap_ns = if self.gap_ns == 0 {
+                gap
+            } else {
+                self.gap_ns - self.gap_ns / 8 + gap / 8
+            };
+        }
+        self.last = Some(now);
+    }
+
+    /// How long after the last batch to keep polling: twice the usual gap, within
+    /// `[min, max]`.
+    pub(crate) fn window(&self) -> Duration {
+        Duration::from_nanos(self.gap_ns.saturating_mul(2)).clamp(self.min, self.max)
+    }
+
+    /// Whether to keep polling at `now`.
+    pub(crate) fn keep_spinning(&self, now: Instant) -> bool {
+        self.last
+            .is_some_and(|last| now.duration_since(last) < self.window())
+    }
+}
+
+/// The driver task of one core: passes over the ring while there is work, spins
+/// ([`Spin`]) while packets keep coming, parks on the ring's eventfd when idle. Runs until the
+/// core's executor ends.
+pub(crate) async fn drive(state: State, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake>, mut spin: Spin) {
+    // glommio's view of the eventfd (a duplicate: glommio closes its own when dropped).
+    // SAFETY: dup of a descriptor we own; the file owns the duplicate.
+    let dup = unsafe { libc::fcntl(wake.0.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        tracing::error!(
+            "hot ring: eventfd: {}; links read through the ring stall",
+            io::Error::last_os_error()
+        );
+        return;
+    }
+    // SAFETY: `dup` is ours and given to the file.
+    let parked_on = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
+    let mut yielded_at = Instant::now();
+    let mut worked_since_yield = false;
+    loop {
+        let worked = hot.borrow_mut().pass(&state);
+        let now = Instant::now();
+        if worked > 0 {
+            spin.worked(now);
+            worked_since_yield = true;
+        }
+        let every = if worked_since_yield {
+            YIELD_EVERY
+        } else {
+            YIELD_EVERY_IDLE
+        };
+        if now.duration_since(yielded_at) >= every {
+            worked_since_yield = false;
+            // Out of the task queue, not just behind its other tasks: glommio's reactor then
+            // runs (timers, the mesh, other sockets) before this task does again.
+            glommio::executor().yield_task_queue_now().await;
+            yielded_at = Instant::now();
+            continue;
+        }
+        if worked > 0 || hot.borrow_mut().has_work() || state.borrow().ring_resumed_waiting() {
+            continue;
+        }
+        if spin.keep_spinning(now) {
+            std::hint::spin_loop();
+            continue;
+        }
+        // Idle: park. The eventfd counts every completion posted since it was last read, so
+        // one that lands between the check above and the read below is not missed.
+        state.borrow_mut().set_driver_parked(true);
+        let woke = parked_on.read_at(0, 8).await;
+        state.borrow_mut().set_driver_parked(false);
+        if let Err(e) = woke {
+            tracing::error!("hot ring: waiting on its eventfd: {e}; polling with a 1 ms sleep");
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        yielded_at = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_window_follows_the_gap_within_its_bounds() {
+        let t0 = Instant::now();
+        let mut spin = Spin::new(Duration::from_micros(50), Duration::from_micros(1000));
+        // No batch yet: nothing to spin for.
+        assert!(!spin.keep_spinning(t0));
+        assert_eq!(spin.window(), Duration::from_micros(50));
+        // Batches 100 µs apart: spin twice that.
+        for i in 0..64u64 {
+            spin.worked(t0 + Duration::from_micros(100 * i));
+        }
+        let last = t0 + Duration::from_micros(100 * 63);
+        assert_eq!(spin.window(), Duration::from_micros(200));
+        assert!(spin.keep_spinning(last + Duration::from_micros(150)));
+        assert!(!spin.keep_spinning(last + Duration::from_micros(250)));
+        // Batches 10 ms apart: capped at the maximum.
+        let mut at = last;
+        for _ in 0..64 {
+            at += Duration::from_millis(10);
+            spin.worked(at);
+        }
+        assert_eq!(spin.window(), Duration::from_micros(1000));
+        // Back-to-back batches: at least the minimum.
+        for _ in 0..64 {
+            at += Duration::from_micros(1);
+            spin.worked(at);
+        }
+        assert_eq!(spin.window(), Duration::from_micros(50));
+    }
+
+    #[test]
+    fn a_max_under_the_min_spins_the_min() {
+        let spin = Spin::new(Duration::from_micros(50), Duration::ZERO);
+        assert_eq!(spin.window(), Duration::from_micros(50));
+    }
+}
