@@ -6,10 +6,14 @@
 # lateness (how late the pacer sent, which every latency figure includes).
 #
 #   bash tuning/latency.sh [--rates 1000,10000,100000] [--duration 5s] [--runs N]
-#                          [--router-cpus LIST] [--loadgen-cpus LIST]
+#                          [--router-cpus LIST] [--loadgen-cpus LIST] [--before ROUTER_BINARY]
 #
 # Defaults: 3 runs of each pair (medians shown), 5 s each, router on the first CPU and the
-# load generator on the second. JSON of every run and the table go to target/bench/latency/.
+# load generator on the second. --before runs another build of the router (e.g. the previous
+# commit's target/release/ilp-router, copied aside) in the same rounds, before the current
+# one, and adds its row: before against after from one run. Also printed: the router's CPU
+# per round trip (spinning included). JSON of every run and the table go to
+# target/bench/latency/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +22,7 @@ duration=5s
 runs=3
 router_cpus=""
 loadgen_cpus=""
+before=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rates) rates=$2; shift 2 ;;
@@ -25,7 +30,8 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2; shift 2 ;;
         --router-cpus) router_cpus=$2; shift 2 ;;
         --loadgen-cpus) loadgen_cpus=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --before) before=$2; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -35,6 +41,9 @@ mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sc
 router_cpus=${router_cpus:-${cpus[0]}}
 loadgen_cpus=${loadgen_cpus:-${cpus[1]:-${cpus[0]}}}
 
+if [ -n "$before" ] && [ ! -x "$before" ]; then
+    echo "latency.sh: --before $before is not an executable" >&2; exit 2
+fi
 echo "== building release binaries"
 cargo build --release --workspace --quiet
 router=target/release/ilp-router
@@ -50,40 +59,55 @@ echo "== router on CPU $router_cpus, ilp-loadgen on CPU $loadgen_cpus, $runs x $
 IFS=, read -ra rate_list <<< "$rates"
 for i in $(seq "$runs"); do
     for rate in "${rate_list[@]}"; do
-        "$router" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error &
-        router_pid=$!
-        for _ in $(seq 100); do
-            (exec 3<>/dev/tcp/127.0.0.1/7768) 2>/dev/null && break
-            sleep 0.1
+        builds=("router:$router")
+        [ -n "$before" ] && builds=("before:$before" "${builds[@]}")
+        for build in "${builds[@]}"; do
+            name=${build%%:*}
+            "${build#*:}" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error &
+            router_pid=$!
+            for _ in $(seq 100); do
+                (exec 3<>/dev/tcp/127.0.0.1/7768) 2>/dev/null && break
+                sleep 0.1
+            done
+            "$loadgen" "${common[@]}" --rate "$rate" --router-pid "$router_pid" \
+                --json "$out/$name-$rate-$i.json" >/dev/null
+            kill -TERM "$router_pid"
+            wait "$router_pid" || true
         done
-        "$loadgen" "${common[@]}" --rate "$rate" --router-pid "$router_pid" \
-            --json "$out/router-$rate-$i.json" >/dev/null
-        kill -TERM "$router_pid"
-        wait "$router_pid" || true
         "$loadgen" "${common[@]}" --rate "$rate" --direct --json "$out/direct-$rate-$i.json" >/dev/null
         echo "   run $i at $rate/s done"
     done
 done
 
-python3 - "$out" "$runs" "$rates" <<'PY'
+python3 - "$out" "$runs" "$rates" "${before:+before}" <<'PY'
 import json, statistics as st, sys
 out, runs, rates = sys.argv[1], int(sys.argv[2]), [int(r) for r in sys.argv[3].split(",")]
+builds = (["before"] if sys.argv[4] else []) + ["router"]
 def med(path, rate, key):
     vals = []
     for i in range(1, runs + 1):
         r = json.load(open(f"{out}/{path}-{rate}-{i}.json"))
-        v = r["latency_us"][key] if key in ("p50", "p99") else (r.get("send_lateness_us") or {}).get(key.removeprefix("lateness_"))
+        if key in ("p50", "p99"):
+            v = r["latency_us"][key]
+        elif key == "cpu":
+            v = r.get("router_cpu_us_per_packet")
+        else:
+            v = (r.get("send_lateness_us") or {}).get(key.removeprefix("lateness_"))
         vals.append(v)
     vals = [v for v in vals if v is not None]
     return st.median(vals) if vals else None
-lines = ["| rate | through the router p50 / p99 µs | `--direct` p50 / p99 µs | p50 over direct | p99 / direct p99 | send lateness p50 / p99 µs (router runs) |",
-         "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+lines = ["| rate | build | through the router p50 / p99 µs | `--direct` p50 / p99 µs | p50 over direct | p99 / direct p99 | router CPU µs per round trip | send lateness p50 / p99 µs |",
+         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for rate in rates:
-    rp50, rp99 = med("router", rate, "p50"), med("router", rate, "p99")
     dp50, dp99 = med("direct", rate, "p50"), med("direct", rate, "p99")
-    l50, l99 = med("router", rate, "lateness_p50"), med("router", rate, "lateness_p99")
-    lat = "n/a" if l50 is None else f"{l50:.0f} / {l99:.0f}"
-    lines.append(f"| {rate:,} | {rp50:.0f} / {rp99:.0f} | {dp50:.0f} / {dp99:.0f} | {rp50 - dp50:+.0f} | {rp99 / dp99:.2f} | {lat} |")
+    for b in builds:
+        rp50, rp99 = med(b, rate, "p50"), med(b, rate, "p99")
+        l50, l99 = med(b, rate, "lateness_p50"), med(b, rate, "lateness_p99")
+        cpu = med(b, rate, "cpu")
+        lat = "n/a" if l50 is None else f"{l50:.0f} / {l99:.0f}"
+        cpu = "n/a" if cpu is None else f"{cpu:.1f}"
+        name = "this build" if b == "router" else "before"
+        lines.append(f"| {rate:,} | {name} | {rp50:.0f} / {rp99:.0f} | {dp50:.0f} / {dp99:.0f} | {rp50 - dp50:+.0f} | {rp99 / dp99:.2f} | {cpu} | {lat} |")
 text = "\n".join(lines)
 print("\n" + text)
 open(f"{out}/table.md", "w").write(text + "\n")

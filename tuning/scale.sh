@@ -57,12 +57,15 @@ stop_router() {
 }
 trap stop_router EXIT
 
-# Starts the router on the CPUs in $1 (one core each, a port per core).
+# Starts the router on the CPUs in $1 (one core each, a port per core); more router flags
+# after it.
 start_router() {
-    "$router" run --config tuning/router.toml --cpu-list "$1" --btp-port-per-core --log-level warn &
+    local cpus=$1
+    shift
+    "$router" run --config tuning/router.toml --cpu-list "$cpus" --btp-port-per-core --log-level warn "$@" &
     router_pid=$!
     local cores
-    cores=$(echo "$1" | tr ',' '\n' | grep -c .)
+    cores=$(echo "$cpus" | tr ',' '\n' | grep -c .)
     for core in $(seq 0 $(( cores - 1 ))); do
         for _ in $(seq 100); do
             (exec 3<>/dev/tcp/127.0.0.1/$(( port + core ))) 2>/dev/null && break
@@ -113,10 +116,17 @@ if [ "$cross" = 1 ]; then
     else
         router_cpus="${cpus[0]},${cpus[1]}"
         lg=("${cpus[@]:2}")
-        [ ${#lg[@]} -gt 0 ] || lg=("${cpus[@]}")
+        shared=()
+        if [ ${#lg[@]} -eq 0 ]; then
+            lg=("${cpus[@]}")
+            # The router's cores share their CPUs with the load generators here: a core that
+            # spins for its next packet (spin_max_us) takes that CPU from them, so only the
+            # minimum spin, as on a host that shares CPUs.
+            shared=(--spin-max-us 0)
+        fi
         lg_cpus=$(IFS=,; echo "${lg[*]}")
-        echo "== cross-core: router on CPUs $router_cpus, sender on core 0's port, sink on core 1's"
-        start_router "$router_cpus"
+        echo "== cross-core: router on CPUs $router_cpus, sender on core 0's port, sink on core 1's ${shared[*]}"
+        start_router "$router_cpus" "${shared[@]}"
         "$loadgen" --router "ws://127.0.0.1:$(( port + 1 ))" --role sink --sink bob:bob-secret \
             --connections 1 --duration 60m --cpu-list "$lg_cpus" >/dev/null 2>&1 &
         sink=$!

@@ -15,17 +15,22 @@
 //! - the driver reads a ready socket with `recv` into the link's read buffer and hands the
 //!   frames to [`CoreState`](super::core::CoreState) as the link's reader task did
 //!   ([`conn::handle_frames`]);
-//! - what that queues on a plaintext link is written at once by [`Core::flush`] with a
-//!   nonblocking `send` ([`Links::write_inline`](super::links::Links::write_inline)); the
-//!   link's writer task (glommio) takes over only what the socket did not take, with its
-//!   deadline as before;
+//! - what that queues on a plaintext link is written at once by the flush after each read
+//!   batch ([`Core::flush`], a nonblocking `send`:
+//!   [`Links::write_inline`](super::links::Links::write_inline)); the link's writer task
+//!   (glommio) takes over only what the socket did not take, with its deadline as before.
+//!   Flushes elsewhere (the mesh task flushes after every message from another core) wake
+//!   the writer tasks as before, which write all that was queued by then in one write;
 //! - **adaptive spin**: after a batch the driver keeps polling the ring for twice the recent
 //!   gap between batches (at least `spin_us`, at most `spin_max_us`), yielding to glommio
 //!   every [`YIELD_EVERY`] ([`YIELD_EVERY_IDLE`] while nothing comes) so timers, the core
 //!   mesh and the other links' tasks run; past that
 //!   it parks: it awaits, through glommio, an eventfd the ring signals on every completion.
 //!   A core whose packets come every 100 µs never parks between them; an idle core parks
-//!   after `spin_max_us` at most.
+//!   after `spin_max_us` at most. A core that shares its CPU (its thread lost more than a
+//!   quarter of 5 ms of running: its CPU clock against the wall clock) spins only
+//!   `spin_us` for the next [`CONTENDED_FOR`]: what it would spin is taken from the other
+//!   thread.
 //!
 //! TLS and HTTP links, handshakes, timers and the mesh stay on glommio. The driver reads only;
 //! ending a link is the link's own task's work (`conn::finish_link`), woken when the driver
@@ -298,6 +303,7 @@ impl HotRing {
         }
         std::mem::swap(&mut self.ready, &mut self.visiting);
         let mut worked = 0;
+        state.borrow_mut().set_inline_now(true);
         for i in 0..self.visiting.len() {
             let index = self.visiting[i];
             let Some(link) = self
@@ -330,6 +336,7 @@ impl HotRing {
             }
         }
         self.visiting.clear();
+        state.borrow_mut().set_inline_now(false);
         if !self.ring.submission().is_empty() {
             let _ = self.ring.submit();
         }
@@ -356,6 +363,9 @@ fn visit(state: &State, link: &mut RingLink) -> Visit {
     let mut st = state.borrow_mut();
     let half = st.config.limits().link_queue_bytes_max / 2;
     let mut read = false;
+    // The last read took less than the room it had: the socket was empty then, and what
+    // arrives after it raises the poll again, so no read is spent learning that (EAGAIN).
+    let mut drained = false;
     for _ in 0..READS_PER_VISIT {
         let held = match conn::handle_frames(
             &mut st,
@@ -388,9 +398,13 @@ fn visit(state: &State, link: &mut RingLink) -> Visit {
             }
             continue;
         }
+        if drained {
+            return Visit::Read;
+        }
         link.buf
             .compact_if_needed(ws::frame_len_hint(link.buf.data()).max(4096));
         let spare = link.buf.spare_mut();
+        let spare_len = spare.len();
         // SAFETY: reads into the buffer's spare room, `spare.len()` bytes at most.
         let n = unsafe {
             libc::recv(
@@ -401,6 +415,7 @@ fn visit(state: &State, link: &mut RingLink) -> Visit {
             )
         };
         if n > 0 {
+            drained = (n as usize) < spare_len;
             link.buf.advance(n as usize);
             read = true;
             continue;
@@ -429,7 +444,15 @@ fn visit(state: &State, link: &mut RingLink) -> Visit {
     Visit::More
 }
 
-/// The adaptive spin: how long to keep polling after the last batch.
+/// How long a core that lost its CPU to another thread spins no longer than `spin_us`.
+pub(crate) const CONTENDED_FOR: Duration = Duration::from_millis(50);
+/// The running time over which the CPU a core's thread got is judged.
+pub(crate) const CONTENDED_WINDOW: Duration = Duration::from_millis(5);
+
+/// The adaptive spin: how long to keep polling after the last batch. Spinning is for a core
+/// that has its CPU to itself: one whose thread lost more than a quarter of
+/// [`CONTENDED_WINDOW`] of running (another thread shares the CPU, and every µs spun is
+/// taken from it) spins no longer than the minimum for [`CONTENDED_FOR`].
 #[derive(Debug)]
 pub(crate) struct Spin {
     min: Duration,
@@ -437,6 +460,10 @@ pub(crate) struct Spin {
     /// Moving average of the gap between batches, in nanoseconds.
     gap_ns: u64,
     last: Option<Instant>,
+    /// Spin the minimum only, until then.
+    contended_until: Option<Instant>,
+    /// Wall clock and thread CPU time at the last look, while running (not across a park).
+    looked: Option<(Instant, Duration)>,
 }
 
 impl Spin {
@@ -446,7 +473,34 @@ impl Spin {
             max: max.max(min),
             gap_ns: 0,
             last: None,
+            contended_until: None,
+            looked: None,
         }
+    }
+
+    /// The thread has run `cpu` in all by `now`. Over each [`CONTENDED_WINDOW`] of running
+    /// (parks excluded), if it lost more than a quarter of the wall time, the CPU is shared,
+    /// and the spin shrinks to the minimum for a while. Brief losses (an interrupt, a helper
+    /// thread waking, the host taking a moment) stay under that.
+    pub(crate) fn ran(&mut self, now: Instant, cpu: Duration) {
+        match self.looked {
+            None => self.looked = Some((now, cpu)),
+            Some((at, was)) => {
+                let wall = now.saturating_duration_since(at);
+                if wall < CONTENDED_WINDOW {
+                    return;
+                }
+                if cpu.saturating_sub(was) < wall * 3 / 4 {
+                    self.contended_until = Some(now + CONTENDED_FOR);
+                }
+                self.looked = Some((now, cpu));
+            }
+        }
+    }
+
+    /// The thread parks: the time until it runs again is not lost to another thread.
+    pub(crate) fn parked(&mut self) {
+        self.looked = None;
     }
 
     /// A batch was handled at `now`.
@@ -473,9 +527,30 @@ impl Spin {
 
     /// Whether to keep polling at `now`.
     pub(crate) fn keep_spinning(&self, now: Instant) -> bool {
+        let window = if self.contended_until.is_some_and(|until| now < until) {
+            self.min
+        } else {
+            self.window()
+        };
         self.last
-            .is_some_and(|last| now.duration_since(last) < self.window())
+            .is_some_and(|last| now.duration_since(last) < window)
     }
+}
+
+/// CPU time of the calling thread so far (zero where unknown).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// The driver task of one core: passes over the ring while there is work, spins
@@ -510,6 +585,7 @@ pub(crate) async fn drive(state: State, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake
         };
         if now.duration_since(yielded_at) >= every {
             worked_since_yield = false;
+            spin.ran(now, thread_cpu());
             // Out of the task queue, not just behind its other tasks: glommio's reactor then
             // runs (timers, the mesh, other sockets) before this task does again.
             glommio::executor().yield_task_queue_now().await;
@@ -526,6 +602,7 @@ pub(crate) async fn drive(state: State, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake
         // Idle: park. The eventfd counts every completion posted since it was last read, so
         // one that lands between the check above and the read below is not missed.
         state.borrow_mut().set_driver_parked(true);
+        spin.parked();
         let woke = parked_on.read_at(0, 8).await;
         state.borrow_mut().set_driver_parked(false);
         if let Err(e) = woke {
@@ -568,6 +645,34 @@ mod tests {
             spin.worked(at);
         }
         assert_eq!(spin.window(), Duration::from_micros(50));
+    }
+
+    #[test]
+    fn a_core_that_shares_its_cpu_spins_the_minimum_for_a_while() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut spin = Spin::new(Duration::from_micros(50), Duration::from_micros(1000));
+        for i in 0..64u64 {
+            spin.worked(t0 + Duration::from_micros(100 * i));
+        }
+        let last = t0 + Duration::from_micros(100 * 63);
+        // 4.5 ms of 5: its own CPU (brief losses do not count).
+        spin.ran(last, ms(10));
+        spin.ran(last + ms(5), ms(10) + Duration::from_micros(4500));
+        assert!(spin.keep_spinning(last + Duration::from_micros(150)));
+        // 3 ms of 5: another thread had the rest.
+        let at = last + ms(10);
+        spin.ran(at, Duration::from_micros(17_500));
+        spin.worked(at);
+        assert!(!spin.keep_spinning(at + Duration::from_micros(150)));
+        assert!(spin.keep_spinning(at + Duration::from_micros(40)));
+        // A park in between is not lost CPU, and the contention passes.
+        let later = at + CONTENDED_FOR;
+        spin.parked();
+        spin.ran(later, ms(18));
+        spin.ran(later + ms(5), ms(23));
+        spin.worked(later + ms(5));
+        assert!(spin.keep_spinning(later + ms(5) + Duration::from_micros(150)));
     }
 
     #[test]

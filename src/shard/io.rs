@@ -73,6 +73,10 @@ struct CoreIo {
     ring_resumed: Vec<u16>,
     /// The driver waits on its eventfd: what lists a link for it must wake it.
     driver_parked: bool,
+    /// Flushes write plaintext queues at once (the ring driver's, after each read batch);
+    /// others wake the writer tasks, which then write everything queued by the time they
+    /// run in one write (the mesh task flushes after every message).
+    inline_now: bool,
 }
 
 impl std::fmt::Debug for CoreIo {
@@ -125,6 +129,7 @@ impl Core {
                 hot: None,
                 ring_resumed: Vec::new(),
                 driver_parked: false,
+                inline_now: false,
             },
         }
     }
@@ -194,6 +199,12 @@ impl Core {
         !self.io.ring_resumed.is_empty()
     }
 
+    /// Whether flushes write plaintext queues at once (`true` while the ring driver runs a
+    /// pass) or leave them to the writer tasks.
+    pub(crate) fn set_inline_now(&mut self, now: bool) {
+        self.io.inline_now = now;
+    }
+
     /// The driver parks (`true`) or runs again.
     pub(crate) fn set_driver_parked(&mut self, parked: bool) {
         self.io.driver_parked = parked;
@@ -242,7 +253,7 @@ impl Core {
             };
             let mut bits = bits;
             if bits & Signal::WRITER != 0 {
-                if let Some(fd) = link.inline {
+                if let Some(fd) = link.inline.filter(|_| io.inline_now) {
                     let (written, resume) = self
                         .state
                         .links
