@@ -213,7 +213,9 @@ limits! {
     /// it parks: it polls for twice the recent gap between packets, at least `spin_us` and at
     /// most this. Large enough to cover the gap at a steady rate, a core never parks between
     /// packets (no wake-up on any of them) and parks once they stop; 0 polls `spin_us` only.
-    /// Default 1000 (rates of 1000/s and up never park); 0..=1000000.
+    /// A core whose thread loses over a quarter of its CPU to other threads spins `spin_us`
+    /// only, for 50 ms; set 0 where router cores share CPUs with busy processes. Default 1000
+    /// (rates of 1000/s and up never park); 0..=1000000.
     spin_max_us: u64 = 1000, 0, SPIN_US_MAX;
     /// Milliseconds queued answers get to reach the wire at shutdown, once every in-flight
     /// Prepare has resolved (each by its own expiry at the latest: links stay open for its
