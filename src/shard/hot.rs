@@ -553,6 +553,40 @@ fn thread_cpu() -> Duration {
     )
 }
 
+/// Gives the core its ring and starts the driver. `None` where io_uring or eventfd is
+/// refused: the core's links are then read through glommio, as TLS links always are.
+pub(crate) fn start(
+    state: &State,
+    limits: &crate::config::Limits,
+    core: usize,
+) -> Option<glommio::Task<()>> {
+    let (ring, wake) = match HotRing::new() {
+        Ok(made) => made,
+        Err(e) => {
+            tracing::warn!(
+                core,
+                "no ring of its own ({e}): every link is read through glommio"
+            );
+            return None;
+        }
+    };
+    let ring = Rc::new(RefCell::new(ring));
+    let wake = Rc::new(wake);
+    state
+        .borrow_mut()
+        .set_hot(Rc::clone(&ring), Rc::clone(&wake));
+    let spin = Spin::new(
+        Duration::from_micros(limits.spin_us),
+        Duration::from_micros(limits.spin_max_us),
+    );
+    Some(glommio::spawn_local(drive(
+        Rc::clone(state),
+        ring,
+        wake,
+        spin,
+    )))
+}
+
 /// The driver task of one core: passes over the ring while there is work, spins
 /// ([`Spin`]) while packets keep coming, parks on the ring's eventfd when idle. Runs until the
 /// core's executor ends.

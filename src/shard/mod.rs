@@ -542,34 +542,8 @@ async fn core_main(
     let state = Rc::new(RefCell::new(Core::new(state, senders, mesh_index)));
 
     let mut tasks = Vec::new();
-    // Plaintext BTP links are read through a ring of the core's own (`hot`); without one
-    // (io_uring or eventfd refused) they are read through glommio like the others.
-    match hot::HotRing::new() {
-        Ok((ring, wake)) => {
-            let ring = Rc::new(RefCell::new(ring));
-            let wake = Rc::new(wake);
-            state
-                .borrow_mut()
-                .set_hot(Rc::clone(&ring), Rc::clone(&wake));
-            let limits = config.limits();
-            let spin = hot::Spin::new(
-                Duration::from_micros(limits.spin_us),
-                Duration::from_micros(limits.spin_max_us),
-            );
-            tasks.push(glommio::spawn_local(hot::drive(
-                Rc::clone(&state),
-                ring,
-                wake,
-                spin,
-            )));
-        }
-        Err(e) => {
-            tracing::warn!(
-                core,
-                "no ring of its own ({e}): every link is read through glommio"
-            );
-        }
-    }
+    // Plaintext BTP links are read through a ring of the core's own, where it can have one.
+    tasks.extend(hot::start(&state, config.limits(), core));
     {
         // Opens the HTTP connections packet handling asks for.
         let (wake, woken) = glommio::channels::local_channel::new_bounded(1);
