@@ -9,6 +9,7 @@
 //! The conversions use Howard Hinnant's `days_from_civil` / `civil_from_days` algorithms.
 
 use super::Error;
+use std::cell::Cell;
 
 /// Bytes in an ILP timestamp.
 pub const ILP_TIMESTAMP_LEN: usize = 17;
@@ -24,6 +25,10 @@ pub const UNIX_MS_MAX: i64 = 253_402_300_799_999;
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// Parses a 17-digit ILP timestamp into Unix milliseconds.
+///
+/// Every packet carries one and nearly all of them fall on the same day, so the date part is
+/// checked and converted once per day and thread ([`DateCache`]); the time of day is read
+/// two digits at a time.
 #[inline]
 pub fn parse_ilp(raw: &[u8]) -> Result<i64, Error> {
     let Ok(digits) = <&[u8; ILP_TIMESTAMP_LEN]>::try_from(raw) else {
@@ -36,31 +41,83 @@ pub fn parse_ilp(raw: &[u8]) -> Result<i64, Error> {
     if !all_digits {
         return Err(Error::InvalidTimestamp);
     }
-    let fields = Fields::from_digits(digits);
-    if fields.second > 59 {
+    let pair = |at: usize| u32::from(digits[at] - b'0') * 10 + u32::from(digits[at + 1] - b'0');
+    let (hour, minute, second) = (pair(8), pair(10), pair(12));
+    if hour > 23 || minute > 59 || second > 59 {
         return Err(Error::InvalidTimestamp);
     }
-    fields.check()?;
-    Ok(fields.unix_ms())
+    let milli = pair(14) * 10 + u32::from(digits[16] - b'0');
+    let date = u64::from_le_bytes(digits[..8].try_into().expect("8 bytes"));
+    let days = match DATE_CACHE.with(|c| c.parsed.get()) {
+        (cached, days) if cached == date => days,
+        _ => {
+            let fields = Fields::from_digits(digits);
+            fields.check()?;
+            let days = days_from_civil(fields.year as i64, fields.month, fields.day);
+            DATE_CACHE.with(|c| c.parsed.set((date, days)));
+            days
+        }
+    };
+    let seconds = i64::from(hour * 3600 + minute * 60 + second);
+    Ok(days * MS_PER_DAY + seconds * 1000 + i64::from(milli))
 }
 
 /// Formats Unix milliseconds as a 17-digit ILP timestamp. Times outside the representable
-/// years 0000–9999 are clamped to the nearest end.
+/// years 0000–9999 are clamped to the nearest end. The date's digits come from
+/// [`DateCache`] when the day is the one last formatted on this thread.
 #[inline]
 pub fn format_ilp(unix_ms: i64) -> [u8; ILP_TIMESTAMP_LEN] {
     let ms = unix_ms.clamp(UNIX_MS_MIN, UNIX_MS_MAX);
     let days = ms.div_euclid(MS_PER_DAY);
-    let in_day = ms.rem_euclid(MS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
+    // Below a day, so it fits.
+    let in_day = ms.rem_euclid(MS_PER_DAY) as u32;
+    let date = match DATE_CACHE.with(|c| c.formatted.get()) {
+        (cached, date) if cached == days => date,
+        _ => {
+            let (year, month, day) = civil_from_days(days);
+            let mut date = [0u8; 8];
+            put_digits(&mut date[0..4], year as u32);
+            put_digits(&mut date[4..6], month);
+            put_digits(&mut date[6..8], day);
+            DATE_CACHE.with(|c| c.formatted.set((days, date)));
+            date
+        }
+    };
     let mut out = [0u8; ILP_TIMESTAMP_LEN];
-    put_digits(&mut out[0..4], year as u32);
-    put_digits(&mut out[4..6], month);
-    put_digits(&mut out[6..8], day);
-    put_digits(&mut out[8..10], (in_day / 3_600_000) as u32);
-    put_digits(&mut out[10..12], (in_day / 60_000 % 60) as u32);
-    put_digits(&mut out[12..14], (in_day / 1000 % 60) as u32);
-    put_digits(&mut out[14..17], (in_day % 1000) as u32);
+    out[..8].copy_from_slice(&date);
+    let seconds = in_day / 1000;
+    out[8..10].copy_from_slice(&two_digits(seconds / 3600));
+    out[10..12].copy_from_slice(&two_digits(seconds / 60 % 60));
+    out[12..14].copy_from_slice(&two_digits(seconds % 60));
+    let milli = in_day % 1000;
+    out[14..16].copy_from_slice(&two_digits(milli / 10));
+    out[16] = b'0' + (milli % 10) as u8;
     out
+}
+
+/// The last date each direction converted on this thread: the 8 date digits (as a
+/// little-endian word) and their day number for [`parse_ilp`], the day number and its digits
+/// for [`format_ilp`]. Only dates that passed every check are kept. Per thread, so the router's
+/// cores share nothing; a day's first packet pays the calendar arithmetic once.
+struct DateCache {
+    parsed: Cell<(u64, i64)>,
+    formatted: Cell<(i64, [u8; 8])>,
+}
+
+thread_local! {
+    // u64::MAX is eight 0xFF bytes, never eight digits; i64::MIN is below every clamped day.
+    static DATE_CACHE: DateCache = const {
+        DateCache {
+            parsed: Cell::new((u64::MAX, 0)),
+            formatted: Cell::new((i64::MIN, [0; 8])),
+        }
+    };
+}
+
+/// `value` (below 100) as two ASCII digits.
+#[inline]
+fn two_digits(value: u32) -> [u8; 2] {
+    [b'0' + (value / 10) as u8, b'0' + (value % 10) as u8]
 }
 
 /// Parses a BTP GeneralizedTime (15, 17, 18 or 19 bytes) and returns it as 17 ILP-style
@@ -118,11 +175,11 @@ struct Fields {
     hour: u32,
     minute: u32,
     second: u32,
-    milli: u32,
 }
 
 impl Fields {
-    /// Splits 17 ASCII digits (already checked to be digits) into fields.
+    /// Splits the date and time of 17 ASCII digits (already checked to be digits) into
+    /// fields; the milliseconds need no check.
     #[inline]
     fn from_digits(d: &[u8; ILP_TIMESTAMP_LEN]) -> Fields {
         let n = |range: core::ops::Range<usize>| {
@@ -137,7 +194,6 @@ impl Fields {
             hour: n(8..10),
             minute: n(10..12),
             second: n(12..14),
-            milli: n(14..17),
         }
     }
 
@@ -152,13 +208,6 @@ impl Fields {
             return Err(Error::InvalidTimestamp);
         }
         Ok(())
-    }
-
-    #[inline]
-    fn unix_ms(&self) -> i64 {
-        let days = days_from_civil(self.year as i64, self.month, self.day);
-        let seconds = i64::from(self.hour * 3600 + self.minute * 60 + self.second);
-        days * MS_PER_DAY + seconds * 1000 + i64::from(self.milli)
     }
 }
 
@@ -265,6 +314,64 @@ mod test {
             let ms = days * MS_PER_DAY + 45_296_789;
             let text = format_ilp(ms);
             assert_eq!(parse_ilp(&text), Ok(ms));
+        }
+    }
+
+    /// The calendar arithmetic the cached paths replace, field by field.
+    fn format_reference(unix_ms: i64) -> [u8; ILP_TIMESTAMP_LEN] {
+        let ms = unix_ms.clamp(UNIX_MS_MIN, UNIX_MS_MAX);
+        let (year, month, day) = civil_from_days(ms.div_euclid(MS_PER_DAY));
+        let in_day = ms.rem_euclid(MS_PER_DAY);
+        let mut out = [0u8; ILP_TIMESTAMP_LEN];
+        put_digits(&mut out[0..4], year as u32);
+        put_digits(&mut out[4..6], month);
+        put_digits(&mut out[6..8], day);
+        put_digits(&mut out[8..10], (in_day / 3_600_000) as u32);
+        put_digits(&mut out[10..12], (in_day / 60_000 % 60) as u32);
+        put_digits(&mut out[12..14], (in_day / 1000 % 60) as u32);
+        put_digits(&mut out[14..17], (in_day % 1000) as u32);
+        out
+    }
+
+    #[test]
+    fn the_date_cache_never_changes_an_answer() {
+        // Days that alternate (every conversion misses the cache), days that repeat (every
+        // one hits it), the ends of the range and either side of midnight.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut values = vec![UNIX_MS_MIN, UNIX_MS_MAX, -1, 0, MS_PER_DAY - 1, MS_PER_DAY];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let wide = (x % (UNIX_MS_MAX - UNIX_MS_MIN) as u64) as i64 + UNIX_MS_MIN;
+            let today = 1_764_633_600_000 + (x % (2 * MS_PER_DAY as u64)) as i64;
+            values.extend([wide, today, today + 1, wide]);
+        }
+        for &ms in &values {
+            let text = format_ilp(ms);
+            assert_eq!(text, format_reference(ms), "{ms}");
+            assert_eq!(parse_ilp(&text), Ok(ms), "{ms}");
+        }
+        // A date refused is never remembered: the same day with a valid time after it is
+        // refused again, and a cached day does not let a bad time through.
+        assert!(parse_ilp(b"20261202101010101").is_ok());
+        assert_eq!(
+            parse_ilp(b"20261202246010101"),
+            Err(Error::InvalidTimestamp)
+        );
+        assert_eq!(
+            parse_ilp(b"20261202106010101"),
+            Err(Error::InvalidTimestamp)
+        );
+        assert_eq!(
+            parse_ilp(b"20261202101060101"),
+            Err(Error::InvalidTimestamp)
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                parse_ilp(b"20190229120000000"),
+                Err(Error::InvalidTimestamp)
+            );
         }
     }
 
