@@ -267,6 +267,11 @@ fn metrics_equal_the_load_generators_counts_and_promtool_accepts_them() {
         metrics.contains("ilp_core_busy_seconds_total{core=\"0\"}"),
         "{metrics}"
     );
+    // The ring driver spins (`spin_us`, 50 µs by default) after every batch before it parks:
+    // some of the core's CPU time was idle spin, and never more than all of it.
+    let busy = sample(&metrics, r#"ilp_core_busy_seconds_total{core="0"}"#);
+    let idle = sample(&metrics, r#"ilp_core_spin_idle_seconds_total{core="0"}"#);
+    assert!(idle > 0.0 && idle <= busy, "idle spin {idle} s of {busy} s");
     assert!(
         metrics.contains("process_resident_memory_bytes"),
         "{metrics}"

@@ -352,6 +352,15 @@ impl RouterAdmin {
                 w.sample(&[("core", &report.core.to_string())], seconds);
             }
         }
+        w.family(
+            "ilp_core_spin_idle_seconds_total",
+            "Part of each core's CPU time spent spinning with nothing to forward.",
+            Kind::Counter,
+        );
+        for report in &reports {
+            let seconds = report.runtime.spin_idle_ns as f64 / 1e9;
+            w.sample(&[("core", &report.core.to_string())], seconds);
+        }
         w.gauge(
             "ilp_cores_not_reporting",
             "Cores that did not answer the last report request in time.",

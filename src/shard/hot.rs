@@ -464,6 +464,10 @@ pub(crate) struct Spin {
     contended_until: Option<Instant>,
     /// Wall clock and thread CPU time at the last look, while running (not across a park).
     looked: Option<(Instant, Duration)>,
+    /// Since when the driver has been spinning with nothing to do, if it is.
+    idle_since: Option<Instant>,
+    /// Spun with nothing to do, not yet taken by [`Spin::take_idle`].
+    idle: Duration,
 }
 
 impl Spin {
@@ -475,6 +479,8 @@ impl Spin {
             last: None,
             contended_until: None,
             looked: None,
+            idle_since: None,
+            idle: Duration::ZERO,
         }
     }
 
@@ -505,6 +511,7 @@ impl Spin {
 
     /// A batch was handled at `now`.
     pub(crate) fn worked(&mut self, now: Instant) {
+        self.end_idle(now);
         if let Some(last) = self.last {
             let gap = u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
             // Gaps longer than the cap say the same (park); clamping keeps one long pause
@@ -523,6 +530,25 @@ impl Spin {
     /// `[min, max]`.
     pub(crate) fn window(&self) -> Duration {
         Duration::from_nanos(self.gap_ns.saturating_mul(2)).clamp(self.min, self.max)
+    }
+
+    /// The driver found nothing at `now` and spins on: idle from then, if not already.
+    pub(crate) fn idle_at(&mut self, now: Instant) {
+        self.idle_since.get_or_insert(now);
+    }
+
+    /// The idle spin, if any, ended at `now` (work came, or the driver yields or parks).
+    pub(crate) fn end_idle(&mut self, now: Instant) {
+        if let Some(since) = self.idle_since.take() {
+            self.idle += now.saturating_duration_since(since);
+        }
+    }
+
+    /// The time spun with nothing to do since the last call. Part of the core's CPU time
+    /// (`ilp_core_busy_seconds_total`) that forwarded nothing: what an operator subtracts to
+    /// see how loaded a spinning core is.
+    pub(crate) fn take_idle(&mut self) -> Duration {
+        std::mem::take(&mut self.idle)
     }
 
     /// Whether to keep polling at `now`.
@@ -551,6 +577,16 @@ fn thread_cpu() -> Duration {
         u64::try_from(ts.tv_sec).unwrap_or(0),
         u32::try_from(ts.tv_nsec).unwrap_or(0),
     )
+}
+
+/// Adds the idle spin so far to the core's tally (`ilp_core_spin_idle_seconds_total`).
+fn count_idle(state: &State, spin: &mut Spin) {
+    let idle = spin.take_idle();
+    if !idle.is_zero() {
+        let ns = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
+        let mut st = state.borrow_mut();
+        st.counters.spin_idle_ns = st.counters.spin_idle_ns.saturating_add(ns);
+    }
 }
 
 /// Gives the core its ring and starts the driver. `None` where io_uring or eventfd is
@@ -620,6 +656,8 @@ pub(crate) async fn drive(state: State, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake
         if now.duration_since(yielded_at) >= every {
             worked_since_yield = false;
             spin.ran(now, thread_cpu());
+            spin.end_idle(now);
+            count_idle(&state, &mut spin);
             // Out of the task queue, not just behind its other tasks: glommio's reactor then
             // runs (timers, the mesh, other sockets) before this task does again.
             glommio::executor().yield_task_queue_now().await;
@@ -630,9 +668,12 @@ pub(crate) async fn drive(state: State, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake
             continue;
         }
         if spin.keep_spinning(now) {
+            spin.idle_at(now);
             std::hint::spin_loop();
             continue;
         }
+        spin.end_idle(now);
+        count_idle(&state, &mut spin);
         // Idle: park. The eventfd counts every completion posted since it was last read, so
         // one that lands between the check above and the read below is not missed.
         state.borrow_mut().set_driver_parked(true);
@@ -650,6 +691,31 @@ pub(crate) async fn drive(state: State, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_spin_counts_only_the_empty_polls() {
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let mut spin = Spin::new(us(50), us(1000));
+        spin.worked(t0);
+        // Empty polls from 10 µs to 40 µs, then a batch: 30 µs idle.
+        spin.idle_at(t0 + us(10));
+        spin.idle_at(t0 + us(25));
+        spin.idle_at(t0 + us(40));
+        spin.worked(t0 + us(40));
+        // Work right away: nothing more.
+        spin.worked(t0 + us(45));
+        // Empty from 50 µs until the driver yields at 80 µs: 30 µs more; the time in glommio
+        // does not count, and the next empty poll starts a new stretch.
+        spin.idle_at(t0 + us(50));
+        spin.end_idle(t0 + us(80));
+        assert_eq!(spin.take_idle(), us(60));
+        assert_eq!(spin.take_idle(), Duration::ZERO);
+        spin.idle_at(t0 + us(200));
+        spin.end_idle(t0 + us(210));
+        spin.end_idle(t0 + us(500));
+        assert_eq!(spin.take_idle(), us(10));
+    }
 
     #[test]
     fn spin_window_follows_the_gap_within_its_bounds() {

@@ -160,6 +160,8 @@ pub(crate) struct RuntimeCounters {
     pub(crate) unauthenticated_refused: u64,
     /// Times a link's reader stopped because its queue was over half the cap.
     pub(crate) reads_paused: u64,
+    /// Nanoseconds the ring driver spun with nothing to do (`hot::Spin::take_idle`).
+    pub(crate) spin_idle_ns: u64,
     /// Links closed because what we wrote made no progress for `write_timeout_ms`: our
     /// writer's deadline, or the kernel's `TCP_USER_TIMEOUT` (the reader sees `ETIMEDOUT`).
     pub(crate) write_timeouts: u64,
