@@ -1,6 +1,6 @@
 //! glommio's sockets against io_uring driven directly, for the same work: a TCP echo of
 //! 64-byte messages on loopback, the socket half of the router's hot path (a message is
-//! received, handed on, and sent). Both servers run one pinned thread that spins 50 µs
+//! received, handed on, and sent). Every server runs one pinned thread that spins 50 µs
 //! before it parks (the router's default `spin_us`); the clients run on another CPU.
 //!
 //! - **glommio**: a `LocalExecutor` and a task per connection that reads into a buffer and
@@ -9,6 +9,15 @@
 //!   stays armed, into a ring of provided buffers; each message is sent from the buffer it
 //!   arrived in (a `Send` entry, submitted with the next wait), and the buffer goes back to the
 //!   ring when its send completes.
+//! - **poll**: the router's hot path (`src/shard/hot.rs`): a multishot poll per connection that
+//!   stays armed, then `recv` and `send` system calls; the thread spins on the completion queue
+//!   without entering the kernel.
+//! - **poll, cooperative**: the same on a ring set up with `COOP_TASKRUN | TASKRUN_FLAG`: a
+//!   completion does not interrupt the spinning thread (in a virtual machine, an
+//!   inter-processor interrupt per message); the thread enters the kernel when the ring's flag
+//!   says task work waits. It parks on its own ring. (The router cannot use this yet: it parks
+//!   through glommio's ring, and a thread asleep there is not woken for this ring's task
+//!   work; see BENCHMARKS.md.)
 //!
 //! Three loads each: one connection with one message in flight (round trip time), one
 //! connection at a fixed 10 000 messages/s, and 4 connections each writing 32 messages at once
@@ -27,11 +36,20 @@ use std::time::{Duration, Instant};
 
 const MESSAGE: usize = 64;
 const SPIN: Duration = Duration::from_micros(50);
+/// `io_uring_enter` flag: wait for (and first run the task work of) completions.
+const IORING_ENTER_GETEVENTS: u32 = 1;
 
 #[derive(Debug, Clone, Copy)]
 enum Server {
     Glommio,
     Uring,
+    /// The router's hot path (`src/shard/hot.rs`): a multishot poll per connection, then
+    /// `recv` and `send` system calls; spins on the completion queue without entering the
+    /// kernel. `coop`: the ring is set up with `COOP_TASKRUN | TASKRUN_FLAG`, so a completion
+    /// does not interrupt the spinning thread; it enters the kernel when the flag says so.
+    Poll {
+        coop: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +138,7 @@ fn start_server(
                 });
             });
         }
-        Server::Uring => {
+        Server::Uring | Server::Poll { .. } => {
             std::thread::spawn(move || {
                 pin(cpu);
                 let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -134,7 +152,10 @@ fn start_server(
                     })
                     .collect();
                 let start = thread_cpu();
-                let enters = uring_echo(&streams);
+                let enters = match server {
+                    Server::Poll { coop } => poll_echo(&streams, coop),
+                    _ => uring_echo(&streams),
+                };
                 let _ = end_tx.send(ServerEnd {
                     cpu: thread_cpu() - start,
                     enters: Some(enters),
@@ -261,15 +282,7 @@ fn uring_echo(streams: &[TcpStream]) -> u64 {
         while ring.completion().is_empty() && Instant::now() < spin_until {
             std::hint::spin_loop();
         }
-        if ring.completion().is_empty() {
-            enters += 1;
-            ring.submit_and_wait(1).unwrap();
-        }
-        completions.clear();
-        completions.extend(
-            ring.completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
+        take_completions(&mut ring, &mut enters, &mut completions);
         for &(data, result, flags) in &completions {
             let i = (data & 0xffff) as usize;
             let fd = streams[i].as_raw_fd();
@@ -317,6 +330,106 @@ fn uring_echo(streams: &[TcpStream]) -> u64 {
             if !cqueue::more(flags) {
                 // SAFETY: as above.
                 unsafe { ring.submission().push(&recv(i, fd)).unwrap() };
+            }
+        }
+    }
+    enters
+}
+
+/// Parks on the ring when the spin found nothing, then takes its completions.
+fn take_completions(ring: &mut IoUring, enters: &mut u64, completions: &mut Vec<(u64, i32, u32)>) {
+    if ring.completion().is_empty() {
+        *enters += 1;
+        ring.submit_and_wait(1).unwrap();
+    }
+    completions.clear();
+    completions.extend(
+        ring.completion()
+            .map(|c| (c.user_data(), c.result(), c.flags())),
+    );
+}
+
+/// The poll-then-read echo loop (the router's model); returns its `io_uring_enter` calls.
+fn poll_echo(streams: &[TcpStream], coop: bool) -> u64 {
+    let mut builder = IoUring::builder();
+    if coop {
+        builder.setup_coop_taskrun().setup_taskrun_flag();
+    }
+    let mut ring = builder.build(1024).expect("io_uring");
+    let mut enters = 0u64;
+    let poll = |i: usize, fd: i32| {
+        opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(i as u64)
+    };
+    for (i, s) in streams.iter().enumerate() {
+        // SAFETY: the entry refers to a socket that outlives the ring's use of it.
+        unsafe { ring.submission().push(&poll(i, s.as_raw_fd())).unwrap() };
+    }
+    enters += 1;
+    ring.submit().unwrap();
+    let mut open = streams.len();
+    let mut buf = vec![0u8; 4096];
+    let mut completions = Vec::with_capacity(1024);
+    let get_events = |ring: &IoUring| {
+        // SAFETY: no submissions, no argument: runs the ring's task work and returns.
+        unsafe {
+            ring.submitter()
+                .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+        }
+        .unwrap();
+    };
+    while open > 0 {
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            if coop && ring.submission().taskrun() {
+                enters += 1;
+                get_events(&ring);
+            }
+            if !ring.completion().is_empty() || Instant::now() >= spin_until {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        take_completions(&mut ring, &mut enters, &mut completions);
+        for &(i, result, flags) in &completions {
+            let i = i as usize;
+            let fd = streams[i].as_raw_fd();
+            if result < 0 {
+                open -= 1;
+                continue;
+            }
+            // SAFETY: reads into our buffer, its length at most.
+            let n =
+                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n == 0 {
+                open -= 1;
+                continue;
+            }
+            if n > 0 {
+                let mut sent = 0;
+                while sent < n as usize {
+                    // SAFETY: sends from our buffer, within what was read.
+                    let m = unsafe {
+                        libc::send(
+                            fd,
+                            buf[sent..].as_ptr().cast(),
+                            n as usize - sent,
+                            libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    if m <= 0 {
+                        break;
+                    }
+                    sent += m as usize;
+                }
+            }
+            if !cqueue::more(flags) {
+                // SAFETY: as above.
+                unsafe { ring.submission().push(&poll(i, fd)).unwrap() };
+                enters += 1;
+                ring.submit().unwrap();
             }
         }
     }
@@ -419,7 +532,12 @@ fn main() {
     );
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for load in [Load::PingPong, Load::Rate(10_000), Load::Window(4, 32)] {
-        for server in [Server::Glommio, Server::Uring] {
+        for server in [
+            Server::Glommio,
+            Server::Uring,
+            Server::Poll { coop: false },
+            Server::Poll { coop: true },
+        ] {
             let (addr, end) = start_server(server, load.connections(), server_cpu);
             let (messages, mut rtts) = client(addr, load, seconds, client_cpu);
             let end = end
