@@ -79,6 +79,17 @@ struct CoreIo {
     inline_now: bool,
 }
 
+impl CoreIo {
+    /// Wakes the ring driver if it is parked (a link was listed for it).
+    fn wake_driver(&self) {
+        if self.driver_parked {
+            if let Some((_, wake)) = &self.hot {
+                wake.signal();
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for CoreIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CoreIo")
@@ -212,11 +223,7 @@ impl Core {
 
     /// Wakes the ring driver if it is parked.
     pub(crate) fn wake_driver(&self) {
-        if self.io.driver_parked {
-            if let Some((_, wake)) = &self.io.hot {
-                wake.signal();
-            }
-        }
+        self.io.wake_driver();
     }
 
     /// The task that opens the HTTP connections packet handling asks for.
@@ -280,10 +287,8 @@ impl Core {
                 }
             }
         }
-        if listed && io.driver_parked {
-            if let Some((_, wake)) = &io.hot {
-                wake.signal();
-            }
+        if listed {
+            io.wake_driver();
         }
         let (senders, mesh_index) = (&io.mesh, &io.mesh_index);
         let drained = self.state.mesh.drain(|core, message| {
