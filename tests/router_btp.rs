@@ -545,3 +545,30 @@ fn btp_error_from_the_next_hop_becomes_an_ilp_reject() {
         assert_eq!(code_of(&reject), ilp_code);
     }
 }
+
+#[test]
+fn a_parked_core_wakes_for_every_packet_and_stops_on_sigterm() {
+    if common::peer::io_uring_missing("a_parked_core_wakes_for_every_packet_and_stops_on_sigterm") {
+        return;
+    }
+    // No spin at all: the ring's driver parks on its eventfd after every batch, so each
+    // Prepare and each Fulfill below must wake it (src/shard/hot.rs: the ring's deferred task
+    // work signals the eventfd; a wake-up lost there leaves a link unread for good).
+    let port = free_port();
+    let mut router = Router::start(
+        &config(port, ""),
+        port,
+        &["--cores", "1", "--spin-us", "0", "--spin-max-us", "0"],
+    );
+    let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    for n in 0..40u8 {
+        // Long enough for the driver to park (and glommio's executor to sleep) each time.
+        std::thread::sleep(Duration::from_millis(15));
+        round_trip(&mut alice, &mut bob, "g.bob.x", n, BtpType::Response);
+    }
+    let status = router
+        .stop()
+        .expect("the router exits on SIGTERM within the wait");
+    assert!(status.success(), "exit status {status:?}");
+}

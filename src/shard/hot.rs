@@ -11,7 +11,12 @@
 //! packets keep coming:
 //!
 //! - each link has a multishot poll armed on the ring: readiness is a completion in shared
-//!   memory, seen without a system call, and the poll stays armed;
+//!   memory, and the poll stays armed. The ring defers its task work (`DEFER_TASKRUN`): a
+//!   peer's packet does not interrupt the core's thread to post the completion (an
+//!   inter-processor interrupt, in a virtual machine an exit on both sides); the kernel
+//!   raises a flag in the ring and the driver, seeing it, posts what waits with one
+//!   `io_uring_enter`. (Cooperative task work, `COOP_TASKRUN`, was tried first: a core
+//!   parked in glommio's ring then once slept through its packets, BENCHMARKS.md.)
 //! - the driver reads a ready socket with `recv` into the link's read buffer and hands the
 //!   frames to [`CoreState`](super::core::CoreState) as the link's reader task did
 //!   ([`conn::handle_frames`]);
@@ -25,7 +30,8 @@
 //!   gap between batches (at least `spin_us`, at most `spin_max_us`), yielding to glommio
 //!   every [`YIELD_EVERY`] ([`YIELD_EVERY_IDLE`] while nothing comes) so timers, the core
 //!   mesh and the other links' tasks run; past that
-//!   it parks: it awaits, through glommio, an eventfd the ring signals on every completion.
+//!   it parks: it awaits, through glommio, an eventfd the ring signals on every completion
+//!   and on the first task work queued while none waits (so a parked driver is woken).
 //!   A core whose packets come every 100 µs never parks between them; an idle core parks
 //!   after `spin_max_us` at most. A core that shares its CPU (its thread lost more than a
 //!   quarter of 5 ms of running: its CPU clock against the wall clock) spins only
@@ -60,6 +66,8 @@ use std::time::{Duration, Instant};
 pub(crate) const RING_ENTRIES: u32 = 1024;
 /// Reads of one ready link per visit before the other ready links get theirs.
 pub(crate) const READS_PER_VISIT: usize = 4;
+/// `io_uring_enter` flag: wait for completions, running the task work that posts them first.
+const IORING_ENTER_GETEVENTS: u32 = 1;
 /// The longest the driver keeps the CPU, while it handles packets, before glommio's tasks
 /// get a pass.
 pub(crate) const YIELD_EVERY: Duration = Duration::from_micros(50);
@@ -128,9 +136,19 @@ impl HotRing {
     /// A ring for this core, and the eventfd registered on it. An error where io_uring or
     /// eventfd is refused; the core then reads every link through glommio.
     pub(crate) fn new() -> io::Result<(HotRing, Wake)> {
+        // Deferred task work: the kernel does not interrupt the core's thread to post this
+        // ring's completions (in a virtual machine, an inter-processor interrupt and an exit
+        // for every packet a peer sends); it raises a flag in the ring, which the driver
+        // looks at as it spins and answers with one `io_uring_enter` (`run_task_work`). A
+        // parked driver is still woken: the first task work queued signals the ring's eventfd
+        // at once, and the driver runs what is queued before it parks. Kernels before 6.1
+        // refuse the flags; completions then interrupt, as before.
         let ring = IoUring::builder()
             .setup_single_issuer()
-            .build(RING_ENTRIES)?;
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .build(RING_ENTRIES)
+            .or_else(|_| IoUring::builder().setup_single_issuer().build(RING_ENTRIES))?;
         // Blocking on purpose: glommio's read of it must wait for a count, not fail.
         // SAFETY: plain system call; the descriptor is owned at once.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
@@ -240,15 +258,37 @@ impl HotRing {
         let _ = link.done.try_send(());
     }
 
-    /// Completions waiting, or links to visit.
+    /// Completions waiting (or task work that will post some), or links to visit. The
+    /// driver parks only when this is false: task work left queued would not signal the
+    /// eventfd again.
     fn has_work(&mut self) -> bool {
-        !self.ready.is_empty() || !self.ring.completion().is_empty()
+        !self.ready.is_empty()
+            || !self.ring.completion().is_empty()
+            || self.ring.submission().taskrun()
+    }
+
+    /// Runs the task work the kernel flagged (`IORING_SQ_TASKRUN`), which posts the
+    /// completions waiting for this thread.
+    fn run_task_work(&mut self) {
+        if self.ring.submission().taskrun() {
+            // SAFETY: nothing to submit and no argument: the call runs the ring's task work
+            // and returns at once (min_complete 0).
+            let ran = unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+            };
+            if let Err(e) = ran {
+                tracing::debug!("hot ring: running task work: {e}");
+            }
+        }
     }
 
     /// One pass: takes the completions, visits every ready link (reading it and handing its
     /// frames to the core), re-arms polls that ended, submits. Returns how many links it read
     /// bytes from or ended.
     fn pass(&mut self, state: &State) -> usize {
+        self.run_task_work();
         self.completions.clear();
         self.completions.extend(
             self.ring
@@ -674,8 +714,9 @@ pub(crate) async fn drive(state: State, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake
         }
         spin.end_idle(now);
         count_idle(&state, &mut spin);
-        // Idle: park. The eventfd counts every completion posted since it was last read, so
-        // one that lands between the check above and the read below is not missed.
+        // Idle: park. The eventfd counts every completion posted since it was last read, and
+        // the first task work queued after `has_work` found none signals it too, so one that
+        // lands between the check above and the read below is not missed.
         state.borrow_mut().set_driver_parked(true);
         spin.parked();
         let woke = parked_on.read_at(0, 8).await;
