@@ -8,9 +8,6 @@
 //! pure function of the input (no render timestamps), so the same report
 //! always yields the same bytes.
 //!
-//! Over 800 lines because the HTML report's page template and its tests live here (one concern: the
-//! report).
-//!
 //! Over 800 lines because the page is one document (styles, charts, tables) whose parts
 //! share escaping and layout helpers; the tests are in `report_tests.rs`.
 
