@@ -121,14 +121,72 @@ impl std::fmt::Debug for HotRing {
 /// The eventfd the ring signals on each completion: what a parked driver waits on, and what
 /// the core writes to wake it ([`Core::wake_driver`]).
 #[derive(Debug)]
-pub(crate) struct Wake(OwnedFd);
+pub struct Wake(OwnedFd);
 
 impl Wake {
     /// Adds one to the eventfd's count: a parked driver wakes.
-    pub(crate) fn signal(&self) {
+    pub fn signal(&self) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live local to a descriptor we own.
         let _ = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// glommio's view of the eventfd, to park on: a read of 8 bytes at 0 waits for a count
+    /// and takes it. A duplicate descriptor (glommio closes its own when dropped).
+    pub fn glommio_file(&self) -> io::Result<glommio::io::BufferedFile> {
+        // SAFETY: dup of a descriptor we own; the file owns the duplicate.
+        let dup = unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `dup` is ours and given to the file.
+        Ok(unsafe { glommio::io::BufferedFile::from_raw_fd(dup) })
+    }
+}
+
+/// A ring of `entries` for one thread, with deferred task work where the kernel has it, and
+/// an eventfd registered on it: the ring the router's cores read their links through, and
+/// the load generator's with `--io ring`.
+///
+/// Deferred task work: the kernel does not interrupt the thread to post the ring's
+/// completions (in a virtual machine, an inter-processor interrupt and an exit for every
+/// packet a peer sends); it raises a flag in the ring, which the thread looks at as it spins
+/// and answers with one `io_uring_enter` ([`run_task_work`]). A thread parked on the eventfd
+/// is still woken: the first task work queued signals the eventfd at once, and the thread
+/// runs what is queued before it parks. Kernels before 6.1 refuse the flags; completions then
+/// interrupt, as before. The ring must be used from the thread that made it.
+pub fn deferred_ring(entries: u32) -> io::Result<(IoUring, Wake)> {
+    let ring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .build(entries)
+        .or_else(|_| IoUring::builder().setup_single_issuer().build(entries))?;
+    // Blocking on purpose: glommio's read of it must wait for a count, not fail.
+    // SAFETY: plain system call; the descriptor is owned at once.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just created and owned by nobody else.
+    let wake = Wake(unsafe { OwnedFd::from_raw_fd(fd) });
+    ring.submitter().register_eventfd(fd)?;
+    Ok((ring, wake))
+}
+
+/// Runs the task work the kernel flagged on `ring` (`IORING_SQ_TASKRUN`), which posts the
+/// completions waiting for this thread; nothing when none is flagged.
+pub fn run_task_work(ring: &mut IoUring) {
+    if ring.submission().taskrun() {
+        // SAFETY: nothing to submit and no argument: the call runs the ring's task work and
+        // returns at once (min_complete 0).
+        let ran = unsafe {
+            ring.submitter()
+                .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+        };
+        if let Err(e) = ran {
+            tracing::debug!("ring: running task work: {e}");
+        }
     }
 }
 
@@ -136,28 +194,7 @@ impl HotRing {
     /// A ring for this core, and the eventfd registered on it. An error where io_uring or
     /// eventfd is refused; the core then reads every link through glommio.
     pub(crate) fn new() -> io::Result<(HotRing, Wake)> {
-        // Deferred task work: the kernel does not interrupt the core's thread to post this
-        // ring's completions (in a virtual machine, an inter-processor interrupt and an exit
-        // for every packet a peer sends); it raises a flag in the ring, which the driver
-        // looks at as it spins and answers with one `io_uring_enter` (`run_task_work`). A
-        // parked driver is still woken: the first task work queued signals the ring's eventfd
-        // at once, and the driver runs what is queued before it parks. Kernels before 6.1
-        // refuse the flags; completions then interrupt, as before.
-        let ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .build(RING_ENTRIES)
-            .or_else(|_| IoUring::builder().setup_single_issuer().build(RING_ENTRIES))?;
-        // Blocking on purpose: glommio's read of it must wait for a count, not fail.
-        // SAFETY: plain system call; the descriptor is owned at once.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor just created and owned by nobody else.
-        let wake = Wake(unsafe { OwnedFd::from_raw_fd(fd) });
-        ring.submitter().register_eventfd(fd)?;
+        let (ring, wake) = deferred_ring(RING_ENTRIES)?;
         Ok((
             HotRing {
                 ring,
@@ -267,28 +304,11 @@ impl HotRing {
             || self.ring.submission().taskrun()
     }
 
-    /// Runs the task work the kernel flagged (`IORING_SQ_TASKRUN`), which posts the
-    /// completions waiting for this thread.
-    fn run_task_work(&mut self) {
-        if self.ring.submission().taskrun() {
-            // SAFETY: nothing to submit and no argument: the call runs the ring's task work
-            // and returns at once (min_complete 0).
-            let ran = unsafe {
-                self.ring
-                    .submitter()
-                    .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
-            };
-            if let Err(e) = ran {
-                tracing::debug!("hot ring: running task work: {e}");
-            }
-        }
-    }
-
     /// One pass: takes the completions, visits every ready link (reading it and handing its
     /// frames to the core), re-arms polls that ended, submits. Returns how many links it read
     /// bytes from or ended.
     fn pass(&mut self, state: &State) -> usize {
-        self.run_task_work();
+        run_task_work(&mut self.ring);
         self.completions.clear();
         self.completions.extend(
             self.ring
@@ -667,18 +687,13 @@ pub(crate) fn start(
 /// ([`Spin`]) while packets keep coming, parks on the ring's eventfd when idle. Runs until the
 /// core's executor ends.
 pub(crate) async fn drive(state: State, hot: Rc<RefCell<HotRing>>, wake: Rc<Wake>, mut spin: Spin) {
-    // glommio's view of the eventfd (a duplicate: glommio closes its own when dropped).
-    // SAFETY: dup of a descriptor we own; the file owns the duplicate.
-    let dup = unsafe { libc::fcntl(wake.0.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        tracing::error!(
-            "hot ring: eventfd: {}; links read through the ring stall",
-            io::Error::last_os_error()
-        );
-        return;
-    }
-    // SAFETY: `dup` is ours and given to the file.
-    let parked_on = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
+    let parked_on = match wake.glommio_file() {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::error!("hot ring: eventfd: {e}; links read through the ring stall");
+            return;
+        }
+    };
     let mut yielded_at = Instant::now();
     let mut worked_since_yield = false;
     loop {

@@ -24,6 +24,7 @@ mod stream;
 mod tag;
 
 pub use flush::write_queued;
+pub use hot::{deferred_ring, run_task_work, Wake};
 
 use self::core::CoreState;
 use self::io::{unix_ms, Core};
