@@ -572,3 +572,53 @@ fn a_parked_core_wakes_for_every_packet_and_stops_on_sigterm() {
         .expect("the router exits on SIGTERM within the wait");
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn a_peer_that_closes_right_after_its_fulfill_is_seen_to_go() {
+    if common::peer::io_uring_missing("a_peer_that_closes_right_after_its_fulfill_is_seen_to_go") {
+        return;
+    }
+    // A peer that closes its connection the moment it has its Fulfill: the FIN comes right
+    // behind the core's `send` that carried the Fulfill, to a driver that parks after every
+    // batch (no spin). The core must see the link go at once, from its ring's poll
+    // (src/shard/hot.rs), not at the next BTP ping (a minute here). (A bare echo server on
+    // the same kind of poll, `benches/uring_echo.rs`, now and then never saw such a FIN.)
+    let port = free_port();
+    let admin = free_port();
+    let extra = format!("btp_ping_interval_ms = 60000\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
+    let mut router = Router::start(
+        &config(port, &extra),
+        port,
+        &["--cores", "1", "--spin-us", "0", "--spin-max-us", "0"],
+    );
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    let links = |peer: &str| -> Option<u64> {
+        let metrics = common::peer::http_get(admin, "/metrics");
+        let key = format!("ilp_links{{peer=\"{peer}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut late = Vec::new();
+    for n in 0..60u8 {
+        let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+        round_trip(&mut alice, &mut bob, "g.bob.x", n, BtpType::Response);
+        drop(alice);
+        let gone = std::time::Instant::now();
+        while links("alice") != Some(0) {
+            assert!(
+                gone.elapsed() < Duration::from_secs(5),
+                "round {n}: alice's closed link still open after 5 s (links {:?})",
+                links("alice")
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if gone.elapsed() > Duration::from_millis(500) {
+            late.push((n, gone.elapsed()));
+        }
+    }
+    assert!(late.is_empty(), "closes seen late: {late:?}");
+    let status = router.stop().expect("the router exits on SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
