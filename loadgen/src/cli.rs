@@ -114,6 +114,14 @@ pub(crate) struct Cli {
     /// busy CPU for that long per send. 0: sleep only.
     #[arg(long, default_value_t = 100, value_name = "US")]
     pacer_spin_us: u64,
+    /// How plaintext BTP connections are read and written. `glommio`: through glommio's
+    /// sockets, a reader and a writer task each. `ring`: read through an io_uring ring of the
+    /// load thread's own and written with `send` at once, as the router's cores do; the
+    /// thread spins while answers are awaited or a send is near (`--pacer-spin-us`). `ring`
+    /// keeps glommio's per-wake-up cost out of latency figures (BENCHMARKS.md); TLS and HTTP
+    /// connections use glommio either way.
+    #[arg(long, default_value = "glommio", value_parser = ["glommio", "ring"])]
+    io: String,
     /// Prepares in flight per sender connection (the cap in open loop too). HTTP: requests
     /// pipelined on each keep-alive connection, answers matched in order. Our sink and the
     /// router answer a pipelined batch at once (the router reads up to its
@@ -327,6 +335,8 @@ pub(crate) struct CliShared {
     pub(crate) senders_total: usize,
     /// Open loop: `--pacer-spin-us`.
     pub(crate) pacer_spin: Duration,
+    /// `--io ring`.
+    pub(crate) ring_io: bool,
     pub(crate) window: usize,
     pub(crate) amount: u64,
     pub(crate) data_bytes: usize,
@@ -512,6 +522,7 @@ impl Cli {
             rate_per_conn: self.rate.map(|r| r / senders_total.max(1) as f64),
             senders_total,
             pacer_spin: Duration::from_micros(self.pacer_spin_us),
+            ring_io: self.io == "ring",
             window: self.window,
             amount: self.amount,
             data_bytes: self.data_bytes,

@@ -12,7 +12,7 @@ use crate::sinks::SinkId;
 use crate::stats::{SinkAnswer, Stats};
 use crate::tls::{self, Stream};
 use futures_lite::io::AsyncWriteExt;
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::AsyncWrite;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::task::JoinHandle;
 use ilp_router::id::PeerId;
@@ -268,6 +268,12 @@ pub(crate) struct Conn {
     rng: u64,
     /// The reader and writer tasks, cancelled by `drop_link`.
     io: Vec<JoinHandle<()>>,
+    /// `--io ring`: the socket, read by the thread's ring driver (`hot`) and written here
+    /// with `send` at once; the writer task takes only what the socket refused.
+    hot_fd: Option<std::os::fd::RawFd>,
+    /// The writer task holds bytes it has not finished writing: nothing may be sent around
+    /// it.
+    writing: bool,
     pub(crate) opened: bool,
     pub(crate) failed: bool,
 }
@@ -313,8 +319,52 @@ impl Conn {
     fn wake(&mut self) {
         if self.woken {
             self.woken = false;
+            if self.send_inline() {
+                return;
+            }
             let _ = self.wake.try_send(());
         }
+    }
+
+    /// `--io ring`: sends what is queued at once with a nonblocking `send`, unless the writer
+    /// task is in the middle of a write or the connection is closing (the writer closes it).
+    /// True when nothing is left for the writer.
+    fn send_inline(&mut self) -> bool {
+        let Some(fd) = self.hot_fd else {
+            return false;
+        };
+        if self.writing || self.closing {
+            return false;
+        }
+        if self.out.is_empty() {
+            return true;
+        }
+        // Handed to the socket now (as the writer task counts it when it takes a batch).
+        let now = self.since_start_ns();
+        // SAFETY: sends from our buffer, its length at most.
+        let n = unsafe {
+            libc::send(
+                fd,
+                self.out.as_ptr().cast(),
+                self.out.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n <= 0 {
+            return false;
+        }
+        self.out.drain(..n as usize);
+        // An answer will come: the ring's driver must be up to read it.
+        crate::hot::unpark();
+        if !self.out.is_empty() {
+            return false;
+        }
+        if !self.queued.is_empty() {
+            self.stats
+                .borrow_mut()
+                .on_handed_over(now, &mut self.queued);
+        }
+        true
     }
 
     /// Sender: sends one Prepare whose latency counts from `intended_ns`; false when the
@@ -545,6 +595,23 @@ impl Conn {
         for task in self.io.drain(..) {
             task.cancel();
         }
+        if self.hot_fd.is_some() {
+            // The ring's driver holds the read half: it lets go at its next pass.
+            crate::hot::unpark();
+        }
+    }
+
+    /// The reading side ended (end of stream, an error, a Close, a bad frame): the writer
+    /// closes, and a run that is not stopping stops (the peer went away mid-run: keep what
+    /// was measured).
+    pub(crate) fn reader_ended(&mut self) {
+        self.closing = true;
+        self.woken = true;
+        self.wake();
+        if !self.plan.stopping() {
+            self.plan.stop.store(true, Ordering::Relaxed);
+            self.plan.broken.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Requests still waiting for an answer.
@@ -692,6 +759,8 @@ fn new_conn(
         delayed: std::collections::VecDeque::new(),
         rng: setup.id ^ 0xdead_beef,
         io: Vec::new(),
+        hot_fd: None,
+        writing: false,
         opened: false,
         failed: false,
     }));
@@ -706,70 +775,109 @@ fn start_io(
     role: ws::Role,
     auth: Option<Rc<PeerAuth>>,
 ) -> Vec<JoinHandle<()>> {
+    let ring_spin = conn.borrow().plan.ring_spin;
+    let fd = match (&stream, ring_spin) {
+        (ilp_router::link::tls::MaybeTls::Plain(tcp), Some(_)) => {
+            Some(std::os::fd::AsRawFd::as_raw_fd(tcp))
+        }
+        _ => None,
+    };
     let (reader, writer) = futures_lite::io::split(stream);
+    let writer = glommio::spawn_local(write_loop(Rc::clone(&conn), writer, sleep)).detach();
+    if let (Some(fd), Some(spin)) = (fd, ring_spin) {
+        conn.borrow_mut().hot_fd = Some(fd);
+        let reading = Frames::new(role, buf, auth);
+        match crate::hot::adopt(&conn, fd, Box::new(reader), reading, spin) {
+            Ok(()) => return vec![writer],
+            Err((reader, reading)) => {
+                // No ring on this thread (io_uring refused): glommio reads it.
+                conn.borrow_mut().hot_fd = None;
+                let reader = glommio::spawn_local(read_loop(conn, reader, reading)).detach();
+                return vec![writer, reader];
+            }
+        }
+    }
+    let reading = Frames::new(role, buf, auth);
     vec![
-        glommio::spawn_local(write_loop(Rc::clone(&conn), writer, sleep)).detach(),
-        glommio::spawn_local(read_loop(conn, reader, buf, role, auth)).detach(),
+        writer,
+        glommio::spawn_local(read_loop(conn, Box::new(reader), reading)).detach(),
     ]
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    conn: Shared,
-    mut reader: R,
-    mut buf: ReadBuf,
-    role: ws::Role,
+/// The read half of a connection's stream (the write half is the writer task's).
+pub(crate) type Reader = Box<futures_lite::io::ReadHalf<Stream>>;
+
+/// A connection's reading state: the bytes read, and the frames and messages they make.
+pub(crate) struct Frames {
+    pub(crate) buf: ReadBuf,
+    decoder: ws::FrameDecoder,
+    assembler: MessageAssembler,
     auth: Option<Rc<PeerAuth>>,
-) {
-    let decoder = ws::FrameDecoder::new(role, 1 << 20);
-    let mut assembler = MessageAssembler::new(1 << 20);
-    'read: loop {
+}
+
+impl Frames {
+    fn new(role: ws::Role, buf: ReadBuf, auth: Option<Rc<PeerAuth>>) -> Frames {
+        Frames {
+            buf,
+            decoder: ws::FrameDecoder::new(role, 1 << 20),
+            assembler: MessageAssembler::new(1 << 20),
+            auth,
+        }
+    }
+
+    /// Hands every whole message in the buffer to the connection, then sends what they
+    /// queued (or wakes the writer). False when the connection must stop reading: a bad
+    /// frame, a Close, or the connection closing.
+    pub(crate) fn handle(&mut self, conn: &Shared) -> bool {
         loop {
-            let frame = match decoder.decode(buf.data_mut()) {
+            let frame = match self.decoder.decode(self.buf.data_mut()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(_) => break 'read,
+                Err(_) => return false,
             };
             let len = frame.len;
-            match assembler.handle_frame(buf.data_mut(), &frame) {
-                Ok(Message::Binary(bytes)) => conn.borrow_mut().on_message(bytes, auth.as_deref()),
+            match self.assembler.handle_frame(self.buf.data_mut(), &frame) {
+                Ok(Message::Binary(bytes)) => {
+                    conn.borrow_mut().on_message(bytes, self.auth.as_deref());
+                }
                 Ok(Message::Ping(p)) => conn.borrow_mut().push_pong(p),
-                Ok(Message::Close(_)) | Err(_) => break 'read,
+                Ok(Message::Close(_)) | Err(_) => return false,
                 Ok(_) => {}
             }
-            buf.consume(len);
+            self.buf.consume(len);
         }
-        {
-            let mut c = conn.borrow_mut();
-            // Answers freed window slots: fill them now, once per batch (closed loop), or send
-            // what is already due (open loop), rather than wait for the pacer's next tick.
-            c.refill();
-            c.wake();
-            if c.closing {
-                break;
-            }
-        }
-        // Room for the rest of a partial frame, and for a read worth making.
-        buf.compact_if_needed(ws::frame_len_hint(buf.data()).max(64 * 1024));
-        match buf.read_from(&mut reader).await {
+        let mut c = conn.borrow_mut();
+        // Answers freed window slots: fill them now, once per batch (closed loop), or send
+        // what is already due (open loop), rather than wait for the pacer's next tick.
+        c.refill();
+        c.wake();
+        !c.closing
+    }
+
+    /// Makes room for the rest of a partial frame, and for a read worth making.
+    pub(crate) fn make_room(&mut self) {
+        self.buf
+            .compact_if_needed(ws::frame_len_hint(self.buf.data()).max(64 * 1024));
+    }
+}
+
+async fn read_loop(conn: Shared, mut reader: Reader, mut reading: Frames) {
+    while reading.handle(&conn) {
+        reading.make_room();
+        match reading.buf.read_from(&mut reader).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
     }
-    let mut c = conn.borrow_mut();
-    c.closing = true;
-    c.woken = true;
-    c.wake();
-    if !c.plan.stopping() {
-        // The peer went away mid-run: end the run, keep what was measured.
-        c.plan.stop.store(true, Ordering::Relaxed);
-        c.plan.broken.store(true, Ordering::Relaxed);
-    }
+    conn.borrow_mut().reader_ended();
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(conn: Shared, mut writer: W, sleep: LocalReceiver<()>) {
     ilp_router::shard::write_queued(&mut writer, &sleep, |batch| {
         let mut c = conn.borrow_mut();
+        // Called again only once the last batch is written.
         std::mem::swap(&mut c.out, batch);
+        c.writing = !batch.is_empty();
         c.handed_over();
         c.closing
     })

@@ -41,6 +41,7 @@ mod cli;
 mod conn;
 mod connect;
 mod direct;
+mod hot;
 mod http;
 mod pacer;
 mod plan;

@@ -37,6 +37,9 @@ pub(crate) struct Plan {
     pub(crate) sink: SinkOptions,
     pub(crate) sender_log: Option<Rc<conn::FulfillLog>>,
     pub(crate) sink_log: Option<Rc<conn::FulfillLog>>,
+    /// `--io ring`: plaintext BTP connections go through the thread's ring (`hot`), which
+    /// spins this long before a send and while answers are awaited.
+    pub(crate) ring_spin: Option<std::time::Duration>,
 }
 
 impl Plan {

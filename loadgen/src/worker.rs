@@ -75,6 +75,7 @@ pub(crate) async fn thread_main(spec: ThreadSpec, common: Common) -> Result<Stat
         sink: cli.sink_options.clone(),
         sender_log: sender_log.clone(),
         sink_log: sink_log.clone(),
+        ring_spin: cli.ring_io.then_some(cli.pacer_spin),
     });
     let stats = Rc::new(RefCell::new(Stats::new()));
     let opener = Opener {

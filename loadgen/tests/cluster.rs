@@ -365,11 +365,27 @@ fn check_down_and_back(report: &Value) {
 
 #[test]
 fn a_btp_sink_taken_down_gets_nothing_until_it_is_back() {
-    let test = "a_btp_sink_taken_down_gets_nothing_until_it_is_back";
+    btp_sink_down_and_back(
+        "a_btp_sink_taken_down_gets_nothing_until_it_is_back",
+        "glommio",
+    );
+}
+
+#[test]
+fn a_btp_sink_on_the_load_threads_own_ring_taken_down_gets_nothing_until_it_is_back() {
+    // `--io ring`: the dropped link leaves the thread's ring (its poll cancelled, its socket
+    // closed) and the one dialled again joins it.
+    btp_sink_down_and_back(
+        "a_btp_sink_on_the_load_threads_own_ring_taken_down_gets_nothing_until_it_is_back",
+        "ring",
+    );
+}
+
+fn btp_sink_down_and_back(test: &str, io: &str) {
     if io_uring_missing(test) {
         return;
     }
-    let dir = Dir::new("btp-down");
+    let dir = Dir::new(&format!("btp-down-{io}"));
     let port = free_port();
     let listen = format!("btp = \"127.0.0.1:{port}\"");
     let Some(_router) = start_router(&dir, &router_config(&listen, &Backends::Btp), port, test)
@@ -393,6 +409,8 @@ fn a_btp_sink_taken_down_gets_nothing_until_it_is_back() {
             "1",
             "--window",
             "32",
+            "--io",
+            io,
             "--sink-down-at",
             "1s:2",
             "--sink-up-at",

@@ -151,6 +151,38 @@ fn packets_flow_and_rejects_are_what_the_sink_was_told() {
 }
 
 #[test]
+fn on_the_load_threads_own_ring_every_prepare_is_answered_closed_and_open_loop() {
+    if !io_uring_available() {
+        eprintln!("SKIPPED on_the_load_threads_own_ring_every_prepare_is_answered_closed_and_open_loop: io_uring is not available");
+        return;
+    }
+    // `--io ring` through the router: closed loop with a window of 64 (sends the socket
+    // refuses are left to the writer task), then open loop; every Prepare gets its answer.
+    let router = Router::start("ring");
+    for (name, extra) in [
+        ("ring-closed", &["--duration", "2s", "--io", "ring"][..]),
+        (
+            "ring-open",
+            &["--duration", "2s", "--io", "ring", "--rate", "5000"][..],
+        ),
+    ] {
+        let report = run_loadgen(&router, extra, name);
+        let fulfilled = report["fulfilled"].as_u64().unwrap();
+        assert!(
+            fulfilled > 1000,
+            "{name}: only {fulfilled} fulfilled: {report}"
+        );
+        assert_eq!(report["sent"], report["fulfilled"], "{name}: {report}");
+        assert_eq!(report["timeouts"], 0, "{name}: {report}");
+        assert_eq!(report["errors"], 0, "{name}: {report}");
+        assert!(
+            report["rejected"].as_object().unwrap().is_empty(),
+            "{name}: {report}"
+        );
+    }
+}
+
+#[test]
 fn wrong_fulfillments_come_back_as_f05() {
     if !io_uring_available() {
         eprintln!("SKIPPED wrong_fulfillments_come_back_as_f05: io_uring is not available");
