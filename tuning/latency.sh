@@ -7,13 +7,16 @@
 #
 #   bash tuning/latency.sh [--rates 1000,10000,100000] [--duration 5s] [--runs N]
 #                          [--router-cpus LIST] [--loadgen-cpus LIST] [--before ROUTER_BINARY]
+#                          [--io ring|glommio|both]
 #
 # Defaults: 3 runs of each pair (medians shown), 5 s each, router on the first CPU and the
 # load generator on the second. --before runs another build of the router (e.g. the previous
 # commit's target/release/ilp-router, copied aside) in the same rounds, before the current
 # one, and adds its row: before against after from one run. Also printed: the router's CPU
-# per round trip (spinning included). JSON of every run and the table go to
-# target/bench/latency/.
+# per round trip (spinning included). --io: how ilp-loadgen reads and writes its connections
+# (its --io; default ring, the precise instrument: glommio's cost per wake-up would land in
+# the figures through the router and hardly in the floor); both: each round runs both, and
+# the table has a row for each. JSON of every run and the table go to target/bench/latency/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +26,7 @@ runs=3
 router_cpus=""
 loadgen_cpus=""
 before=""
+io=ring
 while [ $# -gt 0 ]; do
     case "$1" in
         --rates) rates=$2; shift 2 ;;
@@ -31,7 +35,8 @@ while [ $# -gt 0 ]; do
         --router-cpus) router_cpus=$2; shift 2 ;;
         --loadgen-cpus) loadgen_cpus=$2; shift 2 ;;
         --before) before=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --io) io=$2; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -41,6 +46,11 @@ mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sc
 router_cpus=${router_cpus:-${cpus[0]}}
 loadgen_cpus=${loadgen_cpus:-${cpus[1]:-${cpus[0]}}}
 
+case "$io" in
+    ring|glommio) ios=("$io") ;;
+    both) ios=(glommio ring) ;;
+    *) echo "latency.sh: --io ring, glommio or both" >&2; exit 2 ;;
+esac
 if [ -n "$before" ] && [ ! -x "$before" ]; then
     echo "latency.sh: --before $before is not an executable" >&2; exit 2
 fi
@@ -55,34 +65,38 @@ rm -f "$out"/*.json
 common=(--router ws://127.0.0.1:7768 --sender alice:alice-secret --sink bob:bob-secret
         --destination g.router.bob --duration "$duration" --cpu-list "$loadgen_cpus"
         --connections 1)
-echo "== router on CPU $router_cpus, ilp-loadgen on CPU $loadgen_cpus, $runs x $duration per rate and path"
+echo "== router on CPU $router_cpus, ilp-loadgen (--io ${ios[*]}) on CPU $loadgen_cpus, $runs x $duration per rate and path"
 IFS=, read -ra rate_list <<< "$rates"
 for i in $(seq "$runs"); do
     for rate in "${rate_list[@]}"; do
-        builds=("router:$router")
-        [ -n "$before" ] && builds=("before:$before" "${builds[@]}")
-        for build in "${builds[@]}"; do
-            name=${build%%:*}
-            "${build#*:}" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error &
-            router_pid=$!
-            for _ in $(seq 100); do
-                (exec 3<>/dev/tcp/127.0.0.1/7768) 2>/dev/null && break
-                sleep 0.1
+        for mode in "${ios[@]}"; do
+            builds=("router:$router")
+            [ -n "$before" ] && builds=("before:$before" "${builds[@]}")
+            for build in "${builds[@]}"; do
+                name=${build%%:*}
+                "${build#*:}" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error &
+                router_pid=$!
+                for _ in $(seq 100); do
+                    (exec 3<>/dev/tcp/127.0.0.1/7768) 2>/dev/null && break
+                    sleep 0.1
+                done
+                "$loadgen" "${common[@]}" --io "$mode" --rate "$rate" --router-pid "$router_pid" \
+                    --json "$out/$name-$mode-$rate-$i.json" >/dev/null
+                kill -TERM "$router_pid"
+                wait "$router_pid" || true
             done
-            "$loadgen" "${common[@]}" --rate "$rate" --router-pid "$router_pid" \
-                --json "$out/$name-$rate-$i.json" >/dev/null
-            kill -TERM "$router_pid"
-            wait "$router_pid" || true
+            "$loadgen" "${common[@]}" --io "$mode" --rate "$rate" --direct \
+                --json "$out/direct-$mode-$rate-$i.json" >/dev/null
         done
-        "$loadgen" "${common[@]}" --rate "$rate" --direct --json "$out/direct-$rate-$i.json" >/dev/null
         echo "   run $i at $rate/s done"
     done
 done
 
-python3 - "$out" "$runs" "$rates" "${before:+before}" <<'PY'
+python3 - "$out" "$runs" "$rates" "${ios[*]}" "${before:+before}" <<'PY'
 import json, statistics as st, sys
 out, runs, rates = sys.argv[1], int(sys.argv[2]), [int(r) for r in sys.argv[3].split(",")]
-builds = (["before"] if sys.argv[4] else []) + ["router"]
+ios = sys.argv[4].split()
+builds = (["before"] if sys.argv[5] else []) + ["router"]
 def med(path, rate, key):
     vals = []
     for i in range(1, runs + 1):
@@ -96,18 +110,19 @@ def med(path, rate, key):
         vals.append(v)
     vals = [v for v in vals if v is not None]
     return st.median(vals) if vals else None
-lines = ["| rate | build | through the router p50 / p99 µs | `--direct` p50 / p99 µs | p50 over direct | p99 / direct p99 | router CPU µs per round trip | send lateness p50 / p99 µs |",
-         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+lines = ["| rate | build | ilp-loadgen --io | through the router p50 / p99 µs | `--direct` p50 / p99 µs | p50 over direct | p99 / direct p99 | router CPU µs per round trip | send lateness p50 / p99 µs |",
+         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for rate in rates:
-    dp50, dp99 = med("direct", rate, "p50"), med("direct", rate, "p99")
-    for b in builds:
-        rp50, rp99 = med(b, rate, "p50"), med(b, rate, "p99")
-        l50, l99 = med(b, rate, "lateness_p50"), med(b, rate, "lateness_p99")
-        cpu = med(b, rate, "cpu")
-        lat = "n/a" if l50 is None else f"{l50:.0f} / {l99:.0f}"
-        cpu = "n/a" if cpu is None else f"{cpu:.1f}"
-        name = "this build" if b == "router" else "before"
-        lines.append(f"| {rate:,} | {name} | {rp50:.0f} / {rp99:.0f} | {dp50:.0f} / {dp99:.0f} | {rp50 - dp50:+.0f} | {rp99 / dp99:.2f} | {cpu} | {lat} |")
+    for io in ios:
+        dp50, dp99 = med(f"direct-{io}", rate, "p50"), med(f"direct-{io}", rate, "p99")
+        for b in builds:
+            rp50, rp99 = med(f"{b}-{io}", rate, "p50"), med(f"{b}-{io}", rate, "p99")
+            l50, l99 = med(f"{b}-{io}", rate, "lateness_p50"), med(f"{b}-{io}", rate, "lateness_p99")
+            cpu = med(f"{b}-{io}", rate, "cpu")
+            lat = "n/a" if l50 is None else f"{l50:.0f} / {l99:.0f}"
+            cpu = "n/a" if cpu is None else f"{cpu:.1f}"
+            name = "this build" if b == "router" else "before"
+            lines.append(f"| {rate:,} | {name} | {io} | {rp50:.0f} / {rp99:.0f} | {dp50:.0f} / {dp99:.0f} | {rp50 - dp50:+.0f} | {rp99 / dp99:.2f} | {cpu} | {lat} |")
 text = "\n".join(lines)
 print("\n" + text)
 open(f"{out}/table.md", "w").write(text + "\n")
