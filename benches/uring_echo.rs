@@ -18,14 +18,28 @@
 //!   says task work waits. It parks on its own ring. (The router cannot use this yet: it parks
 //!   through glommio's ring, and a thread asleep there is not woken for this ring's task
 //!   work; see BENCHMARKS.md.)
+//! - **poll, deferred**: the same on a ring with `DEFER_TASKRUN | TASKRUN_FLAG`, the router's
+//!   (the task work waits until the thread asks for completions).
+//! - **receive, then `send`**: a multishot receive into provided buffers (the data comes with
+//!   the completion, no `recv` call), each message sent at once with a `send` call from its
+//!   buffer; on a plain and on a deferred ring.
+//!
+//! A park on the ring lasts 100 ms at most. One that ran out and then finds completions
+//! counts as a wake-up missed (the completion, or the task work that posts it, was there and
+//! the thread slept on); after one that ran out with nothing the server looks at each
+//! connection for its end (a peek that reads 0 bytes) and counts a connection whose client
+//! had closed with no completion saying so. Both are "ends or wake-ups missed". On Linux 6.18
+//! in a virtual machine, with a park that had no time limit, the poll servers now and then
+//! slept on through the end of a client that closed the moment it had its last answer.
 //!
 //! Three loads each: one connection with one message in flight (round trip time), one
 //! connection at a fixed 10 000 messages/s, and 4 connections each writing 32 messages at once
 //! and reading them back (throughput: the server is the busy side). Reported: messages/s, round trip p50/p99, the server's CPU time per message
-//! (its thread's CPU clock), and for io_uring its `io_uring_enter` calls per message (glommio's
-//! are not visible from here; `strace -c` counts them).
+//! (its thread's CPU clock), for io_uring its `io_uring_enter` calls per message (glommio's
+//! are not visible from here; `strace -c` counts them), and the ends not reported.
 //!
 //!     cargo bench --bench uring_echo -- [--seconds 3] [--server-cpu 0] [--client-cpu 1]
+//!         [--rounds 1] [--only "Poll { ring: Defer }|RecvSend"]
 
 use io_uring::{cqueue, opcode, types, IoUring};
 use std::io::{Read, Write};
@@ -45,11 +59,61 @@ enum Server {
     Uring,
     /// The router's hot path (`src/shard/hot.rs`): a multishot poll per connection, then
     /// `recv` and `send` system calls; spins on the completion queue without entering the
-    /// kernel. `coop`: the ring is set up with `COOP_TASKRUN | TASKRUN_FLAG`, so a completion
-    /// does not interrupt the spinning thread; it enters the kernel when the flag says so.
+    /// kernel. `ring`: how its task work reaches the thread.
     Poll {
-        coop: bool,
+        ring: Ring,
     },
+    /// A multishot receive per connection into provided buffers (the data comes with the
+    /// completion: no `recv` call), each message sent at once with a `send` system call from
+    /// the buffer it arrived in, which then goes straight back to the ring.
+    RecvSend {
+        ring: Ring,
+    },
+}
+
+/// How a ring's task work reaches the thread that spins on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ring {
+    /// An interrupt per completion (the default).
+    Plain,
+    /// `COOP_TASKRUN | TASKRUN_FLAG`: no interrupt; the flag says when to enter the kernel.
+    Coop,
+    /// `DEFER_TASKRUN | TASKRUN_FLAG` (the router's): the task work waits until the thread
+    /// asks for completions.
+    Defer,
+}
+
+impl Ring {
+    fn build(self) -> IoUring {
+        let mut builder = IoUring::builder();
+        match self {
+            Ring::Plain => {}
+            Ring::Coop => {
+                builder.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            Ring::Defer => {
+                builder
+                    .setup_single_issuer()
+                    .setup_defer_taskrun()
+                    .setup_taskrun_flag();
+            }
+        }
+        builder.build(1024).expect("io_uring")
+    }
+
+    /// Runs the ring's waiting task work when its flag says some waits; true if it did.
+    fn run_task_work(self, ring: &mut IoUring) -> bool {
+        if self == Ring::Plain || !ring.submission().taskrun() {
+            return false;
+        }
+        // SAFETY: no submissions, no argument: runs the ring's task work and returns.
+        unsafe {
+            ring.submitter()
+                .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+        }
+        .unwrap();
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +147,9 @@ impl Load {
 struct ServerEnd {
     cpu: Duration,
     enters: Option<u64>,
+    /// Connections whose end no completion reported ([`Open::sweep`]), and parks that ran
+    /// out with completions there ([`Open::unwoken`]).
+    missed: u64,
 }
 
 fn thread_cpu() -> Duration {
@@ -134,11 +201,12 @@ fn start_server(
                     let _ = end_tx.send(ServerEnd {
                         cpu: thread_cpu() - start,
                         enters: None,
+                        missed: 0,
                     });
                 });
             });
         }
-        Server::Uring | Server::Poll { .. } => {
+        Server::Uring | Server::Poll { .. } | Server::RecvSend { .. } => {
             std::thread::spawn(move || {
                 pin(cpu);
                 let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -152,13 +220,15 @@ fn start_server(
                     })
                     .collect();
                 let start = thread_cpu();
-                let enters = match server {
-                    Server::Poll { coop } => poll_echo(&streams, coop),
+                let (enters, missed) = match server {
+                    Server::Poll { ring } => poll_echo(&streams, ring),
+                    Server::RecvSend { ring } => recv_send_echo(&streams, ring),
                     _ => uring_echo(&streams),
                 };
                 let _ = end_tx.send(ServerEnd {
                     cpu: thread_cpu() - start,
                     enters: Some(enters),
+                    missed,
                 });
             });
         }
@@ -258,23 +328,35 @@ impl Drop for BufRing {
     }
 }
 
+/// A multishot receive on connection `i`'s socket `fd`, into the provided buffers.
+fn recv_multi(i: usize, fd: i32) -> io_uring::squeue::Entry {
+    opcode::RecvMulti::new(types::Fd(fd), GROUP)
+        .build()
+        .user_data(i as u64)
+}
+
+/// Queues `entry` for every connection.
+fn push_each(
+    ring: &mut IoUring,
+    streams: &[TcpStream],
+    entry: impl Fn(usize, i32) -> io_uring::squeue::Entry,
+) {
+    for (i, s) in streams.iter().enumerate() {
+        // SAFETY: the entry refers to a socket that outlives the ring's use of it.
+        unsafe { ring.submission().push(&entry(i, s.as_raw_fd())).unwrap() };
+    }
+}
+
 /// The io_uring echo loop; returns its `io_uring_enter` calls.
-fn uring_echo(streams: &[TcpStream]) -> u64 {
+fn uring_echo(streams: &[TcpStream]) -> (u64, u64) {
     let mut ring = IoUring::new(1024).expect("io_uring");
     let mut buffers = BufRing::new(&ring);
     let mut enters = 0u64;
-    let recv = |i: usize, fd: i32| {
-        opcode::RecvMulti::new(types::Fd(fd), GROUP)
-            .build()
-            .user_data(i as u64)
-    };
-    for (i, s) in streams.iter().enumerate() {
-        // SAFETY: the entry refers to a socket that outlives the ring's use of it.
-        unsafe { ring.submission().push(&recv(i, s.as_raw_fd())).unwrap() };
-    }
-    let mut open = streams.len();
+    let recv = recv_multi;
+    push_each(&mut ring, streams, recv);
+    let mut open = Open::new(streams.len());
     let mut completions = Vec::with_capacity(1024);
-    while open > 0 {
+    while open.left > 0 {
         // Spin on the completion queue for SPIN before waiting in the kernel.
         enters += 1;
         ring.submit().unwrap();
@@ -282,7 +364,8 @@ fn uring_echo(streams: &[TcpStream]) -> u64 {
         while ring.completion().is_empty() && Instant::now() < spin_until {
             std::hint::spin_loop();
         }
-        take_completions(&mut ring, &mut enters, &mut completions);
+        let timed_out = take_completions(&mut ring, &mut enters, &mut completions);
+        open.after_park(timed_out, &completions, streams);
         for &(data, result, flags) in &completions {
             let i = (data & 0xffff) as usize;
             let fd = streams[i].as_raw_fd();
@@ -317,7 +400,7 @@ fn uring_echo(streams: &[TcpStream]) -> u64 {
                     unsafe { ring.submission().push(&recv(i, fd)).unwrap() };
                     continue;
                 }
-                open -= 1;
+                open.close(i);
                 continue;
             }
             let bid = cqueue::buffer_select(flags).expect("a provided buffer");
@@ -333,29 +416,128 @@ fn uring_echo(streams: &[TcpStream]) -> u64 {
             }
         }
     }
-    enters
+    (enters, open.missed + open.unwoken)
 }
 
-/// Parks on the ring when the spin found nothing, then takes its completions.
-fn take_completions(ring: &mut IoUring, enters: &mut u64, completions: &mut Vec<(u64, i32, u32)>) {
+/// Parks on the ring when the spin found nothing (100 ms at most), then takes its
+/// completions. Returns whether the park ran out (ETIME): then the completions taken, if any,
+/// were there without waking the thread.
+fn take_completions(
+    ring: &mut IoUring,
+    enters: &mut u64,
+    completions: &mut Vec<(u64, i32, u32)>,
+) -> bool {
+    let mut timed_out = false;
     if ring.completion().is_empty() {
         *enters += 1;
-        ring.submit_and_wait(1).unwrap();
+        let wait = types::Timespec::new().nsec(100_000_000);
+        let args = types::SubmitArgs::new().timespec(&wait);
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => timed_out = true,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => panic!("io_uring_enter: {e}"),
+        }
     }
     completions.clear();
     completions.extend(
         ring.completion()
             .map(|c| (c.user_data(), c.result(), c.flags())),
     );
+    timed_out
+}
+
+/// Spins on the completion queue for [`SPIN`] (running the task work the ring flags), then
+/// parks if it found nothing; as [`take_completions`].
+fn spin_then_take(
+    ring: &mut IoUring,
+    kind: Ring,
+    enters: &mut u64,
+    completions: &mut Vec<(u64, i32, u32)>,
+) -> bool {
+    let spin_until = Instant::now() + SPIN;
+    loop {
+        if kind.run_task_work(ring) {
+            *enters += 1;
+        }
+        if !ring.completion().is_empty() || Instant::now() >= spin_until {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    take_completions(ring, enters, completions)
+}
+
+/// The server's connections still open, and the ends its poll did not report.
+struct Open {
+    closed: Vec<bool>,
+    left: usize,
+    /// Connections found at their end (the client closed) by [`Open::sweep`] after a park
+    /// ran out: the FIN came, and no completion said so.
+    missed: u64,
+    /// Parks that ran out (100 ms) and then had completions: posted (or posted by the wait's
+    /// own task work as it returned) without the sleeping thread being woken.
+    unwoken: u64,
+}
+
+impl Open {
+    fn new(n: usize) -> Open {
+        Open {
+            closed: vec![false; n],
+            left: n,
+            missed: 0,
+            unwoken: 0,
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        if !std::mem::replace(&mut self.closed[i], true) {
+            self.left -= 1;
+        }
+    }
+
+    /// After a park: one that ran out finds the ends no completion reported, or counts the
+    /// completions it found as a wake-up missed.
+    fn after_park(
+        &mut self,
+        timed_out: bool,
+        completions: &[(u64, i32, u32)],
+        streams: &[TcpStream],
+    ) {
+        if timed_out {
+            if completions.is_empty() {
+                self.sweep(streams);
+            } else {
+                self.unwoken += 1;
+            }
+        }
+    }
+
+    /// After 100 ms with no completion: a connection whose client has closed is closed here
+    /// (and counted), where its completion never came.
+    fn sweep(&mut self, streams: &[TcpStream]) {
+        for (i, s) in streams.iter().enumerate() {
+            let mut byte = 0u8;
+            // SAFETY: peeks at most one byte into a live local.
+            let n = unsafe {
+                libc::recv(
+                    s.as_raw_fd(),
+                    (&mut byte as *mut u8).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n == 0 && !self.closed[i] {
+                self.missed += 1;
+                self.close(i);
+            }
+        }
+    }
 }
 
 /// The poll-then-read echo loop (the router's model); returns its `io_uring_enter` calls.
-fn poll_echo(streams: &[TcpStream], coop: bool) -> u64 {
-    let mut builder = IoUring::builder();
-    if coop {
-        builder.setup_coop_taskrun().setup_taskrun_flag();
-    }
-    let mut ring = builder.build(1024).expect("io_uring");
+fn poll_echo(streams: &[TcpStream], kind: Ring) -> (u64, u64) {
+    let mut ring = kind.build();
     let mut enters = 0u64;
     let poll = |i: usize, fd: i32| {
         opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
@@ -369,42 +551,24 @@ fn poll_echo(streams: &[TcpStream], coop: bool) -> u64 {
     }
     enters += 1;
     ring.submit().unwrap();
-    let mut open = streams.len();
+    let mut open = Open::new(streams.len());
     let mut buf = vec![0u8; 4096];
     let mut completions = Vec::with_capacity(1024);
-    let get_events = |ring: &IoUring| {
-        // SAFETY: no submissions, no argument: runs the ring's task work and returns.
-        unsafe {
-            ring.submitter()
-                .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
-        }
-        .unwrap();
-    };
-    while open > 0 {
-        let spin_until = Instant::now() + SPIN;
-        loop {
-            if coop && ring.submission().taskrun() {
-                enters += 1;
-                get_events(&ring);
-            }
-            if !ring.completion().is_empty() || Instant::now() >= spin_until {
-                break;
-            }
-            std::hint::spin_loop();
-        }
-        take_completions(&mut ring, &mut enters, &mut completions);
+    while open.left > 0 {
+        let timed_out = spin_then_take(&mut ring, kind, &mut enters, &mut completions);
+        open.after_park(timed_out, &completions, streams);
         for &(i, result, flags) in &completions {
             let i = i as usize;
             let fd = streams[i].as_raw_fd();
             if result < 0 {
-                open -= 1;
+                open.close(i);
                 continue;
             }
             // SAFETY: reads into our buffer, its length at most.
             let n =
                 unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
             if n == 0 {
-                open -= 1;
+                open.close(i);
                 continue;
             }
             if n > 0 {
@@ -433,7 +597,69 @@ fn poll_echo(streams: &[TcpStream], coop: bool) -> u64 {
             }
         }
     }
-    enters
+    (enters, open.missed + open.unwoken)
+}
+
+/// Multishot receive into provided buffers, `send` calls at once; returns its
+/// `io_uring_enter` calls.
+fn recv_send_echo(streams: &[TcpStream], kind: Ring) -> (u64, u64) {
+    let mut ring = kind.build();
+    let mut buffers = BufRing::new(&ring);
+    let mut enters = 0u64;
+    let recv = recv_multi;
+    push_each(&mut ring, streams, recv);
+    enters += 1;
+    ring.submit().unwrap();
+    let mut open = Open::new(streams.len());
+    let mut completions = Vec::with_capacity(1024);
+    while open.left > 0 {
+        let timed_out = spin_then_take(&mut ring, kind, &mut enters, &mut completions);
+        open.after_park(timed_out, &completions, streams);
+        let mut resubmit = false;
+        for &(i, result, flags) in &completions {
+            let i = i as usize;
+            let fd = streams[i].as_raw_fd();
+            if result <= 0 {
+                if result == -libc::ENOBUFS {
+                    // SAFETY: as above.
+                    unsafe { ring.submission().push(&recv(i, fd)).unwrap() };
+                    resubmit = true;
+                    continue;
+                }
+                open.close(i);
+                continue;
+            }
+            let bid = cqueue::buffer_select(flags).expect("a provided buffer");
+            let mut sent = 0;
+            while sent < result as usize {
+                // SAFETY: sends from the provided buffer, within what was received; the
+                // buffer is out of the kernel's hands until `give` below.
+                let m = unsafe {
+                    libc::send(
+                        fd,
+                        buffers.buffer(bid).add(sent).cast(),
+                        result as usize - sent,
+                        libc::MSG_NOSIGNAL,
+                    )
+                };
+                if m <= 0 {
+                    break;
+                }
+                sent += m as usize;
+            }
+            buffers.give(bid);
+            if !cqueue::more(flags) {
+                // SAFETY: as above.
+                unsafe { ring.submission().push(&recv(i, fd)).unwrap() };
+                resubmit = true;
+            }
+        }
+        if resubmit {
+            enters += 1;
+            ring.submit().unwrap();
+        }
+    }
+    (enters, open.missed + open.unwoken)
 }
 
 /// Runs `load` against `addr` for `seconds`; returns (messages, round trips in ns).
@@ -508,6 +734,8 @@ fn main() {
     let mut seconds = 3u64;
     let mut server_cpu = 0usize;
     let mut client_cpu = 1usize;
+    let mut only: Option<String> = None;
+    let mut rounds = 1usize;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -516,6 +744,8 @@ fn main() {
             "--seconds" => seconds = value().expect("--seconds N") as u64,
             "--server-cpu" => server_cpu = value().expect("--server-cpu N"),
             "--client-cpu" => client_cpu = value().expect("--client-cpu N"),
+            "--only" => only = Some(args.get(i + 1).expect("--only WORDS").clone()),
+            "--rounds" => rounds = value().expect("--rounds N"),
             _ => {
                 i += 1; // `cargo bench` adds --bench
                 continue;
@@ -528,25 +758,40 @@ fn main() {
         return;
     }
     println!(
-        "| server | load | messages/s | p50 µs | p99 µs | server CPU µs/message | io_uring_enter/message |"
+        "| server | load | messages/s | p50 µs | p99 µs | server CPU µs/message | io_uring_enter/message | ends or wake-ups missed |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
-    for load in [Load::PingPong, Load::Rate(10_000), Load::Window(4, 32)] {
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for load in [Load::PingPong, Load::Rate(10_000), Load::Window(4, 32)]
+        .into_iter()
+        .flat_map(|load| std::iter::repeat_n(load, rounds))
+    {
         for server in [
             Server::Glommio,
             Server::Uring,
-            Server::Poll { coop: false },
-            Server::Poll { coop: true },
+            Server::Poll { ring: Ring::Plain },
+            Server::Poll { ring: Ring::Coop },
+            Server::Poll { ring: Ring::Defer },
+            Server::RecvSend { ring: Ring::Plain },
+            Server::RecvSend { ring: Ring::Defer },
         ] {
+            // `--only "Poll { ring: Defer }|RecvSend"`: the servers and loads whose names
+            // contain one of the words.
+            let name = format!("{server:?} {}", load.name());
+            if only
+                .as_deref()
+                .is_some_and(|o| !o.split('|').any(|w| name.contains(w)))
+            {
+                continue;
+            }
             let (addr, end) = start_server(server, load.connections(), server_cpu);
             let (messages, mut rtts) = client(addr, load, seconds, client_cpu);
             let end = end
-                .recv_timeout(Duration::from_secs(10))
+                .recv_timeout(Duration::from_secs(600))
                 .expect("server ended");
             rtts.sort_unstable();
             let per = |d: f64| d / messages.max(1) as f64;
             println!(
-                "| {server:?} | {} | {:.0} | {:.1} | {:.1} | {:.3} | {} |",
+                "| {server:?} | {} | {:.0} | {:.1} | {:.1} | {:.3} | {} | {} |",
                 load.name(),
                 messages as f64 / seconds as f64,
                 percentile(&rtts, 0.5),
@@ -554,6 +799,7 @@ fn main() {
                 per(end.cpu.as_secs_f64() * 1e6),
                 end.enters
                     .map_or("–".to_owned(), |e| format!("{:.2}", per(e as f64))),
+                end.missed,
             );
         }
     }
