@@ -54,6 +54,9 @@ esac
 if [ -n "$before" ] && [ ! -x "$before" ]; then
     echo "latency.sh: --before $before is not an executable" >&2; exit 2
 fi
+router_pid=""
+# A router this script started never outlives it.
+trap '[ -n "$router_pid" ] && kill -TERM "$router_pid" 2>/dev/null; true' EXIT
 echo "== building release binaries"
 cargo build --release --workspace --quiet
 router=target/release/ilp-router
@@ -74,16 +77,25 @@ for i in $(seq "$runs"); do
             [ -n "$before" ] && builds=("before:$before" "${builds[@]}")
             for build in "${builds[@]}"; do
                 name=${build%%:*}
-                "${build#*:}" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error &
-                router_pid=$!
-                for _ in $(seq 100); do
-                    (exec 3<>/dev/tcp/127.0.0.1/7768) 2>/dev/null && break
-                    sleep 0.1
+                # A run whose load generator could not connect (a router that was not yet
+                # taking connections) is made again once, with a fresh router.
+                for attempt in 1 2; do
+                    "${build#*:}" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error &
+                    router_pid=$!
+                    for _ in $(seq 100); do
+                        (exec 3<>/dev/tcp/127.0.0.1/7768) 2>/dev/null && break
+                        sleep 0.1
+                    done
+                    ok=1
+                    "$loadgen" "${common[@]}" --io "$mode" --rate "$rate" --router-pid "$router_pid" \
+                        --json "$out/$name-$mode-$rate-$i.json" >/dev/null || ok=0
+                    kill -TERM "$router_pid"
+                    wait "$router_pid" || true
+                    router_pid=""
+                    [ "$ok" = 1 ] && break
+                    echo "   ($name at $rate/s: ilp-loadgen failed; run again)" >&2
+                    [ "$attempt" = 2 ] && { echo "latency.sh: ilp-loadgen failed twice" >&2; exit 1; }
                 done
-                "$loadgen" "${common[@]}" --io "$mode" --rate "$rate" --router-pid "$router_pid" \
-                    --json "$out/$name-$mode-$rate-$i.json" >/dev/null
-                kill -TERM "$router_pid"
-                wait "$router_pid" || true
             done
             "$loadgen" "${common[@]}" --io "$mode" --rate "$rate" --direct \
                 --json "$out/direct-$mode-$rate-$i.json" >/dev/null
