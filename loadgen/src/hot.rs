@@ -56,6 +56,8 @@ struct Link {
     reading: Frames,
     armed: bool,
     ready: bool,
+    /// Its poll failed: it leaves the ring.
+    failed: bool,
 }
 
 /// A thread's ring and the connections read through it.
@@ -134,6 +136,7 @@ pub(crate) fn adopt(
         armed: false,
         // The frames already read (after the handshake) are handled at the next pass.
         ready: true,
+        failed: false,
     });
     drop(driver);
     if first {
@@ -190,7 +193,8 @@ impl Driver {
             if !cqueue::more(flags) || result < 0 {
                 link.armed = false;
             }
-            // A refused poll: read once more, which finds the error or the end.
+            // A poll the kernel refused would be refused again at each re-arm: the link ends.
+            link.failed |= result < 0 && result != -libc::ECANCELED;
             link.ready = true;
         }
         let mut busy = false;
@@ -201,11 +205,13 @@ impl Driver {
             };
             // Closed by us (`shut`, `drop_link`): the writer (if any) closes the socket.
             let closed = link.conn.borrow().closing;
-            let ended = !closed && link.ready && {
-                link.ready = false;
-                worked = true;
-                !read(link)
-            };
+            let ended = !closed
+                && (link.failed
+                    || link.ready && {
+                        link.ready = false;
+                        worked = true;
+                        !read(link)
+                    });
             if closed || ended {
                 worked = true;
                 self.leave(slot, ended);
@@ -252,8 +258,13 @@ impl Driver {
             let cancel = opcode::AsyncCancel::new(link.tag)
                 .build()
                 .user_data(u64::MAX);
-            // SAFETY: a cancellation refers to no memory.
-            if unsafe { self.ring.submission().push(&cancel) }.is_err() {
+            for _ in 0..2 {
+                // SAFETY: a cancellation refers to no memory.
+                if unsafe { self.ring.submission().push(&cancel) }.is_ok() {
+                    break;
+                }
+                // A full queue: submit it and try again. Not cancelled at all, the poll ends
+                // with the ring (the driver's last link leaving drops it).
                 let _ = self.ring.submit();
             }
         }
