@@ -210,7 +210,7 @@ limits! {
     /// CPU, most latency). Default 50; 0..=1000000.
     spin_us: u64 = 50, 0, SPIN_US_MAX;
     /// Microseconds a core that has been forwarding keeps polling for the next packet before
-    /// it parks: it polls for twice the recent gap between packets, at least `spin_us` and at
+    /// it parks: it polls for twice the recent longest gap between packets, at least `spin_us` and at
     /// most this. Large enough to cover the gap at a steady rate, a core never parks between
     /// packets (no wake-up on any of them) and parks once they stop; 0 polls `spin_us` only.
     /// A core whose thread loses over a quarter of its CPU to other threads spins `spin_us`

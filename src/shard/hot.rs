@@ -27,7 +27,8 @@
 //!   Flushes elsewhere (the mesh task flushes after every message from another core) wake
 //!   the writer tasks as before, which write all that was queued by then in one write;
 //! - **adaptive spin**: after a batch the driver keeps polling the ring for twice the recent
-//!   gap between batches (at least `spin_us`, at most `spin_max_us`), yielding to glommio
+//!   longest gap between batches (at least `spin_us`, at most `spin_max_us`; a round trip's
+//!   short gap between Prepare and Fulfill does not shorten it), yielding to glommio
 //!   every [`YIELD_EVERY`] ([`YIELD_EVERY_IDLE`] while nothing comes) so timers, the core
 //!   mesh and the other links' tasks run; past that
 //!   it parks: it awaits, through glommio, an eventfd the ring signals on every completion
@@ -517,7 +518,7 @@ pub(crate) const CONTENDED_WINDOW: Duration = Duration::from_millis(5);
 pub(crate) struct Spin {
     min: Duration,
     max: Duration,
-    /// Moving average of the gap between batches, in nanoseconds.
+    /// The recent longest gap between batches (rises at once, decays by eighths), in ns.
     gap_ns: u64,
     last: Option<Instant>,
     /// Spin the minimum only, until then.
@@ -577,16 +578,21 @@ impl Spin {
             // Gaps longer than the cap say the same (park); clamping keeps one long pause
             // from swamping the average.
             let gap = gap.min(2 * u64::try_from(self.max.as_nanos()).unwrap_or(u64::MAX));
-            self.gap_ns = if self.gap_ns == 0 {
+            // The longest recent gap, not the mean: round trips interleave short gaps (a
+            // Prepare, its Fulfill) with long ones (the next Prepare), and a mean under the
+            // long gap parked the core before every Prepare. A longer gap counts at once; a
+            // shorter one pulls the estimate down by an eighth of the difference per batch,
+            // so dense traffic still shrinks the window within a few dozen batches.
+            self.gap_ns = if gap >= self.gap_ns {
                 gap
             } else {
-                self.gap_ns - self.gap_ns / 8 + gap / 8
+                self.gap_ns - (self.gap_ns - gap) / 8
             };
         }
         self.last = Some(now);
     }
 
-    /// How long after the last batch to keep polling: twice the usual gap, within
+    /// How long after the last batch to keep polling: twice the recent longest gap, within
     /// `[min, max]`.
     pub(crate) fn window(&self) -> Duration {
         Duration::from_nanos(self.gap_ns.saturating_mul(2)).clamp(self.min, self.max)
@@ -801,6 +807,31 @@ mod tests {
             spin.worked(at);
         }
         assert_eq!(spin.window(), Duration::from_micros(50));
+    }
+
+    #[test]
+    fn a_round_trip_every_millisecond_never_parks_the_core() {
+        // 1 000 round trips/s through the core: a Prepare batch every millisecond and its
+        // Fulfill 30 µs later, so the gaps between batches alternate 30 and 970 µs. The next
+        // Prepare must find the core still spinning (a parked core pays a wake-up on it).
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let mut spin = Spin::new(us(50), us(1000));
+        for k in 0..200u64 {
+            let prepare = t0 + us(1000 * k);
+            spin.worked(prepare);
+            spin.worked(prepare + us(30));
+            if k > 8 {
+                assert!(
+                    spin.keep_spinning(prepare + us(999)),
+                    "round trip {k}: parked before the next Prepare (window {:?})",
+                    spin.window()
+                );
+            }
+        }
+        // Traffic stops: parked within the maximum.
+        let last = t0 + us(1000 * 199 + 30);
+        assert!(!spin.keep_spinning(last + us(1001)));
     }
 
     #[test]
