@@ -4,7 +4,14 @@
 //! Each connection has a reader task (a batch of frames per read) and a writer task (one write
 //! per wake-up of everything queued), like the router's links. A sink's connection can be
 //! dropped on purpose (`Conn::drop_link`, for `--sink-down-at`): both tasks are cancelled, so
-//! the socket closes at once and the run goes on.
+//! the socket closes at once and the run goes on. With `--io ring` a plaintext connection has
+//! no reader task: the thread's ring reads it (`hot`, through [`Frames`]) and what it queues
+//! goes out at once (`Conn::send_inline`); the writer task takes what the socket refused.
+//!
+//! Over 800 lines: one connection's whole life is here, the sender's and the sink's handling
+//! of each message, its reading (shared with `hot`) and its writing, with the fulfillment
+//! ring and the Fulfill logs both roles use (the first part of the file). That last part does
+//! not depend on a connection and is the one to move to a file of its own next.
 
 use crate::pacer::Schedule;
 use crate::plan::{Destinations, Plan};
