@@ -12,7 +12,7 @@ use ilp_router::wire::{
     Address, AmountTooLarge, BtpType, ErrorCode, FulfillRepr, Packet, Prepare, PrepareRepr, Reject,
 };
 use sha2::{Digest, Sha256};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn config(port: u16, extra: &str) -> String {
     let dead = free_port();
@@ -399,10 +399,10 @@ fn packets_enter_on_one_core_and_leave_on_the_other() {
     // Core 1 learns of bob's link on core 0 by a message from core 0, and gets its first
     // lease of alice's headroom from core 0; until then it answers T01 or T04. Poll with a
     // probe until the Prepare reaches bob.
-    let deadline = std::time::Instant::now() + common::peer::WAIT;
+    let deadline = Instant::now() + common::peer::WAIT;
     loop {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "core 0 never learned of bob's link"
         );
         let id = alice.send_ilp(&prepare("g.bob.x", 1, 10_000, 200));
@@ -573,6 +573,91 @@ fn a_parked_core_wakes_for_every_packet_and_stops_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// The id of the router's first thread whose name starts with `name`.
+fn thread_id(pid: u32, name: &str) -> Option<libc::pid_t> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(|task| task.ok())
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with(name))
+        })?
+        .file_name()
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// The involuntary context switches so far of the router's thread named `name`: the times
+/// it gave up the CPU while it could still run (a `sched_yield`, or a preemption).
+fn involuntary_switches(pid: u32, name: &str) -> Option<u64> {
+    let tid = thread_id(pid, name)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn an_idle_route_speaker_sleeps_between_its_steps() {
+    if common::peer::io_uring_missing("an_idle_route_speaker_sleeps_between_its_steps") {
+        return;
+    }
+    // The route speaker (thread `control`) wakes every 20 ms for its periodic work. Its wait
+    // must be one sleep, not a channel receive that spins and yields the CPU a few times
+    // before it sleeps: every yield on a core's CPU is a context switch that takes the core
+    // off its packets. To see them the speaker shares its CPU with a core that never parks.
+    let port = free_port();
+    let router = Router::start(
+        &config(port, ""),
+        port,
+        &[
+            "--cores",
+            "1",
+            "--spin-us",
+            "1000000",
+            "--spin-max-us",
+            "1000000",
+        ],
+    );
+    let pid = router.child.as_ref().expect("running").id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (core, speaker) = loop {
+        if let (Some(core), Some(speaker)) = (thread_id(pid, "core-"), thread_id(pid, "control")) {
+            break (core, speaker);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no core or control thread in the router"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, filled by sched_getaffinity for the
+    // router's core thread (a live tid) and given as it is to the speaker's thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = size_of::<libc::cpu_set_t>();
+        assert_eq!(libc::sched_getaffinity(core, size, &mut set), 0);
+        assert_eq!(libc::sched_setaffinity(speaker, size, &set), 0);
+    }
+    let before = involuntary_switches(pid, "control").expect("the speaker runs");
+    let window = Duration::from_secs(2);
+    let start = Instant::now();
+    std::thread::sleep(window);
+    let after = involuntary_switches(pid, "control").expect("the speaker still runs");
+    let per_s = (after - before) as f64 / start.elapsed().as_secs_f64();
+    eprintln!("the idle speaker gave up its CPU while runnable {per_s:.0} times a second");
+    // It sleeps 50 times a second and runs a few µs each time: the odd preemption on a busy
+    // host, never a yield per step (about 100 a second when its wait yielded).
+    assert!(
+        per_s < 25.0,
+        "the idle speaker gave up its CPU while runnable {per_s:.0} times a second"
+    );
+}
+
 #[test]
 fn a_peer_that_closes_right_after_its_fulfill_is_seen_to_go() {
     if common::peer::io_uring_missing("a_peer_that_closes_right_after_its_fulfill_is_seen_to_go") {
@@ -605,7 +690,7 @@ fn a_peer_that_closes_right_after_its_fulfill_is_seen_to_go() {
         let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
         round_trip(&mut alice, &mut bob, "g.bob.x", n, BtpType::Response);
         drop(alice);
-        let gone = std::time::Instant::now();
+        let gone = Instant::now();
         while links("alice") != Some(0) {
             assert!(
                 gone.elapsed() < Duration::from_secs(5),

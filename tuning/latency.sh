@@ -7,7 +7,7 @@
 #
 #   bash tuning/latency.sh [--rates 1000,10000,100000] [--duration 5s] [--runs N]
 #                          [--router-cpus LIST] [--loadgen-cpus LIST] [--before ROUTER_BINARY]
-#                          [--io ring|glommio|both]
+#                          [--io ring|glommio|both] [--pacer-spin-us US] [--router-flags "..."]
 #
 # Defaults: 3 runs of each pair (medians shown), 5 s each, router on the first CPU and the
 # load generator on the second. --before runs another build of the router (e.g. the previous
@@ -16,7 +16,11 @@
 # per round trip (spinning included). --io: how ilp-loadgen reads and writes its connections
 # (its --io; default ring, the precise instrument: glommio's cost per wake-up would land in
 # the figures through the router and hardly in the floor); both: each round runs both, and
-# the table has a row for each. JSON of every run and the table go to target/bench/latency/.
+# the table has a row for each. --pacer-spin-us: the load generator's (default 100: it spins
+# when a send is within 100 µs or answers are awaited, else parks); the same for the router
+# and --direct runs. --router-flags: more `ilp-router run` flags (e.g. "--spin-max-us 2000"),
+# for this build and --before alike. JSON of every run and the table go to
+# target/bench/latency/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +31,8 @@ router_cpus=""
 loadgen_cpus=""
 before=""
 io=ring
+pacer_spin=100
+router_flags=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rates) rates=$2; shift 2 ;;
@@ -36,7 +42,9 @@ while [ $# -gt 0 ]; do
         --loadgen-cpus) loadgen_cpus=$2; shift 2 ;;
         --before) before=$2; shift 2 ;;
         --io) io=$2; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --pacer-spin-us) pacer_spin=$2; shift 2 ;;
+        --router-flags) router_flags=$2; shift 2 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -67,8 +75,9 @@ rm -f "$out"/*.json
 
 common=(--router ws://127.0.0.1:7768 --sender alice:alice-secret --sink bob:bob-secret
         --destination g.router.bob --duration "$duration" --cpu-list "$loadgen_cpus"
-        --connections 1)
-echo "== router on CPU $router_cpus, ilp-loadgen (--io ${ios[*]}) on CPU $loadgen_cpus, $runs x $duration per rate and path"
+        --connections 1 --pacer-spin-us "$pacer_spin")
+read -ra router_extra <<< "$router_flags"
+echo "== router on CPU $router_cpus${router_flags:+ ($router_flags)}, ilp-loadgen (--io ${ios[*]}, --pacer-spin-us $pacer_spin) on CPU $loadgen_cpus, $runs x $duration per rate and path"
 IFS=, read -ra rate_list <<< "$rates"
 for i in $(seq "$runs"); do
     for rate in "${rate_list[@]}"; do
@@ -80,7 +89,7 @@ for i in $(seq "$runs"); do
                 # A run whose load generator could not connect (a router that was not yet
                 # taking connections) is made again once, with a fresh router.
                 for attempt in 1 2; do
-                    "${build#*:}" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error &
+                    "${build#*:}" run --config tuning/router.toml --cpu-list "$router_cpus" --log-level error "${router_extra[@]}" &
                     router_pid=$!
                     for _ in $(seq 100); do
                         (exec 3<>/dev/tcp/127.0.0.1/7768) 2>/dev/null && break

@@ -23,9 +23,9 @@ use crate::control::speaker::{
 use crate::engine::route::Hop;
 use crate::engine::{PeerId, Tag, PEER_PROTOCOL_CONDITION};
 use crate::wire::{Address, ErrorCode, Packet, PrepareRepr, RejectRepr};
-use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam::channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// CCP requests waiting for the speaker, all cores together.
@@ -75,6 +75,11 @@ pub(crate) struct ControlHub {
     pub(crate) refused_busy: AtomicU64,
     /// The learned routes and the speaker's counters, for `GET /routes` and the metrics.
     pub(crate) view: Mutex<ControlView>,
+    /// The speaker's thread, unparked after every event sent to it. It waits with
+    /// `park_timeout`, one futex wait per step: a channel's blocking receive spins and calls
+    /// `sched_yield` a few times before it sleeps, and each yield on a core's CPU took that
+    /// core off its packets (some 340 yields a second from an idle speaker, BENCHMARKS.md).
+    speaker: OnceLock<std::thread::Thread>,
 }
 
 /// What the admin side shows of the control plane.
@@ -95,6 +100,14 @@ impl ControlHub {
             outbox: (0..cores).map(|_| Mutex::new(Vec::new())).collect(),
             refused_busy: AtomicU64::new(0),
             view: Mutex::new(ControlView::default()),
+            speaker: OnceLock::new(),
+        }
+    }
+
+    /// Wakes the speaker for an event just sent (a flag when it is not asleep).
+    fn wake(&self) {
+        if let Some(thread) = self.speaker.get() {
+            thread.unpark();
         }
     }
 
@@ -107,7 +120,10 @@ impl ControlHub {
             prepare: prepare.to_vec(),
         };
         match self.tx.try_send(event) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.wake();
+                true
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.refused_busy.fetch_add(1, Ordering::Relaxed);
                 false
@@ -121,6 +137,7 @@ impl ControlHub {
         let _ = self
             .tx
             .send_timeout(Event::Reply { id, fulfilled }, Duration::from_millis(10));
+        self.wake();
     }
 
     /// What the speaker left for `core` (nothing when the speaker holds the lock: next tick).
@@ -156,14 +173,25 @@ fn run(shared: &Shared) {
     follow_config(&mut speaker, &config, now);
     tracing::info!(table_id = %speaker.table_id(), "route speaker started");
     let hub = &shared.control;
+    let _ = hub.speaker.set(std::thread::current());
     while !shared.shutdown.load(Ordering::Relaxed) {
-        match hub.rx.recv_timeout(STEP) {
-            Ok(event) => handle(shared, &config, &mut speaker, event),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+        let mut handled = false;
+        loop {
+            match hub.rx.try_recv() {
+                Ok(event) => {
+                    handle(shared, &config, &mut speaker, event);
+                    handled = true;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
         }
-        while let Ok(event) = hub.rx.try_recv() {
-            handle(shared, &config, &mut speaker, event);
+        if !handled {
+            // An event sent after the drain above unparks us at once (the token is kept).
+            std::thread::park_timeout(STEP);
+            while let Ok(event) = hub.rx.try_recv() {
+                handle(shared, &config, &mut speaker, event);
+            }
         }
         let now = unix_ms();
         if let Some(current) = shared.config.current() {
