@@ -134,7 +134,8 @@ pub(crate) struct Cli {
     /// every sink (over HTTP the connector opens the sinks' connections).
     #[arg(long, default_value_t = 2)]
     connections: usize,
-    /// CPUs to run on, e.g. `1` or `2-3` (one pinned thread each). Default: the last CPU.
+    /// CPUs to run on, e.g. `1` or `2-3` (one pinned thread each; the supervising thread keeps
+    /// to them too). Default: the last CPU.
     #[arg(long)]
     cpu_list: Option<String>,
     /// The amount of every Prepare.

@@ -37,6 +37,27 @@ fn process_cpu_s(pid: u32) -> Option<f64> {
     Some(ns as f64 / 1e9)
 }
 
+/// Keeps this (the supervising) thread on the load threads' CPUs: it wakes every 20 ms, and
+/// anywhere else its wake-ups would take the CPU from what is measured (a router's core
+/// spinning on the other CPUs, seen preempted by it in a sched_switch trace). Best effort:
+/// the run goes on where the kernel refuses.
+fn keep_to(cpus: &[usize]) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is given indices below
+    // CPU_SETSIZE only, and sched_setaffinity(0, ...) reads the live set for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!(
+                "ilp-loadgen: could not keep its main thread on CPUs {cpus:?}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// Runs the load the command line asks for; `Err` is a message for status 2.
 pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     let validated = cli.validate()?;
@@ -76,6 +97,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
             .map_err(|e| format!("executor: {e}"))?;
         handles.push(handle);
     }
+    keep_to(&cpus);
     // Everyone connected (or failed): start the clock. A thread whose executor could not
     // start never reports, so the wait is bounded.
     let deadline = Instant::now() + Duration::from_secs(20);

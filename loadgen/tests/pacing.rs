@@ -1,6 +1,7 @@
 //! The open loop's own timing, on loopback with `--direct`: every open-loop run reports the
 //! sender's send lateness (handed to the socket minus intended time) beside its latency, over
-//! BTP and over HTTP; a closed-loop run has no intended times and reports none. Nothing here
+//! BTP and over HTTP; a closed-loop run has no intended times and reports none; every thread
+//! of a run keeps to its `--cpu-list` (none wakes on a CPU being measured). Nothing here
 //! asserts on performance: the bounds only catch a field that is missing or nonsense.
 
 mod common;
@@ -155,4 +156,53 @@ fn a_closed_loop_run_has_no_send_lateness() {
     let own = report["loadgen_cpu_us_per_packet"].as_f64().unwrap();
     assert!(own > 0.0, "{report}");
     assert!(stdout.contains("ilp-loadgen CPU"), "{stdout}");
+}
+
+#[test]
+fn every_thread_of_a_run_keeps_to_its_cpu_list() {
+    if io_uring_missing("every_thread_of_a_run_keeps_to_its_cpu_list") {
+        return;
+    }
+    // The supervising thread wakes every 20 ms; outside `--cpu-list` it would take a CPU
+    // from what is measured (a router's core), so it keeps to the load threads' CPUs too.
+    let json = Scratch::new("cpu-list");
+    let child = Command::new(common::loadgen())
+        .args([
+            "--direct",
+            "--duration",
+            "1500ms",
+            "--rate",
+            "1000",
+            "--cpu-list",
+            "0",
+        ])
+        .args(["--json", json.0.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut killed = common::Killed(child);
+    let pid = killed.0.id();
+    let allowed = |task: &std::fs::DirEntry| -> String {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    // Past the connect and into the run (it lasts 1.5 s).
+    std::thread::sleep(Duration::from_millis(700));
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the run is still going")
+        .filter_map(|t| t.ok())
+        .collect();
+    assert!(tasks.len() >= 2, "a main thread and a load thread");
+    for task in &tasks {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        assert_eq!(allowed(task), "0", "thread {} ({})", comm.trim(), pid);
+    }
+    let status = killed.0.wait().unwrap();
+    assert!(status.success());
 }
