@@ -658,6 +658,73 @@ fn an_idle_route_speaker_sleeps_between_its_steps() {
     );
 }
 
+/// A `Cpus_allowed_list` ("0-2,5") as CPU numbers.
+fn cpu_list(text: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap());
+    }
+    cpus
+}
+
+#[test]
+fn threads_other_than_the_cores_keep_off_the_cores_cpus() {
+    if common::peer::io_uring_missing("threads_other_than_the_cores_keep_off_the_cores_cpus") {
+        return;
+    }
+    // The router's other threads (signals, the route speaker, ...) wake on timers of their
+    // own; on a core's CPU each wake-up preempts the core. They run on the other allowed
+    // CPUs, and share the cores' only where the cores take them all.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = cpu_list(
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap(),
+    );
+    let core_cpu = allowed[0];
+    let port = free_port();
+    let router = Router::start(
+        &config(port, ""),
+        port,
+        &["--cpu-list", &core_cpu.to_string()],
+    );
+    let pid = router.child.as_ref().expect("running").id();
+    let rest: Vec<usize> = allowed.iter().copied().filter(|&c| c != core_cpu).collect();
+    let others = if rest.is_empty() {
+        vec![core_cpu]
+    } else {
+        rest
+    };
+    let mut seen = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let Some(list) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        else {
+            continue;
+        };
+        let comm = comm.trim().to_owned();
+        let expected = if comm.starts_with("core-") {
+            vec![core_cpu]
+        } else {
+            others.clone()
+        };
+        assert_eq!(cpu_list(list), expected, "thread {comm}");
+        seen.push(comm);
+    }
+    for name in ["signals", "control", "core-0-"] {
+        assert!(
+            seen.iter().any(|c| c.starts_with(name)),
+            "no thread {name} in {seen:?}"
+        );
+    }
+}
+
 #[test]
 fn a_peer_that_closes_right_after_its_fulfill_is_seen_to_go() {
     if common::peer::io_uring_missing("a_peer_that_closes_right_after_its_fulfill_is_seen_to_go") {

@@ -8,20 +8,23 @@
 # reading the router's CPU time from /proc, and print one table. JSON goes to target/bench/.
 #
 #   bash tuning/bench.sh [--duration 10s] [--router-cpus LIST] [--loadgen-cpus LIST]
-#                        [--connections N] [--window N]
+#                        [--connections N] [--window N] [--io glommio|ring]
 #
 # Defaults: on 2 CPUs the router gets the first and the load generator the second; on more,
 # the router gets the first half. Router CPU per packet (from /proc/PID/task/*/schedstat) is
 # the figure that matters on a shared machine; report medians of several runs. A router core
 # spins after each batch (spin_us..spin_max_us), so its CPU time counts waiting for the load
 # generator too: "less idle spin" takes out what its admin API (ilp_core_spin_idle_seconds_total,
-# on 127.0.0.1:7781 here) says it spun with nothing to forward.
+# on 127.0.0.1:7781 here) says it spun with nothing to forward. --io: how ilp-loadgen reads
+# and writes (its --io; default glommio; ring: the load threads' own io_uring ring, as the
+# router's cores do, the yardstick for "router/harness" and the instrument for latency).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=10s
 connections=""
 window=512
+io=glommio
 router_cpus=""
 loadgen_cpus=""
 while [ $# -gt 0 ]; do
@@ -31,12 +34,17 @@ while [ $# -gt 0 ]; do
         --loadgen-cpus) loadgen_cpus=$2; shift 2 ;;
         --connections) connections=$2; shift 2 ;;
         --window) window=$2; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --io) io=$2; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 
 command -v python3 >/dev/null || { echo "bench.sh: python3 is needed to read the JSON" >&2; exit 2; }
+case "$io" in
+    glommio|ring) ;;
+    *) echo "bench.sh: --io glommio or ring" >&2; exit 2 ;;
+esac
 mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))')
 n=${#cpus[@]}
 if [ -z "$router_cpus" ] || [ -z "$loadgen_cpus" ]; then
@@ -61,7 +69,7 @@ out=target/bench
 mkdir -p "$out"
 port=7768
 
-echo "== router on CPUs $router_cpus, ilp-loadgen on CPUs $loadgen_cpus, $connections connections x window $window, $duration per run"
+echo "== router on CPUs $router_cpus, ilp-loadgen (--io $io) on CPUs $loadgen_cpus, $connections connections x window $window, $duration per run"
 # The example config plus an admin API on loopback, for the cores' idle spin
 # (ilp_core_spin_idle_seconds_total): a core that spins is never idle by its CPU time.
 admin_port=7781
@@ -87,7 +95,7 @@ PY
 
 common=(--router "ws://127.0.0.1:$port" --sender alice:alice-secret --sink bob:bob-secret
         --destination g.router.bob --duration "$duration" --cpu-list "$loadgen_cpus"
-        --connections "$connections" --window "$window")
+        --connections "$connections" --window "$window" --io "$io")
 
 echo "== 1/4 harness ceiling (--direct)"
 "$loadgen" "${common[@]}" --direct --json "$out/direct.json" >/dev/null

@@ -16,11 +16,12 @@
 # per round trip (spinning included). --io: how ilp-loadgen reads and writes its connections
 # (its --io; default ring, the precise instrument: glommio's cost per wake-up would land in
 # the figures through the router and hardly in the floor); both: each round runs both, and
-# the table has a row for each. --pacer-spin-us: the load generator's (default 100: it spins
-# when a send is within 100 µs or answers are awaited, else parks); the same for the router
-# and --direct runs. --router-flags: more `ilp-router run` flags (e.g. "--spin-max-us 2000"),
-# for this build and --before alike. JSON of every run and the table go to
-# target/bench/latency/.
+# the table has a row for each. --pacer-spin-us: the load generator's, the same for the
+# router and --direct runs (default 1000, its most: at 1 000/s and above it never parks
+# between sends; a CPU that halts between sends wakes slow and cold, and at 1 000/s that cost
+# the router's figure far more than the floor's, BENCHMARKS.md). --router-flags: more
+# `ilp-router run` flags (e.g. "--spin-max-us 2000"), for this build and --before alike.
+# JSON of every run and the table go to target/bench/latency/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ router_cpus=""
 loadgen_cpus=""
 before=""
 io=ring
-pacer_spin=100
+pacer_spin=1000
 router_flags=""
 while [ $# -gt 0 ]; do
     case "$1" in

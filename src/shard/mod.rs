@@ -280,6 +280,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         options.overrides.clone(),
         slots,
     );
+    // The threads other than the cores' (signals, the route speaker, the admin API, the
+    // ledger sync, the cluster agent) wake on their own timers: on a core's CPU each wake-up
+    // would take the core off its packets, so they run on the other allowed CPUs, if any.
+    match io::keep_off(&allowed_cpus(), &options.cpus) {
+        Some(rest) => tracing::info!(cpus = ?rest, "threads other than the cores run here"),
+        None => tracing::info!("the cores take every allowed CPU; other threads share them"),
+    }
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
