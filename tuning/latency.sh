@@ -21,6 +21,8 @@
 # between sends; a CPU that halts between sends wakes slow and cold, and at 1 000/s that cost
 # the router's figure far more than the floor's, BENCHMARKS.md). --router-flags: more
 # `ilp-router run` flags (e.g. "--spin-max-us 2000"), for this build and --before alike.
+# First it measures how quiet the host is: the stalls of a thread that only spins, on each
+# CPU at once (host-stalls.txt); a p99 is not the router's while they are frequent.
 # JSON of every run and the table go to target/bench/latency/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +47,7 @@ while [ $# -gt 0 ]; do
         --io) io=$2; shift 2 ;;
         --pacer-spin-us) pacer_spin=$2; shift 2 ;;
         --router-flags) router_flags=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -78,6 +80,41 @@ common=(--router ws://127.0.0.1:7768 --sender alice:alice-secret --sink bob:bob-
         --destination g.router.bob --duration "$duration" --cpu-list "$loadgen_cpus"
         --connections 1 --pacer-spin-us "$pacer_spin")
 read -ra router_extra <<< "$router_flags"
+# How quiet the host is: a thread that only reads the clock, on each CPU at once (as in a run
+# through the router), counts the times it lost its CPU. Whatever stalls it stalls a packet
+# in flight on that CPU too; on a guest, stalls the guest cannot see (the host running
+# something else on the vCPU's thread) show here and nowhere else.
+echo "== host stalls: a thread that only spins, 3 s on each of CPUs $router_cpus and $loadgen_cpus at once"
+python3 - "$router_cpus" "$loadgen_cpus" <<'PY' | tee "$out/host-stalls.txt"
+import os, sys, time
+from multiprocessing import Pool
+def probe(cpu, secs=3.0):
+    os.sched_setaffinity(0, {cpu})
+    now = time.perf_counter_ns
+    end, last = now() + int(secs * 1e9), now()
+    over50 = over200 = over1000 = lost = worst = 0
+    while True:
+        t = now()
+        gap, last = t - last, t
+        if t > end:
+            break
+        if gap > 10_000:
+            lost += gap
+            worst = max(worst, gap)
+            over50 += gap > 50_000
+            over200 += gap > 200_000
+            over1000 += gap > 1_000_000
+    return (f"   CPU {cpu}: stalls over 50 µs {over50 / secs:.0f}/s, over 200 µs {over200 / secs:.1f}/s, "
+            f"over 1 ms {over1000 / secs:.1f}/s; time lost in stalls over 10 µs {lost / secs / 1e7:.2f} %; "
+            f"longest {worst / 1000:.0f} µs")
+cpus = set()
+for part in ",".join(sys.argv[1:]).split(","):
+    first, _, last = part.partition("-")
+    cpus.update(range(int(first), int(last or first) + 1))
+cpus = sorted(cpus)
+with Pool(len(cpus)) as pool:
+    print("\n".join(pool.map(probe, cpus)))
+PY
 echo "== router on CPU $router_cpus${router_flags:+ ($router_flags)}, ilp-loadgen (--io ${ios[*]}, --pacer-spin-us $pacer_spin) on CPU $loadgen_cpus, $runs x $duration per rate and path"
 IFS=, read -ra rate_list <<< "$rates"
 for i in $(seq "$runs"); do
