@@ -8,11 +8,12 @@
 //! no reader task: the thread's ring reads it (`hot`, through [`Frames`]) and what it queues
 //! goes out at once (`Conn::send_inline`); the writer task takes what the socket refused.
 //!
-//! Over 800 lines: one connection's whole life is here, the sender's and the sink's handling
-//! of each message, its reading (shared with `hot`) and its writing, with the fulfillment
-//! ring and the Fulfill logs both roles use (the first part of the file). That last part does
-//! not depend on a connection and is the one to move to a file of its own next.
+//! What both roles answer and check, on any transport (the fulfillment ring, the sink's
+//! answer, the sender's check, the Fulfill logs), is in `answers`.
 
+pub(crate) use crate::answers::{
+    sender_reply, sink_answer, sink_sent, FulfillLog, Ring, RING_LEN, SINK_REPLY_LEN_MAX,
+};
 use crate::pacer::Schedule;
 use crate::plan::{Destinations, Plan};
 use crate::sinks::SinkId;
@@ -31,8 +32,7 @@ use ilp_router::link::buf::{
 use ilp_router::link::url::BtpUrl;
 use ilp_router::link::websocket::{self as ws, Message, MessageAssembler, Opcode};
 use ilp_router::wire::{
-    Address, ErrorCode, FulfillRepr, Packet, Prepare, PrepareRepr, RejectRepr, BTP_HEADER_LEN_MAX,
-    DATA_LEN_MAX,
+    Address, ErrorCode, Prepare, PrepareRepr, RejectRepr, BTP_HEADER_LEN_MAX, DATA_LEN_MAX,
 };
 use std::cell::RefCell;
 use std::io;
@@ -40,195 +40,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Fulfillments both roles derive from the run's seed: a Prepare's data starts with a
-/// sequence number, and `seq % len` picks its fulfillment, so the sink needs no state shared
-/// with the sender.
-#[derive(Debug)]
-pub(crate) struct Ring {
-    pub(crate) fulfillments: Vec<[u8; 32]>,
-    pub(crate) conditions: Vec<[u8; 32]>,
-}
-
-pub(crate) const RING_LEN: usize = 1 << 14;
-
-impl Ring {
-    pub(crate) fn new(seed: u64) -> Ring {
-        use sha2::{Digest, Sha256};
-        let fulfillments: Vec<[u8; 32]> = (0..RING_LEN as u64)
-            .map(|i| {
-                let mut h = Sha256::new();
-                h.update(seed.to_be_bytes());
-                h.update(i.to_be_bytes());
-                h.finalize().into()
-            })
-            .collect();
-        let conditions = fulfillments
-            .iter()
-            .map(|f| Sha256::digest(f).into())
-            .collect();
-        Ring {
-            fulfillments,
-            conditions,
-        }
-    }
-}
-
 /// Open loop: the most Prepares a sender connection keeps due but unsent (its window full);
 /// past it, the schedule waits.
 pub(crate) const BACKLOG_MAX: usize = 1 << 20;
-
-/// The longest reply a sink sends (a Reject with its message, or a Fulfill).
-pub(crate) const SINK_REPLY_LEN_MAX: usize = 1200;
-
-/// A uniform draw in 0..1 from a per-connection generator.
-pub(crate) fn random(rng: &mut u64) -> f64 {
-    *rng = rng
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    (*rng >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// The sink's answer to a Prepare, whatever the transport: a Reject for
-/// `--sink-reject-fraction`, a wrong fulfillment for `--sink-wrong-fraction`, otherwise the
-/// right one from the ring. Returns the reply's length in `reply` and what it is (to count,
-/// and for a right Fulfill to log, once it is sent).
-pub(crate) fn sink_answer(
-    plan: &Plan,
-    ring: &Ring,
-    rng: &mut u64,
-    p: &Prepare<&[u8]>,
-    reply: &mut [u8; SINK_REPLY_LEN_MAX],
-) -> (usize, SinkAnswer) {
-    let data = p.data();
-    let seq = data
-        .get(..8)
-        .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
-    let index = (seq as usize) % RING_LEN;
-    let roll = random(rng);
-    let sink = &plan.sink;
-    if roll < sink.reject_fraction {
-        let len = RejectRepr {
-            code: sink.reject_code,
-            triggered_by: Some(p.destination()),
-            message: b"rejected by ilp-loadgen sink",
-            data: &[],
-        }
-        .emit(reply);
-        return (len, SinkAnswer::Rejected);
-    }
-    let wrong = roll < sink.reject_fraction + sink.wrong_fraction;
-    let fulfillment = &ring.fulfillments[if wrong { (index + 1) % RING_LEN } else { index }];
-    let len = FulfillRepr {
-        fulfillment,
-        data: &[],
-    }
-    .emit(reply);
-    let answer = if wrong {
-        SinkAnswer::WrongFulfillment
-    } else {
-        SinkAnswer::Fulfilled { amount: p.amount() }
-    };
-    (len, answer)
-}
-
-/// A sink's answer went out during `second`: count it for `sink` and, for a right Fulfill,
-/// log its amount (`--sink-log`).
-pub(crate) fn sink_sent(
-    plan: &Plan,
-    stats: &RefCell<Stats>,
-    sink: SinkId,
-    second: usize,
-    answer: SinkAnswer,
-) {
-    stats.borrow_mut().on_sink_answered(sink, second, answer);
-    if let (Some(log), SinkAnswer::Fulfilled { amount }) = (&plan.sink_log, answer) {
-        log.record(amount);
-    }
-}
-
-/// The sender's bookkeeping for one reply, whatever the transport: a Fulfill is checked
-/// against the ring (`index`) and its latency counted from `intended_ns`; a Reject counts by
-/// code; anything else is an error.
-pub(crate) fn sender_reply(
-    plan: &Plan,
-    ring: &Ring,
-    stats: &RefCell<Stats>,
-    now_ns: u64,
-    intended_ns: u64,
-    index: usize,
-    ilp: &[u8],
-) {
-    let second = (now_ns / 1_000_000_000) as usize;
-    let mut stats = stats.borrow_mut();
-    match Packet::new_checked(ilp) {
-        Ok(Packet::Fulfill(f)) if *f.fulfillment() == ring.fulfillments[index] => {
-            stats.on_fulfilled(second, now_ns.saturating_sub(intended_ns) / 1000);
-            if let Some(log) = &plan.sender_log {
-                log.record(plan.amount);
-            }
-        }
-        Ok(Packet::Fulfill(_)) => stats.bad_fulfillments += 1,
-        Ok(Packet::Reject(r)) => stats.on_rejected(second, r.code().as_str()),
-        _ => stats.errors += 1,
-    }
-}
-
-/// `--sender-log` / `--sink-log`: the amount (`u64`, little endian, 8 bytes) of every valid
-/// Fulfill a sender received or a sink sent, appended through a per-thread buffer. The file is
-/// opened for appending and the buffer's length is a multiple of 8, so each flush writes whole
-/// records even when several threads share the file (and with several sinks, all of them
-/// share the one `--sink-log` file). Flushed when the thread ends (the run
-/// ends when the connector goes away, so the log outlives a killed connector).
-pub(crate) struct FulfillLog {
-    path: std::path::PathBuf,
-    out: RefCell<io::BufWriter<std::fs::File>>,
-    failed: std::cell::Cell<bool>,
-}
-
-impl FulfillLog {
-    pub(crate) fn open(path: &std::path::Path) -> Result<FulfillLog, String> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(FulfillLog {
-            path: path.to_owned(),
-            out: RefCell::new(io::BufWriter::with_capacity(64 * 1024, file)),
-            failed: std::cell::Cell::new(false),
-        })
-    }
-
-    pub(crate) fn record(&self, amount: u64) {
-        use std::io::Write;
-        if self
-            .out
-            .borrow_mut()
-            .write_all(&amount.to_le_bytes())
-            .is_err()
-        {
-            self.failed.set(true);
-        }
-    }
-
-    pub(crate) fn flush(&self) -> Result<(), String> {
-        use std::io::Write;
-        let flushed = self.out.borrow_mut().flush();
-        match flushed {
-            Ok(()) if !self.failed.get() => Ok(()),
-            Ok(()) => Err(format!("{}: a write failed", self.path.display())),
-            Err(e) => Err(format!("{}: {e}", self.path.display())),
-        }
-    }
-}
-
-impl std::fmt::Debug for FulfillLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FulfillLog")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
 
 /// What a connection does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,6 +37,7 @@
 //! schedule and its timing), `plan` (what every connection knows), `conn` (BTP) and `http`
 //! (ILP over HTTP) (the connections), `stats` (counters and histograms).
 
+mod answers;
 mod cli;
 mod conn;
 mod connect;
