@@ -42,19 +42,8 @@ fn process_cpu_s(pid: u32) -> Option<f64> {
 /// spinning on the other CPUs, seen preempted by it in a sched_switch trace). Best effort:
 /// the run goes on where the kernel refuses.
 fn keep_to(cpus: &[usize]) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is given indices below
-    // CPU_SETSIZE only, and sched_setaffinity(0, ...) reads the live set for this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!(
-                "ilp-loadgen: could not keep its main thread on CPUs {cpus:?}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+    if let Err(e) = ilp_router::shard::keep_thread_to(cpus) {
+        eprintln!("ilp-loadgen: could not keep its main thread on CPUs {cpus:?}: {e}");
     }
 }
 

@@ -24,9 +24,27 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 
 /// Keeps the calling thread, and every thread it starts from now on (they inherit its mask),
-/// off the cores' CPUs: on the CPUs it may use but `cores`, when there are any. Returns that
-/// set, or `None` when the cores take every allowed CPU (or the kernel refused), where the
-/// other threads go on sharing the cores' CPUs.
+/// to `cpus` (numbers at or past `CPU_SETSIZE` are left out). The load generator keeps its
+/// supervising thread to its load threads' CPUs with it.
+pub fn keep_thread_to(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET gets indices below
+    // CPU_SETSIZE only; sched_setaffinity(0, ..) reads the set for the calling thread.
+    let done = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    match done {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Keeps the calling thread and those it starts off the cores' CPUs: on the CPUs it may use
+/// but `cores`, when there are any. Returns that set, or `None` when the cores take every
+/// allowed CPU (or the kernel refused), where the other threads go on sharing the cores'.
 pub(crate) fn keep_off(allowed: &[usize], cores: &[usize]) -> Option<Vec<usize>> {
     let rest: Vec<usize> = allowed
         .iter()
@@ -36,16 +54,7 @@ pub(crate) fn keep_off(allowed: &[usize], cores: &[usize]) -> Option<Vec<usize>>
     if rest.is_empty() {
         return None;
     }
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET gets indices below
-    // CPU_SETSIZE only; sched_setaffinity(0, ..) reads the set for the calling thread.
-    let set = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in &rest {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
-    };
-    (set == 0).then_some(rest)
+    keep_thread_to(&rest).ok().map(|()| rest)
 }
 
 /// Current Unix time in milliseconds: read once per batch, never per packet.

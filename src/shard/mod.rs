@@ -25,6 +25,7 @@ mod tag;
 
 pub use flush::write_queued;
 pub use hot::{deferred_ring, run_task_work, Wake};
+pub use io::keep_thread_to;
 
 use self::core::CoreState;
 use self::io::{unix_ms, Core};
