@@ -150,6 +150,16 @@ fn code_of(reject: &[u8]) -> ErrorCode {
 
 /// Sends a Prepare from `from` to `destination`, lets `to` fulfill it in a BTP packet of
 /// `reply_kind`, and checks the Fulfill arrives back as the answer to the right request.
+/// `ilp_links{peer}` from the router's admin API on `admin`.
+fn links_of(admin: u16, peer: &str) -> Option<u64> {
+    let metrics = common::peer::http_get(admin, "/metrics");
+    let key = format!("ilp_links{{peer=\"{peer}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn round_trip(from: &mut Peer, to: &mut Peer, destination: &str, n: u8, reply_kind: BtpType) {
     let id = from.send_ilp(&prepare(destination, 10, 10_000, n));
     let (_, to_id, _) = to.recv_ilp().expect("the next hop gets the Prepare");
@@ -744,14 +754,7 @@ fn a_peer_that_closes_right_after_its_fulfill_is_seen_to_go() {
         &["--cores", "1", "--spin-us", "0", "--spin-max-us", "0"],
     );
     let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
-    let links = |peer: &str| -> Option<u64> {
-        let metrics = common::peer::http_get(admin, "/metrics");
-        let key = format!("ilp_links{{peer=\"{peer}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&key))
-            .and_then(|v| v.trim().parse().ok())
-    };
+    let links = |peer: &str| links_of(admin, peer);
     let mut late = Vec::new();
     for n in 0..60u8 {
         let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
@@ -771,6 +774,46 @@ fn a_peer_that_closes_right_after_its_fulfill_is_seen_to_go() {
         }
     }
     assert!(late.is_empty(), "closes seen late: {late:?}");
+    let status = router.stop().expect("the router exits on SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn a_peer_whose_last_message_and_close_come_in_one_segment_is_seen_to_go() {
+    if common::peer::io_uring_missing(
+        "a_peer_whose_last_message_and_close_come_in_one_segment_is_seen_to_go",
+    ) {
+        return;
+    }
+    // The peer's last message and its FIN in one TCP segment (corked, then shut): one
+    // readiness on the core's ring, and a read that takes the message comes back short. The
+    // end of stream is right behind it and raises no further readiness, so the core must
+    // read on to it rather than take the short read for an empty socket, and close the link
+    // at once, not at the next BTP ping (a minute here).
+    let port = free_port();
+    let admin = free_port();
+    let extra = format!("btp_ping_interval_ms = 60000\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
+    let mut router = Router::start(&config(port, &extra), port, &["--cores", "1"]);
+    let mut bob = Peer::connect(router.addr(), "bob", "bob-secret").unwrap();
+    let links = |peer: &str| links_of(admin, peer);
+    for n in 0..5u8 {
+        let mut alice = Peer::connect(router.addr(), "alice", "alice-secret").unwrap();
+        alice.cork(true);
+        alice.send_ilp(&prepare("g.bob.x", 10, 10_000, n));
+        alice.shutdown_write();
+        let (_, id, _) = bob.recv_ilp().expect("bob gets alice's last Prepare");
+        bob.send_btp(BtpType::Response, id, &fulfill(n));
+        let gone = Instant::now();
+        while links("alice") != Some(0) {
+            assert!(
+                gone.elapsed() < Duration::from_secs(5),
+                "round {n}: alice's half-closed link still open after 5 s (links {:?})",
+                links("alice")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(alice);
+    }
     let status = router.stop().expect("the router exits on SIGTERM");
     assert!(status.success(), "exit status {status:?}");
 }

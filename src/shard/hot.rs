@@ -96,6 +96,9 @@ struct RingLink {
     listed: bool,
     /// Not read until its queue drains to half the cap.
     paused: bool,
+    /// Its poll reported the peer's end of stream (or an error): read it to the end, as a
+    /// short read no longer means an empty socket (the FIN behind it raises nothing more).
+    hup: bool,
 }
 
 /// A core's ring and the links read through it.
@@ -238,6 +241,7 @@ impl HotRing {
             armed: false,
             listed: true,
             paused: false,
+            hup: false,
         });
         self.ready.push(id.index);
         self.arm(id.index);
@@ -339,6 +343,8 @@ impl HotRing {
                 self.end(index);
                 continue;
             }
+            link.hup |= result > 0
+                && result as u32 & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32 != 0;
             if !link.listed {
                 link.listed = true;
                 self.ready.push(index);
@@ -426,6 +432,9 @@ fn visit(state: &State, link: &mut RingLink) -> Visit {
     let mut read = false;
     // The last read took less than the room it had: the socket was empty then, and what
     // arrives after it raises the poll again, so no read is spent learning that (EAGAIN).
+    // Not once the peer's end of stream was reported: the FIN may sit right behind the bytes
+    // read (one segment, one readiness) and raise nothing more; then the socket is read
+    // until the read returns 0.
     let mut drained = false;
     for _ in 0..READS_PER_VISIT {
         let held = match conn::handle_frames(
@@ -476,7 +485,7 @@ fn visit(state: &State, link: &mut RingLink) -> Visit {
             )
         };
         if n > 0 {
-            drained = (n as usize) < spare_len;
+            drained = (n as usize) < spare_len && !link.hup;
             link.buf.advance(n as usize);
             read = true;
             continue;

@@ -378,6 +378,31 @@ impl Peer {
         self.stream.write_all(&frame[..n]).unwrap();
     }
 
+    /// Holds what is written back until uncorked or shut (`TCP_CORK`): the writes and a
+    /// `shutdown_write` behind them then leave as one segment, data and FIN together.
+    pub(crate) fn cork(&self, on: bool) {
+        let on = libc::c_int::from(on);
+        // SAFETY: a valid socket and a c_int option value of its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(self.stream.tcp()),
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "TCP_CORK: {}", std::io::Error::last_os_error());
+    }
+
+    /// Ends our writing (a FIN): the router sees the end of stream; we can still read.
+    pub(crate) fn shutdown_write(&self) {
+        self.stream
+            .tcp()
+            .shutdown(std::net::Shutdown::Write)
+            .unwrap();
+    }
+
     /// Writes raw bytes on the socket.
     pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
