@@ -56,6 +56,10 @@ struct Link {
     reading: Frames,
     armed: bool,
     ready: bool,
+    /// Its poll reported the peer's end of stream (or an error): it is read until a read
+    /// returns 0, as a short read no longer means an empty socket (the FIN behind the bytes
+    /// read raises nothing more).
+    hup: bool,
     /// Its poll failed: it leaves the ring.
     failed: bool,
 }
@@ -136,6 +140,7 @@ pub(crate) fn adopt(
         armed: false,
         // The frames already read (after the handshake) are handled at the next pass.
         ready: true,
+        hup: false,
         failed: false,
     });
     drop(driver);
@@ -195,6 +200,8 @@ impl Driver {
             }
             // A poll the kernel refused would be refused again at each re-arm: the link ends.
             link.failed |= result < 0 && result != -libc::ECANCELED;
+            link.hup |= result > 0
+                && result as u32 & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32 != 0;
             link.ready = true;
         }
         let mut busy = false;
@@ -230,7 +237,8 @@ impl Driver {
             drop(c);
             if !link.armed {
                 link.armed = true;
-                let entry = opcode::PollAdd::new(types::Fd(link.fd), libc::POLLIN as u32)
+                let mask = (libc::POLLIN | libc::POLLRDHUP) as u32;
+                let entry = opcode::PollAdd::new(types::Fd(link.fd), mask)
                     .multi(true)
                     .build()
                     .user_data(link.tag);
@@ -321,7 +329,7 @@ fn read(link: &mut Link) -> bool {
         if !link.reading.handle(&link.conn) {
             return false;
         }
-        if (n as usize) < room {
+        if (n as usize) < room && !link.hup {
             // The socket was emptied; what comes next raises the poll again.
             return true;
         }
