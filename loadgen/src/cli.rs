@@ -151,6 +151,12 @@ pub(crate) struct Cli {
     /// ceiling.
     #[arg(long)]
     direct: bool,
+    /// With `--direct` over BTP: put a hop that only copies bytes between the sender and the
+    /// sink, a thread on this CPU (not one of `--cpu-list`) that relays each TCP connection,
+    /// spinning. The least any connector adds on this machine; the report has its CPU per
+    /// round trip (`relay_cpu_us_per_packet`). One load thread only.
+    #[arg(long, value_name = "CPU", requires = "direct")]
+    relay_cpu: Option<usize>,
     /// Which roles this process plays.
     #[arg(long, value_enum, default_value_t = RoleArg::Both)]
     role: RoleArg,
@@ -343,6 +349,8 @@ pub(crate) struct CliShared {
     pub(crate) data_bytes: usize,
     pub(crate) expiry_ms: u64,
     pub(crate) direct: bool,
+    /// `--relay-cpu`: the relay's CPU (with `--direct`).
+    pub(crate) relay_cpu: Option<usize>,
     pub(crate) seed: u64,
     pub(crate) sink_options: SinkOptions,
     pub(crate) sender_log: Option<PathBuf>,
@@ -494,6 +502,9 @@ impl Cli {
         }
         let tls = self.tls(http, with_sinks, &target, http_target.as_ref())?;
         let threads = cpus.len().min(self.connections.max(1));
+        if let Some(cpu) = self.relay_cpu {
+            self.check_relay(cpu, http, threads, &cpus)?;
+        }
         let mut senders_before = 0;
         let specs: Vec<ThreadSpec> = (0..threads)
             .map(|i| {
@@ -529,6 +540,7 @@ impl Cli {
             data_bytes: self.data_bytes,
             expiry_ms: self.expiry_ms,
             direct: self.direct,
+            relay_cpu: self.relay_cpu,
             seed: self.seed,
             sink_options: SinkOptions {
                 reject_fraction: self.sink_reject_fraction,
@@ -547,6 +559,38 @@ impl Cli {
             specs,
             cpus,
         })
+    }
+
+    /// `--relay-cpu CPU`: over BTP, one load thread, on an allowed CPU no load thread takes
+    /// (the relay spins: on a shared CPU it would take the load thread's time).
+    fn check_relay(
+        &self,
+        cpu: usize,
+        http: bool,
+        threads: usize,
+        cpus: &[usize],
+    ) -> Result<(), String> {
+        if http {
+            return Err("--relay-cpu: over BTP only (the HTTP sink is dialled as it is)".into());
+        }
+        if threads > 1 {
+            return Err(format!(
+                "--relay-cpu: one load thread only ({threads} here: give one CPU in \
+                 --cpu-list, or --connections 1)"
+            ));
+        }
+        if !ilp_router::shard::allowed_cpus().contains(&cpu) {
+            return Err(format!(
+                "--relay-cpu {cpu}: not in the allowed set {:?}",
+                ilp_router::shard::allowed_cpus()
+            ));
+        }
+        if cpus.contains(&cpu) {
+            return Err(format!(
+                "--relay-cpu {cpu}: a CPU of its own, not one of --cpu-list {cpus:?}"
+            ));
+        }
+        Ok(())
     }
 
     /// What is dialled over TLS, said as the flags that make it so; `None` when nothing is.
@@ -637,6 +681,7 @@ impl Cli {
             "router": self.router, "destination": self.destination, "duration_s": self.duration.as_secs_f64(),
             "rate": self.rate, "window": self.window, "connections": self.connections, "amount": self.amount,
             "data_bytes": self.data_bytes, "expiry_ms": self.expiry_ms, "direct": self.direct,
+            "relay_cpu": self.relay_cpu,
             "mode": if self.rate.is_some() { "open-loop" } else { "closed-loop" },
             "pacer_spin_us": self.rate.map(|_| self.pacer_spin_us),
             "role": format!("{:?}", self.role).to_lowercase(), "cpu_list": cpus,

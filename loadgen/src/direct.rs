@@ -78,6 +78,14 @@ pub(crate) async fn connect(
         .detach();
     }
     let ids = (0..spec.senders).map(|i| (spec.index * 64 + i) as u64);
+    // `--relay-cpu`: the senders dial the relay, which dials the sink for each.
+    let port = match cli.relay_cpu {
+        Some(cpu) => crate::relay::start(cpu, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|e| format!("--relay-cpu {cpu}: the relay: {e}"))?
+            .addr
+            .port(),
+        None => port,
+    };
     let target = BtpUrl {
         host: "127.0.0.1".into(),
         port,

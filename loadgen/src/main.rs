@@ -29,10 +29,14 @@
 //! (`--sink-down-at`, `--sink-up-at`), and reports every sink's counts second by second: the
 //! rules are in `sinks`.
 //!
+//! `--direct --relay-cpu CPU` puts a hop that only copies bytes between the sender and the
+//! sink (`relay`, a spinning thread on that CPU with the router's way of reading sockets): the
+//! least any connector adds on the machine, to set a router's figure against.
+//!
 //! The modules, from the top: `cli` (flags and their validation), `run` (the main thread:
 //! threads, clock, progress, exit status), `summary` (the JSON report and the text summary),
 //! `report` and `report_sinks` (the HTML report), `worker` (one load thread), `connect` and
-//! `direct` (how a thread opens its connections), `tls` (the TLS configs, and the stream that
+//! `direct` (how a thread opens its connections), `relay` (`--relay-cpu`), `tls` (the TLS configs, and the stream that
 //! is plain TCP or TLS), `sinks` (the sinks and their faults), `pacer` (the open loop's
 //! schedule and its timing), `plan` (what every connection knows), `conn` (BTP) and `http`
 //! (ILP over HTTP) (the connections), `stats` (counters and histograms).
@@ -46,6 +50,7 @@ mod hot;
 mod http;
 mod pacer;
 mod plan;
+mod relay;
 mod report;
 mod report_sinks;
 mod run;

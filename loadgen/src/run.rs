@@ -7,6 +7,7 @@
 
 use crate::cli::Cli;
 use crate::pacer;
+use crate::relay;
 use crate::report;
 use crate::sinks;
 use crate::stats::Stats;
@@ -111,6 +112,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     std::thread::sleep(started.saturating_duration_since(Instant::now()));
     let cpu_before = cli.router_pid.and_then(process_cpu_s);
     let own_before = process_cpu_s(std::process::id());
+    let relay_before = relay::cpu_s();
     let live = std::io::stderr().is_terminal();
     let mut last_print = Instant::now();
     while started.elapsed() < cli.duration && !common.stop.load(Ordering::Relaxed) {
@@ -137,6 +139,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     let duration_s = started.elapsed().as_secs_f64();
     let cpu_after = cli.router_pid.and_then(process_cpu_s);
     let own_after = process_cpu_s(std::process::id());
+    let relay_after = relay::cpu_s();
     common.stop.store(true, Ordering::Relaxed);
     if live {
         eprintln!();
@@ -157,12 +160,20 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
             }
         }
     }
+    if let Some(Err(e)) = relay::finish() {
+        eprintln!("ilp-loadgen: --relay-cpu: the relay failed: {e}");
+        common.failed.store(true, Ordering::Relaxed);
+    }
     let router_cpu_s = cpu_before
         .zip(cpu_after)
         .map(|(before, after)| after - before);
+    // The relay is a thread of this process, but its CPU is the hop's, not the harness's.
+    let relay_cpu_s = relay_before
+        .zip(relay_after)
+        .map(|(before, after)| (after.0 - before.0, after.1 - before.1));
     let own_cpu_s = own_before
         .zip(own_after)
-        .map(|(before, after)| after - before);
+        .map(|(before, after)| after - before - relay_cpu_s.map_or(0.0, |r| r.0));
     // Where the send clock started on the clock of the timelines.
     let send_start_s = common.send_start.load(Ordering::Relaxed) as f64 / 1e9;
     let shared = &common.cli;
@@ -173,8 +184,12 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
         duration_s,
         cli.config_json(&cpus, shared.sinks.len(), shared.tls),
         common.broken.load(Ordering::Relaxed),
-        router_cpu_s,
-        own_cpu_s,
+        summary::Cpu {
+            router_s: router_cpu_s,
+            relay_s: relay_cpu_s.map(|r| r.0),
+            relay_busy_s: relay_cpu_s.map(|r| r.1),
+            own_s: own_cpu_s,
+        },
         sinks,
     );
     summary::print_summary(&report);

@@ -1,6 +1,7 @@
 //! The end of a run on paper: `report_json` assembles the JSON report (the merged counters
 //! and histograms, the sender's own send lateness in open loop, the command line, whether the
-//! run ended early, the connector's CPU time, the per-sink counts of `sinks::report_json`)
+//! run ended early, the CPU time of the connector, of the relay and of this process, the
+//! per-sink counts of `sinks::report_json`)
 //! and `print_summary` prints its few lines on stdout (a line per sink when there are
 //! several, or one went down). `--json` writes the same object; `report::render_html` draws
 //! it.
@@ -8,17 +9,28 @@
 use crate::stats::Stats;
 use serde_json::{json, Value};
 
+/// CPU time over the send window, in seconds, where it was measured.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Cpu {
+    /// The connector's (`--router-pid`, when given and readable).
+    pub(crate) router_s: Option<f64>,
+    /// The relay thread's (`--relay-cpu`).
+    pub(crate) relay_s: Option<f64>,
+    /// Of which in passes that moved bytes (the rest: spinning with nothing to do).
+    pub(crate) relay_busy_s: Option<f64>,
+    /// This process's, the relay's excluded.
+    pub(crate) own_s: Option<f64>,
+}
+
 /// The JSON report of a run of `duration_s` seconds; `config` is the command line
-/// (`Cli::config_json`), `router_cpu_s` the connector's CPU time over the run, when
-/// `--router-pid` was given and readable; `sinks` the per-sink section, when this process
-/// played the sinks.
+/// (`Cli::config_json`), `cpu` what the connector, the relay and this process spent;
+/// `sinks` the per-sink section, when this process played the sinks.
 pub(crate) fn report_json(
     total: &Stats,
     duration_s: f64,
     config: Value,
     ended_early: bool,
-    router_cpu_s: Option<f64>,
-    own_cpu_s: Option<f64>,
+    cpu: Cpu,
     sinks: Option<Value>,
 ) -> Value {
     let mut report = total.to_json(duration_s);
@@ -35,23 +47,21 @@ pub(crate) fn report_json(
     if let Some(sinks) = sinks {
         object.insert("sinks".into(), sinks);
     }
-    if let Some(cpu) = router_cpu_s {
-        object.insert("router_cpu_s".into(), json!(cpu));
+    // The harness's own cost (`loadgen`): this process's CPU over the send window per
+    // Fulfill (a round trip: in `both` it sent, forwarded nothing, answered as the sink and
+    // read the answer).
+    for (name, seconds) in [
+        ("router", cpu.router_s),
+        ("relay", cpu.relay_s),
+        ("relay_busy", cpu.relay_busy_s),
+        ("loadgen", cpu.own_s),
+    ] {
+        let Some(seconds) = seconds else { continue };
+        object.insert(format!("{name}_cpu_s"), json!(seconds));
         if total.fulfilled > 0 {
             object.insert(
-                "router_cpu_us_per_packet".into(),
-                json!(cpu * 1e6 / total.fulfilled as f64),
-            );
-        }
-    }
-    // The harness's own cost: this process's CPU over the send window per Fulfill (a round
-    // trip: in `both` it sent, forwarded nothing, answered as the sink and read the answer).
-    if let Some(cpu) = own_cpu_s {
-        object.insert("loadgen_cpu_s".into(), json!(cpu));
-        if total.fulfilled > 0 {
-            object.insert(
-                "loadgen_cpu_us_per_packet".into(),
-                json!(cpu * 1e6 / total.fulfilled as f64),
+                format!("{name}_cpu_us_per_packet"),
+                json!(seconds * 1e6 / total.fulfilled as f64),
             );
         }
     }
@@ -120,6 +130,15 @@ pub(crate) fn print_summary(r: &Value) {
             "  router CPU  {:.3} µs per packet ({:.2} s in all)",
             cpu,
             r["router_cpu_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(cpu) = r["relay_cpu_us_per_packet"].as_f64() {
+        println!(
+            "  relay CPU  {:.3} µs per packet ({:.2} s in all; busy {:.3} µs per packet, the \
+             rest spinning idle; a hop that only copies bytes)",
+            cpu,
+            r["relay_cpu_s"].as_f64().unwrap_or(0.0),
+            r["relay_busy_cpu_us_per_packet"].as_f64().unwrap_or(0.0)
         );
     }
     if let Some(cpu) = r["loadgen_cpu_us_per_packet"].as_f64() {

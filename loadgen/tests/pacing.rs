@@ -1,7 +1,8 @@
 //! The open loop's own timing, on loopback with `--direct`: every open-loop run reports the
 //! sender's send lateness (handed to the socket minus intended time) beside its latency, over
 //! BTP and over HTTP; a closed-loop run has no intended times and reports none; every thread
-//! of a run keeps to its `--cpu-list` (none wakes on a CPU being measured). Nothing here
+//! of a run keeps to its `--cpu-list` (none wakes on a CPU being measured); a `--relay-cpu`
+//! run crosses the relay and reports its CPU apart from the harness's. Nothing here
 //! asserts on performance: the bounds only catch a field that is missing or nonsense.
 
 mod common;
@@ -205,4 +206,79 @@ fn every_thread_of_a_run_keeps_to_its_cpu_list() {
     }
     let status = killed.0.wait().unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn a_direct_run_through_the_relay_answers_all_and_reports_the_relays_cpu() {
+    if io_uring_missing("a_direct_run_through_the_relay_answers_all_and_reports_the_relays_cpu") {
+        return;
+    }
+    // `--relay-cpu`: a thread on a CPU of its own copies the bytes between the sender and
+    // the sink (src/relay.rs); every Prepare crosses it and comes back fulfilled, the report
+    // has its CPU (busy a part of it: it spins) and leaves it out of the harness's own.
+    let cpus = ilp_router::shard::allowed_cpus();
+    assert!(
+        cpus.len() >= 2,
+        "this test needs two CPUs (the load thread's and the relay's); allowed: {cpus:?}"
+    );
+    let (load, relay) = (cpus[0].to_string(), cpus[1].to_string());
+    let json = Scratch::new("relay");
+    let (report, stdout) = run_loadgen(
+        &[
+            "--direct",
+            "--io",
+            "ring",
+            "--rate",
+            "2000",
+            "--duration",
+            "1s",
+            "--connections",
+            "1",
+            "--cpu-list",
+            &load,
+            "--relay-cpu",
+            &relay,
+        ],
+        &json.0,
+    );
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{report}");
+    assert_eq!(report["fulfilled"].as_u64(), Some(sent), "{report}");
+    assert_eq!(report["config"]["relay_cpu"].as_u64(), Some(cpus[1] as u64));
+    let cpu = report["relay_cpu_s"].as_f64().unwrap();
+    let busy = report["relay_busy_cpu_s"].as_f64().unwrap();
+    assert!(
+        busy > 0.0 && busy <= cpu,
+        "relay CPU {cpu} s, busy {busy} s"
+    );
+    // It spins through the run: its CPU is most of the run's length; not the harness's.
+    assert!(cpu > 0.5, "relay CPU {cpu} s in a 1 s run");
+    let own = report["loadgen_cpu_s"].as_f64().unwrap();
+    assert!(
+        own < 1.5,
+        "the harness's own CPU {own} s holds the relay's {cpu} s"
+    );
+    assert!(stdout.contains("relay CPU"), "{stdout}");
+}
+
+#[test]
+fn the_relay_refuses_a_cpu_of_the_load_threads_and_needs_direct() {
+    let cpu = ilp_router::shard::allowed_cpus()[0].to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(common::loadgen())
+            .args(args)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--direct", "--cpu-list", &cpu, "--relay-cpu", &cpu]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("a CPU of its own"), "{stderr}");
+    let (code, stderr) = run(&["--relay-cpu", &cpu]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--direct"), "{stderr}");
 }
