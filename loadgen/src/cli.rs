@@ -154,7 +154,8 @@ pub(crate) struct Cli {
     /// With `--direct` over BTP: put a hop that only copies bytes between the sender and the
     /// sink, a thread on this CPU (not one of `--cpu-list`) that relays each TCP connection,
     /// spinning. The least any connector adds on this machine; the report has its CPU per
-    /// round trip (`relay_cpu_us_per_packet`). One load thread only.
+    /// round trip (`relay_cpu_us_per_packet`; `relay_busy_cpu_us_per_packet` without its idle
+    /// spin). One load thread only.
     #[arg(long, value_name = "CPU", requires = "direct")]
     relay_cpu: Option<usize>,
     /// Which roles this process plays.
