@@ -7,8 +7,9 @@
 //! (two more TCP sends and receives per round trip, a second CPU to cross, that CPU's
 //! stalls), none of which the router's code can remove. The same run through this relay
 //! measures that part alone: the router's own share is its figure less the relay's, and the
-//! relay's CPU per round trip (`relay_cpu_us_per_packet`) is the least a hop can cost here.
-//! BENCHMARKS.md, "A hop that only copies bytes".
+//! relay's busy CPU per round trip (`relay_busy_cpu_us_per_packet`, the time of its passes
+//! that found something) is what copying alone costs here (counted otherwise than the
+//! router's, from its idle spin). BENCHMARKS.md, "A hop that only copies bytes".
 //!
 //! It reads readiness as the router's cores do: a multishot poll per socket on an io_uring
 //! ring of its own with deferred task work (`ilp_router::shard::deferred_ring`), looked at
