@@ -32,7 +32,7 @@
 //! | staying on the CPU without yielding to glommio | [`YIELD_EVERY`] |
 
 use crate::conn::{Frames, Reader, Shared};
-use io_uring::{cqueue, opcode, types, IoUring};
+use io_uring::{cqueue, opcode, IoUring};
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -57,8 +57,7 @@ struct Link {
     armed: bool,
     ready: bool,
     /// Its poll reported the peer's end of stream (or an error): it is read until a read
-    /// returns 0, as a short read no longer means an empty socket (the FIN behind the bytes
-    /// read raises nothing more).
+    /// returns 0 (`ilp_router::shard::poll_reports_end`).
     hup: bool,
     /// Its poll failed: it leaves the ring.
     failed: bool,
@@ -200,8 +199,7 @@ impl Driver {
             }
             // A poll the kernel refused would be refused again at each re-arm: the link ends.
             link.failed |= result < 0 && result != -libc::ECANCELED;
-            link.hup |= result > 0
-                && result as u32 & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32 != 0;
+            link.hup |= ilp_router::shard::poll_reports_end(result);
             link.ready = true;
         }
         let mut busy = false;
@@ -237,11 +235,7 @@ impl Driver {
             drop(c);
             if !link.armed {
                 link.armed = true;
-                let mask = (libc::POLLIN | libc::POLLRDHUP) as u32;
-                let entry = opcode::PollAdd::new(types::Fd(link.fd), mask)
-                    .multi(true)
-                    .build()
-                    .user_data(link.tag);
+                let entry = ilp_router::shard::read_poll(link.fd, link.tag);
                 // SAFETY: the poll refers to a socket this link holds open until the poll is
                 // cancelled (`leave`).
                 if unsafe { self.ring.submission().push(&entry) }.is_err() {

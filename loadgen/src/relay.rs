@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use ilp_router::shard::read_poll;
+use io_uring::{cqueue, opcode, squeue, IoUring};
 
 /// Connections relayed at once.
 pub(crate) const PAIRS_MAX: usize = 64;
@@ -139,8 +140,7 @@ struct Flow {
     /// Its source may have more to read (its poll fired, and no read since came back short).
     ready: bool,
     /// Its source's poll reported the end of stream (or an error): read until a read returns
-    /// 0, as a short read no longer means an empty socket (the FIN behind the bytes read
-    /// raises nothing more).
+    /// 0 (`ilp_router::shard::poll_reports_end`).
     hup: bool,
     /// The reading side ended (its end of stream was passed on) or failed.
     done: bool,
@@ -186,13 +186,6 @@ fn push(ring: &mut IoUring, entry: &squeue::Entry) -> bool {
     false
 }
 
-fn poll(fd: i32, user_data: u64) -> squeue::Entry {
-    opcode::PollAdd::new(types::Fd(fd), (libc::POLLIN | libc::POLLRDHUP) as u32)
-        .multi(true)
-        .build()
-        .user_data(user_data)
-}
-
 /// Spins until `stop`: accepts, dials `to` for each, copies; adds the time of every pass
 /// that found something to `busy` (ns). Returns the bytes copied.
 fn relay(
@@ -211,7 +204,7 @@ fn relay(
     while !stop.load(Ordering::Relaxed) {
         let pass = Instant::now();
         if !listener_armed {
-            listener_armed = push(&mut ring, &poll(listener.as_raw_fd(), LISTENER));
+            listener_armed = push(&mut ring, &read_poll(listener.as_raw_fd(), LISTENER));
         }
         ilp_router::shard::run_task_work(&mut ring);
         events.clear();
@@ -241,8 +234,7 @@ fn relay(
             }
             pair.failed |= result < 0 && result != -libc::ECANCELED;
             pair.flows[side].ready = true;
-            pair.flows[side].hup |= result > 0
-                && result as u32 & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32 != 0;
+            pair.flows[side].hup |= ilp_router::shard::poll_reports_end(result);
         }
         for pair in &mut pairs {
             let before = copied;
@@ -252,7 +244,7 @@ fn relay(
             for side in 0..2 {
                 if !pair.armed[side] && !pair.over() && !pair.flows[side].done {
                     pair.armed[side] =
-                        push(&mut ring, &poll(pair.fd(side), pair.tag | side as u64));
+                        push(&mut ring, &read_poll(pair.fd(side), pair.tag | side as u64));
                 }
             }
         }

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::io_uring_missing;
+
 use common::{free_port, loadgen, router_binary, wait_for_port, Killed};
 use serde_json::Value;
 use std::net::TcpListener;
@@ -16,14 +18,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SINKS: usize = 4;
-
-fn io_uring_missing(test: &str) -> bool {
-    let missing = io_uring::IoUring::new(8).is_err();
-    if missing {
-        eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
-    }
-    missing
-}
 
 /// `count` consecutive ports free now, for the HTTP sinks (`--sink-listen` numbers them).
 /// Taken below Linux's ephemeral range (32768 and up): there `free_port` and the outgoing

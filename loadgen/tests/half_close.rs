@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::io_uring_missing;
+
 use ilp_router::link::websocket::{self as ws, Opcode, Role};
 use ilp_router::wire::{Btp, BtpBody, BtpRepr};
 use serde_json::Value;
@@ -18,14 +20,6 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn io_uring_missing(test: &str) -> bool {
-    let missing = io_uring::IoUring::new(8).is_err();
-    if missing {
-        eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
-    }
-    missing
-}
 
 /// Reads until `done` says how many bytes of `buf[..filled]` it wants, or fails the test.
 fn read_until(

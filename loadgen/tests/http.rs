@@ -3,6 +3,10 @@
 //! and through the built router (alice POSTs to `[listen] http`, the router dials bob's
 //! `http_url`).
 
+mod common;
+
+use common::io_uring_missing;
+
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,14 +15,6 @@ use std::time::{Duration, Instant};
 
 fn loadgen() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ilp-loadgen"))
-}
-
-fn io_uring_missing(test: &str) -> bool {
-    let missing = io_uring::IoUring::new(8).is_err();
-    if missing {
-        eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
-    }
-    missing
 }
 
 fn free_port() -> u16 {

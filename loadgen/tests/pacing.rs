@@ -7,18 +7,12 @@
 
 mod common;
 
+use common::io_uring_missing;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn io_uring_missing(test: &str) -> bool {
-    let missing = io_uring::IoUring::new(8).is_err();
-    if missing {
-        eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
-    }
-    missing
-}
 
 /// A scratch file, removed when dropped.
 struct Scratch(PathBuf);

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::io_uring_missing;
+
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr};
@@ -18,14 +20,6 @@ use std::time::{Duration, Instant};
 
 /// The longest any run here may take.
 const RUN_WITHIN: Duration = Duration::from_secs(30);
-
-fn io_uring_missing(test: &str) -> bool {
-    let missing = io_uring::IoUring::new(8).is_err();
-    if missing {
-        eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
-    }
-    missing
-}
 
 /// A CA: its certificate and what signs with it.
 struct Ca {

@@ -56,7 +56,7 @@ use super::io::{unix_ms, Core};
 use crate::link::buf::ReadBuf;
 use crate::link::websocket::{self as ws, MessageAssembler};
 use glommio::channels::local_channel::LocalSender;
-use io_uring::{cqueue, opcode, types, IoUring};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -96,8 +96,8 @@ struct RingLink {
     listed: bool,
     /// Not read until its queue drains to half the cap.
     paused: bool,
-    /// Its poll reported the peer's end of stream (or an error): read it to the end, as a
-    /// short read no longer means an empty socket (the FIN behind it raises nothing more).
+    /// Its poll reported the peer's end of stream (or an error): read it to the end
+    /// ([`poll_reports_end`]).
     hup: bool,
 }
 
@@ -194,6 +194,25 @@ pub fn run_task_work(ring: &mut IoUring) {
     }
 }
 
+/// A multishot poll of `fd` for reading, with `user_data`: what a ring reader arms per
+/// socket. It asks for the peer's end of stream too (`POLLRDHUP`; errors and hang-ups always
+/// come), so that [`poll_reports_end`] can tell it.
+pub fn read_poll(fd: RawFd, user_data: u64) -> squeue::Entry {
+    let mask = (libc::POLLIN | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) as u32;
+    opcode::PollAdd::new(types::Fd(fd), mask)
+        .multi(true)
+        .build()
+        .user_data(user_data)
+}
+
+/// Whether a [`read_poll`] completion's `result` reports the peer's end of stream (or an
+/// error). From then on a short read no longer means an empty socket: the FIN may sit right
+/// behind the bytes read (one segment, one readiness) and raise nothing more, so the reader
+/// reads the socket until a read returns 0.
+pub fn poll_reports_end(result: i32) -> bool {
+    result > 0 && result as u32 & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32 != 0
+}
+
 impl HotRing {
     /// A ring for this core, and the eventfd registered on it. An error where io_uring or
     /// eventfd is refused; the core then reads every link through glommio.
@@ -250,7 +269,7 @@ impl HotRing {
 
     /// Queues `entry`, submitting what waits when the queue is full. False when the ring
     /// refuses it even then.
-    fn push(&mut self, entry: &io_uring::squeue::Entry) -> bool {
+    fn push(&mut self, entry: &squeue::Entry) -> bool {
         for _ in 0..4 {
             // SAFETY: every entry we push refers to a socket that stays open until its poll
             // is cancelled (the link's task holds the stream until `done`), or to nothing.
@@ -272,11 +291,7 @@ impl HotRing {
             return;
         }
         link.armed = true;
-        let mask = (libc::POLLIN | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) as u32;
-        let entry = opcode::PollAdd::new(types::Fd(link.fd), mask)
-            .multi(true)
-            .build()
-            .user_data(link.tag);
+        let entry = read_poll(link.fd, link.tag);
         if !self.push(&entry) {
             // Never read again otherwise: the link ends (its requests fail T01).
             tracing::warn!("hot ring: no room for a link's poll; the link is closed");
@@ -343,8 +358,7 @@ impl HotRing {
                 self.end(index);
                 continue;
             }
-            link.hup |= result > 0
-                && result as u32 & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32 != 0;
+            link.hup |= poll_reports_end(result);
             if !link.listed {
                 link.listed = true;
                 self.ready.push(index);
@@ -432,9 +446,7 @@ fn visit(state: &State, link: &mut RingLink) -> Visit {
     let mut read = false;
     // The last read took less than the room it had: the socket was empty then, and what
     // arrives after it raises the poll again, so no read is spent learning that (EAGAIN).
-    // Not once the peer's end of stream was reported: the FIN may sit right behind the bytes
-    // read (one segment, one readiness) and raise nothing more; then the socket is read
-    // until the read returns 0.
+    // Not once the peer's end of stream was reported ([`poll_reports_end`]).
     let mut drained = false;
     for _ in 0..READS_PER_VISIT {
         let held = match conn::handle_frames(

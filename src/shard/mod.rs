@@ -24,7 +24,7 @@ mod stream;
 mod tag;
 
 pub use flush::write_queued;
-pub use hot::{deferred_ring, run_task_work, Wake};
+pub use hot::{deferred_ring, poll_reports_end, read_poll, run_task_work, Wake};
 pub use io::keep_thread_to;
 
 use self::core::CoreState;

@@ -25,6 +25,15 @@ pub(crate) fn router_binary() -> PathBuf {
     path
 }
 
+/// True (and says so) where io_uring is unavailable: the test that asks is skipped.
+pub(crate) fn io_uring_missing(test: &str) -> bool {
+    let missing = io_uring::IoUring::new(8).is_err();
+    if missing {
+        eprintln!("SKIPPED {test}: io_uring is not available on this kernel or is disabled");
+    }
+    missing
+}
+
 /// A loopback port free now.
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
